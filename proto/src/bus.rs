@@ -1,0 +1,526 @@
+//! The bus: connecting, declaring streams / consumers / buckets, publishing
+//! and consuming events, and the configuration and status buckets.
+//!
+//! Every service calls [`Bus::connect`] at start-up, which declares the whole
+//! topology idempotently: whichever service starts first creates it, the
+//! others find it unchanged, so start-up order never matters.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, stream};
+use async_nats::HeaderMap;
+use futures::StreamExt;
+
+use crate::config::{Kind, Object, ObjectKey};
+use crate::event::{DecodeError, Envelope};
+use crate::names::{self, Stage};
+use crate::status::ObjectStatus;
+use crate::trace::{traceparent_for, TRACEPARENT};
+
+/// The header carrying the deterministic message id the stream deduplicates on.
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+
+/// Settings of the streams and buckets. Replicas is 1 on a single server and
+/// 3 on a JetStream cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusSettings {
+    /// Replicas of every stream and bucket.
+    pub replicas: usize,
+    /// How long the events stream remembers message ids to drop duplicates.
+    /// Must exceed the longest time a publisher may retry the same event.
+    pub duplicate_window: Duration,
+    /// How long events are kept; zero keeps them forever (a full audit log).
+    pub max_age: Duration,
+    /// How long a consumer may hold a message before it is redelivered.
+    pub ack_wait: Duration,
+    /// How many times a message is delivered before JetStream gives up on it.
+    pub max_deliver: i64,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            max_age: Duration::ZERO,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 20,
+        }
+    }
+}
+
+/// What went wrong talking to NATS, in words an operator can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The server could not be reached at all.
+    #[error("cannot reach NATS at {url}: {reason} (is nats-server running with JetStream (-js)? set --nats-url or NATS_URL)")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// The client's words.
+        reason: String,
+    },
+    /// Declaring a stream, consumer or bucket failed.
+    #[error("cannot set up {what}: {reason}")]
+    Setup {
+        /// The stream, consumer or bucket.
+        what: String,
+        /// The server's words.
+        reason: String,
+    },
+    /// Publishing failed (after the client's own retries).
+    #[error("cannot publish to {subject}: {reason}")]
+    Publish {
+        /// The subject.
+        subject: String,
+        /// The server's words.
+        reason: String,
+    },
+    /// A bucket operation failed.
+    #[error("{bucket} {key}: {reason}")]
+    Bucket {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The server's words.
+        reason: String,
+    },
+    /// A stored value could not be read.
+    #[error("{bucket} {key}: stored value is unreadable: {reason}")]
+    Corrupt {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// An event could not be encoded.
+    #[error("cannot encode event: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// The outcome of a publication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The stream sequence of the stored message (of the original, for a
+    /// duplicate).
+    pub sequence: u64,
+    /// Whether the stream dropped it as a duplicate of an earlier one.
+    pub duplicate: bool,
+}
+
+/// An event read from a consumer, with what the transport knew about it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The decoded event.
+    pub envelope: Envelope,
+    /// The `Nats-Msg-Id` it was published with.
+    pub msg_id: Option<String>,
+    /// The W3C `traceparent` it was published with.
+    pub traceparent: Option<String>,
+    /// Its sequence in the stream: the order every stage compares against.
+    pub stream_sequence: u64,
+    /// How many times it has been delivered, from 1.
+    pub delivered: i64,
+}
+
+/// Decodes a JetStream message into an event, reading the headers back.
+pub fn decode_message(message: &jetstream::Message) -> Result<Received, DecodeError> {
+    let envelope = Envelope::from_json(&message.payload)?;
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_string())
+    };
+    let (stream_sequence, delivered) = message
+        .info()
+        .map(|info| (info.stream_sequence, info.delivered))
+        .unwrap_or((0, 1));
+    Ok(Received {
+        msg_id: header(MSG_ID_HEADER),
+        traceparent: header(TRACEPARENT),
+        envelope,
+        stream_sequence,
+        delivered,
+    })
+}
+
+/// The stream configurations, from the settings.
+pub fn stream_configs(settings: &BusSettings) -> Vec<stream::Config> {
+    vec![
+        stream::Config {
+            name: names::EVENTS_STREAM.to_string(),
+            description: Some("tagrelay events: the audit log".to_string()),
+            subjects: vec![
+                names::TAGS_FILTER.to_string(),
+                names::POLICY_FILTER.to_string(),
+                names::COMMIT_FILTER.to_string(),
+                names::FAILED_FILTER.to_string(),
+            ],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            duplicate_window: settings.duplicate_window,
+            max_age: settings.max_age,
+            ..Default::default()
+        },
+        stream::Config {
+            name: names::SCAN_REQUESTS_STREAM.to_string(),
+            description: Some("tagrelay scan requests: a work queue".to_string()),
+            subjects: vec![names::SCAN_REQUEST_FILTER.to_string()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            duplicate_window: settings.duplicate_window,
+            ..Default::default()
+        },
+    ]
+}
+
+/// The durable pull consumer of one stage.
+pub fn consumer_config(stage: Stage, settings: &BusSettings) -> (&'static str, consumer::pull::Config) {
+    let (stream, durable, filter) = match stage {
+        Stage::Scan => (
+            names::SCAN_REQUESTS_STREAM,
+            names::SCANNER_CONSUMER,
+            names::SCAN_REQUEST_FILTER,
+        ),
+        Stage::Resolve => (names::EVENTS_STREAM, names::RESOLVER_CONSUMER, names::TAGS_FILTER),
+        Stage::Commit => (names::EVENTS_STREAM, names::COMMITTER_CONSUMER, names::POLICY_FILTER),
+    };
+    (
+        stream,
+        consumer::pull::Config {
+            durable_name: Some(durable.to_string()),
+            description: Some(format!("tagrelay {} stage", stage.as_str())),
+            filter_subject: filter.to_string(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: settings.ack_wait,
+            max_deliver: settings.max_deliver,
+            num_replicas: settings.replicas,
+            ..Default::default()
+        },
+    )
+}
+
+/// The KV bucket configurations.
+pub fn bucket_configs(settings: &BusSettings) -> Vec<kv::Config> {
+    let bucket = |name: &str, description: &str, history: i64| kv::Config {
+        bucket: name.to_string(),
+        description: description.to_string(),
+        history,
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        ..Default::default()
+    };
+    vec![
+        bucket(names::CONFIG_BUCKET, "applied configuration objects", 5),
+        bucket(names::STATUS_BUCKET, "status per configuration object", 1),
+        bucket(names::POLICY_STATE_BUCKET, "latest selection per ImagePolicy", 5),
+        bucket(names::TAG_SETS_BUCKET, "last good tag set per ImageRepository", 1),
+        bucket(names::IMAGE_METADATA_BUCKET, "digest and creation time per image", 1),
+    ]
+}
+
+/// Declares every stream, consumer and bucket, creating what is missing and
+/// updating what differs. Safe to call from any number of services at once.
+pub async fn ensure_topology(js: &jetstream::Context, settings: &BusSettings) -> Result<(), BusError> {
+    for config in stream_configs(settings) {
+        let what = format!("stream {}", config.name);
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| setup(what, e))?;
+    }
+    for config in bucket_configs(settings) {
+        let what = format!("bucket {}", config.bucket);
+        js.create_or_update_key_value(config)
+            .await
+            .map_err(|e| setup(what, e))?;
+    }
+    for stage in [Stage::Scan, Stage::Resolve, Stage::Commit] {
+        let (stream, config) = consumer_config(stage, settings);
+        let what = format!("consumer {stream}/{}", config.durable_name.as_deref().unwrap_or(""));
+        js.create_consumer_on_stream(config, stream)
+            .await
+            .map_err(|e| setup(what, e))?;
+    }
+    Ok(())
+}
+
+fn setup(what: String, error: impl std::fmt::Display) -> BusError {
+    BusError::Setup {
+        what,
+        reason: error.to_string(),
+    }
+}
+
+/// A connection to the bus with the topology declared.
+#[derive(Clone)]
+pub struct Bus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    settings: BusSettings,
+    source: String,
+}
+
+impl Bus {
+    /// Connects to `url`, failing fast with [`BusError::Unreachable`] when no
+    /// server answers, then declares the topology. `source` names this
+    /// process in the events it publishes (`scanner/host-1`).
+    pub async fn connect(url: &str, source: impl Into<String>, settings: BusSettings) -> Result<Self, BusError> {
+        let source = source.into();
+        let client = async_nats::ConnectOptions::new()
+            .name(source.clone())
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|e| BusError::Unreachable {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        let js = jetstream::new(client.clone());
+        ensure_topology(&js, &settings).await?;
+        Ok(Self {
+            client,
+            js,
+            settings,
+            source,
+        })
+    }
+
+    /// The JetStream context, for what this module does not wrap.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The core client.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The `service/instance` name events are published under.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The settings the topology was declared with.
+    pub fn settings(&self) -> &BusSettings {
+        &self.settings
+    }
+
+    /// Publishes an event with its `Nats-Msg-Id` and `traceparent` and waits
+    /// for the stream's acknowledgement, so the caller acks its own input only
+    /// once the output is durable.
+    pub async fn publish(&self, envelope: &Envelope) -> Result<Published, BusError> {
+        let subject = envelope.payload.subject();
+        let mut headers = HeaderMap::new();
+        headers.insert(MSG_ID_HEADER, envelope.msg_id().as_str());
+        headers.insert(TRACEPARENT, traceparent_for(envelope).as_str());
+        let payload = envelope.to_json()?;
+        let fail = |e: &dyn std::fmt::Display| BusError::Publish {
+            subject: subject.clone(),
+            reason: e.to_string(),
+        };
+        let ack = self
+            .js
+            .publish_with_headers(subject.clone(), headers, payload.into())
+            .await
+            .map_err(|e| fail(&e))?
+            .await
+            .map_err(|e| fail(&e))?;
+        Ok(Published {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// The durable pull consumer of `stage`, shared by every instance of it.
+    pub async fn consumer(&self, stage: Stage) -> Result<consumer::PullConsumer, BusError> {
+        let (stream, config) = consumer_config(stage, &self.settings);
+        let what = format!("consumer {stream}/{}", config.durable_name.as_deref().unwrap_or(""));
+        self.js
+            .create_consumer_on_stream(config, stream)
+            .await
+            .map_err(|e| setup(what, e))
+    }
+
+    /// A KV bucket of the topology.
+    pub async fn bucket(&self, name: &str) -> Result<kv::Store, BusError> {
+        self.js.get_key_value(name).await.map_err(|e| BusError::Bucket {
+            bucket: name.to_string(),
+            key: String::new(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The configuration store.
+    pub async fn config_store(&self) -> Result<ConfigStore, BusError> {
+        Ok(ConfigStore {
+            config: self.bucket(names::CONFIG_BUCKET).await?,
+            status: self.bucket(names::STATUS_BUCKET).await?,
+        })
+    }
+}
+
+/// The applied configuration and its status, as `tagrelay apply/get/delete`
+/// and the services' watchers see them.
+#[derive(Clone)]
+pub struct ConfigStore {
+    config: kv::Store,
+    status: kv::Store,
+}
+
+impl ConfigStore {
+    /// Stores (creates or replaces) an object; returns the bucket revision.
+    pub async fn put(&self, object: &Object) -> Result<u64, BusError> {
+        let key = object.key().bucket_key();
+        let bytes = serde_json::to_vec(object)?;
+        self.config
+            .put(&key, bytes.into())
+            .await
+            .map_err(|e| bucket_error(names::CONFIG_BUCKET, &key, e))
+    }
+
+    /// Reads one object.
+    pub async fn get(&self, key: &ObjectKey) -> Result<Option<Object>, BusError> {
+        let bucket_key = key.bucket_key();
+        let entry = self
+            .config
+            .get(&bucket_key)
+            .await
+            .map_err(|e| bucket_error(names::CONFIG_BUCKET, &bucket_key, e))?;
+        entry.map(|bytes| decode_object(&bucket_key, &bytes)).transpose()
+    }
+
+    /// Every stored key.
+    pub async fn keys(&self) -> Result<BTreeSet<ObjectKey>, BusError> {
+        let mut keys = BTreeSet::new();
+        let mut listing = match self.config.keys().await {
+            Ok(listing) => listing,
+            Err(e) => return Err(bucket_error(names::CONFIG_BUCKET, ">", e)),
+        };
+        while let Some(key) = listing.next().await {
+            let key = key.map_err(|e| bucket_error(names::CONFIG_BUCKET, ">", e))?;
+            if let Some(parsed) = ObjectKey::from_bucket_key(&key) {
+                keys.insert(parsed);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Every stored object of `kind` (all kinds when `None`), in key order.
+    pub async fn list(&self, kind: Option<Kind>) -> Result<Vec<Object>, BusError> {
+        let mut objects = Vec::new();
+        for key in self.keys().await? {
+            if kind.is_none_or(|k| k == key.kind) {
+                if let Some(object) = self.get(&key).await? {
+                    objects.push(object);
+                }
+            }
+        }
+        Ok(objects)
+    }
+
+    /// Deletes an object and its status; returns whether it existed.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<bool, BusError> {
+        let existed = self.get(key).await?.is_some();
+        let bucket_key = key.bucket_key();
+        if existed {
+            self.config
+                .delete(&bucket_key)
+                .await
+                .map_err(|e| bucket_error(names::CONFIG_BUCKET, &bucket_key, e))?;
+            self.status
+                .delete(&bucket_key)
+                .await
+                .map_err(|e| bucket_error(names::STATUS_BUCKET, &bucket_key, e))?;
+        }
+        Ok(existed)
+    }
+
+    /// Writes an object's status.
+    pub async fn put_status(&self, key: &ObjectKey, status: &ObjectStatus) -> Result<(), BusError> {
+        let bucket_key = key.bucket_key();
+        let bytes = serde_json::to_vec(status)?;
+        self.status
+            .put(&bucket_key, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| bucket_error(names::STATUS_BUCKET, &bucket_key, e))
+    }
+
+    /// Reads an object's status; `None` until a service has written one.
+    pub async fn status(&self, key: &ObjectKey) -> Result<Option<ObjectStatus>, BusError> {
+        let bucket_key = key.bucket_key();
+        let entry = self
+            .status
+            .get(&bucket_key)
+            .await
+            .map_err(|e| bucket_error(names::STATUS_BUCKET, &bucket_key, e))?;
+        entry
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|e| BusError::Corrupt {
+                    bucket: names::STATUS_BUCKET.to_string(),
+                    key: bucket_key.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Watches configuration changes, starting with the current value of
+    /// every key, so a service that starts late sees everything applied.
+    pub async fn watch(&self) -> Result<impl futures::Stream<Item = ConfigChange> + use<>, BusError> {
+        let watch = self
+            .config
+            .watch_with_history(">")
+            .await
+            .map_err(|e| bucket_error(names::CONFIG_BUCKET, ">", e))?;
+        Ok(watch.filter_map(|entry| async move {
+            let entry = entry.ok()?;
+            let key = ObjectKey::from_bucket_key(&entry.key)?;
+            Some(match entry.operation {
+                kv::Operation::Put => match decode_object(&entry.key, &entry.value) {
+                    Ok(object) => ConfigChange::Applied(Box::new(object)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping unreadable configuration entry");
+                        return None;
+                    }
+                },
+                kv::Operation::Delete | kv::Operation::Purge => ConfigChange::Deleted(key),
+            })
+        }))
+    }
+}
+
+/// One change seen by [`ConfigStore::watch`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigChange {
+    /// An object was applied (or already existed when the watch started).
+    Applied(Box<Object>),
+    /// An object was deleted.
+    Deleted(ObjectKey),
+}
+
+fn decode_object(key: &str, bytes: &[u8]) -> Result<Object, BusError> {
+    let corrupt = |reason: String| BusError::Corrupt {
+        bucket: names::CONFIG_BUCKET.to_string(),
+        key: key.to_string(),
+        reason,
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    Object::decode(&value).map_err(|e| corrupt(e.to_string()))
+}
+
+fn bucket_error(bucket: &str, key: &str, error: impl std::fmt::Display) -> BusError {
+    BusError::Bucket {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        reason: error.to_string(),
+    }
+}

@@ -1,0 +1,415 @@
+//! Flux's admission rules, applied before anything is stored.
+//!
+//! These are the checks Flux's CRD schemas and CEL rules make (patterns,
+//! enums, sizes, required fields), plus the ones its controllers only make
+//! later (regexes compile, references resolve), moved to apply time so a bad
+//! object is refused with its field and reason instead of failing at runtime.
+//! Checks that need a stage's engine (a semver range, a message template) are
+//! made by the caller, which owns that engine.
+
+use std::collections::BTreeSet;
+
+use super::{
+    parse_go_duration, FieldError, ImagePolicy, ImageRepository, ImageUpdateAutomation, Kind,
+    LocalObjectReference, Object, ObjectKey, GitRepository,
+};
+use crate::reference::Repository;
+
+/// Flux's limit on `exclusionList` entries.
+pub const MAX_EXCLUSIONS: usize = 25;
+
+/// Every rule violation of one object, each with its field path.
+pub fn validate(object: &Object) -> Vec<FieldError> {
+    let mut errors = Errors::default();
+    let kind = object.kind();
+    let meta = object.metadata();
+    let api_version = match object {
+        Object::ImageRepository(o) => &o.api_version,
+        Object::ImagePolicy(o) => &o.api_version,
+        Object::ImageUpdateAutomation(o) => &o.api_version,
+        Object::GitRepository(o) => &o.api_version,
+    };
+    if !kind.api_versions().contains(&api_version.as_str()) {
+        errors.push(
+            "apiVersion",
+            format!(
+                "{api_version:?} is not supported for {kind}; use one of {}",
+                kind.api_versions().join(", ")
+            ),
+        );
+    }
+    if meta.name.is_empty() {
+        errors.push("metadata.name", "required");
+    } else {
+        errors.dns_subdomain("metadata.name", &meta.name);
+    }
+    if let Some(namespace) = &meta.namespace {
+        errors.dns_label("metadata.namespace", namespace);
+    }
+    match object {
+        Object::ImageRepository(o) => image_repository(o, &mut errors),
+        Object::ImagePolicy(o) => image_policy(o, &mut errors),
+        Object::ImageUpdateAutomation(o) => image_update_automation(o, &mut errors),
+        Object::GitRepository(o) => git_repository(o, &mut errors),
+    }
+    errors.0
+}
+
+/// Checks that every object a batch refers to exists in the batch or among
+/// the already stored keys, so that a typo in a reference is refused at apply
+/// time rather than leaving an object that can never become ready.
+pub fn validate_references(object: &Object, known: &BTreeSet<ObjectKey>) -> Vec<FieldError> {
+    let namespace = object.namespace();
+    let check = |kind: Kind, ns: Option<&String>, name: &str, path: &str| {
+        let key = ObjectKey::new(kind, ns.map_or(namespace, |n| n.as_str()), name);
+        (!known.contains(&key)).then(|| {
+            FieldError::new(
+                path,
+                format!("refers to {key}, which is neither in this apply nor stored"),
+            )
+        })
+    };
+    match object {
+        Object::ImagePolicy(o) => {
+            let r = &o.spec.image_repository_ref;
+            check(
+                Kind::ImageRepository,
+                r.namespace.as_ref(),
+                &r.name,
+                "spec.imageRepositoryRef.name",
+            )
+            .into_iter()
+            .collect()
+        }
+        Object::ImageUpdateAutomation(o) => {
+            let r = &o.spec.source_ref;
+            check(
+                Kind::GitRepository,
+                r.namespace.as_ref(),
+                &r.name,
+                "spec.sourceRef.name",
+            )
+            .into_iter()
+            .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(FieldError::new(path, reason));
+    }
+
+    fn duration(&mut self, path: &str, value: &str) {
+        if let Err(e) = parse_go_duration(value) {
+            self.push(path, e.to_string());
+        }
+    }
+
+    fn one_of(&mut self, path: &str, value: &str, allowed: &[&str]) {
+        if !allowed.contains(&value) {
+            self.push(
+                path,
+                format!("{value:?} is not one of {}", allowed.join(", ")),
+            );
+        }
+    }
+
+    fn regex(&mut self, path: &str, pattern: &str) {
+        if let Err(e) = regex::Regex::new(pattern) {
+            let detail = e.to_string().replace('\n', " ");
+            self.push(path, format!("invalid regular expression: {detail}"));
+        }
+    }
+
+    fn dns_subdomain(&mut self, path: &str, value: &str) {
+        let ok = value.len() <= 253 && value.split('.').all(is_dns_label);
+        if !ok {
+            self.push(path, format!("{value:?} is not a valid name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters"));
+        }
+    }
+
+    fn dns_label(&mut self, path: &str, value: &str) {
+        if !is_dns_label(value) {
+            self.push(path, format!("{value:?} is not a valid namespace: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"));
+        }
+    }
+
+    fn secret_ref(&mut self, path: &str, reference: Option<&LocalObjectReference>) {
+        if let Some(r) = reference {
+            self.dns_subdomain(&format!("{path}.name"), &r.name);
+        }
+    }
+}
+
+fn is_dns_label(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.first().is_some_and(alnum)
+        && bytes.last().is_some_and(alnum)
+        && bytes.iter().all(|b| alnum(b) || *b == b'-')
+}
+
+fn image_repository(o: &ImageRepository, errors: &mut Errors) {
+    let spec = &o.spec;
+    if let Err(e) = Repository::parse(&spec.image) {
+        errors.push("spec.image", e.to_string());
+    }
+    errors.duration("spec.interval", &spec.interval);
+    if let Some(timeout) = &spec.timeout {
+        errors.duration("spec.timeout", timeout);
+    }
+    errors.secret_ref("spec.secretRef", spec.secret_ref.as_ref());
+    errors.secret_ref("spec.certSecretRef", spec.cert_secret_ref.as_ref());
+    if let Some(list) = &spec.exclusion_list {
+        if list.len() > MAX_EXCLUSIONS {
+            errors.push(
+                "spec.exclusionList",
+                format!("has {} items, at most {MAX_EXCLUSIONS} are allowed", list.len()),
+            );
+        }
+        for (i, pattern) in list.iter().enumerate() {
+            errors.regex(&format!("spec.exclusionList[{i}]"), pattern);
+        }
+    }
+    if let Some(provider) = &spec.provider {
+        errors.one_of("spec.provider", provider, &["generic", "aws", "azure", "gcp"]);
+        if provider != "generic" && ["aws", "azure", "gcp"].contains(&provider.as_str()) {
+            errors.push(
+                "spec.provider",
+                format!("{provider:?} (cloud workload identity) is not supported by tagrelay yet; use provider: generic with a secretRef holding a docker config.json"),
+            );
+        }
+    }
+}
+
+fn image_policy(o: &ImagePolicy, errors: &mut Errors) {
+    let spec = &o.spec;
+    let r = &spec.image_repository_ref;
+    if r.name.is_empty() {
+        errors.push("spec.imageRepositoryRef.name", "required");
+    } else {
+        errors.dns_subdomain("spec.imageRepositoryRef.name", &r.name);
+    }
+    if let Some(ns) = &r.namespace {
+        errors.dns_label("spec.imageRepositoryRef.namespace", ns);
+    }
+    let choice = &spec.policy;
+    let set = [
+        choice.semver.is_some(),
+        choice.alphabetical.is_some(),
+        choice.numerical.is_some(),
+    ]
+    .into_iter()
+    .filter(|b| *b)
+    .count();
+    if set != 1 {
+        errors.push(
+            "spec.policy",
+            format!("exactly one of semver, alphabetical or numerical must be set ({set} are)"),
+        );
+    }
+    if let Some(semver) = &choice.semver {
+        if semver.range.trim().is_empty() {
+            errors.push("spec.policy.semver.range", "required");
+        }
+    }
+    for (field, order) in [
+        ("alphabetical", &choice.alphabetical),
+        ("numerical", &choice.numerical),
+    ] {
+        if let Some(order) = order.as_ref().and_then(|o| o.order.as_deref()) {
+            errors.one_of(&format!("spec.policy.{field}.order"), order, &["asc", "desc"]);
+        }
+    }
+    if let Some(filter) = &spec.filter_tags {
+        if let Some(pattern) = &filter.pattern {
+            errors.regex("spec.filterTags.pattern", pattern);
+        }
+    }
+    if let Some(policy) = &spec.digest_reflection_policy {
+        errors.one_of(
+            "spec.digestReflectionPolicy",
+            policy,
+            &["Never", "IfNotPresent", "Always"],
+        );
+        if policy == "Always" && spec.interval.is_none() {
+            errors.push(
+                "spec.interval",
+                "required when digestReflectionPolicy is Always",
+            );
+        }
+    }
+    if let Some(interval) = &spec.interval {
+        errors.duration("spec.interval", interval);
+    }
+}
+
+fn image_update_automation(o: &ImageUpdateAutomation, errors: &mut Errors) {
+    let spec = &o.spec;
+    errors.duration("spec.interval", &spec.interval);
+    errors.one_of("spec.sourceRef.kind", &spec.source_ref.kind, &["GitRepository"]);
+    if spec.source_ref.name.is_empty() {
+        errors.push("spec.sourceRef.name", "required");
+    } else {
+        errors.dns_subdomain("spec.sourceRef.name", &spec.source_ref.name);
+    }
+    if let Some(git) = &spec.git {
+        if git.commit.author.email.trim().is_empty() {
+            errors.push("spec.git.commit.author.email", "required");
+        }
+        if let Some(push) = &git.push {
+            if let Some(branch) = &push.branch {
+                check_branch(errors, "spec.git.push.branch", branch);
+            }
+        }
+        if let Some(checkout) = &git.checkout {
+            if let Some(branch) = &checkout.reference.branch {
+                check_branch(errors, "spec.git.checkout.ref.branch", branch);
+            }
+        }
+    } else {
+        errors.push(
+            "spec.git",
+            "required: tagrelay only updates Git (set git.commit.author.email)",
+        );
+    }
+    if let Some(update) = &spec.update {
+        if let Some(strategy) = &update.strategy {
+            errors.one_of("spec.update.strategy", strategy, &["Setters"]);
+        }
+        if let Some(path) = &update.path {
+            if path.starts_with('/')
+                || path.split(['/', '\\']).any(|segment| segment == "..")
+            {
+                errors.push(
+                    "spec.update.path",
+                    format!("{path:?} must be relative to the repository root and must not contain '..'"),
+                );
+            }
+        }
+    }
+}
+
+fn check_branch(errors: &mut Errors, path: &str, branch: &str) {
+    let bad = branch.is_empty()
+        || branch.starts_with('-')
+        || branch.contains("..")
+        || branch.ends_with('/')
+        || branch.ends_with(".lock")
+        || branch
+            .bytes()
+            .any(|b| b.is_ascii_control() || b" ~^:?*[\\".contains(&b));
+    if bad {
+        errors.push(path, format!("{branch:?} is not a valid Git branch name"));
+    }
+}
+
+fn git_repository(o: &GitRepository, errors: &mut Errors) {
+    let spec = &o.spec;
+    let schemes = ["http://", "https://", "ssh://", "file://"];
+    if !schemes.iter().any(|s| spec.url.starts_with(s)) {
+        errors.push(
+            "spec.url",
+            format!("{:?} must start with http://, https://, ssh:// or file://", spec.url),
+        );
+    }
+    errors.duration("spec.interval", &spec.interval);
+    if let Some(timeout) = &spec.timeout {
+        errors.duration("spec.timeout", timeout);
+    }
+    errors.secret_ref("spec.secretRef", spec.secret_ref.as_ref());
+    if let Some(provider) = &spec.provider {
+        errors.one_of("spec.provider", provider, &["generic", "azure", "github"]);
+    }
+    if let Some(branch) = spec.reference.as_ref().and_then(|r| r.branch.as_ref()) {
+        check_branch(errors, "spec.ref.branch", branch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_documents;
+
+    fn errors_of(yaml: &str) -> Vec<String> {
+        let docs = load_documents(yaml).unwrap();
+        let object = Object::decode(&docs[0].value).unwrap();
+        validate(&object).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_valid_flux_object_has_no_errors() {
+        let yaml = "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata:\n  name: podinfo\n  namespace: flux-system\nspec:\n  image: ghcr.io/stefanprodan/podinfo\n  interval: 5m\n";
+        assert_eq!(errors_of(yaml), Vec::<String>::new());
+    }
+
+    #[test]
+    fn image_repository_rules() {
+        let mut yaml = String::from("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: Bad_Name\nspec:\n  image: https://ghcr.io/app:1.0\n  interval: 5 minutes\n  timeout: 1d\n  provider: aws\n  exclusionList:\n");
+        for _ in 0..26 {
+            yaml.push_str("    - ok\n");
+        }
+        yaml.push_str("    - '(unclosed'\n");
+        let errors = errors_of(&yaml);
+        let paths: Vec<&str> = errors.iter().map(|e| e.split(':').next().unwrap()).collect();
+        for expected in [
+            "metadata.name",
+            "spec.image",
+            "spec.interval",
+            "spec.timeout",
+            "spec.exclusionList",
+            "spec.exclusionList[26]",
+            "spec.provider",
+        ] {
+            assert!(paths.contains(&expected), "{expected} missing in {errors:#?}");
+        }
+    }
+
+    #[test]
+    fn image_policy_rules() {
+        let yaml = "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: app\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    alphabetical:\n      order: up\n    numerical: {}\n  filterTags:\n    pattern: '[z-a]'\n  digestReflectionPolicy: Always\n";
+        let errors = errors_of(yaml);
+        assert!(errors.iter().any(|e| e.starts_with("spec.policy: exactly one")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.starts_with("spec.policy.alphabetical.order")));
+        assert!(errors.iter().any(|e| e.starts_with("spec.filterTags.pattern")));
+        assert!(errors.iter().any(|e| e.starts_with("spec.interval: required")));
+    }
+
+    #[test]
+    fn automation_and_source_rules() {
+        let yaml = "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageUpdateAutomation\nmetadata:\n  name: a\nspec:\n  interval: 1m\n  sourceRef:\n    kind: Bucket\n    name: repo\n  git:\n    commit:\n      author:\n        email: ''\n    push:\n      branch: 'bad..branch'\n  update:\n    strategy: Magic\n    path: ../outside\n";
+        let errors = errors_of(yaml);
+        for expected in [
+            "spec.sourceRef.kind",
+            "spec.git.commit.author.email",
+            "spec.git.push.branch",
+            "spec.update.strategy",
+            "spec.update.path",
+        ] {
+            assert!(errors.iter().any(|e| e.starts_with(expected)), "{expected} missing in {errors:#?}");
+        }
+        let yaml = "apiVersion: source.toolkit.fluxcd.io/v1beta1\nkind: GitRepository\nmetadata:\n  name: r\nspec:\n  url: git@github.com:org/repo\n  interval: 1m\n";
+        let errors = errors_of(yaml);
+        assert!(errors.iter().any(|e| e.starts_with("apiVersion")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.starts_with("spec.url")), "{errors:?}");
+    }
+
+    #[test]
+    fn references_must_resolve() {
+        let docs = load_documents("apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: app\n  namespace: apps\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    semver:\n      range: 1.x\n").unwrap();
+        let policy = Object::decode(&docs[0].value).unwrap();
+        let mut known = BTreeSet::new();
+        let errors = validate_references(&policy, &known);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].reason.contains("ImageRepository/apps/app"));
+        known.insert(ObjectKey::new(Kind::ImageRepository, "apps", "app"));
+        assert!(validate_references(&policy, &known).is_empty());
+    }
+}

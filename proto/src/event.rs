@@ -1,0 +1,636 @@
+//! The events: one versioned envelope around six payloads.
+//!
+//! Other teams' programs read these (notifications, chat bots, compliance
+//! archives), so the JSON shape is a public API. Each payload has a JSON
+//! Schema under `proto/schema/`, checked against these types in a test; a
+//! change that would make an existing reader misread an event must bump that
+//! event's version, and a reader refuses versions it does not know instead of
+//! guessing ([`DecodeError::UnsupportedVersion`]).
+//!
+//! Wire shape:
+//! ```json
+//! { "id": "01J…", "type": "TagsDiscovered", "version": 1,
+//!   "occurred_at": "2026-11-21T10:00:00Z", "source": "scanner/host-1",
+//!   "causation_id": null, "correlation_id": "01J…", "payload": { … } }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::names::{self, Stage};
+
+/// A namespaced object an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// The object's namespace.
+    pub namespace: String,
+    /// The object's name.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// Builds a reference.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What made the scanner look at a repository: shown by `tagrelay why`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanTrigger {
+    /// The repository's interval elapsed.
+    Schedule,
+    /// A registry push notification.
+    Webhook,
+    /// `tagrelay reconcile`.
+    Reconcile,
+    /// The ImageRepository was applied or changed.
+    Config,
+}
+
+/// Digest and creation time of one tag's image, fetched only for policies
+/// that need them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageMetadata {
+    /// The manifest (or index) digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The image config's `created` time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<DateTime<Utc>>,
+}
+
+/// Where a tag list too large for one message is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagsRef {
+    /// The KV bucket.
+    pub bucket: String,
+    /// The key within it.
+    pub key: String,
+}
+
+/// The scanner found a tag set different from the last one it published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagsDiscovered {
+    /// The ImageRepository scanned.
+    pub repository: ObjectRef,
+    /// The image repository as configured (`ghcr.io/org/app`).
+    pub image: String,
+    /// The complete, sorted, de-duplicated tag list, when it fits a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    /// Where the list is kept when it is too large to travel inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags_ref: Option<TagsRef>,
+    /// How many tags the set holds.
+    pub tag_count: usize,
+    /// [`tag_set_digest`] of the set.
+    pub tag_set_digest: String,
+    /// The digest of the set published before, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_tag_set_digest: Option<String>,
+    /// When the registry was listed.
+    pub scanned_at: DateTime<Utc>,
+    /// What triggered the scan.
+    pub trigger: ScanTrigger,
+    /// Digest / creation time per tag, for policies that need them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, ImageMetadata>,
+}
+
+/// One policy's chosen image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectedImage {
+    /// The tag, exactly as the registry spells it.
+    pub tag: String,
+    /// The digest, when the policy reflects digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+impl fmt::Display for SelectedImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.tag)?;
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the resolver evaluated a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolveCause {
+    /// Its repository's tag set changed.
+    TagsChanged,
+    /// The policy itself was applied or changed.
+    PolicyChanged,
+}
+
+/// A policy's selected image changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyResolved {
+    /// The ImagePolicy.
+    pub policy: ObjectRef,
+    /// The ImageRepository it reads.
+    pub repository: ObjectRef,
+    /// The image repository (`ghcr.io/org/app`).
+    pub image: String,
+    /// The selection before, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<SelectedImage>,
+    /// The selection now.
+    pub current: SelectedImage,
+    /// Why it was evaluated.
+    pub cause: ResolveCause,
+    /// The tag set it was evaluated against.
+    pub tag_set_digest: String,
+}
+
+/// One value rewritten in one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChange {
+    /// Path relative to the repository root.
+    pub file: String,
+    /// The value before.
+    pub old: String,
+    /// The value after.
+    pub new: String,
+    /// The setter (`ns:policy`) or, for Flux v1 annotations, the container.
+    pub setter: String,
+}
+
+/// A commit reached the remote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitPushed {
+    /// The ImageUpdateAutomation.
+    pub automation: ObjectRef,
+    /// The remote URL, without credentials.
+    pub remote: String,
+    /// The branch pushed to.
+    pub branch: String,
+    /// The new commit id.
+    pub commit: String,
+    /// Its parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Every change in the commit.
+    pub changes: Vec<FileChange>,
+    /// Ids of the `PolicyResolved` events that caused it.
+    pub causes: Vec<String>,
+}
+
+/// A stage could not do its work for one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The object that failed (repository, policy or automation).
+    pub object: ObjectRef,
+    /// The error, in words an operator can act on; never credentials.
+    pub error: String,
+    /// Whether the stage will try again by itself.
+    pub will_retry: bool,
+    /// Which attempt failed, from 1.
+    pub attempt: u32,
+}
+
+/// The six event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    /// See [`TagsDiscovered`].
+    TagsDiscovered,
+    /// See [`PolicyResolved`].
+    PolicyResolved,
+    /// See [`CommitPushed`].
+    CommitPushed,
+    /// A scan failed.
+    ScanFailed,
+    /// A resolution failed.
+    ResolveFailed,
+    /// A commit or push failed.
+    CommitFailed,
+}
+
+impl EventType {
+    /// Every type.
+    pub const ALL: [EventType; 6] = [
+        EventType::TagsDiscovered,
+        EventType::PolicyResolved,
+        EventType::CommitPushed,
+        EventType::ScanFailed,
+        EventType::ResolveFailed,
+        EventType::CommitFailed,
+    ];
+
+    /// The version this build writes and the only one it reads.
+    pub fn current_version(self) -> u32 {
+        1
+    }
+
+    /// The type's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::TagsDiscovered => "TagsDiscovered",
+            EventType::PolicyResolved => "PolicyResolved",
+            EventType::CommitPushed => "CommitPushed",
+            EventType::ScanFailed => "ScanFailed",
+            EventType::ResolveFailed => "ResolveFailed",
+            EventType::CommitFailed => "CommitFailed",
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A payload of any type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Event {
+    /// See [`TagsDiscovered`].
+    TagsDiscovered(TagsDiscovered),
+    /// See [`PolicyResolved`].
+    PolicyResolved(PolicyResolved),
+    /// See [`CommitPushed`].
+    CommitPushed(CommitPushed),
+    /// A scan failed.
+    ScanFailed(Failure),
+    /// A resolution failed.
+    ResolveFailed(Failure),
+    /// A commit or push failed.
+    CommitFailed(Failure),
+}
+
+impl Event {
+    /// The payload's type.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Event::TagsDiscovered(_) => EventType::TagsDiscovered,
+            Event::PolicyResolved(_) => EventType::PolicyResolved,
+            Event::CommitPushed(_) => EventType::CommitPushed,
+            Event::ScanFailed(_) => EventType::ScanFailed,
+            Event::ResolveFailed(_) => EventType::ResolveFailed,
+            Event::CommitFailed(_) => EventType::CommitFailed,
+        }
+    }
+
+    /// The subject the event is published on.
+    pub fn subject(&self) -> String {
+        match self {
+            Event::TagsDiscovered(e) => {
+                names::tags_subject(&e.repository.namespace, &e.repository.name)
+            }
+            Event::PolicyResolved(e) => names::policy_subject(&e.policy.namespace, &e.policy.name),
+            Event::CommitPushed(e) => {
+                names::commit_subject(&e.automation.namespace, &e.automation.name)
+            }
+            Event::ScanFailed(f) => names::failed_subject(Stage::Scan, &f.object.namespace, &f.object.name),
+            Event::ResolveFailed(f) => {
+                names::failed_subject(Stage::Resolve, &f.object.namespace, &f.object.name)
+            }
+            Event::CommitFailed(f) => {
+                names::failed_subject(Stage::Commit, &f.object.namespace, &f.object.name)
+            }
+        }
+    }
+
+    /// What makes two publications "the same fact": the same tag-set change
+    /// of a repository, the same move of a policy, the same commit. Anything
+    /// that varies between a retry and the original (time, instance, event
+    /// id) is left out, so retries and parallel instances collapse.
+    fn identity(&self) -> String {
+        match self {
+            Event::TagsDiscovered(e) => format!(
+                "{}|{}|{}",
+                e.repository,
+                e.previous_tag_set_digest.as_deref().unwrap_or("-"),
+                e.tag_set_digest
+            ),
+            Event::PolicyResolved(e) => format!(
+                "{}|{}|{}",
+                e.policy,
+                e.previous.as_ref().map_or("-".to_string(), ToString::to_string),
+                e.current
+            ),
+            Event::CommitPushed(e) => format!("{}|{}|{}", e.automation, e.branch, e.commit),
+            Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => {
+                format!("{}|{}|{}", f.object, f.attempt, f.error)
+            }
+        }
+    }
+}
+
+/// Digest of a tag set, independent of order and duplicates: what
+/// `TagsDiscovered` compares to decide whether anything changed.
+pub fn tag_set_digest<'a>(tags: impl IntoIterator<Item = &'a str>) -> String {
+    let mut sorted: Vec<&str> = tags.into_iter().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut hasher = Sha256::new();
+    for tag in sorted {
+        hasher.update(tag.as_bytes());
+        hasher.update(b"\n");
+    }
+    format!("sha256:{:x}", hasher.finalize())
+}
+
+/// One event with its envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// A ULID, unique per publication.
+    pub id: String,
+    /// When the fact happened.
+    pub occurred_at: DateTime<Utc>,
+    /// `service/instance` that published it.
+    pub source: String,
+    /// The id of the event that caused this one.
+    pub causation_id: Option<String>,
+    /// The id shared by every event of one chain (the root's id).
+    pub correlation_id: String,
+    /// The payload.
+    pub payload: Event,
+}
+
+impl Envelope {
+    /// Starts a new chain.
+    pub fn new(source: impl Into<String>, payload: Event) -> Self {
+        let id = ulid::Ulid::new().to_string();
+        Self {
+            correlation_id: id.clone(),
+            id,
+            occurred_at: Utc::now(),
+            source: source.into(),
+            causation_id: None,
+            payload,
+        }
+    }
+
+    /// Continues `cause`'s chain.
+    pub fn caused_by(cause: &Envelope, source: impl Into<String>, payload: Event) -> Self {
+        let mut envelope = Self::new(source, payload);
+        envelope.causation_id = Some(cause.id.clone());
+        envelope.correlation_id = cause.correlation_id.clone();
+        envelope
+    }
+
+    /// The payload's type.
+    pub fn event_type(&self) -> EventType {
+        self.payload.event_type()
+    }
+
+    /// The `Nats-Msg-Id`: a hash of the event's type and identity, so the
+    /// stream's duplicate window drops a retried or parallel publication of
+    /// the same fact.
+    pub fn msg_id(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.event_type().as_str().as_bytes());
+        hasher.update(b"|");
+        hasher.update(self.payload.identity().as_bytes());
+        let digest = format!("{:x}", hasher.finalize());
+        format!("{}-{}", self.event_type().as_str(), &digest[..40])
+    }
+
+    /// Serialises to the wire shape.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&Wire {
+            id: &self.id,
+            event_type: self.event_type(),
+            version: self.event_type().current_version(),
+            occurred_at: self.occurred_at,
+            source: &self.source,
+            causation_id: self.causation_id.as_ref(),
+            correlation_id: &self.correlation_id,
+            payload: &self.payload,
+        })
+    }
+
+    /// Parses the wire shape, refusing unknown types and versions.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let wire: Wire<String, &serde_json::value::RawValue> =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        let event_type = wire.event_type;
+        let supported = event_type.current_version();
+        if wire.version != supported {
+            return Err(DecodeError::UnsupportedVersion {
+                event_type,
+                version: wire.version,
+                supported,
+            });
+        }
+        let raw = wire.payload.get();
+        let bad = |e: serde_json::Error| DecodeError::Payload {
+            event_type,
+            reason: e.to_string(),
+        };
+        let payload = match event_type {
+            EventType::TagsDiscovered => Event::TagsDiscovered(serde_json::from_str(raw).map_err(bad)?),
+            EventType::PolicyResolved => Event::PolicyResolved(serde_json::from_str(raw).map_err(bad)?),
+            EventType::CommitPushed => Event::CommitPushed(serde_json::from_str(raw).map_err(bad)?),
+            EventType::ScanFailed => Event::ScanFailed(serde_json::from_str(raw).map_err(bad)?),
+            EventType::ResolveFailed => Event::ResolveFailed(serde_json::from_str(raw).map_err(bad)?),
+            EventType::CommitFailed => Event::CommitFailed(serde_json::from_str(raw).map_err(bad)?),
+        };
+        Ok(Self {
+            id: wire.id,
+            occurred_at: wire.occurred_at,
+            source: wire.source,
+            causation_id: wire.causation_id,
+            correlation_id: wire.correlation_id,
+            payload,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire<S, P> {
+    id: S,
+    #[serde(rename = "type")]
+    event_type: EventType,
+    version: u32,
+    occurred_at: DateTime<Utc>,
+    source: S,
+    causation_id: Option<S>,
+    correlation_id: S,
+    payload: P,
+}
+
+/// Why bytes read from the bus are not an event this build understands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, or not an envelope, or an unknown `type`.
+    #[error("not a tagrelay event: {0}")]
+    Malformed(String),
+    /// A version this build does not know: refused rather than misread.
+    #[error("{event_type} version {version} is not supported (this build reads version {supported}); upgrade this reader")]
+    UnsupportedVersion {
+        /// The event's type.
+        event_type: EventType,
+        /// The version it carries.
+        version: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// The payload does not match its type's shape.
+    #[error("{event_type} payload does not match its schema: {reason}")]
+    Payload {
+        /// The event's type.
+        event_type: EventType,
+        /// The mismatch.
+        reason: String,
+    },
+}
+
+#[cfg(test)]
+pub(crate) mod samples {
+    use super::*;
+
+    /// One representative payload per event type, every optional field set.
+    pub fn all() -> Vec<Event> {
+        let at = DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let failure = Failure {
+            object: ObjectRef::new("flux-system", "app"),
+            error: "registry answered 503".into(),
+            will_retry: true,
+            attempt: 2,
+        };
+        vec![
+            Event::TagsDiscovered(TagsDiscovered {
+                repository: ObjectRef::new("flux-system", "app"),
+                image: "ghcr.io/org/app".into(),
+                tags: Some(vec!["1.0.0".into(), "1.1.0".into()]),
+                tags_ref: Some(TagsRef {
+                    bucket: "tagrelay-tag-sets".into(),
+                    key: "k".into(),
+                }),
+                tag_count: 2,
+                tag_set_digest: tag_set_digest(["1.0.0", "1.1.0"]),
+                previous_tag_set_digest: Some(tag_set_digest(["1.0.0"])),
+                scanned_at: at,
+                trigger: ScanTrigger::Webhook,
+                images: BTreeMap::from([(
+                    "1.1.0".to_string(),
+                    ImageMetadata {
+                        digest: Some(format!("sha256:{}", "a".repeat(64))),
+                        created: Some(at),
+                    },
+                )]),
+            }),
+            Event::PolicyResolved(PolicyResolved {
+                policy: ObjectRef::new("flux-system", "app"),
+                repository: ObjectRef::new("flux-system", "app"),
+                image: "ghcr.io/org/app".into(),
+                previous: Some(SelectedImage {
+                    tag: "1.0.0".into(),
+                    digest: None,
+                }),
+                current: SelectedImage {
+                    tag: "1.1.0".into(),
+                    digest: Some(format!("sha256:{}", "a".repeat(64))),
+                },
+                cause: ResolveCause::TagsChanged,
+                tag_set_digest: tag_set_digest(["1.0.0", "1.1.0"]),
+            }),
+            Event::CommitPushed(CommitPushed {
+                automation: ObjectRef::new("flux-system", "apps"),
+                remote: "https://git.example/org/fleet.git".into(),
+                branch: "main".into(),
+                commit: "b".repeat(40),
+                parent: Some("c".repeat(40)),
+                changes: vec![FileChange {
+                    file: "apps/app.yaml".into(),
+                    old: "ghcr.io/org/app:1.0.0".into(),
+                    new: "ghcr.io/org/app:1.1.0".into(),
+                    setter: "flux-system:app".into(),
+                }],
+                causes: vec!["01JABCDEF".into()],
+            }),
+            Event::ScanFailed(failure.clone()),
+            Event::ResolveFailed(failure.clone()),
+            Event::CommitFailed(failure),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_round_trips_through_json() {
+        for payload in samples::all() {
+            let cause = Envelope::new("scanner/a", payload.clone());
+            let envelope = Envelope::caused_by(&cause, "resolver/b", payload);
+            let bytes = envelope.to_json().unwrap();
+            let back = Envelope::from_json(&bytes).unwrap();
+            assert_eq!(back, envelope);
+            assert_eq!(back.causation_id.as_deref(), Some(cause.id.as_str()));
+            assert_eq!(back.correlation_id, cause.correlation_id);
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(json["type"], envelope.event_type().as_str());
+            assert_eq!(json["version"], 1);
+        }
+    }
+
+    #[test]
+    fn unknown_versions_and_types_are_refused_not_misread() {
+        let envelope = Envelope::new("scanner/a", samples::all().remove(0));
+        let mut json: serde_json::Value = serde_json::from_slice(&envelope.to_json().unwrap()).unwrap();
+        json["version"] = 2.into();
+        let err = Envelope::from_json(json.to_string().as_bytes()).unwrap_err();
+        assert!(matches!(err, DecodeError::UnsupportedVersion { version: 2, supported: 1, .. }), "{err}");
+        json["version"] = 1.into();
+        json["type"] = "TagsDeleted".into();
+        assert!(matches!(
+            Envelope::from_json(json.to_string().as_bytes()),
+            Err(DecodeError::Malformed(_))
+        ));
+        json["type"] = "PolicyResolved".into();
+        assert!(matches!(
+            Envelope::from_json(json.to_string().as_bytes()),
+            Err(DecodeError::Payload { .. })
+        ));
+    }
+
+    #[test]
+    fn msg_id_depends_on_the_fact_not_on_the_publication() {
+        let payload = samples::all().remove(1);
+        let first = Envelope::new("resolver/a", payload.clone());
+        let second = Envelope::new("resolver/b", payload.clone());
+        assert_ne!(first.id, second.id);
+        assert_eq!(first.msg_id(), second.msg_id());
+        let Event::PolicyResolved(mut moved) = payload else {
+            unreachable!()
+        };
+        moved.current.tag = "1.2.0".into();
+        assert_ne!(
+            Envelope::new("resolver/a", Event::PolicyResolved(moved)).msg_id(),
+            first.msg_id()
+        );
+    }
+
+    #[test]
+    fn tag_set_digest_ignores_order_and_duplicates() {
+        assert_eq!(tag_set_digest(["b", "a", "a"]), tag_set_digest(["a", "b"]));
+        assert_ne!(tag_set_digest(["a"]), tag_set_digest(["a", "b"]));
+        assert_ne!(tag_set_digest(["ab"]), tag_set_digest(["a", "b"]));
+    }
+}

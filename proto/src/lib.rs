@@ -1,0 +1,21 @@
+//! The one crate every tagrelay service shares: what travels on the bus and
+//! what is stored in it.
+//!
+//! - [`event`]: the versioned envelope and the six event payloads.
+//! - [`names`]: subjects, streams, durable consumers and buckets, defined once.
+//! - [`bus`]: connecting, declaring the topology idempotently, publishing with
+//!   `Nats-Msg-Id` and `traceparent`, consuming, and the configuration store.
+//! - [`config`]: the Flux kinds, strict decoding and Flux's validation.
+//! - [`reference`]: image references and the OCI tag grammar.
+//! - [`status`]: status records shown by `tagrelay get`.
+//! - [`trace`]: W3C trace context through NATS headers.
+//!
+//! No service imports another service; everything they must agree on is here.
+
+pub mod bus;
+pub mod config;
+pub mod event;
+pub mod names;
+pub mod reference;
+pub mod status;
+pub mod trace;

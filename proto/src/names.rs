@@ -1,0 +1,131 @@
+//! Every name on the bus, defined once: subjects, streams, durable consumers
+//! and buckets. A service that needs a name takes it from here, so two
+//! services can never disagree on where an event goes.
+
+/// The stream holding every event: the audit log, replayable.
+pub const EVENTS_STREAM: &str = "TAGRELAY_EVENTS";
+/// The work-queue stream of scan requests (schedule, reconcile, webhooks).
+pub const SCAN_REQUESTS_STREAM: &str = "TAGRELAY_SCAN_REQUESTS";
+
+/// Prefix of every tagrelay subject.
+pub const SUBJECT_PREFIX: &str = "tagrelay";
+/// Filter matching every `TagsDiscovered`.
+pub const TAGS_FILTER: &str = "tagrelay.tags.>";
+/// Filter matching every `PolicyResolved`.
+pub const POLICY_FILTER: &str = "tagrelay.policy.>";
+/// Filter matching every `CommitPushed`.
+pub const COMMIT_FILTER: &str = "tagrelay.commit.>";
+/// Filter matching every failure event.
+pub const FAILED_FILTER: &str = "tagrelay.failed.>";
+/// Filter matching every scan request.
+pub const SCAN_REQUEST_FILTER: &str = "tagrelay.scan.>";
+
+/// Durable consumer of the scanner on [`SCAN_REQUESTS_STREAM`].
+pub const SCANNER_CONSUMER: &str = "scanner";
+/// Durable consumer of the resolver on `TagsDiscovered`.
+pub const RESOLVER_CONSUMER: &str = "resolver";
+/// Durable consumer of the committer on `PolicyResolved`.
+pub const COMMITTER_CONSUMER: &str = "committer";
+
+/// KV bucket of applied configuration objects, keyed by `ObjectKey::bucket_key`.
+pub const CONFIG_BUCKET: &str = "tagrelay-config";
+/// KV bucket of per-object status records, shown by `tagrelay get`.
+pub const STATUS_BUCKET: &str = "tagrelay-status";
+/// KV bucket of the latest selection per ImagePolicy (resolver state).
+pub const POLICY_STATE_BUCKET: &str = "tagrelay-policy-state";
+/// KV bucket of the last good tag set per ImageRepository (scanner state).
+pub const TAG_SETS_BUCKET: &str = "tagrelay-tag-sets";
+/// KV bucket caching image digests and creation times, keyed by digest.
+pub const IMAGE_METADATA_BUCKET: &str = "tagrelay-image-metadata";
+
+/// The pipeline stages, as they appear in failure subjects and sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Lists registry tags.
+    Scan,
+    /// Selects the latest tag per policy.
+    Resolve,
+    /// Writes Git.
+    Commit,
+}
+
+impl Stage {
+    /// The stage's subject token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Scan => "scan",
+            Stage::Resolve => "resolve",
+            Stage::Commit => "commit",
+        }
+    }
+}
+
+/// Makes a name safe as one subject token (and one KV key token): Kubernetes
+/// names may contain dots, which NATS reads as token separators. `_` cannot
+/// occur in a Kubernetes name, so the mapping is reversible.
+pub fn subject_token(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '.' | '*' | '>' => '_',
+            c if c.is_whitespace() => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// `tagrelay.tags.<ns>.<repository>`.
+pub fn tags_subject(namespace: &str, repository: &str) -> String {
+    subject("tags", namespace, repository)
+}
+
+/// `tagrelay.policy.<ns>.<policy>`.
+pub fn policy_subject(namespace: &str, policy: &str) -> String {
+    subject("policy", namespace, policy)
+}
+
+/// `tagrelay.commit.<ns>.<automation>`.
+pub fn commit_subject(namespace: &str, automation: &str) -> String {
+    subject("commit", namespace, automation)
+}
+
+/// `tagrelay.failed.<stage>.<ns>.<name>`.
+pub fn failed_subject(stage: Stage, namespace: &str, name: &str) -> String {
+    format!(
+        "{SUBJECT_PREFIX}.failed.{}.{}.{}",
+        stage.as_str(),
+        subject_token(namespace),
+        subject_token(name)
+    )
+}
+
+/// `tagrelay.scan.<ns>.<repository>`.
+pub fn scan_request_subject(namespace: &str, repository: &str) -> String {
+    subject("scan", namespace, repository)
+}
+
+fn subject(kind: &str, namespace: &str, name: &str) -> String {
+    format!(
+        "{SUBJECT_PREFIX}.{kind}.{}.{}",
+        subject_token(namespace),
+        subject_token(name)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_have_fixed_token_counts_whatever_the_names() {
+        assert_eq!(tags_subject("flux-system", "app"), "tagrelay.tags.flux-system.app");
+        assert_eq!(policy_subject("ns", "my.app"), "tagrelay.policy.ns.my_app");
+        assert_eq!(
+            failed_subject(Stage::Commit, "ns", "a.b"),
+            "tagrelay.failed.commit.ns.a_b"
+        );
+        for subject in [commit_subject("a.b", "c*d >e"), scan_request_subject("x", "y.z")] {
+            assert_eq!(subject.split('.').count(), 4, "{subject}");
+        }
+    }
+}

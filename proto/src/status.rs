@@ -1,0 +1,43 @@
+//! Status records, one per configuration object, in the status bucket.
+//!
+//! Each stage writes the status of the objects it owns (scanner:
+//! repositories, resolver: policies, committer: automations) and `tagrelay
+//! get` reads them, the way Flux controllers write `.status` and `flux get`
+//! prints it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The status of one object. Fields that do not apply to a kind stay empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectStatus {
+    /// Whether the object's last reconciliation succeeded.
+    pub ready: bool,
+    /// What happened, in one line.
+    pub message: String,
+    /// When the status was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// ImageRepository: last scan time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scan_time: Option<DateTime<Utc>>,
+    /// ImageRepository: number of tags in the last good scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_count: Option<usize>,
+    /// ImageRepository: a few of the latest tags, for a glance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latest_tags: Vec<String>,
+    /// ImageRepository: the last scan error, kept after a later success is
+    /// not (cleared on success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// ImagePolicy: the selected image, `repo:tag[@digest]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_image: Option<String>,
+    /// ImageUpdateAutomation: the last commit pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_push_commit: Option<String>,
+    /// ImageUpdateAutomation: when it was pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_push_time: Option<DateTime<Utc>>,
+}
