@@ -1,1 +1,93 @@
-fn main(){}
+//! `tagrelay`: the command line of the tagrelay pipeline.
+//!
+//! Bus commands (`apply`, `get`, `delete`) talk to NATS JetStream; offline
+//! commands work on local files. Exit codes: 0 success, 1 the operation
+//! failed (unreachable server, missing object), 2 the input was invalid.
+
+mod apply;
+mod delete;
+mod get;
+mod objects;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tagrelay_proto::bus::{Bus, BusSettings};
+
+/// Keeps container image tags in Git up to date with what registries publish.
+#[derive(Parser)]
+#[command(name = "tagrelay", version, about, propagate_version = true)]
+struct Cli {
+    /// NATS server URL.
+    #[arg(
+        long,
+        global = true,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    nats_url: String,
+    /// Replicas of streams and buckets (3 on a JetStream cluster).
+    #[arg(long, global = true, env = "TAGRELAY_REPLICAS", default_value_t = 1)]
+    replicas: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate Flux YAML and store it in the configuration bucket.
+    Apply(apply::Args),
+    /// Show stored objects and their status.
+    Get(get::Args),
+    /// Delete a stored object.
+    Delete(delete::Args),
+}
+
+/// A failure with the exit code it maps to.
+pub enum Failure {
+    /// The input was invalid (exit 2); the message is already printed.
+    Invalid,
+    /// The operation failed (exit 1).
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Failed(error)
+    }
+}
+
+impl From<tagrelay_proto::bus::BusError> for Failure {
+    fn from(error: tagrelay_proto::bus::BusError) -> Self {
+        Failure::Failed(error.into())
+    }
+}
+
+impl Cli {
+    async fn bus(&self) -> Result<Bus, Failure> {
+        let settings = BusSettings {
+            replicas: self.replicas,
+            ..BusSettings::default()
+        };
+        Ok(Bus::connect(&self.nats_url, "cli", settings).await?)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Apply(args) => apply::run(&cli, args).await,
+        Command::Get(args) => get::run(&cli, args).await,
+        Command::Delete(args) => delete::run(&cli, args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Invalid) => ExitCode::from(2),
+        Err(Failure::Failed(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -183,15 +183,26 @@ pub fn stream_configs(settings: &BusSettings) -> Vec<stream::Config> {
 }
 
 /// The durable pull consumer of one stage.
-pub fn consumer_config(stage: Stage, settings: &BusSettings) -> (&'static str, consumer::pull::Config) {
+pub fn consumer_config(
+    stage: Stage,
+    settings: &BusSettings,
+) -> (&'static str, consumer::pull::Config) {
     let (stream, durable, filter) = match stage {
         Stage::Scan => (
             names::SCAN_REQUESTS_STREAM,
             names::SCANNER_CONSUMER,
             names::SCAN_REQUEST_FILTER,
         ),
-        Stage::Resolve => (names::EVENTS_STREAM, names::RESOLVER_CONSUMER, names::TAGS_FILTER),
-        Stage::Commit => (names::EVENTS_STREAM, names::COMMITTER_CONSUMER, names::POLICY_FILTER),
+        Stage::Resolve => (
+            names::EVENTS_STREAM,
+            names::RESOLVER_CONSUMER,
+            names::TAGS_FILTER,
+        ),
+        Stage::Commit => (
+            names::EVENTS_STREAM,
+            names::COMMITTER_CONSUMER,
+            names::POLICY_FILTER,
+        ),
     };
     (
         stream,
@@ -221,15 +232,30 @@ pub fn bucket_configs(settings: &BusSettings) -> Vec<kv::Config> {
     vec![
         bucket(names::CONFIG_BUCKET, "applied configuration objects", 5),
         bucket(names::STATUS_BUCKET, "status per configuration object", 1),
-        bucket(names::POLICY_STATE_BUCKET, "latest selection per ImagePolicy", 5),
-        bucket(names::TAG_SETS_BUCKET, "last good tag set per ImageRepository", 1),
-        bucket(names::IMAGE_METADATA_BUCKET, "digest and creation time per image", 1),
+        bucket(
+            names::POLICY_STATE_BUCKET,
+            "latest selection per ImagePolicy",
+            5,
+        ),
+        bucket(
+            names::TAG_SETS_BUCKET,
+            "last good tag set per ImageRepository",
+            1,
+        ),
+        bucket(
+            names::IMAGE_METADATA_BUCKET,
+            "digest and creation time per image",
+            1,
+        ),
     ]
 }
 
 /// Declares every stream, consumer and bucket, creating what is missing and
 /// updating what differs. Safe to call from any number of services at once.
-pub async fn ensure_topology(js: &jetstream::Context, settings: &BusSettings) -> Result<(), BusError> {
+pub async fn ensure_topology(
+    js: &jetstream::Context,
+    settings: &BusSettings,
+) -> Result<(), BusError> {
     for config in stream_configs(settings) {
         let what = format!("stream {}", config.name);
         js.create_or_update_stream(config)
@@ -244,7 +270,10 @@ pub async fn ensure_topology(js: &jetstream::Context, settings: &BusSettings) ->
     }
     for stage in [Stage::Scan, Stage::Resolve, Stage::Commit] {
         let (stream, config) = consumer_config(stage, settings);
-        let what = format!("consumer {stream}/{}", config.durable_name.as_deref().unwrap_or(""));
+        let what = format!(
+            "consumer {stream}/{}",
+            config.durable_name.as_deref().unwrap_or("")
+        );
         js.create_consumer_on_stream(config, stream)
             .await
             .map_err(|e| setup(what, e))?;
@@ -272,7 +301,11 @@ impl Bus {
     /// Connects to `url`, failing fast with [`BusError::Unreachable`] when no
     /// server answers, then declares the topology. `source` names this
     /// process in the events it publishes (`scanner/host-1`).
-    pub async fn connect(url: &str, source: impl Into<String>, settings: BusSettings) -> Result<Self, BusError> {
+    pub async fn connect(
+        url: &str,
+        source: impl Into<String>,
+        settings: BusSettings,
+    ) -> Result<Self, BusError> {
         let source = source.into();
         let client = async_nats::ConnectOptions::new()
             .name(source.clone())
@@ -342,7 +375,10 @@ impl Bus {
     /// The durable pull consumer of `stage`, shared by every instance of it.
     pub async fn consumer(&self, stage: Stage) -> Result<consumer::PullConsumer, BusError> {
         let (stream, config) = consumer_config(stage, &self.settings);
-        let what = format!("consumer {stream}/{}", config.durable_name.as_deref().unwrap_or(""));
+        let what = format!(
+            "consumer {stream}/{}",
+            config.durable_name.as_deref().unwrap_or("")
+        );
         self.js
             .create_consumer_on_stream(config, stream)
             .await
@@ -351,11 +387,14 @@ impl Bus {
 
     /// A KV bucket of the topology.
     pub async fn bucket(&self, name: &str) -> Result<kv::Store, BusError> {
-        self.js.get_key_value(name).await.map_err(|e| BusError::Bucket {
-            bucket: name.to_string(),
-            key: String::new(),
-            reason: e.to_string(),
-        })
+        self.js
+            .get_key_value(name)
+            .await
+            .map_err(|e| BusError::Bucket {
+                bucket: name.to_string(),
+                key: String::new(),
+                reason: e.to_string(),
+            })
     }
 
     /// The configuration store.
@@ -394,7 +433,9 @@ impl ConfigStore {
             .get(&bucket_key)
             .await
             .map_err(|e| bucket_error(names::CONFIG_BUCKET, &bucket_key, e))?;
-        entry.map(|bytes| decode_object(&bucket_key, &bytes)).transpose()
+        entry
+            .map(|bytes| decode_object(&bucket_key, &bytes))
+            .transpose()
     }
 
     /// Every stored key.
@@ -475,7 +516,9 @@ impl ConfigStore {
 
     /// Watches configuration changes, starting with the current value of
     /// every key, so a service that starts late sees everything applied.
-    pub async fn watch(&self) -> Result<impl futures::Stream<Item = ConfigChange> + use<>, BusError> {
+    pub async fn watch(
+        &self,
+    ) -> Result<impl futures::Stream<Item = ConfigChange> + use<>, BusError> {
         let watch = self
             .config
             .watch_with_history(">")
@@ -513,7 +556,8 @@ fn decode_object(key: &str, bytes: &[u8]) -> Result<Object, BusError> {
         key: key.to_string(),
         reason,
     };
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     Object::decode(&value).map_err(|e| corrupt(e.to_string()))
 }
 

@@ -301,7 +301,9 @@ impl Event {
             Event::CommitPushed(e) => {
                 names::commit_subject(&e.automation.namespace, &e.automation.name)
             }
-            Event::ScanFailed(f) => names::failed_subject(Stage::Scan, &f.object.namespace, &f.object.name),
+            Event::ScanFailed(f) => {
+                names::failed_subject(Stage::Scan, &f.object.namespace, &f.object.name)
+            }
             Event::ResolveFailed(f) => {
                 names::failed_subject(Stage::Resolve, &f.object.namespace, &f.object.name)
             }
@@ -326,7 +328,9 @@ impl Event {
             Event::PolicyResolved(e) => format!(
                 "{}|{}|{}",
                 e.policy,
-                e.previous.as_ref().map_or("-".to_string(), ToString::to_string),
+                e.previous
+                    .as_ref()
+                    .map_or("-".to_string(), ToString::to_string),
                 e.current
             ),
             Event::CommitPushed(e) => format!("{}|{}|{}", e.automation, e.branch, e.commit),
@@ -440,11 +444,17 @@ impl Envelope {
             reason: e.to_string(),
         };
         let payload = match event_type {
-            EventType::TagsDiscovered => Event::TagsDiscovered(serde_json::from_str(raw).map_err(bad)?),
-            EventType::PolicyResolved => Event::PolicyResolved(serde_json::from_str(raw).map_err(bad)?),
+            EventType::TagsDiscovered => {
+                Event::TagsDiscovered(serde_json::from_str(raw).map_err(bad)?)
+            }
+            EventType::PolicyResolved => {
+                Event::PolicyResolved(serde_json::from_str(raw).map_err(bad)?)
+            }
             EventType::CommitPushed => Event::CommitPushed(serde_json::from_str(raw).map_err(bad)?),
             EventType::ScanFailed => Event::ScanFailed(serde_json::from_str(raw).map_err(bad)?),
-            EventType::ResolveFailed => Event::ResolveFailed(serde_json::from_str(raw).map_err(bad)?),
+            EventType::ResolveFailed => {
+                Event::ResolveFailed(serde_json::from_str(raw).map_err(bad)?)
+            }
             EventType::CommitFailed => Event::CommitFailed(serde_json::from_str(raw).map_err(bad)?),
         };
         Ok(Self {
@@ -593,10 +603,21 @@ mod tests {
     #[test]
     fn unknown_versions_and_types_are_refused_not_misread() {
         let envelope = Envelope::new("scanner/a", samples::all().remove(0));
-        let mut json: serde_json::Value = serde_json::from_slice(&envelope.to_json().unwrap()).unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&envelope.to_json().unwrap()).unwrap();
         json["version"] = 2.into();
         let err = Envelope::from_json(json.to_string().as_bytes()).unwrap_err();
-        assert!(matches!(err, DecodeError::UnsupportedVersion { version: 2, supported: 1, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DecodeError::UnsupportedVersion {
+                    version: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         json["version"] = 1.into();
         json["type"] = "TagsDeleted".into();
         assert!(matches!(

@@ -7,6 +7,7 @@
 //!   `Nats-Msg-Id` and `traceparent`, consuming, and the configuration store.
 //! - [`config`]: the Flux kinds, strict decoding and Flux's validation.
 //! - [`reference`]: image references and the OCI tag grammar.
+//! - [`runtime`]: logging, TLS provider, instance names, shutdown.
 //! - [`status`]: status records shown by `tagrelay get`.
 //! - [`trace`]: W3C trace context through NATS headers.
 //!
@@ -17,5 +18,6 @@ pub mod config;
 pub mod event;
 pub mod names;
 pub mod reference;
+pub mod runtime;
 pub mod status;
 pub mod trace;

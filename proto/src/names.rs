@@ -118,13 +118,19 @@ mod tests {
 
     #[test]
     fn subjects_have_fixed_token_counts_whatever_the_names() {
-        assert_eq!(tags_subject("flux-system", "app"), "tagrelay.tags.flux-system.app");
+        assert_eq!(
+            tags_subject("flux-system", "app"),
+            "tagrelay.tags.flux-system.app"
+        );
         assert_eq!(policy_subject("ns", "my.app"), "tagrelay.policy.ns.my_app");
         assert_eq!(
             failed_subject(Stage::Commit, "ns", "a.b"),
             "tagrelay.failed.commit.ns.a_b"
         );
-        for subject in [commit_subject("a.b", "c*d >e"), scan_request_subject("x", "y.z")] {
+        for subject in [
+            commit_subject("a.b", "c*d >e"),
+            scan_request_subject("x", "y.z"),
+        ] {
             assert_eq!(subject.split('.').count(), 4, "{subject}");
         }
     }

@@ -251,7 +251,14 @@ mod tests {
 
     #[test]
     fn tag_grammar() {
-        for good in ["1.0.0", "latest", "_x", "v1.2.3-rc.1", "a", &"a".repeat(128)] {
+        for good in [
+            "1.0.0",
+            "latest",
+            "_x",
+            "v1.2.3-rc.1",
+            "a",
+            &"a".repeat(128),
+        ] {
             assert!(is_valid_tag(good), "{good:?} should be valid");
         }
         for bad in [

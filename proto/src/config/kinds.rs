@@ -15,8 +15,10 @@ pub const IMAGE_GROUP: &str = "image.toolkit.fluxcd.io";
 /// API group of the Git source kind.
 pub const SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 /// The `apiVersion`s accepted for the image kinds.
-pub const IMAGE_API_VERSIONS: [&str; 2] =
-    ["image.toolkit.fluxcd.io/v1beta2", "image.toolkit.fluxcd.io/v1"];
+pub const IMAGE_API_VERSIONS: [&str; 2] = [
+    "image.toolkit.fluxcd.io/v1beta2",
+    "image.toolkit.fluxcd.io/v1",
+];
 /// The `apiVersion` accepted for `GitRepository`.
 pub const SOURCE_API_VERSION: &str = "source.toolkit.fluxcd.io/v1";
 /// The default `exclusionList` of an ImageRepository: cosign signature tags.

@@ -103,7 +103,10 @@ fn convert(
                     format!("{path}.{key}")
                 };
                 lines.insert(child.clone(), key_line(key_node, line));
-                if map.insert(key.clone(), convert(item, child, lines)?).is_some() {
+                if map
+                    .insert(key.clone(), convert(item, child, lines)?)
+                    .is_some()
+                {
                     return Err(refuse(&format!("duplicate key {key:?}")));
                 }
             }
@@ -167,7 +170,10 @@ spec:
         assert_eq!(docs[1].line_of("spec.list[1]"), 11);
         assert_eq!(docs[1].line_of("spec.nested.deep"), 13);
         assert_eq!(docs[1].line_of("spec.nested.missing"), 12);
-        assert_eq!(docs[1].value["spec"]["nested"]["deep"], serde_json::json!(1.5));
+        assert_eq!(
+            docs[1].value["spec"]["nested"]["deep"],
+            serde_json::json!(1.5)
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@
 use std::collections::BTreeSet;
 
 use super::{
-    parse_go_duration, FieldError, ImagePolicy, ImageRepository, ImageUpdateAutomation, Kind,
-    LocalObjectReference, Object, ObjectKey, GitRepository,
+    parse_go_duration, FieldError, GitRepository, ImagePolicy, ImageRepository,
+    ImageUpdateAutomation, Kind, LocalObjectReference, Object, ObjectKey,
 };
 use crate::reference::Repository;
 
@@ -171,7 +171,10 @@ fn image_repository(o: &ImageRepository, errors: &mut Errors) {
         if list.len() > MAX_EXCLUSIONS {
             errors.push(
                 "spec.exclusionList",
-                format!("has {} items, at most {MAX_EXCLUSIONS} are allowed", list.len()),
+                format!(
+                    "has {} items, at most {MAX_EXCLUSIONS} are allowed",
+                    list.len()
+                ),
             );
         }
         for (i, pattern) in list.iter().enumerate() {
@@ -179,7 +182,11 @@ fn image_repository(o: &ImageRepository, errors: &mut Errors) {
         }
     }
     if let Some(provider) = &spec.provider {
-        errors.one_of("spec.provider", provider, &["generic", "aws", "azure", "gcp"]);
+        errors.one_of(
+            "spec.provider",
+            provider,
+            &["generic", "aws", "azure", "gcp"],
+        );
         if provider != "generic" && ["aws", "azure", "gcp"].contains(&provider.as_str()) {
             errors.push(
                 "spec.provider",
@@ -225,7 +232,11 @@ fn image_policy(o: &ImagePolicy, errors: &mut Errors) {
         ("numerical", &choice.numerical),
     ] {
         if let Some(order) = order.as_ref().and_then(|o| o.order.as_deref()) {
-            errors.one_of(&format!("spec.policy.{field}.order"), order, &["asc", "desc"]);
+            errors.one_of(
+                &format!("spec.policy.{field}.order"),
+                order,
+                &["asc", "desc"],
+            );
         }
     }
     if let Some(filter) = &spec.filter_tags {
@@ -254,7 +265,11 @@ fn image_policy(o: &ImagePolicy, errors: &mut Errors) {
 fn image_update_automation(o: &ImageUpdateAutomation, errors: &mut Errors) {
     let spec = &o.spec;
     errors.duration("spec.interval", &spec.interval);
-    errors.one_of("spec.sourceRef.kind", &spec.source_ref.kind, &["GitRepository"]);
+    errors.one_of(
+        "spec.sourceRef.kind",
+        &spec.source_ref.kind,
+        &["GitRepository"],
+    );
     if spec.source_ref.name.is_empty() {
         errors.push("spec.sourceRef.name", "required");
     } else {
@@ -285,9 +300,7 @@ fn image_update_automation(o: &ImageUpdateAutomation, errors: &mut Errors) {
             errors.one_of("spec.update.strategy", strategy, &["Setters"]);
         }
         if let Some(path) = &update.path {
-            if path.starts_with('/')
-                || path.split(['/', '\\']).any(|segment| segment == "..")
-            {
+            if path.starts_with('/') || path.split(['/', '\\']).any(|segment| segment == "..") {
                 errors.push(
                     "spec.update.path",
                     format!("{path:?} must be relative to the repository root and must not contain '..'"),
@@ -317,7 +330,10 @@ fn git_repository(o: &GitRepository, errors: &mut Errors) {
     if !schemes.iter().any(|s| spec.url.starts_with(s)) {
         errors.push(
             "spec.url",
-            format!("{:?} must start with http://, https://, ssh:// or file://", spec.url),
+            format!(
+                "{:?} must start with http://, https://, ssh:// or file://",
+                spec.url
+            ),
         );
     }
     errors.duration("spec.interval", &spec.interval);
@@ -358,7 +374,10 @@ mod tests {
         }
         yaml.push_str("    - '(unclosed'\n");
         let errors = errors_of(&yaml);
-        let paths: Vec<&str> = errors.iter().map(|e| e.split(':').next().unwrap()).collect();
+        let paths: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(':').next().unwrap())
+            .collect();
         for expected in [
             "metadata.name",
             "spec.image",
@@ -368,7 +387,10 @@ mod tests {
             "spec.exclusionList[26]",
             "spec.provider",
         ] {
-            assert!(paths.contains(&expected), "{expected} missing in {errors:#?}");
+            assert!(
+                paths.contains(&expected),
+                "{expected} missing in {errors:#?}"
+            );
         }
     }
 
@@ -376,10 +398,21 @@ mod tests {
     fn image_policy_rules() {
         let yaml = "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: app\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    alphabetical:\n      order: up\n    numerical: {}\n  filterTags:\n    pattern: '[z-a]'\n  digestReflectionPolicy: Always\n";
         let errors = errors_of(yaml);
-        assert!(errors.iter().any(|e| e.starts_with("spec.policy: exactly one")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.starts_with("spec.policy.alphabetical.order")));
-        assert!(errors.iter().any(|e| e.starts_with("spec.filterTags.pattern")));
-        assert!(errors.iter().any(|e| e.starts_with("spec.interval: required")));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("spec.policy: exactly one")),
+            "{errors:?}"
+        );
+        assert!(errors
+            .iter()
+            .any(|e| e.starts_with("spec.policy.alphabetical.order")));
+        assert!(errors
+            .iter()
+            .any(|e| e.starts_with("spec.filterTags.pattern")));
+        assert!(errors
+            .iter()
+            .any(|e| e.starts_with("spec.interval: required")));
     }
 
     #[test]
@@ -393,12 +426,21 @@ mod tests {
             "spec.update.strategy",
             "spec.update.path",
         ] {
-            assert!(errors.iter().any(|e| e.starts_with(expected)), "{expected} missing in {errors:#?}");
+            assert!(
+                errors.iter().any(|e| e.starts_with(expected)),
+                "{expected} missing in {errors:#?}"
+            );
         }
         let yaml = "apiVersion: source.toolkit.fluxcd.io/v1beta1\nkind: GitRepository\nmetadata:\n  name: r\nspec:\n  url: git@github.com:org/repo\n  interval: 1m\n";
         let errors = errors_of(yaml);
-        assert!(errors.iter().any(|e| e.starts_with("apiVersion")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.starts_with("spec.url")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with("apiVersion")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("spec.url")),
+            "{errors:?}"
+        );
     }
 
     #[test]

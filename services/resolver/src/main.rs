@@ -1,1 +1,22 @@
-fn main(){}
+//! `tagrelay-resolver`: the resolver as its own process.
+
+use clap::Parser;
+use tagrelay_proto::runtime::{self, BusArgs};
+
+/// The tagrelay resolver: selects the latest tag per ImagePolicy and publishes PolicyResolved.
+#[derive(Parser)]
+#[command(name = "tagrelay-resolver", version, about)]
+struct Args {
+    #[command(flatten)]
+    bus: BusArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    runtime::install_crypto_provider();
+    runtime::init_logging();
+    let args = Args::parse();
+    let bus = args.bus.connect("resolver").await?;
+    tagrelay_resolver::run(&bus, runtime::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! `tagrelay get image repository|policy|update|all` and `get source git`:
+//! stored objects with the status the services wrote, as `flux get` shows.
+
+use tagrelay_proto::config::{Kind, Object, ObjectKey, DEFAULT_NAMESPACE};
+use tagrelay_proto::status::ObjectStatus;
+
+use crate::objects::{short_name, SourceType};
+use crate::output::{json_to_yaml, Table};
+use crate::{Cli, Failure};
+
+/// Arguments of `get`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+    /// Only this namespace.
+    #[arg(short = 'n', long, global = true, default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// Every namespace.
+    #[arg(short = 'A', long, global = true)]
+    all_namespaces: bool,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
+    output: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ImageTarget {
+    Repository,
+    Policy,
+    Update,
+    All,
+}
+
+#[derive(clap::Subcommand)]
+enum What {
+    /// Image automation objects.
+    Image {
+        /// Which type (`all` for the three).
+        #[arg(value_enum)]
+        object: ImageTarget,
+        /// Only the object with this name.
+        name: Option<String>,
+    },
+    /// Sources.
+    Source {
+        /// Which type.
+        #[arg(value_enum)]
+        object: SourceType,
+        /// Only the object with this name.
+        name: Option<String>,
+    },
+}
+
+/// Runs `get`.
+pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
+    let (kinds, name): (Vec<Kind>, &Option<String>) = match &args.what {
+        What::Image { object, name } => (
+            match object {
+                ImageTarget::Repository => vec![Kind::ImageRepository],
+                ImageTarget::Policy => vec![Kind::ImagePolicy],
+                ImageTarget::Update => vec![Kind::ImageUpdateAutomation],
+                ImageTarget::All => vec![
+                    Kind::ImageRepository,
+                    Kind::ImagePolicy,
+                    Kind::ImageUpdateAutomation,
+                ],
+            },
+            name,
+        ),
+        What::Source { name, .. } => (vec![Kind::GitRepository], name),
+    };
+    let store = cli.bus().await?.config_store().await?;
+    let mut rows: Vec<(Object, Option<ObjectStatus>)> = Vec::new();
+    for kind in &kinds {
+        for object in store.list(Some(*kind)).await? {
+            let wanted_namespace = args.all_namespaces || object.namespace() == args.namespace;
+            let wanted_name = name.as_ref().is_none_or(|n| *n == object.metadata().name);
+            if wanted_namespace && wanted_name {
+                let status = store.status(&object.key()).await?;
+                rows.push((object, status));
+            }
+        }
+    }
+    if let (Some(name), true) = (name, rows.is_empty()) {
+        let key = ObjectKey::new(kinds[0], &args.namespace, name);
+        return Err(Failure::Failed(anyhow::anyhow!("{key} not found")));
+    }
+    match args.output {
+        Format::Json | Format::Yaml => {
+            let list = as_list(&rows);
+            let text = if args.output == Format::Json {
+                serde_json::to_string_pretty(&list).map_err(anyhow::Error::from)?
+            } else {
+                json_to_yaml(&list)
+            };
+            println!("{text}");
+        }
+        Format::Table => {
+            let prefix = kinds.len() > 1;
+            let mut first = true;
+            for kind in kinds {
+                let of_kind: Vec<_> = rows.iter().filter(|(o, _)| o.kind() == kind).collect();
+                if of_kind.is_empty() {
+                    continue;
+                }
+                if !first {
+                    println!();
+                }
+                first = false;
+                print!("{}", table(kind, &of_kind, prefix, args.all_namespaces));
+            }
+            if first {
+                eprintln!(
+                    "no objects found in {}",
+                    if args.all_namespaces {
+                        "any namespace".to_string()
+                    } else {
+                        format!("namespace {}", args.namespace)
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Objects with their status, in Kubernetes' `List` shape, for scripts.
+fn as_list(rows: &[(Object, Option<ObjectStatus>)]) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(object, status)| {
+            let mut value = object.to_json();
+            if let (Some(map), Some(status)) = (value.as_object_mut(), status) {
+                map.insert(
+                    "status".into(),
+                    serde_json::to_value(status).unwrap_or_default(),
+                );
+            }
+            value
+        })
+        .collect();
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+fn table(
+    kind: Kind,
+    rows: &[&(Object, Option<ObjectStatus>)],
+    prefix: bool,
+    namespaces: bool,
+) -> String {
+    let extra: &[&str] = match kind {
+        Kind::ImageRepository => &["LAST SCAN", "TAGS"],
+        Kind::ImagePolicy => &["LATEST IMAGE"],
+        Kind::ImageUpdateAutomation => &["LAST COMMIT"],
+        Kind::GitRepository => &["URL"],
+    };
+    let mut header = Vec::new();
+    if namespaces {
+        header.push("NAMESPACE");
+    }
+    header.extend(["NAME", "READY", "MESSAGE"]);
+    header.extend(extra);
+    header.push("SUSPENDED");
+    let mut table = Table::new(&header);
+    for (object, status) in rows {
+        let mut cells = Vec::new();
+        if namespaces {
+            cells.push(object.namespace().to_string());
+        }
+        let name = &object.metadata().name;
+        cells.push(if prefix {
+            format!("{}/{name}", short_name(kind))
+        } else {
+            name.clone()
+        });
+        let (ready, message) = match status {
+            Some(s) => (
+                if s.ready { "True" } else { "False" }.to_string(),
+                s.message.clone(),
+            ),
+            None => ("Unknown".to_string(), waiting_message(kind).to_string()),
+        };
+        cells.push(ready);
+        cells.push(message);
+        let status = status.clone().unwrap_or_default();
+        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+        match object {
+            Object::ImageRepository(_) => {
+                cells.push(or_dash(status.last_scan_time.map(|t| t.to_rfc3339())));
+                cells.push(or_dash(status.tag_count.map(|n| n.to_string())));
+            }
+            Object::ImagePolicy(_) => cells.push(or_dash(status.latest_image)),
+            Object::ImageUpdateAutomation(_) => cells.push(or_dash(status.last_push_commit)),
+            Object::GitRepository(o) => cells.push(o.spec.url.clone()),
+        }
+        cells.push(suspended(object).to_string());
+        table.row(cells);
+    }
+    table.render()
+}
+
+fn suspended(object: &Object) -> bool {
+    match object {
+        Object::ImageRepository(o) => o.spec.suspend,
+        Object::ImagePolicy(o) => o.spec.suspend,
+        Object::ImageUpdateAutomation(o) => o.spec.suspend,
+        Object::GitRepository(o) => o.spec.suspend,
+    }
+}
+
+fn waiting_message(kind: Kind) -> &'static str {
+    match kind {
+        Kind::ImageRepository => "waiting for the scanner",
+        Kind::ImagePolicy => "waiting for the resolver",
+        Kind::ImageUpdateAutomation => "waiting for the committer",
+        Kind::GitRepository => "stored",
+    }
+}

@@ -1,0 +1,96 @@
+//! Process plumbing every binary shares: logging, the TLS provider, the
+//! instance name and shutdown signals.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the process-wide rustls crypto provider. async-nats brings
+/// `ring` and reqwest brings `aws-lc-rs`; with both compiled in, rustls
+/// panics on the first TLS connection unless one is chosen up front.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Structured logs to stderr, filtered by `RUST_LOG` (default `info`);
+/// JSON lines when `TAGRELAY_LOG_FORMAT=json`.
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if std::env::var("TAGRELAY_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    if let Err(e) = result {
+        eprintln!("logging already initialised: {e}");
+    }
+}
+
+/// `service/instance`, the `source` of every event this process publishes.
+/// The instance defaults to the host name, then the process id.
+pub fn source_name(service: &str, instance: Option<&str>) -> String {
+    let instance = instance
+        .map(str::to_string)
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("pid-{}", std::process::id()));
+    format!("{service}/{instance}")
+}
+
+/// Resolves when the process is asked to stop (SIGTERM or Ctrl-C), so a
+/// service can stop taking work and finish what is in flight.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// The flags every service binary takes to reach the bus, defined once so
+/// that `tagrelay-scanner`, `tagrelay-resolver`, `tagrelay-committer` and
+/// `tagrelay run` agree on names and environment variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BusArgs {
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// This instance's name in event sources (default: the host name).
+    #[arg(long, env = "TAGRELAY_INSTANCE")]
+    pub instance: Option<String>,
+    /// Replicas of streams and buckets (3 on a JetStream cluster).
+    #[arg(long, env = "TAGRELAY_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+}
+
+impl BusArgs {
+    /// Connects as `service`, declaring the topology.
+    pub async fn connect(&self, service: &str) -> Result<crate::bus::Bus, crate::bus::BusError> {
+        let settings = crate::bus::BusSettings {
+            replicas: self.replicas,
+            ..Default::default()
+        };
+        let source = source_name(service, self.instance.as_deref());
+        crate::bus::Bus::connect(&self.nats_url, source, settings).await
+    }
+}

@@ -1,0 +1,372 @@
+//! Reading a tag as a version the way Flux does, without copying it.
+//!
+//! Flux's image-reflector-controller takes a tag as a candidate for a `semver`
+//! policy through fluxcd/pkg `version.ParseVersion`: the tag must contain at
+//! least two dots, and Masterminds/semver's lenient `NewVersion` must read it.
+//! That reader accepts one optional lowercase `v`, one to three numeric parts
+//! with leading zeros allowed (`v2025.07.03`), missing parts read as zero
+//! (`1.2-rc.1` is 1.2.0-rc.1), then an optional `-prerelease` and `+build`.
+//! Flux v1's `semver:` filters use the same reader without the two-dot rule.
+//!
+//! The resolver reads tens of thousands of tags per resolution, so the reader
+//! here borrows the prerelease from the tag instead of building a
+//! [`semver::Version`]; [`TagVersion::to_semver`] builds one when a caller
+//! needs an owned value.
+
+use std::cmp::Ordering;
+
+/// A version read from a tag, borrowing its prerelease and build metadata.
+///
+/// Ordering follows semver precedence (build metadata never orders), which
+/// is also Masterminds' `Compare` and the `semver` crate's `cmp_precedence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TagVersion<'a> {
+    pub(crate) major: u64,
+    pub(crate) minor: u64,
+    pub(crate) patch: u64,
+    /// Dot-separated prerelease identifiers, validated; empty for a release.
+    pub(crate) pre: &'a str,
+    /// Build metadata, validated; empty when absent. Never orders.
+    pub(crate) build: &'a str,
+}
+
+impl<'a> TagVersion<'a> {
+    /// Reads `tag` as Flux's image-reflector-controller does: at least two
+    /// dots anywhere in the tag, and Masterminds' lenient grammar.
+    pub(crate) fn parse_flux(tag: &'a str) -> Option<Self> {
+        let version = Self::parse_lenient(tag)?;
+        let dots = tag.bytes().filter(|&b| b == b'.').count();
+        (dots >= 2).then_some(version)
+    }
+
+    /// Reads `text` with Masterminds' lenient grammar alone (Flux v1's
+    /// `semver:` filters, where `1` and `v1.2` count as versions).
+    pub(crate) fn parse_lenient(text: &'a str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let mut i = usize::from(bytes.first() == Some(&b'v'));
+        let (major, len) = number(&bytes[i..])?;
+        i += len;
+        let mut minor = 0;
+        let mut patch = 0;
+        if bytes.get(i) == Some(&b'.') {
+            let (value, len) = number(&bytes[i + 1..])?;
+            minor = value;
+            i += 1 + len;
+            if bytes.get(i) == Some(&b'.') {
+                let (value, len) = number(&bytes[i + 1..])?;
+                patch = value;
+                i += 1 + len;
+            }
+        }
+        let mut pre = "";
+        if bytes.get(i) == Some(&b'-') {
+            let end = bytes[i + 1..]
+                .iter()
+                .position(|&b| b == b'+')
+                .map_or(bytes.len(), |p| i + 1 + p);
+            pre = &text[i + 1..end];
+            if !valid_prerelease(pre) {
+                return None;
+            }
+            i = end;
+        }
+        let mut build = "";
+        if bytes.get(i) == Some(&b'+') {
+            build = &text[i + 1..];
+            if !valid_build(build) {
+                return None;
+            }
+            i = bytes.len();
+        }
+        (i == bytes.len()).then_some(Self {
+            major,
+            minor,
+            patch,
+            pre,
+            build,
+        })
+    }
+
+    /// Semver precedence against another tag's version.
+    pub(crate) fn cmp_precedence(&self, other: &TagVersion<'_>) -> Ordering {
+        (self.major, self.minor, self.patch)
+            .cmp(&(other.major, other.minor, other.patch))
+            .then_with(|| cmp_prerelease(self.pre, other.pre))
+    }
+
+    /// Semver precedence against a range's version (whose build is empty).
+    pub(crate) fn cmp_semver(&self, other: &semver::Version) -> Ordering {
+        (self.major, self.minor, self.patch)
+            .cmp(&(other.major, other.minor, other.patch))
+            .then_with(|| cmp_prerelease(self.pre, other.pre.as_str()))
+    }
+
+    /// An owned [`semver::Version`], build metadata included.
+    ///
+    /// `None` cannot happen for a value this module parsed (both grammars
+    /// are the semver crate's), but is kept rather than a panic.
+    pub(crate) fn to_semver(self) -> Option<semver::Version> {
+        Some(semver::Version {
+            major: self.major,
+            minor: self.minor,
+            patch: self.patch,
+            pre: semver::Prerelease::new(self.pre).ok()?,
+            build: semver::BuildMetadata::new(self.build).ok()?,
+        })
+    }
+}
+
+/// Reads a tag as a version exactly as Flux's image-reflector-controller does
+/// for `semver` policies, so callers (the CLI's `policy test`, the resolver's
+/// diagnostics) can say whether and how a tag counts.
+///
+/// The returned version keeps the tag's build metadata; compare with
+/// [`semver::Version::cmp_precedence`] to ignore it as Flux does.
+pub fn parse_tag_version(tag: &str) -> Option<semver::Version> {
+    TagVersion::parse_flux(tag)?.to_semver()
+}
+
+/// Semver precedence of two prerelease strings (empty = a release, which
+/// ranks above any prerelease). Numeric identifiers compare as numbers,
+/// others byte-wise, numeric below alphanumeric, a longer list above its
+/// prefix: so `rc9` ranks above `rc10`, as in Masterminds and the spec.
+pub(crate) fn cmp_prerelease(a: &str, b: &str) -> Ordering {
+    match (a.is_empty(), b.is_empty()) {
+        (true, true) => return Ordering::Equal,
+        (true, false) => return Ordering::Greater,
+        (false, true) => return Ordering::Less,
+        (false, false) => {}
+    }
+    let mut left = a.split('.');
+    let mut right = b.split('.');
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let order = cmp_identifier(x, y);
+                if order != Ordering::Equal {
+                    return order;
+                }
+            }
+        }
+    }
+}
+
+fn cmp_identifier(x: &str, y: &str) -> Ordering {
+    let x_numeric = is_numeric(x);
+    let y_numeric = is_numeric(y);
+    match (x_numeric, y_numeric) {
+        // Validated numeric identifiers have no leading zeros, so the longer
+        // one is the larger number.
+        (true, true) => x.len().cmp(&y.len()).then_with(|| x.cmp(y)),
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        (false, false) => x.cmp(y),
+    }
+}
+
+fn is_numeric(identifier: &str) -> bool {
+    !identifier.is_empty() && identifier.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// One or more ASCII digits at the start of `bytes`, as a `u64` (Go's
+/// `ParseUint` refuses overflow, and so do we). Leading zeros are allowed.
+fn number(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value: u64 = 0;
+    let mut len = 0;
+    for &b in bytes {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        len += 1;
+    }
+    (len > 0).then_some((value, len))
+}
+
+fn is_identifier_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-'
+}
+
+/// Dot-separated, non-empty identifiers of `[0-9A-Za-z-]`; a numeric one
+/// has no leading zero (Masterminds `validatePrerelease`, semver §9).
+pub(crate) fn valid_prerelease(pre: &str) -> bool {
+    !pre.is_empty()
+        && pre.split('.').all(|id| {
+            !id.is_empty()
+                && id.bytes().all(is_identifier_byte)
+                && !(is_numeric(id) && id.len() > 1 && id.starts_with('0'))
+        })
+}
+
+/// Dot-separated, non-empty identifiers of `[0-9A-Za-z-]` (semver §10).
+pub(crate) fn valid_build(build: &str) -> bool {
+    !build.is_empty()
+        && build
+            .split('.')
+            .all(|id| !id.is_empty() && id.bytes().all(is_identifier_byte))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flux(tag: &str) -> Option<(u64, u64, u64, &str, &str)> {
+        TagVersion::parse_flux(tag).map(|v| (v.major, v.minor, v.patch, v.pre, v.build))
+    }
+
+    #[test]
+    fn flux_parse_table_from_fluxcd_pkg() {
+        // fluxcd/pkg version_test.go TestParseVersion, plus the calver case.
+        let ok = [
+            "v1.2.3",
+            "v2025.07.03",
+            "v1.2.0-x.Y.0+metadata",
+            "v1.2.0-x.Y.0+metadata-width-hypen",
+            "v1.2.3-rc1-with-hypen",
+        ];
+        for tag in ok {
+            assert!(flux(tag).is_some(), "{tag} should parse");
+        }
+        let bad = [
+            "v1.0",
+            "v1",
+            "v1.2.beta",
+            "v1.2-5",
+            "v1.2-beta5",
+            "\nv1.2",
+            "v1.2.3.4",
+        ];
+        for tag in bad {
+            assert!(flux(tag).is_none(), "{tag:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn flux_parse_values() {
+        assert_eq!(flux("v2025.07.03"), Some((2025, 7, 3, "", "")));
+        assert_eq!(flux("1.2-rc.1"), Some((1, 2, 0, "rc.1", "")));
+        assert_eq!(flux("01.002.0003"), Some((1, 2, 3, "", "")));
+        assert_eq!(flux("1.2.3-rc.1+build.5"), Some((1, 2, 3, "rc.1", "build.5")));
+        assert_eq!(flux("1.2.3+b.1"), Some((1, 2, 3, "", "b.1")));
+        // Two dots anywhere count, as in Flux's SplitN check.
+        assert_eq!(flux("1-rc.1.2"), Some((1, 0, 0, "rc.1.2", "")));
+        assert_eq!(flux("1.2+build.7"), Some((1, 2, 0, "", "build.7")));
+        assert_eq!(flux("1.2.3--"), Some((1, 2, 3, "-", "")));
+    }
+
+    #[test]
+    fn flux_parse_refusals() {
+        for tag in [
+            "",
+            "1.2",
+            "1",
+            "V1.2.3",
+            "vv1.2.3",
+            "v",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3-",
+            "1.2.3+",
+            "1.2.3-rc..1",
+            "1.2.3-rc.01",
+            "1.2.3-01",
+            "1.2.3+a+b",
+            "1.2.3-r_c",
+            "1.2.3 ",
+            "latest",
+            "main-1.2.3",
+            "18446744073709551616.0.0",
+            "1.2.3-é.1",
+        ] {
+            assert!(flux(tag).is_none(), "{tag:?} should not parse");
+        }
+        // u64::MAX itself is fine.
+        assert!(flux("18446744073709551615.0.0").is_some());
+        // A zero alone is not a leading zero.
+        assert_eq!(flux("1.2.3-0.1"), Some((1, 2, 3, "0.1", "")));
+    }
+
+    #[test]
+    fn lenient_parse_for_flux_v1() {
+        let lenient = |t: &str| TagVersion::parse_lenient(t).map(|v| (v.major, v.minor, v.patch));
+        assert_eq!(lenient("1"), Some((1, 0, 0)));
+        assert_eq!(lenient("v1"), Some((1, 0, 0)));
+        assert_eq!(lenient("1.2"), Some((1, 2, 0)));
+        assert_eq!(lenient("v1.0.3"), Some((1, 0, 3)));
+        assert_eq!(lenient("latest"), None);
+        assert_eq!(lenient(""), None);
+    }
+
+    #[test]
+    fn prerelease_order_matches_semver_spec_and_crate() {
+        // Spec §11 example chain, ascending.
+        let chain = [
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-alpha.beta",
+            "1.0.0-beta",
+            "1.0.0-beta.2",
+            "1.0.0-beta.11",
+            "1.0.0-rc.1",
+            "1.0.0",
+        ];
+        for pair in chain.windows(2) {
+            let a = TagVersion::parse_flux(pair[0]).unwrap();
+            let b = TagVersion::parse_flux(pair[1]).unwrap();
+            assert_eq!(a.cmp_precedence(&b), Ordering::Less, "{pair:?}");
+            assert_eq!(b.cmp_precedence(&a), Ordering::Greater, "{pair:?}");
+        }
+        // rc9 above rc10: alphanumeric identifiers compare as strings.
+        let rc9 = TagVersion::parse_flux("1.0.0-rc9").unwrap();
+        let rc10 = TagVersion::parse_flux("1.0.0-rc10").unwrap();
+        assert_eq!(rc9.cmp_precedence(&rc10), Ordering::Greater);
+        // Build metadata never orders.
+        let b1 = TagVersion::parse_flux("1.0.0+1").unwrap();
+        let b2 = TagVersion::parse_flux("1.0.0+2").unwrap();
+        assert_eq!(b1.cmp_precedence(&b2), Ordering::Equal);
+    }
+
+    #[test]
+    fn prerelease_order_agrees_with_semver_crate() {
+        let pres = [
+            "", "0", "1", "2", "10", "a", "a.1", "a.2", "a.10", "a.b", "a-b", "-", "-1", "1a", "rc9",
+            "rc10", "RC1", "rc.1", "rc.1.1", "beta", "beta.11", "alpha.beta", "99999999999999999999",
+            "100000000000000000000",
+        ];
+        for a in pres {
+            for b in pres {
+                let ours = cmp_prerelease(a, b);
+                let theirs = semver::Version {
+                    major: 1,
+                    minor: 0,
+                    patch: 0,
+                    pre: semver::Prerelease::new(a).unwrap(),
+                    build: semver::BuildMetadata::EMPTY,
+                }
+                .cmp_precedence(&semver::Version {
+                    major: 1,
+                    minor: 0,
+                    patch: 0,
+                    pre: semver::Prerelease::new(b).unwrap(),
+                    build: semver::BuildMetadata::EMPTY,
+                });
+                assert_eq!(ours, theirs, "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn public_parse_keeps_build_and_spelling_independent_precedence() {
+        let v = parse_tag_version("v1.2.3-rc.1+exp.sha.5114f85").unwrap();
+        assert_eq!(v.to_string(), "1.2.3-rc.1+exp.sha.5114f85");
+        assert_eq!(parse_tag_version("1.2"), None);
+        let a = parse_tag_version("v2025.07.03").unwrap();
+        assert_eq!(a, semver::Version::new(2025, 7, 3));
+        let long = parse_tag_version("1.0.0-averyveryverylongprerelease.123").unwrap();
+        assert_eq!(long.pre.as_str(), "averyveryverylongprerelease.123");
+    }
+}

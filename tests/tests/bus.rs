@@ -1,0 +1,260 @@
+//! The bus against a real nats-server: topology, deduplication, durable
+//! consumers shared by instances, the configuration store.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::Config as PullConfig;
+use futures::StreamExt;
+use tagrelay_proto::bus::{
+    decode_message, ensure_topology, Bus, BusSettings, ConfigChange, MSG_ID_HEADER,
+};
+use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey};
+use tagrelay_proto::event::{
+    tag_set_digest, Envelope, Event, ObjectRef, ScanTrigger, TagsDiscovered,
+};
+use tagrelay_proto::names;
+use tagrelay_proto::trace::{parse_traceparent, TRACEPARENT};
+use tagrelay_testkit::NatsServer;
+
+fn discovered(repo: &str, tags: &[&str]) -> Event {
+    Event::TagsDiscovered(TagsDiscovered {
+        repository: ObjectRef::new("flux-system", repo),
+        image: format!("registry.example/{repo}"),
+        tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+        tags_ref: None,
+        tag_count: tags.len(),
+        tag_set_digest: tag_set_digest(tags.iter().copied()),
+        previous_tag_set_digest: None,
+        scanned_at: chrono::Utc::now(),
+        trigger: ScanTrigger::Schedule,
+        images: BTreeMap::new(),
+    })
+}
+
+async fn connect(server: &NatsServer, source: &str) -> Bus {
+    Bus::connect(&server.url(), source, BusSettings::default())
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn an_event_published_twice_is_stored_once_with_its_headers() {
+    let server = NatsServer::start();
+    let bus = connect(&server, "scanner/a").await;
+    let other = connect(&server, "scanner/b").await;
+    let event = discovered("app", &["1.0.0", "1.1.0"]);
+    let first = Envelope::new("scanner/a", event.clone());
+    let retry = Envelope::new("scanner/b", event);
+    let a = bus.publish(&first).await.unwrap();
+    let b = other.publish(&retry).await.unwrap();
+    assert!(!a.duplicate);
+    assert!(
+        b.duplicate,
+        "the second publication of the same fact must be dropped"
+    );
+    assert_eq!(a.sequence, b.sequence);
+
+    let mut stream = bus
+        .jetstream()
+        .get_stream(names::EVENTS_STREAM)
+        .await
+        .unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+
+    let consumer = bus.consumer(names::Stage::Resolve).await.unwrap();
+    let mut messages = consumer
+        .fetch()
+        .max_messages(10)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .unwrap();
+    let message = messages.next().await.unwrap().unwrap();
+    let received = decode_message(&message).unwrap();
+    assert_eq!(received.envelope, first);
+    assert_eq!(received.msg_id.as_deref(), Some(first.msg_id().as_str()));
+    let headers = message.headers.as_ref().unwrap();
+    assert!(headers.get(MSG_ID_HEADER).is_some());
+    let context = parse_traceparent(headers.get(TRACEPARENT).unwrap().as_str()).unwrap();
+    assert!(context.is_valid());
+    assert_eq!(received.stream_sequence, a.sequence);
+    message.ack().await.unwrap();
+}
+
+#[tokio::test]
+async fn three_instances_on_one_durable_split_the_messages_without_loss_or_doubles() {
+    let server = NatsServer::start();
+    let bus = connect(&server, "scanner/a").await;
+    const COUNT: usize = 300;
+    for i in 0..COUNT {
+        let envelope = Envelope::new("scanner/a", discovered(&format!("repo-{i}"), &["1.0.0"]));
+        bus.publish(&envelope).await.unwrap();
+    }
+    let mut workers = Vec::new();
+    for instance in 0..3 {
+        let bus = connect(&server, &format!("resolver/{instance}")).await;
+        workers.push(tokio::spawn(async move {
+            let consumer = bus.consumer(names::Stage::Resolve).await.unwrap();
+            let mut seen = Vec::new();
+            loop {
+                let mut batch = consumer
+                    .fetch()
+                    .max_messages(7)
+                    .expires(Duration::from_millis(500))
+                    .messages()
+                    .await
+                    .unwrap();
+                let mut got = 0;
+                while let Some(message) = batch.next().await {
+                    let message = message.unwrap();
+                    let received = decode_message(&message).unwrap();
+                    let Event::TagsDiscovered(e) = received.envelope.payload else {
+                        panic!("unexpected event")
+                    };
+                    seen.push(e.repository.name);
+                    message.ack().await.unwrap();
+                    got += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                if got == 0 {
+                    return seen;
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    let mut per_instance = Vec::new();
+    for worker in workers {
+        let seen = worker.await.unwrap();
+        per_instance.push(seen.len());
+        all.extend(seen);
+    }
+    all.sort();
+    let total = all.len();
+    all.dedup();
+    assert_eq!(
+        total, COUNT,
+        "every message delivered exactly once in total"
+    );
+    assert_eq!(all.len(), COUNT, "no message delivered twice");
+    assert!(
+        per_instance.iter().filter(|n| **n > 0).count() >= 2,
+        "work was shared: {per_instance:?}"
+    );
+}
+
+#[tokio::test]
+async fn declaring_the_topology_twice_changes_nothing() {
+    let server = NatsServer::start();
+    let bus = connect(&server, "resolver/a").await;
+    bus.publish(&Envelope::new("scanner/a", discovered("app", &["1"])))
+        .await
+        .unwrap();
+    let before = bus
+        .jetstream()
+        .get_stream(names::EVENTS_STREAM)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    let consumer_before = bus
+        .jetstream()
+        .get_consumer_from_stream::<PullConfig, _, _>(
+            names::RESOLVER_CONSUMER,
+            names::EVENTS_STREAM,
+        )
+        .await
+        .unwrap()
+        .cached_info()
+        .clone();
+
+    ensure_topology(bus.jetstream(), &BusSettings::default())
+        .await
+        .unwrap();
+    let second = connect(&server, "committer/a").await;
+
+    let after = second
+        .jetstream()
+        .get_stream(names::EVENTS_STREAM)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(after.config, before.config);
+    assert_eq!(
+        after.created, before.created,
+        "the stream was not recreated"
+    );
+    assert_eq!(after.state.messages, 1, "no message lost");
+    let consumer_after = second
+        .jetstream()
+        .get_consumer_from_stream::<PullConfig, _, _>(
+            names::RESOLVER_CONSUMER,
+            names::EVENTS_STREAM,
+        )
+        .await
+        .unwrap()
+        .cached_info()
+        .clone();
+    assert_eq!(consumer_after.created, consumer_before.created);
+    assert_eq!(consumer_after.config.filter_subject, names::TAGS_FILTER);
+    assert_eq!(
+        after.config.storage,
+        async_nats::jetstream::stream::StorageType::File
+    );
+    assert_eq!(after.config.duplicate_window, Duration::from_secs(120));
+}
+
+#[tokio::test]
+async fn a_late_watcher_sees_applied_objects_and_deletions() {
+    let server = NatsServer::start();
+    let bus = connect(&server, "cli").await;
+    let store = bus.config_store().await.unwrap();
+    let docs = load_documents("apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata:\n  name: app\nspec:\n  image: ghcr.io/org/app\n  interval: 1m\n").unwrap();
+    let object = Object::decode(&docs[0].value).unwrap();
+    store.put(&object).await.unwrap();
+
+    let watcher = connect(&server, "scanner/a")
+        .await
+        .config_store()
+        .await
+        .unwrap();
+    let mut changes = Box::pin(watcher.watch().await.unwrap());
+    let first = tokio::time::timeout(Duration::from_secs(5), changes.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, ConfigChange::Applied(Box::new(object.clone())));
+
+    let key = ObjectKey::new(Kind::ImageRepository, "flux-system", "app");
+    assert!(store.delete(&key).await.unwrap());
+    let second = tokio::time::timeout(Duration::from_secs(5), changes.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second, ConfigChange::Deleted(key.clone()));
+    assert!(
+        !store.delete(&key).await.unwrap(),
+        "deleting twice reports absence"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_clear_error_not_a_hang() {
+    let port = tagrelay_testkit::free_port();
+    let started = std::time::Instant::now();
+    let result = Bus::connect(
+        &format!("nats://127.0.0.1:{port}"),
+        "cli",
+        BusSettings::default(),
+    )
+    .await;
+    let message = result.err().expect("must fail").to_string();
+    assert!(message.contains("cannot reach NATS"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
