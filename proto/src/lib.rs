@@ -19,5 +19,7 @@ pub mod event;
 pub mod names;
 pub mod reference;
 pub mod runtime;
+#[cfg(test)]
+mod schema_tests;
 pub mod status;
 pub mod trace;

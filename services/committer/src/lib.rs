@@ -3,6 +3,8 @@
 //! The service is a library so that its own binary and `tagrelay run --all`
 //! run the same code.
 
+pub mod rewrite;
+
 use std::future::Future;
 
 use tagrelay_proto::bus::{Bus, BusError};

@@ -34,7 +34,10 @@ pub const TAG_PREFIX: &str = "tag.fluxcd.io/";
 
 /// The containers of a HelmRelease, `chart-image` first and then by name, as
 /// Flux v1 ordered them.
-pub(crate) fn containers<'n>(annotations: &Annotations<'n>, values: &'n Node) -> Vec<(String, Interpretation<'n>)> {
+pub(crate) fn containers<'n>(
+    annotations: &Annotations<'n>,
+    values: &'n Node,
+) -> Vec<(String, Interpretation<'n>)> {
     let mut found: BTreeMap<String, Interpretation<'n>> = BTreeMap::new();
     if let Some(i) = as_container(values) {
         found.insert(CHART_IMAGE.to_string(), i);
@@ -57,7 +60,9 @@ pub(crate) fn containers<'n>(annotations: &Annotations<'n>, values: &'n Node) ->
             }
         }
     }
-    let chart = found.remove(CHART_IMAGE).map(|i| (CHART_IMAGE.to_string(), i));
+    let chart = found
+        .remove(CHART_IMAGE)
+        .map(|i| (CHART_IMAGE.to_string(), i));
     chart.into_iter().chain(found).collect()
 }
 
@@ -65,16 +70,26 @@ pub(crate) fn containers<'n>(annotations: &Annotations<'n>, values: &'n Node) ->
 /// `repository`), with `registry` and `tag` beside it.
 fn as_container(m: &Node) -> Option<Interpretation<'_>> {
     match m.get("image")? {
-        Node::Scalar(image) if !image.is_null() => Some(interpret(m.scalar("registry"), image, m.scalar("tag"))),
+        Node::Scalar(image) if !image.is_null() => {
+            Some(interpret(m.scalar("registry"), image, m.scalar("tag")))
+        }
         image @ Node::Map { .. } => {
             let repository = image.scalar("repository")?;
-            Some(interpret(image.scalar("registry"), repository, image.scalar("tag")))
+            Some(interpret(
+                image.scalar("registry"),
+                repository,
+                image.scalar("tag"),
+            ))
         }
         _ => None,
     }
 }
 
-fn interpret<'n>(registry: Option<&'n Scalar>, repository: &'n Scalar, tag: Option<&'n Scalar>) -> Interpretation<'n> {
+fn interpret<'n>(
+    registry: Option<&'n Scalar>,
+    repository: &'n Scalar,
+    tag: Option<&'n Scalar>,
+) -> Interpretation<'n> {
     match tag {
         Some(tag) => from_parts(repository, registry, tag),
         None => from_reference(repository, registry),

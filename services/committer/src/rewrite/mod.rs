@@ -13,7 +13,8 @@
 //! - [`v1`]: Flux v1's workload annotations (`fluxcd.io/automated`, …):
 //!   discovery of automated containers, and writing their new tags.
 //! - [`helm`]: the image shapes Flux v1 recognised in HelmRelease `values`.
-//! - [`scalar`]: quoting and byte-exact replacement.
+//! - `scalar` and `yaml` (private): quoting, byte-exact replacement and the
+//!   position-aware YAML tree they work on.
 
 pub mod helm;
 mod scalar;
@@ -21,15 +22,15 @@ pub mod setters;
 pub mod v1;
 mod yaml;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use tagrelay_proto::reference::ImageReference;
 
 pub use setters::{is_setters_candidate, may_contain_markers, Setter, SetterField, SETTER_TOKEN};
 pub use v1::{
-    discover_v1, discover_v1_files, is_v1_candidate, V1Container, V1Discovery, V1Note, V1NoteReason, V1Update,
-    WorkloadId,
+    discover_v1, discover_v1_files, is_v1_candidate, V1Container, V1Discovery, V1Note,
+    V1NoteReason, V1Update, WorkloadId,
 };
 
 /// Why a file was skipped. Every other file of the batch is still updated.
@@ -93,7 +94,10 @@ impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cause::Setter(s) => s.fmt(f),
-            Cause::V1 { workload, container } => write!(f, "{workload} container {container}"),
+            Cause::V1 {
+                workload,
+                container,
+            } => write!(f, "{workload} container {container}"),
         }
     }
 }
@@ -135,6 +139,10 @@ pub enum RefusalReason {
     /// Two causes want different values in the same scalar.
     #[error("another update already writes {0:?} here")]
     Conflict(String),
+    /// Writing the value here would not read back as the same document with
+    /// only this value changed (a YAML reader quirk), so it was not written.
+    #[error("writing {0:?} here would not read back as intended")]
+    Unsafe(String),
 }
 
 /// A value that was not changed, and why.
@@ -233,21 +241,68 @@ pub fn rewrite_file(content: &[u8], updates: &UpdateSet) -> Result<FileRewrite, 
         result.refusals = plan.refusals;
         return Ok(result);
     }
-    let edits: Vec<_> = plan.edits.iter().map(|(e, _)| e).collect();
-    let rewritten = scalar::apply(text, &parsed.signatures, &edits)?;
-    let mut changes: Vec<Change> = plan.edits.into_iter().map(|(_, c)| c).collect();
+    let mut refusals = plan.refusals;
+    let mut edits = plan.edits;
+    let all: Vec<_> = edits.iter().map(|(e, _)| e).collect();
+    let rewritten = match scalar::apply(text, &parsed.signatures, &all) {
+        Ok(rewritten) => rewritten,
+        Err(RewriteError::Verification(_)) => {
+            // Keep the edits that read back correctly; refuse the others
+            // rather than give up on the whole file.
+            let (good, bad) = split_verified(text, &parsed.signatures, edits);
+            refusals.extend(bad.into_iter().map(|(_, c)| Refusal {
+                line: c.line,
+                cause: c.cause,
+                reason: RefusalReason::Unsafe(c.new),
+            }));
+            edits = good;
+            let kept: Vec<_> = edits.iter().map(|(e, _)| e).collect();
+            scalar::apply(text, &parsed.signatures, &kept)?
+        }
+        Err(e) => return Err(e),
+    };
+    let mut changes: Vec<Change> = edits.into_iter().map(|(_, c)| c).collect();
     changes.sort_by_key(|c| c.line);
+    refusals.sort_by_key(|r| r.line);
     Ok(FileRewrite {
         content: rewritten.into_bytes(),
         changes,
-        refusals: plan.refusals,
+        refusals,
     })
+}
+
+/// Planned edits with the change each one records.
+type Planned = Vec<(scalar::Edit, Change)>;
+
+/// Splits edits into those that verify and those that do not, by bisection,
+/// so one bad edit among thousands costs a few re-parses, not thousands.
+fn split_verified(
+    text: &str,
+    original: &[yaml::Signature],
+    mut edits: Planned,
+) -> (Planned, Planned) {
+    let all: Vec<_> = edits.iter().map(|(e, _)| e).collect();
+    if scalar::apply(text, original, &all).is_ok() {
+        return (edits, Vec::new());
+    }
+    if edits.len() <= 1 {
+        return (Vec::new(), edits);
+    }
+    let second = edits.split_off(edits.len() / 2);
+    let (mut good, mut bad) = split_verified(text, original, edits);
+    let (good2, bad2) = split_verified(text, original, second);
+    good.extend(good2);
+    bad.extend(bad2);
+    (good, bad)
 }
 
 /// Rewrites many files, collecting each file's outcome or error; a file that
 /// fails does not stop the others. Only files with changes or refusals are
 /// listed in [`Batch::files`].
-pub fn rewrite_files<K, B>(files: impl IntoIterator<Item = (K, B)>, updates: &UpdateSet) -> Batch<K, FileRewrite>
+pub fn rewrite_files<K, B>(
+    files: impl IntoIterator<Item = (K, B)>,
+    updates: &UpdateSet,
+) -> Batch<K, FileRewrite>
 where
     B: AsRef<[u8]>,
 {
@@ -272,13 +327,21 @@ fn as_text(content: &[u8]) -> Result<&str, RewriteError> {
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     edits: Vec<(scalar::Edit, Change)>,
+    /// Index into `edits` by the edited scalar's event, to spot conflicts.
+    by_event: HashMap<usize, usize>,
     refusals: Vec<Refusal>,
 }
 
 impl Plan {
     /// Plans writing `new` into `target` on behalf of `cause`; no-ops, scalars
     /// that cannot be rewritten and conflicting writes are sorted out here.
-    pub(crate) fn write(&mut self, parsed: &yaml::Parsed<'_>, target: &yaml::Scalar, new: &str, cause: Cause) {
+    pub(crate) fn write(
+        &mut self,
+        parsed: &yaml::Parsed<'_>,
+        target: &yaml::Scalar,
+        new: &str,
+        cause: Cause,
+    ) {
         if target.content() == new {
             return;
         }
@@ -286,9 +349,14 @@ impl Plan {
             self.refuse(parsed, target, cause, RefusalReason::Unrewritable);
             return;
         };
-        if let Some((other, _)) = self.edits.iter().find(|(e, _)| e.event == edit.event) {
-            if other.expected != edit.expected {
-                let reason = RefusalReason::Conflict(other.expected.trim_end_matches('\n').to_string());
+        if let Some((other, _)) = self
+            .by_event
+            .get(&edit.event)
+            .and_then(|&i| self.edits.get(i))
+        {
+            let expected = &other.expected;
+            if *expected != edit.expected {
+                let reason = RefusalReason::Conflict(expected.trim_end_matches('\n').to_string());
                 self.refuse(parsed, target, cause, reason);
             }
             return;
@@ -299,11 +367,18 @@ impl Plan {
             new: new.to_string(),
             cause,
         };
+        self.by_event.insert(edit.event, self.edits.len());
         self.edits.push((edit, change));
     }
 
     /// Records that `target` was not changed for `cause`.
-    pub(crate) fn refuse(&mut self, parsed: &yaml::Parsed<'_>, target: &yaml::Scalar, cause: Cause, reason: RefusalReason) {
+    pub(crate) fn refuse(
+        &mut self,
+        parsed: &yaml::Parsed<'_>,
+        target: &yaml::Scalar,
+        cause: Cause,
+        reason: RefusalReason,
+    ) {
         self.refusals.push(Refusal {
             line: parsed.line_of(target.start),
             cause,

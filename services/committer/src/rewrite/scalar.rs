@@ -41,7 +41,10 @@ pub(crate) fn edit(scalar: &Scalar, new: &str, preferred_quote: Style) -> Option
         Style::Single => (single_quoted(new), new.to_string()),
         Style::Double => (double_quoted(new), new.to_string()),
         Style::Plain => {
-            let text = if is_plain_safe(new, scalar.in_flow) {
+            // In a flow collection, whether a `:` may stay plain depends on
+            // what surrounds it; trust it only where a plain `:` already was.
+            let colon_ok = !scalar.in_flow || !new.contains(':') || scalar.value.contains(':');
+            let text = if colon_ok && is_plain_safe(new, scalar.in_flow) {
                 new.to_string()
             } else if preferred_quote == Style::Single {
                 single_quoted(new)
@@ -91,7 +94,11 @@ pub(crate) fn is_plain_safe(value: &str, in_flow: bool) -> bool {
     if value.ends_with(|c: char| c.is_whitespace() || c == ':') {
         return false;
     }
-    if value.contains(": ") || value.contains(" #") || value.contains(":\t") || value.contains("\t#") {
+    if value.contains(": ")
+        || value.contains(" #")
+        || value.contains(":\t")
+        || value.contains("\t#")
+    {
         return false;
     }
     if value.chars().any(|c| c.is_control()) {
@@ -109,8 +116,9 @@ pub(crate) fn is_plain_safe(value: &str, in_flow: bool) -> bool {
 /// `v1.0` and `latest` are not.
 pub(crate) fn resolves_to_non_string(value: &str) -> bool {
     const WORDS: &[&str] = &[
-        "", "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE", "yes", "Yes", "YES",
-        "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF", "y", "Y", "n", "N", "=", "<<",
+        "", "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE", "yes",
+        "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF", "y", "Y", "n", "N",
+        "=", "<<",
     ];
     WORDS.contains(&value) || is_number(value) || is_timestamp(value)
 }
@@ -123,7 +131,8 @@ fn is_number(value: &str) -> bool {
     }
     for (prefix, digit) in [("0x", 16), ("0o", 8), ("0b", 2)] {
         if let Some(digits) = lower.strip_prefix(prefix) {
-            return digits.chars().any(|c| c.is_digit(digit)) && digits.chars().all(|c| c.is_digit(digit) || c == '_');
+            return digits.chars().any(|c| c.is_digit(digit))
+                && digits.chars().all(|c| c.is_digit(digit) || c == '_');
         }
     }
     // Decimal, octal with a leading zero, float and sexagesimal forms: digits
@@ -142,7 +151,9 @@ fn is_number(value: &str) -> bool {
         || (mantissa.starts_with('.') && mantissa[1..].starts_with(|c: char| c.is_ascii_digit()));
     starts_well
         && mantissa.bytes().filter(|&b| b == b'.').count() <= 1
-        && mantissa.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'_' | b':'))
+        && mantissa
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'_' | b':'))
 }
 
 fn is_timestamp(value: &str) -> bool {
@@ -156,16 +167,26 @@ fn is_timestamp(value: &str) -> bool {
         return false;
     }
     let day_start = 6 + month;
-    let day = b[day_start..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let day = b[day_start..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
     if !(1..=2).contains(&day) {
         return false;
     }
-    matches!(b.get(day_start + day), None | Some(b'T' | b't' | b' ' | b'\t'))
+    matches!(
+        b.get(day_start + day),
+        None | Some(b'T' | b't' | b' ' | b'\t')
+    )
 }
 
 /// Applies `edits` to `text` and checks the result. Edits must not overlap;
 /// the caller resolves conflicts first.
-pub(crate) fn apply(text: &str, original: &[Signature], edits: &[&Edit]) -> Result<String, RewriteError> {
+pub(crate) fn apply(
+    text: &str,
+    original: &[Signature],
+    edits: &[&Edit],
+) -> Result<String, RewriteError> {
     let mut sorted: Vec<&Edit> = edits.to_vec();
     sorted.sort_by_key(|e| e.range.start);
     let mut out = String::with_capacity(text.len() + 64);
@@ -186,28 +207,47 @@ pub(crate) fn apply(text: &str, original: &[Signature], edits: &[&Edit]) -> Resu
 /// Re-parses the rewritten text and compares it with the original events:
 /// only the edited scalars may differ, and only in value and quoting.
 fn verify(rewritten: &str, original: &[Signature], edits: &[&Edit]) -> Result<(), RewriteError> {
-    let reparsed = yaml::parse(rewritten).map_err(|e| RewriteError::Verification(format!("rewritten file does not parse: {e}")))?;
+    let reparsed = yaml::parse(rewritten)
+        .map_err(|e| RewriteError::Verification(format!("rewritten file does not parse: {e}")))?;
     if reparsed.signatures.len() != original.len() {
-        return Err(RewriteError::Verification("rewritten file has a different structure".into()));
+        return Err(RewriteError::Verification(
+            "rewritten file has a different structure".into(),
+        ));
     }
-    let expected: BTreeMap<usize, &str> = edits.iter().map(|e| (e.event, e.expected.as_str())).collect();
+    let expected: BTreeMap<usize, &str> = edits
+        .iter()
+        .map(|e| (e.event, e.expected.as_str()))
+        .collect();
     for (i, (before, after)) in original.iter().zip(&reparsed.signatures).enumerate() {
         let ok = match (expected.get(&i), before, after) {
             (None, _, _) => before == after,
             (
                 Some(value),
-                Signature::Scalar { style: s0, anchor: a0, tag: t0, .. },
-                Signature::Scalar { value: v1, style: s1, anchor: a1, tag: t1 },
+                Signature::Scalar {
+                    style: s0,
+                    anchor: a0,
+                    tag: t0,
+                    ..
+                },
+                Signature::Scalar {
+                    value: v1,
+                    style: s1,
+                    anchor: a1,
+                    tag: t1,
+                },
             ) => {
                 v1 == value
                     && a0 == a1
                     && t0 == t1
-                    && (s0 == s1 || (*s0 == Style::Plain && matches!(s1, Style::Single | Style::Double)))
+                    && (s0 == s1
+                        || (*s0 == Style::Plain && matches!(s1, Style::Single | Style::Double)))
             }
             _ => false,
         };
         if !ok {
-            return Err(RewriteError::Verification(format!("rewritten file differs at event {i}")));
+            return Err(RewriteError::Verification(format!(
+                "rewritten file differs at event {i}"
+            )));
         }
     }
     Ok(())
@@ -220,10 +260,34 @@ mod tests {
     #[test]
     fn values_that_must_be_quoted() {
         for v in [
-            "1.10", "1e3", "1E3", "0x1", "0o7", "0b101", "true", "False", "yes", "on", "null", "~", "", "10", "010",
-            "1_000", "1.", ".5", "20240115", "2024-01-15", "2024-1-5", "+1", "1.5e-3",
+            "1.10",
+            "1e3",
+            "1E3",
+            "0x1",
+            "0o7",
+            "0b101",
+            "true",
+            "False",
+            "yes",
+            "on",
+            "null",
+            "~",
+            "",
+            "10",
+            "010",
+            "1_000",
+            "1.",
+            ".5",
+            "20240115",
+            "2024-01-15",
+            "2024-1-5",
+            "+1",
+            "1.5e-3",
         ] {
-            assert!(resolves_to_non_string(v), "{v:?} should not read back as a string");
+            assert!(
+                resolves_to_non_string(v),
+                "{v:?} should not read back as a string"
+            );
             assert!(!is_plain_safe(v, false), "{v:?} should be quoted");
         }
     }
@@ -231,13 +295,57 @@ mod tests {
     #[test]
     fn values_that_stay_plain() {
         for v in [
-            "1.2.3", "v1.0", "latest", "1.0.0-rc.1", "1e", "0x", "2024-01-15-abc", "_1", "sha256:abc",
-            "ghcr.io/org/app:1.0", "127.0.0.1:5000/app", "inf", "nan", "1.2-rc1",
+            "1.2.3",
+            "v1.0",
+            "latest",
+            "1.0.0-rc.1",
+            "1e",
+            "0x",
+            "2024-01-15-abc",
+            "_1",
+            "sha256:abc",
+            "ghcr.io/org/app:1.0",
+            "127.0.0.1:5000/app",
+            "inf",
+            "nan",
+            "1.2-rc1",
         ] {
             assert!(is_plain_safe(v, false), "{v:?} should stay plain");
         }
         assert!(!is_plain_safe("a,b", true));
         assert!(is_plain_safe("a,b", false));
+    }
+
+    #[test]
+    fn verifier_rejects_edits_that_change_more_than_the_value() {
+        let text = "a: x\nb: y\n";
+        let parsed = yaml::parse(text).unwrap();
+        let edit = |replacement: &str, expected: &str| Edit {
+            range: 3..4,
+            replacement: replacement.to_string(),
+            event: 3,
+            expected: expected.to_string(),
+        };
+        let good = edit("'z'", "z");
+        assert_eq!(
+            apply(text, &parsed.signatures, &[&good]).unwrap(),
+            "a: 'z'\nb: y\n"
+        );
+        for bad in [
+            edit("z\nc: w", "z"),
+            edit("[z]", "z"),
+            edit("z", "w"),
+            edit("z # x\nb: q", "z"),
+        ] {
+            assert!(
+                matches!(
+                    apply(text, &parsed.signatures, &[&bad]),
+                    Err(RewriteError::Verification(_))
+                ),
+                "{:?} should be rejected",
+                bad.replacement
+            );
+        }
     }
 
     #[test]

@@ -80,7 +80,11 @@ impl fmt::Display for Setter {
 }
 
 /// Plans the edits for every marked scalar in the file.
-pub(crate) fn plan(parsed: &Parsed<'_>, policies: &BTreeMap<String, ImageReference>, plan: &mut Plan) {
+pub(crate) fn plan(
+    parsed: &Parsed<'_>,
+    policies: &BTreeMap<String, ImageReference>,
+    plan: &mut Plan,
+) {
     let mut marked = Vec::new();
     for doc in &parsed.docs {
         visit(doc, false, &mut |scalar, seq_entry| {
@@ -120,8 +124,12 @@ fn marker_of(
     seq_entry: bool,
     policies: &BTreeMap<String, ImageReference>,
 ) -> Option<Setter> {
-    let line = scalar.comment_from.and_then(|from| parsed.line_comment(from));
-    let head = seq_entry.then(|| parsed.head_comment(scalar.start)).flatten();
+    let line = scalar
+        .comment_from
+        .and_then(|from| parsed.line_comment(from));
+    let head = seq_entry
+        .then(|| parsed.head_comment(scalar.start))
+        .flatten();
     [line, head]
         .into_iter()
         .flatten()
@@ -130,7 +138,10 @@ fn marker_of(
 
 /// Reads a marker comment (starting at `#`) and resolves it against the
 /// allowed policies.
-pub(crate) fn parse_marker(comment: &str, policies: &BTreeMap<String, ImageReference>) -> Option<Setter> {
+pub(crate) fn parse_marker(
+    comment: &str,
+    policies: &BTreeMap<String, ImageReference>,
+) -> Option<Setter> {
     let json = comment.trim_start_matches('#');
     let members = parse_string_object(json)?;
     let name = members
@@ -189,7 +200,10 @@ fn value_for(latest: &ImageReference, field: SetterField) -> Result<String, Refu
 /// object whose members are strings (or `null`, read as empty), or `null`.
 /// Anything else, including trailing text, is not a marker.
 fn parse_string_object(text: &str) -> Option<Vec<(String, String)>> {
-    let mut p = Json { s: text.as_bytes(), at: 0 };
+    let mut p = Json {
+        s: text.as_bytes(),
+        at: 0,
+    };
     p.ws();
     let members = if p.eat_literal(b"null") {
         Vec::new()
@@ -291,7 +305,8 @@ impl Json<'_> {
                         b'r' => out.push('\r'),
                         b't' => out.push('\t'),
                         b'u' => {
-                            let hex = std::str::from_utf8(self.s.get(self.at..self.at + 4)?).ok()?;
+                            let hex =
+                                std::str::from_utf8(self.s.get(self.at..self.at + 4)?).ok()?;
                             if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
                                 return None;
                             }
@@ -320,7 +335,9 @@ impl Json<'_> {
 
 /// Decodes pending `\u` escapes, replacing unpaired surrogates as Go does.
 fn flush_utf16(units: &mut Vec<u16>, out: &mut String) {
-    out.extend(char::decode_utf16(units.drain(..)).map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER)));
+    out.extend(
+        char::decode_utf16(units.drain(..)).map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER)),
+    );
 }
 
 #[cfg(test)]
@@ -329,7 +346,10 @@ mod tests {
 
     fn policies() -> BTreeMap<String, ImageReference> {
         let mut p = BTreeMap::new();
-        p.insert("apps:web".to_string(), ImageReference::parse("ghcr.io/org/web:1.2.3").unwrap());
+        p.insert(
+            "apps:web".to_string(),
+            ImageReference::parse("ghcr.io/org/web:1.2.3").unwrap(),
+        );
         p
     }
 
@@ -339,12 +359,30 @@ mod tests {
 
     #[test]
     fn marker_syntax_tolerance() {
-        assert_eq!(marker(r#"# {"$imagepolicy": "apps:web"}"#).as_deref(), Some("apps:web"));
-        assert_eq!(marker(r#"#{"$imagepolicy":"apps:web:tag"}"#).as_deref(), Some("apps:web:tag"));
-        assert_eq!(marker("##  {\t\"$imagepolicy\" :  \"apps:web:name\" }  ").as_deref(), Some("apps:web:name"));
-        assert_eq!(marker(r#"# {"$imagepolicy": "${apps:web:digest}"}"#).as_deref(), Some("apps:web:digest"));
-        assert_eq!(marker(r#"# {"x": "y", "$imagepolicy": "apps:web"}"#).as_deref(), Some("apps:web"));
-        assert_eq!(marker(r#"# {"$imagepolicy": "apps:\u0077eb"}"#).as_deref(), Some("apps:web"));
+        assert_eq!(
+            marker(r#"# {"$imagepolicy": "apps:web"}"#).as_deref(),
+            Some("apps:web")
+        );
+        assert_eq!(
+            marker(r#"#{"$imagepolicy":"apps:web:tag"}"#).as_deref(),
+            Some("apps:web:tag")
+        );
+        assert_eq!(
+            marker("##  {\t\"$imagepolicy\" :  \"apps:web:name\" }  ").as_deref(),
+            Some("apps:web:name")
+        );
+        assert_eq!(
+            marker(r#"# {"$imagepolicy": "${apps:web:digest}"}"#).as_deref(),
+            Some("apps:web:digest")
+        );
+        assert_eq!(
+            marker(r#"# {"x": "y", "$imagepolicy": "apps:web"}"#).as_deref(),
+            Some("apps:web")
+        );
+        assert_eq!(
+            marker(r#"# {"$imagepolicy": "apps:\u0077eb"}"#).as_deref(),
+            Some("apps:web")
+        );
     }
 
     #[test]

@@ -219,14 +219,28 @@ pub(crate) type Interpretation<'n> = Result<Located<'n>, (&'n Scalar, V1NoteReas
 
 /// Reads an image from a reference scalar (`repo[:tag]`), with the registry
 /// given apart when a HelmRelease splits it out.
-pub(crate) fn from_reference<'n>(reference: &'n Scalar, registry: Option<&Scalar>) -> Interpretation<'n> {
+pub(crate) fn from_reference<'n>(
+    reference: &'n Scalar,
+    registry: Option<&Scalar>,
+) -> Interpretation<'n> {
     let written = reference.content();
     if written.contains('@') {
-        return Err((reference, V1NoteReason::DigestPinned { image: written.to_string() }));
+        return Err((
+            reference,
+            V1NoteReason::DigestPinned {
+                image: written.to_string(),
+            },
+        ));
     }
     let (name, tag) = split_tag(written);
     if let Some(tag) = tag.filter(|t| !is_valid_tag(t)) {
-        return Err((reference, invalid(written, format!("tag {tag:?} does not match the OCI tag grammar"))));
+        return Err((
+            reference,
+            invalid(
+                written,
+                format!("tag {tag:?} does not match the OCI tag grammar"),
+            ),
+        ));
     }
     let image = repository(reference, registry, name)?;
     if reference.range.is_none() {
@@ -240,17 +254,38 @@ pub(crate) fn from_reference<'n>(reference: &'n Scalar, registry: Option<&Scalar
 }
 
 /// Reads an image written as a repository and a separate tag field.
-pub(crate) fn from_parts<'n>(repo: &'n Scalar, registry: Option<&Scalar>, tag: &'n Scalar) -> Interpretation<'n> {
+pub(crate) fn from_parts<'n>(
+    repo: &'n Scalar,
+    registry: Option<&Scalar>,
+    tag: &'n Scalar,
+) -> Interpretation<'n> {
     let written = repo.content();
     if written.contains('@') {
-        return Err((repo, V1NoteReason::DigestPinned { image: written.to_string() }));
+        return Err((
+            repo,
+            V1NoteReason::DigestPinned {
+                image: written.to_string(),
+            },
+        ));
     }
     if split_tag(written).1.is_some() {
-        return Err((repo, invalid(written, "a tag is written both here and in the tag field".to_string())));
+        return Err((
+            repo,
+            invalid(
+                written,
+                "a tag is written both here and in the tag field".to_string(),
+            ),
+        ));
     }
     let current = tag.content();
     if !is_valid_tag(current) {
-        return Err((tag, invalid(written, format!("tag {current:?} does not match the OCI tag grammar"))));
+        return Err((
+            tag,
+            invalid(
+                written,
+                format!("tag {current:?} does not match the OCI tag grammar"),
+            ),
+        ));
     }
     let image = repository(repo, registry, written)?;
     if tag.range.is_none() {
@@ -265,7 +300,11 @@ pub(crate) fn from_parts<'n>(repo: &'n Scalar, registry: Option<&Scalar>, tag: &
 
 /// The repository as written, joined to a separate registry the way Flux v1
 /// did (the registry replaces any registry the name starts with).
-fn repository<'n>(at: &'n Scalar, registry: Option<&Scalar>, name: &str) -> Result<String, (&'n Scalar, V1NoteReason)> {
+fn repository<'n>(
+    at: &'n Scalar,
+    registry: Option<&Scalar>,
+    name: &str,
+) -> Result<String, (&'n Scalar, V1NoteReason)> {
     let image = match registry.map(Scalar::content).filter(|r| !r.is_empty()) {
         None => name.to_string(),
         Some(registry) => {
@@ -362,7 +401,11 @@ fn find<'n>(parsed: &'n Parsed<'_>) -> (Vec<Found<'n>>, Vec<V1Note>) {
 }
 
 /// Adds the automated containers of one object.
-fn workload<'n>(parsed: &Parsed<'_>, object: &'n Node, (found, notes): &mut (Vec<Found<'n>>, Vec<V1Note>)) {
+fn workload<'n>(
+    parsed: &Parsed<'_>,
+    object: &'n Node,
+    (found, notes): &mut (Vec<Found<'n>>, Vec<V1Note>),
+) {
     let (Some(kind), Some(meta)) = (object.str("kind"), object.get("metadata")) else {
         return;
     };
@@ -371,11 +414,18 @@ fn workload<'n>(parsed: &Parsed<'_>, object: &'n Node, (found, notes): &mut (Vec
     };
     let id = WorkloadId {
         kind: kind.to_string(),
-        namespace: meta.str("namespace").filter(|n| !n.is_empty()).map(str::to_string),
+        namespace: meta
+            .str("namespace")
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
         name: name.to_string(),
     };
     let annotations = Annotations::of(object);
-    let is_true = |policy: &str| annotations.policy(policy).is_some_and(|(_, v)| v.value == "true");
+    let is_true = |policy: &str| {
+        annotations
+            .policy(policy)
+            .is_some_and(|(_, v)| v.value == "true")
+    };
     let automated = match annotations.policy("automated") {
         Some((_, v)) if v.value == "true" && v.is_string() => true,
         Some((key, v)) if v.value == "true" => {
@@ -383,7 +433,9 @@ fn workload<'n>(parsed: &Parsed<'_>, object: &'n Node, (found, notes): &mut (Vec
                 line: parsed.line_of(v.start),
                 workload: id.clone(),
                 container: None,
-                reason: V1NoteReason::BooleanAnnotation { key: key.to_string() },
+                reason: V1NoteReason::BooleanAnnotation {
+                    key: key.to_string(),
+                },
             });
             false
         }
@@ -404,7 +456,15 @@ fn workload<'n>(parsed: &Parsed<'_>, object: &'n Node, (found, notes): &mut (Vec
         "HelmRelease" | "FluxHelmRelease" => {
             if let Some(values) = spec.and_then(|s| s.get("values")) {
                 for (container, interpretation) in helm::containers(&annotations, values) {
-                    record(parsed, &id, &annotations, container, interpretation, found, notes);
+                    record(
+                        parsed,
+                        &id,
+                        &annotations,
+                        container,
+                        interpretation,
+                        found,
+                        notes,
+                    );
                 }
             }
             return;
@@ -421,7 +481,15 @@ fn workload<'n>(parsed: &Parsed<'_>, object: &'n Node, (found, notes): &mut (Vec
         for c in items {
             if let (Some(name), Some(image)) = (c.str("name"), c.scalar("image")) {
                 let interpretation = from_reference(image, None);
-                record(parsed, &id, &annotations, name.to_string(), interpretation, found, notes);
+                record(
+                    parsed,
+                    &id,
+                    &annotations,
+                    name.to_string(),
+                    interpretation,
+                    found,
+                    notes,
+                );
             }
         }
     }
@@ -466,9 +534,19 @@ pub(crate) fn plan(parsed: &Parsed<'_>, updates: &[V1Update], plan: &mut Plan) {
             };
             let target = f.located.slot.scalar();
             if is_valid_tag(&update.tag) {
-                plan.write(parsed, target, &f.located.slot.value_with(&update.tag), cause);
+                plan.write(
+                    parsed,
+                    target,
+                    &f.located.slot.value_with(&update.tag),
+                    cause,
+                );
             } else {
-                plan.refuse(parsed, target, cause, RefusalReason::InvalidTag(update.tag.clone()));
+                plan.refuse(
+                    parsed,
+                    target,
+                    cause,
+                    RefusalReason::InvalidTag(update.tag.clone()),
+                );
             }
         }
     }

@@ -83,7 +83,8 @@ impl Scalar {
 
     /// Whether the scalar is an empty plain scalar, which YAML reads as null.
     pub(crate) fn is_null(&self) -> bool {
-        self.style == Style::Plain && matches!(self.value.as_str(), "" | "~" | "null" | "Null" | "NULL")
+        self.style == Style::Plain
+            && matches!(self.value.as_str(), "" | "~" | "null" | "Null" | "NULL")
     }
 
     /// The value with a block scalar's trailing line breaks removed (they are
@@ -140,7 +141,12 @@ pub(crate) enum Signature {
     DocumentStart(bool),
     DocumentEnd,
     Alias(usize),
-    Scalar { value: String, style: Style, anchor: usize, tag: Option<Tag> },
+    Scalar {
+        value: String,
+        style: Style,
+        anchor: usize,
+        tag: Option<Tag>,
+    },
     SequenceStart(usize, Option<Tag>),
     SequenceEnd,
     MappingStart(usize, Option<Tag>),
@@ -161,7 +167,9 @@ pub(crate) struct Parsed<'a> {
 impl<'a> Parsed<'a> {
     /// The 1-based line holding byte `offset`.
     pub(crate) fn line_of(&self, offset: usize) -> usize {
-        self.line_starts.partition_point(|&start| start <= offset).max(1)
+        self.line_starts
+            .partition_point(|&start| start <= offset)
+            .max(1)
     }
 
     /// The text of line `line` (1-based) without its line break.
@@ -267,7 +275,7 @@ enum Frame {
     Map {
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
-        seen: HashSet<String>,
+        seen: HashSet<(String, bool)>,
         flow: bool,
     },
     Seq {
@@ -337,7 +345,15 @@ pub(crate) fn parse(text: &str) -> Result<Parsed<'_>, RewriteError> {
                     tag: tag.map(|t| t.into_owned()),
                 });
                 let in_flow = frames.last().is_some_and(Frame::flow);
-                Node::Scalar(locate_scalar(&parsed, value.into_owned(), style, index, start, in_flow, &frames))
+                Node::Scalar(locate_scalar(
+                    &parsed,
+                    value.into_owned(),
+                    style,
+                    index,
+                    start,
+                    in_flow,
+                    &frames,
+                ))
             }
             Event::SequenceStart(..) | Event::MappingStart(..) if frames.len() >= MAX_DEPTH => {
                 return Err(RewriteError::TooDeep {
@@ -346,18 +362,30 @@ pub(crate) fn parse(text: &str) -> Result<Parsed<'_>, RewriteError> {
                 });
             }
             Event::SequenceStart(anchor, tag) => {
-                parsed
-                    .signatures
-                    .push(Signature::SequenceStart(anchor, tag.map(|t| t.into_owned())));
-                let flow = text.get(skip_properties(text, start)..).is_some_and(|t| t.starts_with('['));
-                frames.push(Frame::Seq { items: Vec::new(), flow });
+                parsed.signatures.push(Signature::SequenceStart(
+                    anchor,
+                    tag.map(|t| t.into_owned()),
+                ));
+                let flow = frames.last().is_some_and(Frame::flow)
+                    || text
+                        .get(skip_properties(text, start)..)
+                        .is_some_and(|t| t.starts_with('['));
+                frames.push(Frame::Seq {
+                    items: Vec::new(),
+                    flow,
+                });
                 continue;
             }
             Event::MappingStart(anchor, tag) => {
                 parsed
                     .signatures
                     .push(Signature::MappingStart(anchor, tag.map(|t| t.into_owned())));
-                let flow = text.get(skip_properties(text, start)..).is_some_and(|t| t.starts_with('{'));
+                // Inside a flow collection everything is flow, including
+                // implicit `[key: value]` pairs, whose span is empty.
+                let flow = frames.last().is_some_and(Frame::flow)
+                    || text
+                        .get(skip_properties(text, start)..)
+                        .is_some_and(|t| t.starts_with('{'));
                 frames.push(Frame::Map {
                     entries: Vec::new(),
                     key: None,
@@ -367,11 +395,13 @@ pub(crate) fn parse(text: &str) -> Result<Parsed<'_>, RewriteError> {
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                parsed.signatures.push(if matches!(event, Event::SequenceEnd) {
-                    Signature::SequenceEnd
-                } else {
-                    Signature::MappingEnd
-                });
+                parsed
+                    .signatures
+                    .push(if matches!(event, Event::SequenceEnd) {
+                        Signature::SequenceEnd
+                    } else {
+                        Signature::MappingEnd
+                    });
                 match frames.pop() {
                     Some(Frame::Seq { items, flow }) => Node::Seq { items, flow },
                     Some(Frame::Map { entries, .. }) => Node::Map { entries },
@@ -389,18 +419,27 @@ pub(crate) fn parse(text: &str) -> Result<Parsed<'_>, RewriteError> {
 }
 
 /// Adds a finished node to the collection being built, or makes it the root.
-fn attach(parsed: &Parsed<'_>, frames: &mut [Frame], root: &mut Option<Node>, node: Node) -> Result<(), RewriteError> {
+fn attach(
+    parsed: &Parsed<'_>,
+    frames: &mut [Frame],
+    root: &mut Option<Node>,
+    node: Node,
+) -> Result<(), RewriteError> {
     match frames.last_mut() {
         None => *root = Some(node),
         Some(Frame::Seq { items, .. }) => items.push(node),
-        Some(Frame::Map { entries, key, seen, .. }) => match key.take() {
+        Some(Frame::Map {
+            entries, key, seen, ..
+        }) => match key.take() {
             Some(k) => entries.push((k, node)),
             None => {
                 if let Node::Scalar(s) = &node {
                     // kyaml (go-yaml v3) refuses a mapping with a repeated key,
                     // so Flux skips such a file; so do we, rather than guess
-                    // which of the two values the cluster would get.
-                    if !seen.insert(s.value.clone()) {
+                    // which of the two values the cluster would get. (`1` and
+                    // `"1"` are different keys; `<<` merges may repeat.)
+                    let merge = s.style == Style::Plain && s.value == "<<";
+                    if !merge && !seen.insert((s.value.clone(), s.is_string())) {
                         return Err(RewriteError::DuplicateKey {
                             line: parsed.line_of(s.start),
                             key: s.value.clone(),
@@ -452,7 +491,9 @@ fn locate_scalar(
     };
     let range = match style {
         Style::Plain => (!value.is_empty()
-            && text.get(start..).is_some_and(|t| t.starts_with(value.as_str())))
+            && text
+                .get(start..)
+                .is_some_and(|t| t.starts_with(value.as_str())))
         .then(|| start..start + value.len()),
         Style::Double => quoted_end(text, start, '"').map(|end| start..end),
         Style::Single => quoted_end(text, start, '\'').map(|end| start..end),
@@ -462,7 +503,8 @@ fn locate_scalar(
                 && !content.contains('\n')
                 && text.get(start..).is_some_and(|t| {
                     t.starts_with(content)
-                        && (t.len() == content.len() || t[content.len()..].starts_with(['\r', '\n']))
+                        && (t.len() == content.len()
+                            || t[content.len()..].starts_with(['\r', '\n']))
                 }))
             .then(|| start..start + content.len())
         }
@@ -510,7 +552,10 @@ fn quoted_end(text: &str, start: usize, quote: char) -> Option<usize> {
 fn block_header_end(parsed: &Parsed<'_>, content_start: usize, frames: &[Frame]) -> Option<usize> {
     let text = parsed.text;
     let mut at = match frames.last()? {
-        Frame::Map { key: Some(Node::Scalar(key)), .. } => {
+        Frame::Map {
+            key: Some(Node::Scalar(key)),
+            ..
+        } => {
             let after_key = key.range.as_ref()?.end;
             let rest = text.get(after_key..content_start)?;
             let trimmed = rest.trim_start_matches([' ', '\t']);
@@ -595,15 +640,23 @@ mod tests {
     #[test]
     fn comment_after_a_closing_bracket_is_not_the_scalars() {
         let parsed = parse("a: [x] # m\n").unwrap();
-        let Node::Map { entries } = &parsed.docs[0] else { panic!() };
-        let Node::Seq { items, flow: true } = &entries[0].1 else { panic!() };
+        let Node::Map { entries } = &parsed.docs[0] else {
+            panic!()
+        };
+        let Node::Seq { items, flow: true } = &entries[0].1 else {
+            panic!()
+        };
         let Node::Scalar(x) = &items[0] else { panic!() };
         assert_eq!(parsed.line_comment(x.comment_from.unwrap()), None);
     }
 
     #[test]
     fn duplicate_keys_and_depth_are_refused() {
-        assert!(matches!(parse("a: 1\na: 2\n"), Err(RewriteError::DuplicateKey { line: 2, .. })));
+        assert!(parse("1: a\n\"1\": b\n<<: {}\n<<: {}\n").is_ok());
+        assert!(matches!(
+            parse("a: 1\na: 2\n"),
+            Err(RewriteError::DuplicateKey { line: 2, .. })
+        ));
         let deep = "[".repeat(MAX_DEPTH + 1);
         assert!(matches!(parse(&deep), Err(RewriteError::TooDeep { .. })));
     }

@@ -95,12 +95,16 @@ pub(crate) struct FilterScratch {
 }
 
 impl TagFilter {
-    /// Compiles `pattern` and `extract`. A reference in `extract` to a group
-    /// the pattern does not have is refused (Flux silently expands it to
-    /// nothing, which makes every value empty).
-    pub(crate) fn compile(pattern: &str, extract: Option<&str>) -> Result<Self, PolicyError> {
+    /// Compiles `pattern` (errors name `field`) and `extract`. A reference
+    /// in `extract` to a group the pattern does not have is refused (Flux
+    /// silently expands it to nothing, which makes every value empty).
+    pub(crate) fn compile(
+        field: &str,
+        pattern: &str,
+        extract: Option<&str>,
+    ) -> Result<Self, PolicyError> {
         let regex = Regex::new(pattern).map_err(|e| PolicyError::Regex {
-            field: "spec.filterTags.pattern".to_string(),
+            field: field.to_string(),
             pattern: pattern.to_string(),
             message: e.to_string(),
         })?;
@@ -126,7 +130,11 @@ impl TagFilter {
 
     /// The value to order `tag` by, or `None` when the pattern does not
     /// match: the tag itself, or the expansion of `extract`.
-    pub(crate) fn apply<'s>(&self, tag: &'s str, scratch: &'s mut FilterScratch) -> Option<&'s str> {
+    pub(crate) fn apply<'s>(
+        &self,
+        tag: &'s str,
+        scratch: &'s mut FilterScratch,
+    ) -> Option<&'s str> {
         let Some(pieces) = &self.extract else {
             return self.regex.is_match(tag).then_some(tag);
         };
@@ -209,22 +217,23 @@ fn template_name(text: &str) -> Option<(&str, &str)> {
 /// The group `name` refers to: a number without a leading zero is an index,
 /// anything else a group name.
 fn group_index(regex: &Regex, name: &str) -> Option<usize> {
-    let numeric = name.bytes().all(|b| b.is_ascii_digit()) && !(name.len() > 1 && name.starts_with('0'));
+    let numeric =
+        name.bytes().all(|b| b.is_ascii_digit()) && !(name.len() > 1 && name.starts_with('0'));
     if numeric {
         let index: usize = name.parse().ok()?;
         return (index < regex.captures_len()).then_some(index);
     }
-    regex
-        .capture_names()
-        .position(|group| group == Some(name))
+    regex.capture_names().position(|group| group == Some(name))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const FIELD: &str = "spec.filterTags.pattern";
+
     fn values(pattern: &str, extract: Option<&str>, tags: &[&str]) -> Vec<String> {
-        let filter = TagFilter::compile(pattern, extract).unwrap();
+        let filter = TagFilter::compile(FIELD, pattern, extract).unwrap();
         let mut scratch = filter.scratch();
         tags.iter()
             .filter_map(|tag| filter.apply(tag, &mut scratch).map(str::to_string))
@@ -258,7 +267,10 @@ mod tests {
         assert_eq!(values(pattern, Some("${2}"), &tags), ["1700000000"]);
         assert_eq!(values(pattern, Some("$ts"), &tags), ["1700000000"]);
         assert_eq!(values(pattern, Some("${ts}"), &tags), ["1700000000"]);
-        assert_eq!(values(pattern, Some("${ts}-$sha"), &tags), ["1700000000-abc1234"]);
+        assert_eq!(
+            values(pattern, Some("${ts}-$sha"), &tags),
+            ["1700000000-abc1234"]
+        );
         assert_eq!(values(pattern, Some("v$$${ts}"), &tags), ["v$1700000000"]);
         // $0 is the whole match.
         assert_eq!(values("[0-9]+", Some("$0"), &["build-42"]), ["42"]);
@@ -270,7 +282,7 @@ mod tests {
     fn extract_go_expand_corner_cases() {
         // The longest name wins: $1x is ${1x}, which does not exist.
         assert!(matches!(
-            TagFilter::compile("(a)", Some("$1x")),
+            TagFilter::compile(FIELD, "(a)", Some("$1x")),
             Err(PolicyError::Extract { .. })
         ));
         // Malformed references are literal text.
@@ -279,7 +291,7 @@ mod tests {
         assert_eq!(values("(a)", Some("$"), &["a"]), ["$"]);
         // A leading zero makes it a name, as in Go: $01 is not group 1.
         assert!(matches!(
-            TagFilter::compile("(a)", Some("$01")),
+            TagFilter::compile(FIELD, "(a)", Some("$01")),
             Err(PolicyError::Extract { .. })
         ));
         // An optional group that did not take part expands to nothing.
@@ -288,18 +300,18 @@ mod tests {
 
     #[test]
     fn extract_naming_a_missing_group_is_refused() {
-        let err = TagFilter::compile(r"ver(\d+)", Some("$ts")).unwrap_err();
+        let err = TagFilter::compile(FIELD, r"ver(\d+)", Some("$ts")).unwrap_err();
         assert_eq!(
             err.to_string(),
             r#"spec.filterTags.extract: ${ts} names no capture group of spec.filterTags.pattern "ver(\\d+)""#
         );
-        assert!(TagFilter::compile(r"ver(\d+)", Some("$2")).is_err());
-        assert!(TagFilter::compile("", Some("$1")).is_err());
+        assert!(TagFilter::compile(FIELD, r"ver(\d+)", Some("$2")).is_err());
+        assert!(TagFilter::compile(FIELD, "", Some("$1")).is_err());
     }
 
     #[test]
     fn bad_pattern_names_the_field() {
-        let err = TagFilter::compile("ver(", None).unwrap_err();
+        let err = TagFilter::compile(FIELD, "ver(", None).unwrap_err();
         let text = err.to_string();
         assert!(
             text.starts_with(r#"spec.filterTags.pattern: invalid regular expression "ver(""#),
@@ -330,7 +342,8 @@ mod tests {
 
     #[test]
     fn exclusion_list() {
-        let list = Exclusions::compile(&[DEFAULT_EXCLUSION.to_string(), "^dev-".to_string()]).unwrap();
+        let list =
+            Exclusions::compile(&[DEFAULT_EXCLUSION.to_string(), "^dev-".to_string()]).unwrap();
         assert!(list.excludes("sha256-1.sig"));
         assert!(list.excludes("dev-123"));
         assert!(!list.excludes("1.0.0"));
@@ -341,7 +354,8 @@ mod tests {
         assert!(!only_other.excludes("sha256-1.sig"));
         let err = Exclusions::compile(&["ok".to_string(), "(".to_string()]).unwrap_err();
         assert!(
-            err.to_string().starts_with(r#"spec.exclusionList[1]: invalid regular expression "(""#),
+            err.to_string()
+                .starts_with(r#"spec.exclusionList[1]: invalid regular expression "(""#),
             "{err}"
         );
     }

@@ -105,30 +105,64 @@ impl Decimal {
         })
     }
 
+    /// Whether the number is zero: leading zeros of the integer part and
+    /// trailing zeros of the fraction are not in the spans, so a non-zero
+    /// number always has a digit left in one of them.
+    fn is_zero(&self) -> bool {
+        self.integer.is_empty() && self.fraction.is_empty()
+    }
+
     /// Compares `self` (read from `text`) with `other` (read from
     /// `other_text`) by value.
     pub(crate) fn cmp(&self, text: &str, other: &Decimal, other_text: &str) -> Ordering {
-        let a = Magnitude::of(self, text);
-        let b = Magnitude::of(other, other_text);
-        let sign = |negative: bool, m: &Magnitude<'_>| match (m.is_zero(), negative) {
+        let sign = |d: &Decimal| match (d.is_zero(), d.negative) {
             (true, _) => 0,
             (false, true) => -1,
             (false, false) => 1,
         };
-        let (sa, sb) = (sign(self.negative, &a), sign(other.negative, &b));
-        if sa != sb {
+        let (sa, sb) = (sign(self), sign(other));
+        if sa != sb || sa == 0 {
             return sa.cmp(&sb);
         }
-        let by_magnitude = a.cmp(&b);
+        let by_magnitude = self.cmp_magnitude(text, other, other_text);
         if sa < 0 {
             by_magnitude.reverse()
         } else {
             by_magnitude
         }
     }
+
+    /// Compares absolute values; neither is zero.
+    fn cmp_magnitude(&self, text: &str, other: &Decimal, other_text: &str) -> Ordering {
+        let a = Magnitude::of(self, text);
+        let b = Magnitude::of(other, other_text);
+        a.scale.cmp(&b.scale).then_with(|| {
+            // Same scale: compare digit by digit, missing digits being zero.
+            // Integers of the same length (the common case) are one memcmp.
+            if self.fraction.is_empty()
+                && other.fraction.is_empty()
+                && a.digits[0].len() == b.digits[0].len()
+            {
+                return a.digits[0].cmp(b.digits[0]);
+            }
+            let mut left = a.digits();
+            let mut right = b.digits();
+            loop {
+                match (left.next(), right.next()) {
+                    (None, None) => return Ordering::Equal,
+                    (l, r) => {
+                        let order = l.unwrap_or(b'0').cmp(&r.unwrap_or(b'0'));
+                        if order != Ordering::Equal {
+                            return order;
+                        }
+                    }
+                }
+            }
+        })
+    }
 }
 
-/// `0.DIGITS × 10^scale`, DIGITS starting with a non-zero digit.
+/// A non-zero `0.DIGITS × 10^scale`, DIGITS starting with a non-zero digit.
 struct Magnitude<'a> {
     digits: [&'a [u8]; 2],
     scale: i64,
@@ -154,38 +188,9 @@ impl<'a> Magnitude<'a> {
         }
     }
 
-    fn is_zero(&self) -> bool {
-        self.digits.iter().all(|part| part.iter().all(|&b| b == b'0'))
-    }
-
     fn digits(&self) -> impl Iterator<Item = u8> + 'a {
         let [first, second] = self.digits;
         first.iter().chain(second.iter()).copied()
-    }
-
-    fn cmp(&self, other: &Magnitude<'_>) -> Ordering {
-        match (self.is_zero(), other.is_zero()) {
-            (true, true) => return Ordering::Equal,
-            (true, false) => return Ordering::Less,
-            (false, true) => return Ordering::Greater,
-            (false, false) => {}
-        }
-        self.scale.cmp(&other.scale).then_with(|| {
-            // Same scale: compare digit by digit, missing digits being zero.
-            let mut left = self.digits();
-            let mut right = other.digits();
-            loop {
-                match (left.next(), right.next()) {
-                    (None, None) => return Ordering::Equal,
-                    (l, r) => {
-                        let order = l.unwrap_or(b'0').cmp(&r.unwrap_or(b'0'));
-                        if order != Ordering::Equal {
-                            return order;
-                        }
-                    }
-                }
-            }
-        })
     }
 }
 
@@ -202,8 +207,22 @@ mod tests {
     #[test]
     fn accepts_go_decimal_floats() {
         for text in [
-            "0", "7", "-62", "+5", "1606234201", "3.14", "-27.8520927455902", "1.", ".5", "1e3",
-            "1E3", "1e-3", "1e+3", "007", "0.000", "1.5e400",
+            "0",
+            "7",
+            "-62",
+            "+5",
+            "1606234201",
+            "3.14",
+            "-27.8520927455902",
+            "1.",
+            ".5",
+            "1e3",
+            "1E3",
+            "1e-3",
+            "1e+3",
+            "007",
+            "0.000",
+            "1.5e400",
         ] {
             assert!(Decimal::parse(text).is_some(), "{text:?}");
         }
@@ -222,8 +241,25 @@ mod tests {
     #[test]
     fn orders_by_value() {
         let ascending = [
-            "-1e400", "-91", "-88.5", "-1", "-0.5", "-0.0001", "0", "0.0001", "0.5", "1", "1.5",
-            "9", "10", "72", "73", "1e3", "1606234201", "1606364286", "1e400",
+            "-1e400",
+            "-91",
+            "-88.5",
+            "-1",
+            "-0.5",
+            "-0.0001",
+            "0",
+            "0.0001",
+            "0.5",
+            "1",
+            "1.5",
+            "9",
+            "10",
+            "72",
+            "73",
+            "1e3",
+            "1606234201",
+            "1606364286",
+            "1e400",
         ];
         for pair in ascending.windows(2) {
             assert_eq!(cmp(pair[0], pair[1]), Ordering::Less, "{pair:?}");

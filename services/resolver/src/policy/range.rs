@@ -287,12 +287,10 @@ fn parse_part(cursor: &mut Cursor<'_>, start: usize) -> Result<Part, RangeError>
     let part = match token {
         "" => return Err(cursor.error(start, "is not a version")),
         "x" | "X" | "*" => Part::Wildcard,
-        digits if digits.bytes().all(|b| b.is_ascii_digit()) => {
-            match digits.parse::<u64>() {
-                Ok(n) => Part::Number(n),
-                Err(_) => return Err(cursor.error(start, "has a number too large")),
-            }
-        }
+        digits if digits.bytes().all(|b| b.is_ascii_digit()) => match digits.parse::<u64>() {
+            Ok(n) => Part::Number(n),
+            Err(_) => return Err(cursor.error(start, "has a number too large")),
+        },
         _ => {
             return Err(cursor.error(
                 start,
@@ -853,9 +851,11 @@ mod tests {
         assert!(check(">1.0.0-beta.1 <2", "1.9.0-alpha"));
         assert!(check("<2.0.0, >=1.0.0-0", "1.5.0-rc.1"));
         // ...but not across ||.
-        assert!(!check(">1.0.0-beta.1 <2 || >3", "3.5.0-rc.1"));
+        assert!(!check(">1.0.0-beta.1 <2 || >3", "4.5.0-rc.1"));
         assert!(check(">1.0.0-beta.1 <2 || >3", "1.5.0-rc.1"));
-        assert!(check(">1.0.0-beta.1 <2 || >3", "3.5.0"));
+        assert!(check(">1.0.0-beta.1 <2 || >3", "4.0.0"));
+        // (`>3` means a major above 3.)
+        assert!(!check(">1.0.0-beta.1 <2 || >3", "3.5.0"));
         // Ordering of prereleases against the bound.
         assert!(check(">=1.0.0-rc.1", "1.0.0-rc.2"));
         assert!(!check(">=1.0.0-rc.2", "1.0.0-rc.1"));
@@ -864,7 +864,15 @@ mod tests {
 
     #[test]
     fn separators() {
-        for range in [">=1 <2", ">=1,<2", ">=1, <2", ">=1 ,<2", ">=1 , <2", "  >=1\t<2  ", ">= 1 < 2"] {
+        for range in [
+            ">=1 <2",
+            ">=1,<2",
+            ">=1, <2",
+            ">=1 ,<2",
+            ">=1 , <2",
+            "  >=1\t<2  ",
+            ">= 1 < 2",
+        ] {
             assert!(check(range, "1.5.0"), "{range:?}");
             assert!(!check(range, "2.0.0"), "{range:?}");
         }
@@ -888,7 +896,10 @@ mod tests {
         assert_eq!(err(">=").part, ">=");
         assert_eq!(err("BAR >= 1.2.3").part, "BAR");
         assert_eq!(err("12.3.4.1234").part, "12.3.4.1234");
-        assert_eq!(err("12.3.4.1234").reason, "has more than three version parts");
+        assert_eq!(
+            err("12.3.4.1234").reason,
+            "has more than three version parts"
+        );
         assert_eq!(err("12.3.34~ 1.2.3").part, "~");
         // Ours.
         assert_eq!(err(">=1.0 <2.x.q").part, "2.x.q");
@@ -910,7 +921,10 @@ mod tests {
         assert_eq!(err("1.0.0-a..b").part, "1.0.0-a..b");
         assert_eq!(err("1.0.0+").part, "1.0.0+");
         assert_eq!(err("1.0.0-").part, "1.0.0-");
-        assert_eq!(err("99999999999999999999.0.0").reason, "has a number too large");
+        assert_eq!(
+            err("99999999999999999999.0.0").reason,
+            "has a number too large"
+        );
         assert_eq!(err("V1.0").part, "V1.0");
         assert_eq!(err("> = 1.0").part, "=");
         assert_eq!(err("1.2.3 ~").part, "~");

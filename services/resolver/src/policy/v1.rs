@@ -28,6 +28,7 @@ impl V1Filter {
     /// does: `semver:`, `regexp:`, `regex:`, then `glob:` or nothing (glob).
     /// Prefixes are case-sensitive. Errors in the pattern itself are
     /// reported by [`super::compile`].
+    #[must_use]
     pub fn parse(filter: &str) -> Self {
         if let Some(range) = filter.strip_prefix("semver:") {
             Self::Semver(range.to_string())
@@ -96,7 +97,10 @@ mod tests {
 
     #[test]
     fn prefixes() {
-        assert_eq!(V1Filter::parse("semver:~1.0"), V1Filter::Semver("~1.0".into()));
+        assert_eq!(
+            V1Filter::parse("semver:~1.0"),
+            V1Filter::Semver("~1.0".into())
+        );
         assert_eq!(V1Filter::parse("regexp:^v"), V1Filter::Regex("^v".into()));
         assert_eq!(V1Filter::parse("regex:^v"), V1Filter::Regex("^v".into()));
         assert_eq!(V1Filter::parse("glob:1.*"), V1Filter::Glob("1.*".into()));
@@ -105,7 +109,10 @@ mod tests {
         assert_eq!(V1Filter::parse("latest"), V1Filter::Glob("latest".into()));
         assert_eq!(V1Filter::parse(""), V1Filter::Glob(String::new()));
         // Case-sensitive, like Flux v1: an unknown prefix is part of a glob.
-        assert_eq!(V1Filter::parse("SEMVER:1"), V1Filter::Glob("SEMVER:1".into()));
+        assert_eq!(
+            V1Filter::parse("SEMVER:1"),
+            V1Filter::Glob("SEMVER:1".into())
+        );
         assert_eq!(V1Filter::parse("regexp:a").to_string(), "regex:a");
         assert_eq!(V1Filter::parse("x").to_string(), "glob:x");
         assert_eq!(V1Filter::parse("semver:1").to_string(), "semver:1");
@@ -149,7 +156,11 @@ mod tests {
             ("*x*", "abc", false),
         ];
         for &(pattern, subject, want) in cases {
-            assert_eq!(Glob::new(pattern).matches(subject), want, "{pattern:?} {subject:?}");
+            assert_eq!(
+                Glob::new(pattern).matches(subject),
+                want,
+                "{pattern:?} {subject:?}"
+            );
         }
     }
 }

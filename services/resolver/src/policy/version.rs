@@ -34,64 +34,61 @@ impl<'a> TagVersion<'a> {
     /// Reads `tag` as Flux's image-reflector-controller does: at least two
     /// dots anywhere in the tag, and Masterminds' lenient grammar.
     pub(crate) fn parse_flux(tag: &'a str) -> Option<Self> {
-        let version = Self::parse_lenient(tag)?;
-        let dots = tag.bytes().filter(|&b| b == b'.').count();
+        let (version, dots) = Self::parse(tag)?;
         (dots >= 2).then_some(version)
     }
 
     /// Reads `text` with Masterminds' lenient grammar alone (Flux v1's
     /// `semver:` filters, where `1` and `v1.2` count as versions).
     pub(crate) fn parse_lenient(text: &'a str) -> Option<Self> {
+        Self::parse(text).map(|(version, _)| version)
+    }
+
+    /// One pass over `text`: the version, and how many dots the text has.
+    fn parse(text: &'a str) -> Option<(Self, usize)> {
         let bytes = text.as_bytes();
         let mut i = usize::from(bytes.first() == Some(&b'v'));
         let (major, len) = number(&bytes[i..])?;
         i += len;
+        let mut dots = 0;
         let mut minor = 0;
         let mut patch = 0;
         if bytes.get(i) == Some(&b'.') {
             let (value, len) = number(&bytes[i + 1..])?;
             minor = value;
             i += 1 + len;
+            dots += 1;
             if bytes.get(i) == Some(&b'.') {
                 let (value, len) = number(&bytes[i + 1..])?;
                 patch = value;
                 i += 1 + len;
+                dots += 1;
             }
         }
         let mut pre = "";
         if bytes.get(i) == Some(&b'-') {
-            let end = bytes[i + 1..]
-                .iter()
-                .position(|&b| b == b'+')
-                .map_or(bytes.len(), |p| i + 1 + p);
+            let (end, pre_dots) = scan_identifiers(bytes, i + 1, Identifiers::Prerelease)?;
             pre = &text[i + 1..end];
-            if !valid_prerelease(pre) {
-                return None;
-            }
+            dots += pre_dots;
             i = end;
         }
         let mut build = "";
         if bytes.get(i) == Some(&b'+') {
-            build = &text[i + 1..];
-            if !valid_build(build) {
-                return None;
-            }
-            i = bytes.len();
+            let (end, build_dots) = scan_identifiers(bytes, i + 1, Identifiers::Build)?;
+            build = &text[i + 1..end];
+            dots += build_dots;
+            i = end;
         }
-        (i == bytes.len()).then_some(Self {
-            major,
-            minor,
-            patch,
-            pre,
-            build,
-        })
-    }
-
-    /// Semver precedence against another tag's version.
-    pub(crate) fn cmp_precedence(&self, other: &TagVersion<'_>) -> Ordering {
-        (self.major, self.minor, self.patch)
-            .cmp(&(other.major, other.minor, other.patch))
-            .then_with(|| cmp_prerelease(self.pre, other.pre))
+        (i == bytes.len()).then_some((
+            Self {
+                major,
+                minor,
+                patch,
+                pre,
+                build,
+            },
+            dots,
+        ))
     }
 
     /// Semver precedence against a range's version (whose build is empty).
@@ -122,6 +119,7 @@ impl<'a> TagVersion<'a> {
 ///
 /// The returned version keeps the tag's build metadata; compare with
 /// [`semver::Version::cmp_precedence`] to ignore it as Flux does.
+#[must_use]
 pub fn parse_tag_version(tag: &str) -> Option<semver::Version> {
     TagVersion::parse_flux(tag)?.to_semver()
 }
@@ -186,32 +184,106 @@ fn number(bytes: &[u8]) -> Option<(u64, usize)> {
     (len > 0).then_some((value, len))
 }
 
-fn is_identifier_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-'
+/// Byte classes for identifier scanning, looked up rather than tested with
+/// `||` chains, which mispredict badly on random hex tags.
+const OTHER: u8 = 0;
+const DIGIT: u8 = 1;
+const ALNUM: u8 = 2;
+const DOT: u8 = 3;
+const PLUS: u8 = 4;
+
+static CLASS: [u8; 256] = {
+    let mut table = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_digit() {
+            DIGIT
+        } else if c.is_ascii_alphabetic() || c == b'-' {
+            ALNUM
+        } else if c == b'.' {
+            DOT
+        } else if c == b'+' {
+            PLUS
+        } else {
+            OTHER
+        };
+        b += 1;
+    }
+    table
+};
+
+/// Which identifiers [`scan_identifiers`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Identifiers {
+    /// Stops before `+`; a numeric identifier may not have a leading zero.
+    Prerelease,
+    /// Runs to the end.
+    Build,
+}
+
+/// Scans dot-separated, non-empty `[0-9A-Za-z-]` identifiers from `start`,
+/// returning where they end and how many dots they contain.
+fn scan_identifiers(bytes: &[u8], start: usize, kind: Identifiers) -> Option<(usize, usize)> {
+    let mut dots = 0;
+    let mut id_start = start;
+    let mut all_digits = true;
+    let mut i = start;
+    while let Some(&b) = bytes.get(i) {
+        match CLASS[usize::from(b)] {
+            DIGIT => {}
+            ALNUM => all_digits = false,
+            DOT => {
+                if !identifier_ok(bytes, id_start, i, all_digits, kind) {
+                    return None;
+                }
+                dots += 1;
+                id_start = i + 1;
+                all_digits = true;
+            }
+            PLUS if kind == Identifiers::Prerelease => break,
+            _ => return None,
+        }
+        i += 1;
+    }
+    identifier_ok(bytes, id_start, i, all_digits, kind).then_some((i, dots))
+}
+
+fn identifier_ok(
+    bytes: &[u8],
+    start: usize,
+    end: usize,
+    all_digits: bool,
+    kind: Identifiers,
+) -> bool {
+    end > start
+        && !(kind == Identifiers::Prerelease
+            && all_digits
+            && end - start > 1
+            && bytes[start] == b'0')
 }
 
 /// Dot-separated, non-empty identifiers of `[0-9A-Za-z-]`; a numeric one
 /// has no leading zero (Masterminds `validatePrerelease`, semver §9).
 pub(crate) fn valid_prerelease(pre: &str) -> bool {
-    !pre.is_empty()
-        && pre.split('.').all(|id| {
-            !id.is_empty()
-                && id.bytes().all(is_identifier_byte)
-                && !(is_numeric(id) && id.len() > 1 && id.starts_with('0'))
-        })
+    scan_identifiers(pre.as_bytes(), 0, Identifiers::Prerelease)
+        .is_some_and(|(end, _)| end == pre.len())
 }
 
 /// Dot-separated, non-empty identifiers of `[0-9A-Za-z-]` (semver §10).
 pub(crate) fn valid_build(build: &str) -> bool {
-    !build.is_empty()
-        && build
-            .split('.')
-            .all(|id| !id.is_empty() && id.bytes().all(is_identifier_byte))
+    scan_identifiers(build.as_bytes(), 0, Identifiers::Build).is_some()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn precedence(a: &TagVersion<'_>, b: &TagVersion<'_>) -> Ordering {
+        (a.major, a.minor, a.patch)
+            .cmp(&(b.major, b.minor, b.patch))
+            .then_with(|| cmp_prerelease(a.pre, b.pre))
+    }
 
     fn flux(tag: &str) -> Option<(u64, u64, u64, &str, &str)> {
         TagVersion::parse_flux(tag).map(|v| (v.major, v.minor, v.patch, v.pre, v.build))
@@ -249,7 +321,10 @@ mod tests {
         assert_eq!(flux("v2025.07.03"), Some((2025, 7, 3, "", "")));
         assert_eq!(flux("1.2-rc.1"), Some((1, 2, 0, "rc.1", "")));
         assert_eq!(flux("01.002.0003"), Some((1, 2, 3, "", "")));
-        assert_eq!(flux("1.2.3-rc.1+build.5"), Some((1, 2, 3, "rc.1", "build.5")));
+        assert_eq!(
+            flux("1.2.3-rc.1+build.5"),
+            Some((1, 2, 3, "rc.1", "build.5"))
+        );
         assert_eq!(flux("1.2.3+b.1"), Some((1, 2, 3, "", "b.1")));
         // Two dots anywhere count, as in Flux's SplitN check.
         assert_eq!(flux("1-rc.1.2"), Some((1, 0, 0, "rc.1.2", "")));
@@ -317,24 +392,45 @@ mod tests {
         for pair in chain.windows(2) {
             let a = TagVersion::parse_flux(pair[0]).unwrap();
             let b = TagVersion::parse_flux(pair[1]).unwrap();
-            assert_eq!(a.cmp_precedence(&b), Ordering::Less, "{pair:?}");
-            assert_eq!(b.cmp_precedence(&a), Ordering::Greater, "{pair:?}");
+            assert_eq!(precedence(&a, &b), Ordering::Less, "{pair:?}");
+            assert_eq!(precedence(&b, &a), Ordering::Greater, "{pair:?}");
         }
         // rc9 above rc10: alphanumeric identifiers compare as strings.
         let rc9 = TagVersion::parse_flux("1.0.0-rc9").unwrap();
         let rc10 = TagVersion::parse_flux("1.0.0-rc10").unwrap();
-        assert_eq!(rc9.cmp_precedence(&rc10), Ordering::Greater);
+        assert_eq!(precedence(&rc9, &rc10), Ordering::Greater);
         // Build metadata never orders.
         let b1 = TagVersion::parse_flux("1.0.0+1").unwrap();
         let b2 = TagVersion::parse_flux("1.0.0+2").unwrap();
-        assert_eq!(b1.cmp_precedence(&b2), Ordering::Equal);
+        assert_eq!(precedence(&b1, &b2), Ordering::Equal);
     }
 
     #[test]
     fn prerelease_order_agrees_with_semver_crate() {
         let pres = [
-            "", "0", "1", "2", "10", "a", "a.1", "a.2", "a.10", "a.b", "a-b", "-", "-1", "1a", "rc9",
-            "rc10", "RC1", "rc.1", "rc.1.1", "beta", "beta.11", "alpha.beta", "99999999999999999999",
+            "",
+            "0",
+            "1",
+            "2",
+            "10",
+            "a",
+            "a.1",
+            "a.2",
+            "a.10",
+            "a.b",
+            "a-b",
+            "-",
+            "-1",
+            "1a",
+            "rc9",
+            "rc10",
+            "RC1",
+            "rc.1",
+            "rc.1.1",
+            "beta",
+            "beta.11",
+            "alpha.beta",
+            "99999999999999999999",
             "100000000000000000000",
         ];
         for a in pres {
