@@ -102,6 +102,21 @@ pub enum BusError {
     Encode(#[from] serde_json::Error),
 }
 
+/// Why a conditional publication did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishFailure {
+    /// Another event was published on the subject since the expected one.
+    #[error("another event was published on the subject first")]
+    Conflict,
+    /// Anything else.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// The header that makes a publication conditional on the subject's last
+/// sequence.
+pub const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
+
 /// The outcome of a publication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -350,14 +365,51 @@ impl Bus {
     /// for the stream's acknowledgement, so the caller acks its own input only
     /// once the output is durable.
     pub async fn publish(&self, envelope: &Envelope) -> Result<Published, BusError> {
+        match self.publish_inner(envelope, None).await {
+            Ok(published) => Ok(published),
+            Err(PublishFailure::Bus(e)) => Err(e),
+            Err(PublishFailure::Conflict) => Err(BusError::Publish {
+                subject: envelope.payload.subject(),
+                reason: "unexpected sequence conflict".to_string(),
+            }),
+        }
+    }
+
+    /// Publishes only if the last event on the envelope's subject is the one
+    /// at `last_subject_sequence` (0: no event yet). This is optimistic
+    /// concurrency on the log itself: of two instances that computed a change
+    /// from the same predecessor, one publishes and the other learns
+    /// [`PublishFailure::Conflict`], so each change is published once.
+    pub async fn publish_after(
+        &self,
+        envelope: &Envelope,
+        last_subject_sequence: u64,
+    ) -> Result<Published, PublishFailure> {
+        self.publish_inner(envelope, Some(last_subject_sequence))
+            .await
+    }
+
+    async fn publish_inner(
+        &self,
+        envelope: &Envelope,
+        last_subject_sequence: Option<u64>,
+    ) -> Result<Published, PublishFailure> {
         let subject = envelope.payload.subject();
         let mut headers = HeaderMap::new();
         headers.insert(MSG_ID_HEADER, envelope.msg_id().as_str());
         headers.insert(TRACEPARENT, traceparent_for(envelope).as_str());
-        let payload = envelope.to_json()?;
-        let fail = |e: &dyn std::fmt::Display| BusError::Publish {
-            subject: subject.clone(),
-            reason: e.to_string(),
+        if let Some(sequence) = last_subject_sequence {
+            headers.insert(
+                EXPECTED_LAST_SUBJECT_SEQUENCE,
+                sequence.to_string().as_str(),
+            );
+        }
+        let payload = envelope.to_json().map_err(BusError::from)?;
+        let fail = |e: &dyn std::fmt::Display| {
+            PublishFailure::Bus(BusError::Publish {
+                subject: subject.clone(),
+                reason: e.to_string(),
+            })
         };
         let ack = self
             .js
@@ -365,11 +417,42 @@ impl Bus {
             .await
             .map_err(|e| fail(&e))?
             .await
-            .map_err(|e| fail(&e))?;
+            .map_err(|e| match e.kind() {
+                jetstream::context::PublishErrorKind::WrongLastSequence => PublishFailure::Conflict,
+                _ => fail(&e),
+            })?;
         Ok(Published {
             sequence: ack.sequence,
             duplicate: ack.duplicate,
         })
+    }
+
+    /// The last event published on `subject` and its stream sequence, the
+    /// way a stage finds "the current fact" (a repository's latest tag set, a
+    /// policy's latest move) without keeping a copy of its own.
+    pub async fn last_event(&self, subject: &str) -> Result<Option<(Envelope, u64)>, BusError> {
+        let stream = self
+            .js
+            .get_stream_no_info(names::EVENTS_STREAM)
+            .await
+            .map_err(|e| setup(names::EVENTS_STREAM.to_string(), e))?;
+        match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => {
+                let envelope =
+                    Envelope::from_json(&message.payload).map_err(|e| BusError::Corrupt {
+                        bucket: names::EVENTS_STREAM.to_string(),
+                        key: subject.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                Ok(Some((envelope, message.sequence)))
+            }
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(BusError::Bucket {
+                bucket: names::EVENTS_STREAM.to_string(),
+                key: subject.to_string(),
+                reason: e.to_string(),
+            }),
+        }
     }
 
     /// The durable pull consumer of `stage`, shared by every instance of it.

@@ -258,3 +258,24 @@ async fn an_unreachable_server_is_a_clear_error_not_a_hang() {
     assert!(message.contains("cannot reach NATS"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn a_conditional_publication_loses_to_a_racing_one_and_last_event_reads_it() {
+    use tagrelay_proto::bus::PublishFailure;
+    let server = NatsServer::start();
+    let bus = connect(&server, "resolver/a").await;
+    let subject = tagrelay_proto::names::tags_subject("flux-system", "app");
+    assert!(bus.last_event(&subject).await.unwrap().is_none());
+
+    let first = Envelope::new("scanner/a", discovered("app", &["1"]));
+    let winner = bus.publish_after(&first, 0).await.unwrap();
+    let late = Envelope::new("scanner/b", discovered("app", &["1", "2"]));
+    assert!(matches!(
+        bus.publish_after(&late, 0).await,
+        Err(PublishFailure::Conflict)
+    ));
+    let (last, sequence) = bus.last_event(&subject).await.unwrap().unwrap();
+    assert_eq!((last, sequence), (first, winner.sequence));
+    let next = bus.publish_after(&late, winner.sequence).await.unwrap();
+    assert!(next.sequence > winner.sequence);
+}
