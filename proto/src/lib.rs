@@ -8,6 +8,7 @@
 //! - [`config`]: the Flux kinds, strict decoding and Flux's validation.
 //! - [`reference`]: image references and the OCI tag grammar.
 //! - [`runtime`]: logging, TLS provider, instance names, shutdown.
+//! - [`state`]: state records stages share through KV (policy selections).
 //! - [`status`]: status records shown by `tagrelay get`.
 //! - [`trace`]: W3C trace context through NATS headers.
 //!
@@ -21,5 +22,6 @@ pub mod reference;
 pub mod runtime;
 #[cfg(test)]
 mod schema_tests;
+pub mod state;
 pub mod status;
 pub mod trace;

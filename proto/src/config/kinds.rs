@@ -21,6 +21,11 @@ pub const IMAGE_API_VERSIONS: [&str; 2] = [
 ];
 /// The `apiVersion` accepted for `GitRepository`.
 pub const SOURCE_API_VERSION: &str = "source.toolkit.fluxcd.io/v1";
+/// Annotation on an ImagePolicy that makes it a Flux v1 policy: its value is
+/// the v1 filter (`semver:~1.0`, `glob:main-*`, `regex:^v`), or empty for
+/// "newest image by creation time". The committer writes such policies for
+/// workloads carrying `fluxcd.io/automated: "true"`; a user may too.
+pub const FLUX_V1_FILTER_ANNOTATION: &str = "tagrelay.io/flux-v1-filter";
 /// The default `exclusionList` of an ImageRepository: cosign signature tags.
 pub const DEFAULT_EXCLUSION: &str = "^.*\\.sig$";
 

@@ -1,18 +1,15 @@
-//! The resolver: selects the latest tag per ImagePolicy and publishes PolicyResolved.
+//! The resolver: selects the latest tag per ImagePolicy and publishes
+//! `PolicyResolved`.
+//!
+//! - [`policy`]: the pure, Flux-exact policy engine (no I/O, no async).
+//! - [`rules`]: Flux ImagePolicy YAML → engine rules.
+//! - [`service`]: the service around them (consumer, config watch, state).
 //!
 //! The service is a library so that its own binary and `tagrelay run --all`
 //! run the same code.
 
-use std::future::Future;
+pub mod policy;
+pub mod rules;
+pub mod service;
 
-use tagrelay_proto::bus::{Bus, BusError};
-use tagrelay_proto::names::Stage;
-
-/// Runs the resolver until `shutdown` resolves.
-pub async fn run(bus: &Bus, shutdown: impl Future<Output = ()>) -> Result<(), BusError> {
-    let _consumer = bus.consumer(Stage::Resolve).await?;
-    tracing::info!(source = bus.source(), "resolver ready");
-    shutdown.await;
-    tracing::info!("resolver stopped");
-    Ok(())
-}
+pub use service::run;

@@ -10,15 +10,15 @@
 //!
 //! The resolver reads tens of thousands of tags per resolution, so the reader
 //! here borrows the prerelease from the tag instead of building a
-//! [`semver::Version`]; [`TagVersion::to_semver`] builds one when a caller
-//! needs an owned value.
+//! [`semver::Version`]; [`parse_tag_version`] builds one when a caller needs
+//! an owned value.
 
 use std::cmp::Ordering;
 
-/// A version read from a tag, borrowing its prerelease and build metadata.
-///
-/// Ordering follows semver precedence (build metadata never orders), which
-/// is also Masterminds' `Compare` and the `semver` crate's `cmp_precedence`.
+/// A version read from a tag, borrowing its prerelease. Build metadata is
+/// validated but not kept: it never orders (semver precedence, Masterminds'
+/// `Compare`, the `semver` crate's `cmp_precedence`), and leaving it out
+/// keeps this small enough to stay in registers on the hot path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TagVersion<'a> {
     pub(crate) major: u64,
@@ -26,8 +26,6 @@ pub(crate) struct TagVersion<'a> {
     pub(crate) patch: u64,
     /// Dot-separated prerelease identifiers, validated; empty for a release.
     pub(crate) pre: &'a str,
-    /// Build metadata, validated; empty when absent. Never orders.
-    pub(crate) build: &'a str,
 }
 
 impl<'a> TagVersion<'a> {
@@ -45,6 +43,7 @@ impl<'a> TagVersion<'a> {
     }
 
     /// One pass over `text`: the version, and how many dots the text has.
+    #[inline]
     fn parse(text: &'a str) -> Option<(Self, usize)> {
         let bytes = text.as_bytes();
         let mut i = usize::from(bytes.first() == Some(&b'v'));
@@ -72,10 +71,8 @@ impl<'a> TagVersion<'a> {
             dots += pre_dots;
             i = end;
         }
-        let mut build = "";
         if bytes.get(i) == Some(&b'+') {
             let (end, build_dots) = scan_identifiers(bytes, i + 1, Identifiers::Build)?;
-            build = &text[i + 1..end];
             dots += build_dots;
             i = end;
         }
@@ -85,7 +82,6 @@ impl<'a> TagVersion<'a> {
                 minor,
                 patch,
                 pre,
-                build,
             },
             dots,
         ))
@@ -98,17 +94,20 @@ impl<'a> TagVersion<'a> {
             .then_with(|| cmp_prerelease(self.pre, other.pre.as_str()))
     }
 
-    /// An owned [`semver::Version`], build metadata included.
+    /// An owned [`semver::Version`], with the build metadata of `text` (the
+    /// string this was parsed from: everything after its `+`, which cannot
+    /// occur earlier).
     ///
     /// `None` cannot happen for a value this module parsed (both grammars
     /// are the semver crate's), but is kept rather than a panic.
-    pub(crate) fn to_semver(self) -> Option<semver::Version> {
+    fn to_semver(self, text: &str) -> Option<semver::Version> {
+        let build = text.split_once('+').map_or("", |(_, build)| build);
         Some(semver::Version {
             major: self.major,
             minor: self.minor,
             patch: self.patch,
             pre: semver::Prerelease::new(self.pre).ok()?,
-            build: semver::BuildMetadata::new(self.build).ok()?,
+            build: semver::BuildMetadata::new(build).ok()?,
         })
     }
 }
@@ -121,7 +120,7 @@ impl<'a> TagVersion<'a> {
 /// [`semver::Version::cmp_precedence`] to ignore it as Flux does.
 #[must_use]
 pub fn parse_tag_version(tag: &str) -> Option<semver::Version> {
-    TagVersion::parse_flux(tag)?.to_semver()
+    TagVersion::parse_flux(tag)?.to_semver(tag)
 }
 
 /// Semver precedence of two prerelease strings (empty = a release, which
@@ -285,8 +284,27 @@ mod tests {
             .then_with(|| cmp_prerelease(a.pre, b.pre))
     }
 
-    fn flux(tag: &str) -> Option<(u64, u64, u64, &str, &str)> {
-        TagVersion::parse_flux(tag).map(|v| (v.major, v.minor, v.patch, v.pre, v.build))
+    /// The fast reader and the public one, which must agree.
+    fn flux(tag: &str) -> Option<(u64, u64, u64, String, String)> {
+        let fast = TagVersion::parse_flux(tag);
+        let public = parse_tag_version(tag);
+        assert_eq!(fast.is_some(), public.is_some(), "{tag:?}");
+        let (fast, v) = (fast?, public?);
+        assert_eq!(
+            (fast.major, fast.minor, fast.patch, fast.pre),
+            (v.major, v.minor, v.patch, v.pre.as_str())
+        );
+        Some((
+            v.major,
+            v.minor,
+            v.patch,
+            v.pre.to_string(),
+            v.build.to_string(),
+        ))
+    }
+
+    fn some(v: (u64, u64, u64, &str, &str)) -> Option<(u64, u64, u64, String, String)> {
+        Some((v.0, v.1, v.2, v.3.to_string(), v.4.to_string()))
     }
 
     #[test]
@@ -318,18 +336,18 @@ mod tests {
 
     #[test]
     fn flux_parse_values() {
-        assert_eq!(flux("v2025.07.03"), Some((2025, 7, 3, "", "")));
-        assert_eq!(flux("1.2-rc.1"), Some((1, 2, 0, "rc.1", "")));
-        assert_eq!(flux("01.002.0003"), Some((1, 2, 3, "", "")));
+        assert_eq!(flux("v2025.07.03"), some((2025, 7, 3, "", "")));
+        assert_eq!(flux("1.2-rc.1"), some((1, 2, 0, "rc.1", "")));
+        assert_eq!(flux("01.002.0003"), some((1, 2, 3, "", "")));
         assert_eq!(
             flux("1.2.3-rc.1+build.5"),
-            Some((1, 2, 3, "rc.1", "build.5"))
+            some((1, 2, 3, "rc.1", "build.5"))
         );
-        assert_eq!(flux("1.2.3+b.1"), Some((1, 2, 3, "", "b.1")));
+        assert_eq!(flux("1.2.3+b.1"), some((1, 2, 3, "", "b.1")));
         // Two dots anywhere count, as in Flux's SplitN check.
-        assert_eq!(flux("1-rc.1.2"), Some((1, 0, 0, "rc.1.2", "")));
-        assert_eq!(flux("1.2+build.7"), Some((1, 2, 0, "", "build.7")));
-        assert_eq!(flux("1.2.3--"), Some((1, 2, 3, "-", "")));
+        assert_eq!(flux("1-rc.1.2"), some((1, 0, 0, "rc.1.2", "")));
+        assert_eq!(flux("1.2+build.7"), some((1, 2, 0, "", "build.7")));
+        assert_eq!(flux("1.2.3--"), some((1, 2, 3, "-", "")));
     }
 
     #[test]
@@ -362,7 +380,7 @@ mod tests {
         // u64::MAX itself is fine.
         assert!(flux("18446744073709551615.0.0").is_some());
         // A zero alone is not a leading zero.
-        assert_eq!(flux("1.2.3-0.1"), Some((1, 2, 3, "0.1", "")));
+        assert_eq!(flux("1.2.3-0.1"), some((1, 2, 3, "0.1", "")));
     }
 
     #[test]

@@ -1,0 +1,168 @@
+//! From Flux YAML to the policy engine's rules: the one place that knows
+//! both the configuration kinds and the engine, so the engine stays free of
+//! configuration types and the service free of ranking details.
+
+use sha2::{Digest, Sha256};
+use tagrelay_proto::config::{ImagePolicySpec, ObjectMeta, FLUX_V1_FILTER_ANNOTATION};
+
+use crate::policy::{
+    compile, Choice, CompiledPolicy, FilterTags, Order, PolicyError, PolicyRules, V1Filter,
+    ALPHABETICAL_ORDER_FIELD, NUMERICAL_ORDER_FIELD,
+};
+
+/// Why a stored ImagePolicy cannot become engine rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RulesError {
+    /// None of semver, alphabetical, numerical is set (apply refuses this;
+    /// seen only for objects written around it).
+    #[error("spec.policy: one of semver, alphabetical or numerical must be set")]
+    NoChoice,
+    /// The engine refused the rules.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// The engine rules of an ImagePolicy, given its repository's
+/// `exclusionList` (`None`: Flux's default).
+pub fn policy_rules(
+    metadata: &ObjectMeta,
+    spec: &ImagePolicySpec,
+    exclusion_list: Option<Vec<String>>,
+) -> Result<PolicyRules, RulesError> {
+    let choice = if let Some(filter) = metadata.annotations.get(FLUX_V1_FILTER_ANNOTATION) {
+        if filter.trim().is_empty() {
+            Choice::NewestBuild
+        } else {
+            Choice::FluxV1(V1Filter::parse(filter))
+        }
+    } else if let Some(semver) = &spec.policy.semver {
+        Choice::Semver {
+            range: semver.range.clone(),
+        }
+    } else if let Some(alphabetical) = &spec.policy.alphabetical {
+        Choice::Alphabetical {
+            order: Order::parse(
+                ALPHABETICAL_ORDER_FIELD,
+                alphabetical.order.as_deref().unwrap_or(""),
+            )?,
+        }
+    } else if let Some(numerical) = &spec.policy.numerical {
+        Choice::Numerical {
+            order: Order::parse(
+                NUMERICAL_ORDER_FIELD,
+                numerical.order.as_deref().unwrap_or(""),
+            )?,
+        }
+    } else {
+        return Err(RulesError::NoChoice);
+    };
+    let filter_tags = spec.filter_tags.as_ref().map(|f| FilterTags {
+        pattern: f.pattern.clone().unwrap_or_default(),
+        extract: f.extract.clone(),
+    });
+    Ok(PolicyRules {
+        choice,
+        filter_tags,
+        exclusion_list,
+    })
+}
+
+/// Compiles an ImagePolicy, as `tagrelay apply` does to refuse a bad range
+/// or pattern before storing it.
+pub fn compile_policy(
+    metadata: &ObjectMeta,
+    spec: &ImagePolicySpec,
+    exclusion_list: Option<Vec<String>>,
+) -> Result<CompiledPolicy, RulesError> {
+    Ok(compile(&policy_rules(metadata, spec, exclusion_list)?)?)
+}
+
+/// A stable hash of everything that decides a policy's choice, stored with
+/// its selection so a changed policy is re-evaluated.
+pub fn rules_hash(rules: &PolicyRules, reflects_digest: bool) -> String {
+    let text = format!("{rules:?}|digest={reflects_digest}");
+    format!("{:x}", Sha256::digest(text.as_bytes()))
+}
+
+/// Whether the policy's selection carries the image digest
+/// (`digestReflectionPolicy: IfNotPresent` or `Always`).
+pub fn reflects_digest(spec: &ImagePolicySpec) -> bool {
+    matches!(
+        spec.digest_reflection_policy.as_deref(),
+        Some("IfNotPresent" | "Always")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tagrelay_proto::config::{load_documents, Object};
+
+    fn policy(yaml: &str) -> (ObjectMeta, ImagePolicySpec) {
+        let docs = load_documents(yaml).unwrap();
+        match Object::decode(&docs[0].value).unwrap() {
+            Object::ImagePolicy(p) => (p.metadata, p.spec),
+            other => panic!("not a policy: {other:?}"),
+        }
+    }
+
+    const HEAD: &str =
+        "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: p\n";
+
+    #[test]
+    fn maps_every_flux_choice() {
+        let (m, s) = policy(&format!("{HEAD}spec:\n  imageRepositoryRef: {{name: r}}\n  policy:\n    semver:\n      range: '>=1.0 <2'\n"));
+        assert_eq!(
+            policy_rules(&m, &s, None).unwrap().choice,
+            Choice::Semver {
+                range: ">=1.0 <2".into()
+            }
+        );
+        let (m, s) = policy(&format!("{HEAD}spec:\n  imageRepositoryRef: {{name: r}}\n  policy:\n    numerical:\n      order: desc\n  filterTags:\n    pattern: '^b-(?P<n>[0-9]+)$'\n    extract: '$n'\n"));
+        let rules = policy_rules(&m, &s, Some(vec![])).unwrap();
+        assert_eq!(rules.choice, Choice::Numerical { order: Order::Desc });
+        assert_eq!(rules.filter_tags.unwrap().extract.as_deref(), Some("$n"));
+        assert_eq!(rules.exclusion_list, Some(vec![]));
+        let (m, s) = policy(&format!(
+            "{HEAD}spec:\n  imageRepositoryRef: {{name: r}}\n  policy:\n    alphabetical: {{}}\n"
+        ));
+        assert_eq!(
+            policy_rules(&m, &s, None).unwrap().choice,
+            Choice::Alphabetical { order: Order::Asc }
+        );
+    }
+
+    #[test]
+    fn the_v1_annotation_overrides_the_choice() {
+        let (m, s) = policy(&format!("{HEAD}  annotations:\n    tagrelay.io/flux-v1-filter: 'semver:~1.0'\nspec:\n  imageRepositoryRef: {{name: r}}\n  policy:\n    alphabetical: {{}}\n"));
+        assert!(matches!(
+            policy_rules(&m, &s, None).unwrap().choice,
+            Choice::FluxV1(_)
+        ));
+        let (m, s) = policy(&format!("{HEAD}  annotations:\n    tagrelay.io/flux-v1-filter: ''\nspec:\n  imageRepositoryRef: {{name: r}}\n  policy:\n    alphabetical: {{}}\n"));
+        assert_eq!(
+            policy_rules(&m, &s, None).unwrap().choice,
+            Choice::NewestBuild
+        );
+    }
+
+    #[test]
+    fn a_bad_range_is_refused_with_its_field() {
+        let (m, s) = policy(&format!("{HEAD}spec:\n  imageRepositoryRef: {{name: r}}\n  policy:\n    semver:\n      range: '>=1.0 <<2'\n"));
+        let err = compile_policy(&m, &s, None).unwrap_err().to_string();
+        assert!(err.starts_with("spec.policy.semver.range"), "{err}");
+    }
+
+    #[test]
+    fn the_hash_changes_with_the_rules() {
+        let a = PolicyRules::new(Choice::Semver {
+            range: "1.x".into(),
+        });
+        let b = PolicyRules::new(Choice::Semver {
+            range: "2.x".into(),
+        });
+        assert_ne!(rules_hash(&a, false), rules_hash(&b, false));
+        assert_ne!(rules_hash(&a, false), rules_hash(&a, true));
+        assert_eq!(rules_hash(&a, false), rules_hash(&a.clone(), false));
+    }
+}

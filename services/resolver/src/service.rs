@@ -1,0 +1,560 @@
+//! The resolver service: consumes `TagsDiscovered`, watches the
+//! configuration, and keeps every ImagePolicy's selection current.
+//!
+//! Exactly one `PolicyResolved` per change, however many instances run and
+//! however often an event is delivered, comes from two mechanisms:
+//! - the selection lives in the policy-state bucket, written with
+//!   compare-and-set, and carries the stream sequence of the `TagsDiscovered`
+//!   it came from: an event older than (or equal to) that is skipped, so
+//!   nothing moves a policy back;
+//! - `PolicyResolved` is published conditionally on the policy subject's
+//!   last sequence (the event that announced the previous selection): of two
+//!   instances computing a move from the same predecessor, one publishes, the
+//!   other sees a conflict, re-reads and finds nothing left to do. A crash
+//!   between publishing and writing the state is repaired from the log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use chrono::Utc;
+use futures::StreamExt;
+use tagrelay_proto::bus::{
+    decode_message, Bus, BusError, ConfigChange, ConfigStore, PublishFailure,
+};
+use tagrelay_proto::config::{ImagePolicy, ImageRepository, Kind, Object, ObjectKey};
+use tagrelay_proto::event::{
+    Envelope, Event, Failure, ObjectRef, PolicyResolved, ResolveCause, SelectedImage,
+    TagsDiscovered,
+};
+use tagrelay_proto::names::{self, Stage};
+use tagrelay_proto::state::PolicySelection;
+use tagrelay_proto::status::ObjectStatus;
+use tokio::sync::RwLock;
+
+use crate::policy::Candidate;
+use crate::rules::{policy_rules, reflects_digest, rules_hash};
+
+/// How many times one evaluation re-reads state after losing a race before
+/// leaving the message for redelivery.
+const MAX_RACES: usize = 16;
+
+/// The configuration the resolver acts on, kept current by the watch.
+#[derive(Default)]
+struct Config {
+    policies: BTreeMap<ObjectKey, ImagePolicy>,
+    repositories: BTreeMap<ObjectKey, ImageRepository>,
+}
+
+impl Config {
+    fn apply(&mut self, change: &ConfigChange) {
+        match change {
+            ConfigChange::Applied(object) => match object.as_ref() {
+                Object::ImagePolicy(p) => {
+                    self.policies.insert(object.key(), p.clone());
+                }
+                Object::ImageRepository(r) => {
+                    self.repositories.insert(object.key(), r.clone());
+                }
+                _ => {}
+            },
+            ConfigChange::Deleted(key) => {
+                self.policies.remove(key);
+                self.repositories.remove(key);
+            }
+        }
+    }
+
+    /// The repository a policy reads.
+    fn repository_of(&self, policy: &ImagePolicy) -> ObjectKey {
+        let r = &policy.spec.image_repository_ref;
+        let namespace = r
+            .namespace
+            .clone()
+            .or_else(|| policy.metadata.namespace.clone())
+            .unwrap_or_default();
+        ObjectKey::new(Kind::ImageRepository, namespace, &r.name)
+    }
+
+    /// Every policy reading `repository`.
+    fn policies_of(&self, repository: &ObjectKey) -> Vec<(ObjectKey, ImagePolicy)> {
+        self.policies
+            .iter()
+            .filter(|(_, p)| self.repository_of(p) == *repository)
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect()
+    }
+}
+
+/// What an evaluation did, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The state already reflects this tag set and these rules.
+    AlreadyCurrent,
+    /// Evaluated; the selection did not change.
+    Unchanged,
+    /// The selection moved and `PolicyResolved` was published.
+    Moved(SelectedImage),
+    /// The tag set was empty or incomplete: a policy never changes on it.
+    IgnoredEmpty,
+    /// Nothing qualified or the policy is invalid; `ResolveFailed` published.
+    Failed(String),
+}
+
+/// One resolver instance: its connections and the configuration it has
+/// seen. [`run`] drives it from the consumer; tests and tools may call
+/// [`Resolver::handle_tags`] directly.
+pub struct Resolver {
+    bus: Bus,
+    store: ConfigStore,
+    state: kv::Store,
+    config: RwLock<Config>,
+}
+
+/// Runs the resolver until `shutdown` resolves: watches configuration, and
+/// consumes `TagsDiscovered` on the shared durable consumer.
+pub async fn run(
+    bus: &Bus,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), BusError> {
+    let resolver = Arc::new(Resolver::new(bus).await?);
+    let watcher = tokio::spawn(watch_config(resolver.clone()));
+    let consumer = bus.consumer(Stage::Resolve).await?;
+    let mut messages = consumer.messages().await.map_err(|e| BusError::Setup {
+        what: "resolver consumer".into(),
+        reason: e.to_string(),
+    })?;
+    tracing::info!(source = bus.source(), "resolver ready");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            message = messages.next() => {
+                let Some(message) = message else { break };
+                match message {
+                    Ok(message) => resolver.handle_message(message).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+    }
+    watcher.abort();
+    tracing::info!("resolver stopped");
+    Ok(())
+}
+
+async fn watch_config(resolver: Arc<Resolver>) {
+    let mut changes = match resolver.store.watch().await {
+        Ok(changes) => Box::pin(changes),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch configuration");
+            return;
+        }
+    };
+    while let Some(change) = changes.next().await {
+        resolver.config.write().await.apply(&change);
+        if let Err(e) = resolver.on_config_change(&change).await {
+            tracing::warn!(error = %e, "re-evaluation after a configuration change failed");
+        }
+    }
+}
+
+impl Resolver {
+    /// Connects to the buckets and loads the current configuration.
+    pub async fn new(bus: &Bus) -> Result<Self, BusError> {
+        let store = bus.config_store().await?;
+        let resolver = Resolver {
+            bus: bus.clone(),
+            state: bus.bucket(names::POLICY_STATE_BUCKET).await?,
+            store: store.clone(),
+            config: RwLock::new(Config::default()),
+        };
+        {
+            let mut config = resolver.config.write().await;
+            for object in store.list(None).await? {
+                config.apply(&ConfigChange::Applied(Box::new(object)));
+            }
+        }
+        Ok(resolver)
+    }
+
+    /// Evaluates every policy of the repository a `TagsDiscovered` is about,
+    /// given the event's stream sequence.
+    pub async fn handle_tags(
+        &self,
+        envelope: &Envelope,
+        stream_sequence: u64,
+    ) -> Result<Vec<(ObjectKey, Outcome)>, BusError> {
+        let Event::TagsDiscovered(discovered) = &envelope.payload else {
+            return Ok(Vec::new());
+        };
+        let repository = ObjectKey::new(
+            Kind::ImageRepository,
+            &discovered.repository.namespace,
+            &discovered.repository.name,
+        );
+        let policies = self.config.read().await.policies_of(&repository);
+        let mut outcomes = Vec::new();
+        for (key, policy) in policies {
+            let outcome = self
+                .evaluate(
+                    &key,
+                    &policy,
+                    discovered,
+                    stream_sequence,
+                    envelope,
+                    ResolveCause::TagsChanged,
+                )
+                .await?;
+            tracing::debug!(policy = %key, ?outcome, "evaluated");
+            outcomes.push((key, outcome));
+        }
+        Ok(outcomes)
+    }
+
+    async fn handle_message(&self, message: async_nats::jetstream::Message) {
+        let received = match decode_message(&message) {
+            Ok(received) => received,
+            Err(e) => {
+                tracing::error!(error = %e, subject = %message.subject, "undecodable event; dropping it");
+                let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
+                return;
+            }
+        };
+        let span = tracing::info_span!("resolve", event = %received.envelope.id);
+        tagrelay_proto::trace::continue_trace(&span, received.traceparent.as_deref());
+        let _guard = span.enter();
+        match self
+            .handle_tags(&received.envelope, received.stream_sequence)
+            .await
+        {
+            Ok(_) => {
+                let _ = message.ack().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "evaluation failed; the event will be redelivered");
+                let _ = message
+                    .ack_with(async_nats::jetstream::AckKind::Nak(Some(
+                        Duration::from_secs(1),
+                    )))
+                    .await;
+            }
+        }
+    }
+
+    async fn on_config_change(&self, change: &ConfigChange) -> Result<(), BusError> {
+        let policies = match change {
+            ConfigChange::Applied(object) => match object.as_ref() {
+                Object::ImagePolicy(p) => vec![(object.key(), p.clone())],
+                Object::ImageRepository(_) => self.config.read().await.policies_of(&object.key()),
+                _ => Vec::new(),
+            },
+            ConfigChange::Deleted(key) if key.kind == Kind::ImagePolicy => {
+                let bucket_key = key.bucket_key();
+                self.state
+                    .purge(&bucket_key)
+                    .await
+                    .map_err(|e| BusError::Bucket {
+                        bucket: names::POLICY_STATE_BUCKET.into(),
+                        key: bucket_key,
+                        reason: e.to_string(),
+                    })?;
+                return Ok(());
+            }
+            ConfigChange::Deleted(_) => Vec::new(),
+        };
+        for (key, policy) in policies {
+            let repository = self.config.read().await.repository_of(&policy);
+            let subject = names::tags_subject(&repository.namespace, &repository.name);
+            if let Some((envelope, sequence)) = self.bus.last_event(&subject).await? {
+                if let Event::TagsDiscovered(discovered) = &envelope.payload {
+                    self.evaluate(
+                        &key,
+                        &policy,
+                        discovered,
+                        sequence,
+                        &envelope,
+                        ResolveCause::PolicyChanged,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings one policy's selection up to date with one tag set.
+    async fn evaluate(
+        &self,
+        key: &ObjectKey,
+        policy: &ImagePolicy,
+        discovered: &TagsDiscovered,
+        source_sequence: u64,
+        cause: &Envelope,
+        why: ResolveCause,
+    ) -> Result<Outcome, BusError> {
+        let tags = match &discovered.tags {
+            Some(tags) if !tags.is_empty() && discovered.tag_count == tags.len() => tags,
+            _ => return Ok(Outcome::IgnoredEmpty),
+        };
+        let exclusion_list = {
+            let config = self.config.read().await;
+            config
+                .repositories
+                .get(&config.repository_of(policy))
+                .and_then(|r| r.spec.exclusion_list.clone())
+        };
+        let reflect = reflects_digest(&policy.spec);
+        let bucket_key = key.bucket_key();
+        for _ in 0..MAX_RACES {
+            let (current, revision) = self.read_state(&bucket_key).await?;
+            let rules = match policy_rules(&policy.metadata, &policy.spec, exclusion_list.clone()) {
+                Ok(rules) => rules,
+                Err(e) => return self.fail(key, cause, e.to_string()).await,
+            };
+            let hash = rules_hash(&rules, reflect);
+            if let Some(state) = &current {
+                let seen = state.source_sequence > source_sequence
+                    || (state.source_sequence == source_sequence && state.rules_hash == hash);
+                if seen {
+                    return Ok(Outcome::AlreadyCurrent);
+                }
+            }
+            let compiled = match crate::policy::compile(&rules) {
+                Ok(compiled) => compiled,
+                Err(e) => return self.fail(key, cause, e.to_string()).await,
+            };
+            let candidates = tags.iter().map(|tag| Candidate {
+                tag,
+                created: discovered.images.get(tag).and_then(|m| m.created),
+            });
+            let selected = match compiled.select(candidates) {
+                Ok(selected) => selected,
+                Err(e) => return self.fail(key, cause, e.to_string()).await,
+            };
+            let new = SelectedImage {
+                tag: selected.tag.to_string(),
+                digest: reflect
+                    .then(|| {
+                        discovered
+                            .images
+                            .get(selected.tag)
+                            .and_then(|m| m.digest.clone())
+                    })
+                    .flatten(),
+            };
+            let previous = current.as_ref().map(|s| s.selected.clone());
+            let mut next = PolicySelection {
+                image: discovered.image.clone(),
+                selected: new.clone(),
+                source_sequence,
+                rules_hash: hash,
+                resolved_sequence: current.as_ref().map_or(0, |s| s.resolved_sequence),
+                updated_at: Utc::now(),
+            };
+            if previous.as_ref() == Some(&new) {
+                if self.write_state(&bucket_key, &next, revision).await? {
+                    self.ready(key, &next).await;
+                    return Ok(Outcome::Unchanged);
+                }
+                continue;
+            }
+            let envelope = Envelope::caused_by(
+                cause,
+                self.bus.source(),
+                Event::PolicyResolved(PolicyResolved {
+                    policy: ObjectRef::new(&key.namespace, &key.name),
+                    repository: discovered.repository.clone(),
+                    image: discovered.image.clone(),
+                    previous,
+                    current: new.clone(),
+                    cause: why.clone(),
+                    tag_set_digest: discovered.tag_set_digest.clone(),
+                }),
+            );
+            match self
+                .bus
+                .publish_after(&envelope, next.resolved_sequence)
+                .await
+            {
+                Ok(published) => next.resolved_sequence = published.sequence,
+                Err(PublishFailure::Conflict) => {
+                    self.repair_from_log(key, &bucket_key, current.as_ref(), revision)
+                        .await?;
+                    continue;
+                }
+                Err(PublishFailure::Bus(e)) => return Err(e),
+            }
+            if self.write_state(&bucket_key, &next, revision).await? {
+                self.ready(key, &next).await;
+                tracing::info!(policy = %key, tag = %new, "policy moved");
+                return Ok(Outcome::Moved(new));
+            }
+        }
+        Err(BusError::Bucket {
+            bucket: names::POLICY_STATE_BUCKET.into(),
+            key: bucket_key,
+            reason: format!("lost {MAX_RACES} races in a row"),
+        })
+    }
+
+    /// Another instance announced a move but may have died before writing
+    /// the state: take the announced selection from the log, so the next
+    /// round computes from the true predecessor.
+    async fn repair_from_log(
+        &self,
+        key: &ObjectKey,
+        bucket_key: &str,
+        current: Option<&PolicySelection>,
+        revision: u64,
+    ) -> Result<(), BusError> {
+        let subject = names::policy_subject(&key.namespace, &key.name);
+        let Some((envelope, sequence)) = self.bus.last_event(&subject).await? else {
+            return Ok(());
+        };
+        let Event::PolicyResolved(resolved) = envelope.payload else {
+            return Ok(());
+        };
+        if current.is_some_and(|s| s.resolved_sequence >= sequence) {
+            return Ok(());
+        }
+        let repaired = PolicySelection {
+            image: resolved.image,
+            selected: resolved.current,
+            source_sequence: current.map_or(0, |s| s.source_sequence),
+            rules_hash: String::new(),
+            resolved_sequence: sequence,
+            updated_at: Utc::now(),
+        };
+        self.write_state(bucket_key, &repaired, revision).await?;
+        Ok(())
+    }
+
+    async fn read_state(
+        &self,
+        bucket_key: &str,
+    ) -> Result<(Option<PolicySelection>, u64), BusError> {
+        let entry = self
+            .state
+            .entry(bucket_key)
+            .await
+            .map_err(|e| BusError::Bucket {
+                bucket: names::POLICY_STATE_BUCKET.into(),
+                key: bucket_key.into(),
+                reason: e.to_string(),
+            })?;
+        match entry {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                let state =
+                    serde_json::from_slice(&entry.value).map_err(|e| BusError::Corrupt {
+                        bucket: names::POLICY_STATE_BUCKET.into(),
+                        key: bucket_key.into(),
+                        reason: e.to_string(),
+                    })?;
+                Ok((Some(state), entry.revision))
+            }
+            Some(entry) => Ok((None, entry.revision)),
+            None => Ok((None, 0)),
+        }
+    }
+
+    /// Compare-and-set; `false` when another writer got there first.
+    async fn write_state(
+        &self,
+        bucket_key: &str,
+        state: &PolicySelection,
+        revision: u64,
+    ) -> Result<bool, BusError> {
+        let bytes = serde_json::to_vec(state)?;
+        let result = if revision == 0 {
+            self.state
+                .create(bucket_key, bytes.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    (
+                        matches!(e.kind(), kv::CreateErrorKind::AlreadyExists),
+                        e.to_string(),
+                    )
+                })
+        } else {
+            self.state
+                .update(bucket_key, bytes.into(), revision)
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    (
+                        matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision),
+                        e.to_string(),
+                    )
+                })
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err((true, _)) => Ok(false),
+            Err((false, reason)) => Err(BusError::Bucket {
+                bucket: names::POLICY_STATE_BUCKET.into(),
+                key: bucket_key.into(),
+                reason,
+            }),
+        }
+    }
+
+    async fn ready(&self, key: &ObjectKey, state: &PolicySelection) {
+        let status = ObjectStatus {
+            ready: true,
+            message: format!(
+                "Latest image tag for {} resolved to {}",
+                state.image, state.selected
+            ),
+            updated_at: Some(Utc::now()),
+            latest_image: Some(state.reference()),
+            ..Default::default()
+        };
+        if let Err(e) = self.store.put_status(key, &status).await {
+            tracing::warn!(error = %e, policy = %key, "cannot write status");
+        }
+    }
+
+    async fn fail(
+        &self,
+        key: &ObjectKey,
+        cause: &Envelope,
+        error: String,
+    ) -> Result<Outcome, BusError> {
+        let envelope = Envelope::caused_by(
+            cause,
+            self.bus.source(),
+            Event::ResolveFailed(Failure {
+                object: ObjectRef::new(&key.namespace, &key.name),
+                error: error.clone(),
+                will_retry: false,
+                attempt: 1,
+            }),
+        );
+        self.bus.publish(&envelope).await?;
+        let previous = self
+            .store
+            .status(key)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let status = ObjectStatus {
+            ready: false,
+            message: error.clone(),
+            updated_at: Some(Utc::now()),
+            latest_image: previous.latest_image,
+            ..Default::default()
+        };
+        if let Err(e) = self.store.put_status(key, &status).await {
+            tracing::warn!(error = %e, policy = %key, "cannot write status");
+        }
+        tracing::warn!(policy = %key, %error, "policy not resolved");
+        Ok(Outcome::Failed(error))
+    }
+}
