@@ -1,5 +1,7 @@
 //! `tagrelay apply -f FILE|DIR|-`: validate everything, then store
-//! everything, or store nothing.
+//! everything, or store nothing. Beyond Flux's schema rules, policies are
+//! compiled with the resolver's engine, so a range or pattern the resolver
+//! would refuse is refused here, with its field.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -10,6 +12,8 @@ use tagrelay_proto::config::{
     load_documents, validate, validate_references, Document, FieldError, Kind, Object, ObjectKey,
     DEFAULT_NAMESPACE,
 };
+
+use tagrelay_resolver::rules::{compile_policy, error_field};
 
 use crate::{Cli, Failure};
 
@@ -134,7 +138,13 @@ fn decode_and_validate(
         Err(error) => report(errors, &error),
         Ok(object) => {
             decoded_keys.insert(object.key());
-            let problems = validate(&object);
+            let mut problems = validate(&object);
+            if let (true, Object::ImagePolicy(policy)) = (problems.is_empty(), &object) {
+                if let Err(e) = compile_policy(&policy.metadata, &policy.spec, None) {
+                    let (path, reason) = error_field(&e);
+                    problems.push(FieldError::new(path, reason));
+                }
+            }
             for error in &problems {
                 report(errors, error);
             }

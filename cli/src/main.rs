@@ -9,6 +9,7 @@ mod delete;
 mod get;
 mod objects;
 mod output;
+mod policy;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,8 @@ enum Command {
     Get(get::Args),
     /// Delete a stored object.
     Delete(delete::Args),
+    /// Try policies offline.
+    Policy(policy::Args),
 }
 
 /// A failure with the exit code it maps to.
@@ -81,6 +84,7 @@ async fn main() -> ExitCode {
         Command::Apply(args) => apply::run(&cli, args).await,
         Command::Get(args) => get::run(&cli, args).await,
         Command::Delete(args) => delete::run(&cli, args).await,
+        Command::Policy(args) => policy::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -289,3 +289,21 @@ fn an_unreachable_server_is_reported_not_a_panic() {
         "{message}"
     );
 }
+
+#[test]
+fn a_range_the_resolver_cannot_parse_is_refused_with_its_field() {
+    let server = NatsServer::start();
+    let docs = "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata:\n  name: app\nspec:\n  image: ghcr.io/org/app\n  interval: 1m\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: app\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    semver:\n      range: '>= 1.0 <<2'\n";
+    let out = tagrelay(&server, &["apply", "-f", "-"], Some(docs));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "<stdin>:18: ImagePolicy/flux-system/app: spec.policy.semver.range: invalid range"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = tagrelay(&server, &["get", "image", "all", "-o", "json"], None);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(list["items"].as_array().unwrap().is_empty());
+}
