@@ -93,6 +93,28 @@ pub fn reflects_digest(spec: &ImagePolicySpec) -> bool {
     )
 }
 
+/// The field path a rules error is about and the reason without it, so
+/// `tagrelay apply` can print `file:line: kind/ns/name: field: reason`.
+pub fn error_field(error: &RulesError) -> (String, String) {
+    let field = match error {
+        RulesError::NoChoice => "spec.policy".to_string(),
+        RulesError::Policy(e) => match e {
+            PolicyError::Range { field, .. } | PolicyError::Order { field, .. } => {
+                field.to_string()
+            }
+            PolicyError::Regex { field, .. } => field.clone(),
+            PolicyError::Extract { .. } => "spec.filterTags.extract".to_string(),
+            PolicyError::FilterTagsWithV1 => "spec.filterTags".to_string(),
+        },
+    };
+    let text = error.to_string();
+    let reason = text
+        .strip_prefix(&format!("{field}: "))
+        .unwrap_or(&text)
+        .to_string();
+    (field, reason)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,26 +187,4 @@ mod tests {
         assert_ne!(rules_hash(&a, false), rules_hash(&a, true));
         assert_eq!(rules_hash(&a, false), rules_hash(&a.clone(), false));
     }
-}
-
-/// The field path a rules error is about and the reason without it, so
-/// `tagrelay apply` can print `file:line: kind/ns/name: field: reason`.
-pub fn error_field(error: &RulesError) -> (String, String) {
-    let field = match error {
-        RulesError::NoChoice => "spec.policy".to_string(),
-        RulesError::Policy(e) => match e {
-            PolicyError::Range { field, .. } | PolicyError::Order { field, .. } => {
-                field.to_string()
-            }
-            PolicyError::Regex { field, .. } => field.clone(),
-            PolicyError::Extract { .. } => "spec.filterTags.extract".to_string(),
-            PolicyError::FilterTagsWithV1 => "spec.filterTags".to_string(),
-        },
-    };
-    let text = error.to_string();
-    let reason = text
-        .strip_prefix(&format!("{field}: "))
-        .unwrap_or(&text)
-        .to_string();
-    (field, reason)
 }
