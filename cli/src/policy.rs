@@ -109,8 +109,11 @@ fn load_policy(path: &PathBuf) -> Result<CompiledPolicy, Failure> {
     compile_policy(&policy.metadata, &policy.spec, None).map_err(|e| invalid(&e.to_string()))
 }
 
+/// A tag and, when the file gives it, its image's creation time.
+type TagLine = (String, Option<DateTime<Utc>>);
+
 /// Reads `TAG` or `TAG<TAB>RFC3339` lines; blank lines are skipped.
-fn parse_tags(text: &str) -> Result<Vec<(String, Option<DateTime<Utc>>)>, String> {
+fn parse_tags(text: &str) -> Result<Vec<TagLine>, String> {
     let mut tags = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
