@@ -10,6 +10,7 @@ mod get;
 mod objects;
 mod output;
 mod policy;
+mod update;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,8 @@ enum Command {
     Delete(delete::Args),
     /// Try policies offline.
     Policy(policy::Args),
+    /// Rewrite manifests offline, as the committer would.
+    Update(update::Args),
 }
 
 /// A failure with the exit code it maps to.
@@ -85,6 +88,7 @@ async fn main() -> ExitCode {
         Command::Get(args) => get::run(&cli, args).await,
         Command::Delete(args) => delete::run(&cli, args).await,
         Command::Policy(args) => policy::run(args),
+        Command::Update(args) => update::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
