@@ -5,6 +5,7 @@
 //! failed (unreachable server, missing object), 2 the input was invalid.
 
 mod apply;
+mod audit;
 mod delete;
 mod get;
 mod objects;
@@ -44,6 +45,10 @@ enum Command {
     Get(get::Args),
     /// Delete a stored object.
     Delete(delete::Args),
+    /// The event log as a timeline.
+    Audit(audit::AuditArgs),
+    /// The causal chain of a commit, from the push back to the scan.
+    Why(audit::WhyArgs),
     /// Try policies offline.
     Policy(policy::Args),
     /// Rewrite manifests offline, as the committer would.
@@ -87,6 +92,8 @@ async fn main() -> ExitCode {
         Command::Apply(args) => apply::run(&cli, args).await,
         Command::Get(args) => get::run(&cli, args).await,
         Command::Delete(args) => delete::run(&cli, args).await,
+        Command::Audit(args) => audit::audit(&cli, args).await,
+        Command::Why(args) => audit::why(&cli, args).await,
         Command::Policy(args) => policy::run(args),
         Command::Update(args) => update::run(args),
     };

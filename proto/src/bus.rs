@@ -127,6 +127,17 @@ pub struct Published {
     pub duplicate: bool,
 }
 
+/// One entry of the event log, as [`Bus::read_log`] yields it.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    /// Its sequence in the events stream.
+    pub sequence: u64,
+    /// When the stream stored it.
+    pub stored_at: chrono::DateTime<chrono::Utc>,
+    /// The event, or why this build cannot read it.
+    pub envelope: Result<Envelope, DecodeError>,
+}
+
 /// An event read from a consumer, with what the transport knew about it.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -453,6 +464,70 @@ impl Bus {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// Reads the event log in order: every event matching `filter` (a
+    /// subject filter such as [`names::POLICY_FILTER`] or `tagrelay.>`) from
+    /// `since` (the beginning when `None`). Without `follow` the stream ends
+    /// at the current end of the log; with it, it waits for new events. An
+    /// event this build cannot decode is yielded as an error with its
+    /// sequence, never skipped silently.
+    pub async fn read_log(
+        &self,
+        filter: &str,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        follow: bool,
+    ) -> Result<impl futures::Stream<Item = LoggedEvent> + use<>, BusError> {
+        let deliver_policy = match since {
+            Some(time) => consumer::DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
+                    time.timestamp_nanos_opt().unwrap_or(0).into(),
+                )
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            },
+            None => consumer::DeliverPolicy::All,
+        };
+        let what = || format!("log reader on {filter}");
+        let stream = self
+            .js
+            .get_stream_no_info(names::EVENTS_STREAM)
+            .await
+            .map_err(|e| setup(what(), e))?;
+        let mut reader = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: filter.to_string(),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| setup(what(), e))?;
+        let empty = reader
+            .info()
+            .await
+            .map(|info| info.num_pending == 0)
+            .map_err(|e| setup(what(), e))?;
+        let messages = reader.messages().await.map_err(|e| setup(what(), e))?;
+        let done = !follow && empty;
+        Ok(futures::stream::unfold(
+            (messages, done),
+            move |(mut messages, done)| async move {
+                if done {
+                    return None;
+                }
+                let message = messages.next().await?.ok()?;
+                let info = message.info().ok()?;
+                let (sequence, pending) = (info.stream_sequence, info.pending);
+                let stored_at = chrono::DateTime::from_timestamp_nanos(
+                    i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0),
+                );
+                let event = LoggedEvent {
+                    sequence,
+                    stored_at,
+                    envelope: Envelope::from_json(&message.payload),
+                };
+                Some((event, (messages, !follow && pending == 0)))
+            },
+        ))
     }
 
     /// The durable pull consumer of `stage`, shared by every instance of it.

@@ -2,12 +2,15 @@
 //! both the configuration kinds and the engine, so the engine stays free of
 //! configuration types and the service free of ranking details.
 
+use std::collections::BTreeMap;
+
 use sha2::{Digest, Sha256};
 use tagrelay_proto::config::{ImagePolicySpec, ObjectMeta, FLUX_V1_FILTER_ANNOTATION};
+use tagrelay_proto::event::{ImageMetadata, SelectedImage};
 
 use crate::policy::{
-    compile, Choice, CompiledPolicy, FilterTags, Order, PolicyError, PolicyRules, V1Filter,
-    ALPHABETICAL_ORDER_FIELD, NUMERICAL_ORDER_FIELD,
+    compile, Candidate, Choice, CompiledPolicy, FilterTags, Order, PolicyError, PolicyRules,
+    V1Filter, ALPHABETICAL_ORDER_FIELD, NUMERICAL_ORDER_FIELD,
 };
 
 /// Why a stored ImagePolicy cannot become engine rules.
@@ -113,6 +116,30 @@ pub fn error_field(error: &RulesError) -> (String, String) {
         .unwrap_or(&text)
         .to_string();
     (field, reason)
+}
+
+/// The image a policy selects from a tag set: the resolver's one decision,
+/// shared by the service and `tagrelay replay`, so a replay runs exactly the
+/// code that made the recorded decisions. The digest is attached when the
+/// policy reflects digests and the scan recorded one.
+pub fn select_image(
+    rules: &PolicyRules,
+    reflect_digest: bool,
+    tags: &[String],
+    images: &BTreeMap<String, ImageMetadata>,
+) -> Result<SelectedImage, String> {
+    let compiled = compile(rules).map_err(|e| e.to_string())?;
+    let candidates = tags.iter().map(|tag| Candidate {
+        tag,
+        created: images.get(tag).and_then(|m| m.created),
+    });
+    let selected = compiled.select(candidates).map_err(|e| e.to_string())?;
+    Ok(SelectedImage {
+        tag: selected.tag.to_string(),
+        digest: reflect_digest
+            .then(|| images.get(selected.tag).and_then(|m| m.digest.clone()))
+            .flatten(),
+    })
 }
 
 #[cfg(test)]

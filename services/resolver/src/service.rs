@@ -33,8 +33,7 @@ use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
 use tokio::sync::RwLock;
 
-use crate::policy::Candidate;
-use crate::rules::{policy_rules, reflects_digest, rules_hash};
+use crate::rules::{policy_rules, reflects_digest, rules_hash, select_image};
 
 /// How many times one evaluation re-reads state after losing a race before
 /// leaving the message for redelivery.
@@ -324,28 +323,9 @@ impl Resolver {
                     return Ok(Outcome::AlreadyCurrent);
                 }
             }
-            let compiled = match crate::policy::compile(&rules) {
-                Ok(compiled) => compiled,
-                Err(e) => return self.fail(key, cause, e.to_string()).await,
-            };
-            let candidates = tags.iter().map(|tag| Candidate {
-                tag,
-                created: discovered.images.get(tag).and_then(|m| m.created),
-            });
-            let selected = match compiled.select(candidates) {
-                Ok(selected) => selected,
-                Err(e) => return self.fail(key, cause, e.to_string()).await,
-            };
-            let new = SelectedImage {
-                tag: selected.tag.to_string(),
-                digest: reflect
-                    .then(|| {
-                        discovered
-                            .images
-                            .get(selected.tag)
-                            .and_then(|m| m.digest.clone())
-                    })
-                    .flatten(),
+            let new = match select_image(&rules, reflect, tags, &discovered.images) {
+                Ok(new) => new,
+                Err(e) => return self.fail(key, cause, e).await,
             };
             let previous = current.as_ref().map(|s| s.selected.clone());
             let mut next = PolicySelection {

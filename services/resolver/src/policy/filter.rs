@@ -11,8 +11,9 @@ use regex::{CaptureLocations, Regex, RegexSet};
 use super::PolicyError;
 
 /// The exclusion Flux's ImageRepository applies when `spec.exclusionList` is
-/// absent: cosign signature tags.
-pub const DEFAULT_EXCLUSION: &str = r"^.*\.sig$";
+/// absent (cosign signature tags); one definition, shared with configuration
+/// defaulting, because only this exact pattern gets the fast `.sig` check.
+pub use tagrelay_proto::config::DEFAULT_EXCLUSION;
 
 /// The compiled exclusion list.
 #[derive(Debug, Clone)]

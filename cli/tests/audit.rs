@@ -1,0 +1,139 @@
+//! `tagrelay audit` and `tagrelay why` over a real event log.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+
+use tagrelay_proto::bus::{Bus, BusSettings};
+use tagrelay_proto::event::{
+    tag_set_digest, CommitPushed, Envelope, Event, Failure, FileChange, ObjectRef, PolicyResolved,
+    ResolveCause, ScanTrigger, SelectedImage, TagsDiscovered,
+};
+use tagrelay_testkit::NatsServer;
+
+fn tagrelay(server: &NatsServer, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tagrelay"))
+        .args(args)
+        .env("NATS_URL", server.url())
+        .output()
+        .unwrap()
+}
+
+/// Publishes scan → resolve → commit, plus an unrelated failure; returns
+/// the commit id.
+async fn record_a_chain(server: &NatsServer) -> String {
+    let bus = Bus::connect(&server.url(), "test", BusSettings::default()).await.unwrap();
+    let tags = vec!["1.0.0".to_string(), "1.1.0".to_string()];
+    let scan = Envelope::new(
+        "scanner/a",
+        Event::TagsDiscovered(TagsDiscovered {
+            repository: ObjectRef::new("flux-system", "podinfo"),
+            image: "registry.example/podinfo".into(),
+            tag_set_digest: tag_set_digest(tags.iter().map(String::as_str)),
+            tag_count: tags.len(),
+            tags: Some(tags),
+            tags_ref: None,
+            previous_tag_set_digest: None,
+            scanned_at: chrono::Utc::now(),
+            trigger: ScanTrigger::Webhook,
+            images: BTreeMap::new(),
+        }),
+    );
+    let resolved = Envelope::caused_by(
+        &scan,
+        "resolver/a",
+        Event::PolicyResolved(PolicyResolved {
+            policy: ObjectRef::new("flux-system", "podinfo"),
+            repository: ObjectRef::new("flux-system", "podinfo"),
+            image: "registry.example/podinfo".into(),
+            previous: Some(SelectedImage { tag: "1.0.0".into(), digest: None }),
+            current: SelectedImage { tag: "1.1.0".into(), digest: None },
+            cause: ResolveCause::TagsChanged,
+            tag_set_digest: tag_set_digest(["1.0.0", "1.1.0"]),
+        }),
+    );
+    let commit = "0123456789abcdef0123456789abcdef01234567".to_string();
+    let pushed = Envelope::caused_by(
+        &resolved,
+        "committer/a",
+        Event::CommitPushed(CommitPushed {
+            automation: ObjectRef::new("flux-system", "fleet"),
+            remote: "file:///srv/fleet.git".into(),
+            branch: "main".into(),
+            commit: commit.clone(),
+            parent: Some("f".repeat(40)),
+            changes: vec![FileChange {
+                file: "apps/podinfo.yaml".into(),
+                old: "registry.example/podinfo:1.0.0".into(),
+                new: "registry.example/podinfo:1.1.0".into(),
+                setter: "flux-system:podinfo".into(),
+            }],
+            causes: vec![resolved.id.clone()],
+        }),
+    );
+    let failure = Envelope::new(
+        "scanner/a",
+        Event::ScanFailed(Failure {
+            object: ObjectRef::new("apps", "other"),
+            error: "registry answered 503".into(),
+            will_retry: true,
+            attempt: 3,
+        }),
+    );
+    for event in [&scan, &resolved, &pushed, &failure] {
+        bus.publish(event).await.unwrap();
+    }
+    commit
+}
+
+#[tokio::test]
+async fn why_walks_from_the_commit_back_to_the_scan() {
+    let server = NatsServer::start();
+    let commit = record_a_chain(&server).await;
+    let out = tagrelay(&server, &["why", &commit[..8]]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let commit_at = text.find("CommitPushed").unwrap();
+    let resolved_at = text.find("PolicyResolved").unwrap();
+    let scan_at = text.find("TagsDiscovered").unwrap();
+    assert!(commit_at < resolved_at && resolved_at < scan_at, "{text}");
+    assert!(text.contains("1.0.0 -> 1.1.0"), "{text}");
+    assert!(text.contains("a registry webhook"), "{text}");
+    assert!(text.contains("apps/podinfo.yaml: registry.example/podinfo:1.0.0 -> registry.example/podinfo:1.1.0"), "{text}");
+
+    let out = tagrelay(&server, &["why", "deadbeef"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = tagrelay(&server, &["why", "xyz"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn audit_prints_a_timeline_filtered_by_kind_and_name() {
+    let server = NatsServer::start();
+    record_a_chain(&server).await;
+    let out = tagrelay(&server, &["audit"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "header + 4 events: {text}");
+    for (line, event) in lines[1..].iter().zip(["TagsDiscovered", "PolicyResolved", "CommitPushed", "ScanFailed"]) {
+        assert!(line.contains(event), "oldest first: {text}");
+    }
+    assert!(lines[4].contains("registry answered 503 (attempt 3, will retry)"), "{text}");
+
+    let out = tagrelay(&server, &["audit", "--kind", "failed"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    let out = tagrelay(&server, &["audit", "--name", "podinfo", "-o", "json"]);
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["TagsDiscovered", "PolicyResolved"]);
+    let out = tagrelay(&server, &["audit", "--since", "1h", "--kind", "commit"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let out = tagrelay(&server, &["audit", "--since", "2999-01-01T00:00:00Z"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1, "nothing after a future time");
+    let out = tagrelay(&server, &["audit", "--kind", "bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+}
