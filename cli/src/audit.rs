@@ -81,7 +81,9 @@ pub async fn audit(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
     let mut filters = Vec::new();
     for kind in &args.kind {
         let filter = kind_filter(kind).ok_or_else(|| {
-            invalid(&format!("--kind {kind:?}: expected tags, policy, commit or failed"))
+            invalid(&format!(
+                "--kind {kind:?}: expected tags, policy, commit or failed"
+            ))
         })?;
         filters.push(filter);
     }
@@ -96,10 +98,11 @@ pub async fn audit(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
     }
     while let Some(logged) = log.next().await {
         let wanted_kind = filters.len() <= 1
-            || logged
-                .envelope
-                .as_ref()
-                .is_ok_and(|e| filters.iter().any(|f| subject_matches(f, &e.payload.subject())));
+            || logged.envelope.as_ref().is_ok_and(|e| {
+                filters
+                    .iter()
+                    .any(|f| subject_matches(f, &e.payload.subject()))
+            });
         let wanted_name = match (&args.name, &logged.envelope) {
             (None, _) => true,
             (Some(name), Ok(envelope)) => object_of(&envelope.payload).is_some_and(|object| {
@@ -139,7 +142,9 @@ fn object_of(event: &Event) -> Option<String> {
         Event::TagsDiscovered(e) => e.repository.to_string(),
         Event::PolicyResolved(e) => e.policy.to_string(),
         Event::CommitPushed(e) => e.automation.to_string(),
-        Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => f.object.to_string(),
+        Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => {
+            f.object.to_string()
+        }
     })
 }
 
@@ -176,12 +181,18 @@ fn detail(event: &Event) -> String {
         Event::PolicyResolved(e) => format!(
             "{}: {} -> {}",
             e.image,
-            e.previous.as_ref().map_or("(none)".to_string(), ToString::to_string),
+            e.previous
+                .as_ref()
+                .map_or("(none)".to_string(), ToString::to_string),
             e.current
         ),
         Event::CommitPushed(e) => {
             let short = e.commit.get(..7).unwrap_or(&e.commit);
-            let changes: Vec<String> = e.changes.iter().map(|c| format!("{}: {} -> {}", c.file, c.old, c.new)).collect();
+            let changes: Vec<String> = e
+                .changes
+                .iter()
+                .map(|c| format!("{}: {} -> {}", c.file, c.old, c.new))
+                .collect();
             format!("{short} to {} ({})", e.branch, changes.join("; "))
         }
         Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => format!(
@@ -227,7 +238,10 @@ async fn load_all(bus: &Bus) -> Result<HashMap<String, Envelope>, Failure> {
 pub async fn why(cli: &Cli, args: &WhyArgs) -> Result<(), Failure> {
     let wanted = args.commit.to_ascii_lowercase();
     if wanted.len() < 7 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid(&format!("{:?} is not a commit id (at least 7 hex digits)", args.commit)));
+        return Err(invalid(&format!(
+            "{:?} is not a commit id (at least 7 hex digits)",
+            args.commit
+        )));
     }
     let bus = cli.bus().await?;
     let events = load_all(&bus).await?;
@@ -237,15 +251,28 @@ pub async fn why(cli: &Cli, args: &WhyArgs) -> Result<(), Failure> {
         .collect();
     commits.sort_by_key(|e| e.occurred_at);
     let Some(commit) = commits.first() else {
-        return Err(Failure::Failed(anyhow::anyhow!("no CommitPushed event for commit {wanted} in the log")));
+        return Err(Failure::Failed(anyhow::anyhow!(
+            "no CommitPushed event for commit {wanted} in the log"
+        )));
     };
     let Event::CommitPushed(pushed) = &commit.payload else {
         return Err(Failure::Failed(anyhow::anyhow!("unexpected event")));
     };
-    println!("commit {} on {} of {}", pushed.commit, pushed.branch, pushed.remote);
-    println!("{}  CommitPushed    {}  {}", stamp(commit), pushed.automation, detail(&commit.payload));
+    println!(
+        "commit {} on {} of {}",
+        pushed.commit, pushed.branch, pushed.remote
+    );
+    println!(
+        "{}  CommitPushed    {}  {}",
+        stamp(commit),
+        pushed.automation,
+        detail(&commit.payload)
+    );
     for change in &pushed.changes {
-        println!("    {}: {} -> {} ({})", change.file, change.old, change.new, change.setter);
+        println!(
+            "    {}: {} -> {} ({})",
+            change.file, change.old, change.new, change.setter
+        );
     }
     for cause_id in &pushed.causes {
         let Some(resolved) = events.get(cause_id) else {
@@ -272,12 +299,18 @@ pub async fn why(cli: &Cli, args: &WhyArgs) -> Result<(), Failure> {
             current = parent;
         }
     }
-    println!("total: {} from the first event of the chain to the commit", chain_latency(&events, commit));
+    println!(
+        "total: {} from the first event of the chain to the commit",
+        chain_latency(&events, commit)
+    );
     Ok(())
 }
 
 fn stamp(envelope: &Envelope) -> String {
-    envelope.occurred_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    envelope
+        .occurred_at
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 fn latency(earlier: &Envelope, later: &Envelope) -> String {

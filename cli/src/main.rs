@@ -11,6 +11,7 @@ mod get;
 mod objects;
 mod output;
 mod policy;
+mod replay;
 mod update;
 
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// The causal chain of a commit, from the push back to the scan.
     Why(audit::WhyArgs),
+    /// Re-run recorded tag sets through the policy engine.
+    Replay(replay::Args),
     /// Try policies offline.
     Policy(policy::Args),
     /// Rewrite manifests offline, as the committer would.
@@ -94,6 +97,7 @@ async fn main() -> ExitCode {
         Command::Delete(args) => delete::run(&cli, args).await,
         Command::Audit(args) => audit::audit(&cli, args).await,
         Command::Why(args) => audit::why(&cli, args).await,
+        Command::Replay(args) => replay::run(&cli, args).await,
         Command::Policy(args) => policy::run(args),
         Command::Update(args) => update::run(args),
     };

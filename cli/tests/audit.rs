@@ -21,7 +21,9 @@ fn tagrelay(server: &NatsServer, args: &[&str]) -> Output {
 /// Publishes scan → resolve → commit, plus an unrelated failure; returns
 /// the commit id.
 async fn record_a_chain(server: &NatsServer) -> String {
-    let bus = Bus::connect(&server.url(), "test", BusSettings::default()).await.unwrap();
+    let bus = Bus::connect(&server.url(), "test", BusSettings::default())
+        .await
+        .unwrap();
     let tags = vec!["1.0.0".to_string(), "1.1.0".to_string()];
     let scan = Envelope::new(
         "scanner/a",
@@ -45,8 +47,14 @@ async fn record_a_chain(server: &NatsServer) -> String {
             policy: ObjectRef::new("flux-system", "podinfo"),
             repository: ObjectRef::new("flux-system", "podinfo"),
             image: "registry.example/podinfo".into(),
-            previous: Some(SelectedImage { tag: "1.0.0".into(), digest: None }),
-            current: SelectedImage { tag: "1.1.0".into(), digest: None },
+            previous: Some(SelectedImage {
+                tag: "1.0.0".into(),
+                digest: None,
+            }),
+            current: SelectedImage {
+                tag: "1.1.0".into(),
+                digest: None,
+            },
             cause: ResolveCause::TagsChanged,
             tag_set_digest: tag_set_digest(["1.0.0", "1.1.0"]),
         }),
@@ -90,7 +98,11 @@ async fn why_walks_from_the_commit_back_to_the_scan() {
     let server = NatsServer::start();
     let commit = record_a_chain(&server).await;
     let out = tagrelay(&server, &["why", &commit[..8]]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let commit_at = text.find("CommitPushed").unwrap();
     let resolved_at = text.find("PolicyResolved").unwrap();
@@ -98,7 +110,12 @@ async fn why_walks_from_the_commit_back_to_the_scan() {
     assert!(commit_at < resolved_at && resolved_at < scan_at, "{text}");
     assert!(text.contains("1.0.0 -> 1.1.0"), "{text}");
     assert!(text.contains("a registry webhook"), "{text}");
-    assert!(text.contains("apps/podinfo.yaml: registry.example/podinfo:1.0.0 -> registry.example/podinfo:1.1.0"), "{text}");
+    assert!(
+        text.contains(
+            "apps/podinfo.yaml: registry.example/podinfo:1.0.0 -> registry.example/podinfo:1.1.0"
+        ),
+        "{text}"
+    );
 
     let out = tagrelay(&server, &["why", "deadbeef"]);
     assert_eq!(out.status.code(), Some(1));
@@ -111,14 +128,26 @@ async fn audit_prints_a_timeline_filtered_by_kind_and_name() {
     let server = NatsServer::start();
     record_a_chain(&server).await;
     let out = tagrelay(&server, &["audit"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "header + 4 events: {text}");
-    for (line, event) in lines[1..].iter().zip(["TagsDiscovered", "PolicyResolved", "CommitPushed", "ScanFailed"]) {
+    for (line, event) in lines[1..].iter().zip([
+        "TagsDiscovered",
+        "PolicyResolved",
+        "CommitPushed",
+        "ScanFailed",
+    ]) {
         assert!(line.contains(event), "oldest first: {text}");
     }
-    assert!(lines[4].contains("registry answered 503 (attempt 3, will retry)"), "{text}");
+    assert!(
+        lines[4].contains("registry answered 503 (attempt 3, will retry)"),
+        "{text}"
+    );
 
     let out = tagrelay(&server, &["audit", "--kind", "failed"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -133,7 +162,12 @@ async fn audit_prints_a_timeline_filtered_by_kind_and_name() {
     let out = tagrelay(&server, &["audit", "--since", "1h", "--kind", "commit"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
     let out = tagrelay(&server, &["audit", "--since", "2999-01-01T00:00:00Z"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1, "nothing after a future time");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "nothing after a future time: {text}"
+    );
     let out = tagrelay(&server, &["audit", "--kind", "bogus"]);
     assert_eq!(out.status.code(), Some(2));
 }

@@ -8,12 +8,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, kv, stream};
+use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 use async_nats::HeaderMap;
 use futures::StreamExt;
 
 use crate::config::{Kind, Object, ObjectKey};
-use crate::event::{DecodeError, Envelope};
+use crate::event::{tag_set_digest, DecodeError, Envelope, TagsDiscovered, TagsRef};
 use crate::names::{self, Stage};
 use crate::status::ObjectStatus;
 use crate::trace::{traceparent_for, TRACEPARENT};
@@ -276,6 +276,34 @@ pub fn bucket_configs(settings: &BusSettings) -> Vec<kv::Config> {
     ]
 }
 
+/// The object store configurations: the tag lists too large for an event.
+/// Kept as long as the events that refer to them.
+pub fn object_store_configs(settings: &BusSettings) -> Vec<object_store::Config> {
+    vec![object_store::Config {
+        bucket: names::TAG_LISTS_BUCKET.to_string(),
+        description: Some(
+            "tag lists too large for a TagsDiscovered, by tag-set digest".to_string(),
+        ),
+        max_age: settings.max_age,
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        ..Default::default()
+    }]
+}
+
+/// A tag list whose JSON is larger than this travels in the
+/// [`names::TAG_LISTS_BUCKET`] object store instead of inside its
+/// `TagsDiscovered` (`tags_ref` instead of `tags`). A quarter of NATS'
+/// default 1 MiB payload limit: the envelope and the per-tag image
+/// metadata must fit beside it. About 20,000 ten-character tags.
+pub const INLINE_TAGS_MAX_BYTES: usize = 256 * 1024;
+
+/// The size of `tags` as a JSON array, to compare with
+/// [`INLINE_TAGS_MAX_BYTES`] without serialising them.
+pub fn tags_json_size(tags: &[String]) -> usize {
+    2 + tags.iter().map(|t| t.len() + 3).sum::<usize>()
+}
+
 /// Declares every stream, consumer and bucket, creating what is missing and
 /// updating what differs. Safe to call from any number of services at once.
 pub async fn ensure_topology(
@@ -291,6 +319,12 @@ pub async fn ensure_topology(
     for config in bucket_configs(settings) {
         let what = format!("bucket {}", config.bucket);
         js.create_or_update_key_value(config)
+            .await
+            .map_err(|e| setup(what, e))?;
+    }
+    for config in object_store_configs(settings) {
+        let what = format!("object store {}", config.bucket);
+        js.create_object_store(config)
             .await
             .map_err(|e| setup(what, e))?;
     }
@@ -479,11 +513,13 @@ impl Bus {
         follow: bool,
     ) -> Result<impl futures::Stream<Item = LoggedEvent> + use<>, BusError> {
         let deliver_policy = match since {
-            Some(time) => consumer::DeliverPolicy::ByStartTime {
-                start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
-                    time.timestamp_nanos_opt().unwrap_or(0).into(),
-                )
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            Some(since) => consumer::DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from_unix_timestamp(since.timestamp())
+                    .map(|t| t + time::Duration::nanoseconds(since.timestamp_subsec_nanos().into()))
+                    .map_err(|e| BusError::Setup {
+                        what: format!("log reader on {filter}"),
+                        reason: format!("start time {since} out of range: {e}"),
+                    })?,
             },
             None => consumer::DeliverPolicy::All,
         };
@@ -508,9 +544,8 @@ impl Bus {
             .map_err(|e| setup(what(), e))?;
         let messages = reader.messages().await.map_err(|e| setup(what(), e))?;
         let done = !follow && empty;
-        Ok(futures::stream::unfold(
-            (messages, done),
-            move |(mut messages, done)| async move {
+        Ok(
+            futures::stream::unfold((messages, done), move |(mut messages, done)| async move {
                 if done {
                     return None;
                 }
@@ -526,8 +561,83 @@ impl Bus {
                     envelope: Envelope::from_json(&message.payload),
                 };
                 Some((event, (messages, !follow && pending == 0)))
-            },
-        ))
+            })
+            .filter(move |event| {
+                // The server's start-time lookup is a hint (a start time past the
+                // last message has been seen to deliver everything): enforce it.
+                futures::future::ready(since.is_none_or(|since| event.stored_at >= since))
+            }),
+        )
+    }
+
+    /// Stores a tag list too large for an event in the tag-lists object
+    /// store under its tag-set digest, and returns the reference to put in
+    /// `TagsDiscovered.tags_ref`. The key is the content's digest, so an
+    /// entry never changes: writing an existing one is skipped, and a reader
+    /// of an older event never sees a newer set.
+    pub async fn put_tag_list(&self, tags: &[String]) -> Result<TagsRef, BusError> {
+        let key = tag_set_digest(tags.iter().map(String::as_str));
+        let store = self.tag_lists().await?;
+        if store.info(&key).await.is_err() {
+            let bytes = serde_json::to_vec(tags)?;
+            store
+                .put(key.as_str(), &mut bytes.as_slice())
+                .await
+                .map_err(|e| bucket_error(names::TAG_LISTS_BUCKET, &key, e))?;
+        }
+        Ok(TagsRef {
+            bucket: names::TAG_LISTS_BUCKET.to_string(),
+            key,
+        })
+    }
+
+    /// The complete tag list of a `TagsDiscovered`: inline, or read from
+    /// the object store its `tags_ref` names. `None` when the event carries
+    /// no complete list (no list, a count that does not match, a stored
+    /// list that is missing or is not the set the event's digest names): a
+    /// reader must then act as if it had no tags, never on a partial set.
+    pub async fn tag_list(
+        &self,
+        discovered: &TagsDiscovered,
+    ) -> Result<Option<Vec<String>>, BusError> {
+        if let Some(tags) = &discovered.tags {
+            return Ok((tags.len() == discovered.tag_count).then(|| tags.clone()));
+        }
+        let Some(reference) = &discovered.tags_ref else {
+            return Ok(None);
+        };
+        let store = self
+            .js
+            .get_object_store(&reference.bucket)
+            .await
+            .map_err(|e| bucket_error(&reference.bucket, &reference.key, e))?;
+        let mut object = match store.get(&reference.key).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => {
+                tracing::warn!(bucket = %reference.bucket, key = %reference.key, "tag list referred to by an event is missing");
+                return Ok(None);
+            }
+            Err(e) => return Err(bucket_error(&reference.bucket, &reference.key, e)),
+        };
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes)
+            .await
+            .map_err(|e| bucket_error(&reference.bucket, &reference.key, e))?;
+        let tags: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| BusError::Corrupt {
+            bucket: reference.bucket.clone(),
+            key: reference.key.clone(),
+            reason: e.to_string(),
+        })?;
+        let complete = tags.len() == discovered.tag_count
+            && tag_set_digest(tags.iter().map(String::as_str)) == discovered.tag_set_digest;
+        Ok(complete.then_some(tags))
+    }
+
+    async fn tag_lists(&self) -> Result<object_store::ObjectStore, BusError> {
+        self.js
+            .get_object_store(names::TAG_LISTS_BUCKET)
+            .await
+            .map_err(|e| bucket_error(names::TAG_LISTS_BUCKET, "", e))
     }
 
     /// The durable pull consumer of `stage`, shared by every instance of it.
@@ -672,6 +782,32 @@ impl ConfigStore {
             .transpose()
     }
 
+    /// Every kept revision of an object (the bucket keeps 5), oldest first,
+    /// with when it was written; `None` marks a deletion. `tagrelay replay`
+    /// uses it to evaluate each recorded decision with the policy in force
+    /// at the time.
+    pub async fn history(&self, key: &ObjectKey) -> Result<Vec<Revision>, BusError> {
+        let bucket_key = key.bucket_key();
+        let mut entries = self
+            .config
+            .history(&bucket_key)
+            .await
+            .map_err(|e| bucket_error(names::CONFIG_BUCKET, &bucket_key, e))?;
+        let mut revisions = Vec::new();
+        while let Some(entry) = entries.next().await {
+            let entry = entry.map_err(|e| bucket_error(names::CONFIG_BUCKET, &bucket_key, e))?;
+            let written = chrono::DateTime::from_timestamp_nanos(
+                i64::try_from(entry.created.unix_timestamp_nanos()).unwrap_or(0),
+            );
+            let object = match entry.operation {
+                kv::Operation::Put => Some(decode_object(&bucket_key, &entry.value)?),
+                kv::Operation::Delete | kv::Operation::Purge => None,
+            };
+            revisions.push(Revision { written, object });
+        }
+        Ok(revisions)
+    }
+
     /// Watches configuration changes, starting with the current value of
     /// every key, so a service that starts late sees everything applied.
     pub async fn watch(
@@ -697,6 +833,15 @@ impl ConfigStore {
             })
         }))
     }
+}
+
+/// One kept revision of a configuration object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    /// When it was written.
+    pub written: chrono::DateTime<chrono::Utc>,
+    /// The object, or `None` for a deletion.
+    pub object: Option<Object>,
 }
 
 /// One change seen by [`ConfigStore::watch`].
