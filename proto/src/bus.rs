@@ -151,6 +151,9 @@ pub struct Received {
     pub stream_sequence: u64,
     /// How many times it has been delivered, from 1.
     pub delivered: i64,
+    /// How many messages were still waiting for the consumer behind it: the
+    /// consumer lag an operator watches.
+    pub pending: u64,
 }
 
 /// Decodes a JetStream message into an event, reading the headers back.
@@ -163,16 +166,17 @@ pub fn decode_message(message: &jetstream::Message) -> Result<Received, DecodeEr
             .and_then(|h| h.get(name))
             .map(|v| v.as_str().to_string())
     };
-    let (stream_sequence, delivered) = message
+    let (stream_sequence, delivered, pending) = message
         .info()
-        .map(|info| (info.stream_sequence, info.delivered))
-        .unwrap_or((0, 1));
+        .map(|info| (info.stream_sequence, info.delivered, info.pending))
+        .unwrap_or((0, 1, 0));
     Ok(Received {
         msg_id: header(MSG_ID_HEADER),
         traceparent: header(TRACEPARENT),
         envelope,
         stream_sequence,
         delivered,
+        pending,
     })
 }
 

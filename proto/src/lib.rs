@@ -8,8 +8,10 @@
 //! - [`config`]: the Flux kinds, strict decoding and Flux's validation.
 //! - [`reference`]: image references and the OCI tag grammar.
 //! - [`runtime`]: logging, TLS provider, instance names, shutdown.
+//! - [`scan`]: scan requests on the scanner's work queue, interval slots.
 //! - [`state`]: state records stages share through KV (policy selections).
 //! - [`status`]: status records shown by `tagrelay get`.
+//! - [`telemetry`]: logs, OTLP traces and metrics, the metric instruments.
 //! - [`trace`]: W3C trace context through NATS headers.
 //!
 //! No service imports another service; everything they must agree on is here.
@@ -20,8 +22,10 @@ pub mod event;
 pub mod names;
 pub mod reference;
 pub mod runtime;
+pub mod scan;
 #[cfg(test)]
 mod schema_tests;
 pub mod state;
 pub mod status;
+pub mod telemetry;
 pub mod trace;

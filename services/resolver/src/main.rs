@@ -14,7 +14,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     runtime::install_crypto_provider();
-    runtime::init_logging();
+    let _telemetry = tagrelay_proto::telemetry::init("tagrelay-resolver");
     let args = Args::parse();
     let bus = args.bus.connect("resolver").await?;
     tagrelay_resolver::run(&bus, runtime::shutdown_signal()).await?;

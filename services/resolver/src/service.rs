@@ -2,7 +2,7 @@
 //! configuration, and keeps every ImagePolicy's selection current.
 //!
 //! Exactly one `PolicyResolved` per change, however many instances run and
-//! however often an event is delivered, comes from two mechanisms:
+//! however often an event is delivered, comes from three mechanisms:
 //! - the selection lives in the policy-state bucket, written with
 //!   compare-and-set, and carries the stream sequence of the `TagsDiscovered`
 //!   it came from: an event older than (or equal to) that is skipped, so
@@ -11,7 +11,9 @@
 //!   last sequence (the event that announced the previous selection): of two
 //!   instances computing a move from the same predecessor, one publishes, the
 //!   other sees a conflict, re-reads and finds nothing left to do. A crash
-//!   between publishing and writing the state is repaired from the log.
+//!   between publishing and writing the state is repaired from the log;
+//! - a move is only published from the repository's newest tag set, so a
+//!   late event can never move a policy back, even mid-repair.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +33,9 @@ use tagrelay_proto::event::{
 use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
+use tagrelay_proto::telemetry::{attribute, metrics};
 use tokio::sync::RwLock;
+use tracing::Instrument;
 
 use crate::rules::{policy_rules, reflects_digest, rules_hash, select_image};
 
@@ -99,6 +103,8 @@ pub enum Outcome {
     IgnoredEmpty,
     /// Nothing qualified or the policy is invalid; `ResolveFailed` published.
     Failed(String),
+    /// A newer tag set of the repository exists; its evaluation decides.
+    Superseded,
 }
 
 /// One resolver instance: its connections and the configuration it has
@@ -210,6 +216,12 @@ impl Resolver {
                 )
                 .await?;
             tracing::debug!(policy = %key, ?outcome, "evaluated");
+            let label = match &outcome {
+                Outcome::Moved(_) => "moved",
+                Outcome::Failed(_) => "failed",
+                _ => "unchanged",
+            };
+            metrics().resolutions.add(1, &attribute("outcome", label));
             outcomes.push((key, outcome));
         }
         Ok(outcomes)
@@ -224,11 +236,15 @@ impl Resolver {
                 return;
             }
         };
+        metrics().consumer_lag.record(
+            received.pending,
+            &attribute("consumer", names::RESOLVER_CONSUMER),
+        );
         let span = tracing::info_span!("resolve", event = %received.envelope.id);
         tagrelay_proto::trace::continue_trace(&span, received.traceparent.as_deref());
-        let _guard = span.enter();
         match self
             .handle_tags(&received.envelope, received.stream_sequence)
+            .instrument(span)
             .await
         {
             Ok(_) => {
@@ -287,6 +303,7 @@ impl Resolver {
     }
 
     /// Brings one policy's selection up to date with one tag set.
+    #[tracing::instrument(name = "evaluate policy", skip_all, fields(policy = %key, sequence = source_sequence))]
     async fn evaluate(
         &self,
         key: &ObjectKey,
@@ -356,6 +373,9 @@ impl Resolver {
                     tag_set_digest: discovered.tag_set_digest.clone(),
                 }),
             );
+            if self.superseded(discovered, source_sequence).await? {
+                return Ok(Outcome::Superseded);
+            }
             match self
                 .bus
                 .publish_after(&envelope, next.resolved_sequence)
@@ -380,6 +400,26 @@ impl Resolver {
             key: bucket_key,
             reason: format!("lost {MAX_RACES} races in a row"),
         })
+    }
+
+    /// Whether a newer tag set than `source_sequence` has been published for
+    /// the repository. Moves are only ever computed from the newest tag set,
+    /// so an event delivered late (another instance, a redelivery) can never
+    /// move a policy back, even while the state is being repaired.
+    async fn superseded(
+        &self,
+        discovered: &TagsDiscovered,
+        source_sequence: u64,
+    ) -> Result<bool, BusError> {
+        let subject = names::tags_subject(
+            &discovered.repository.namespace,
+            &discovered.repository.name,
+        );
+        Ok(self
+            .bus
+            .last_event(&subject)
+            .await?
+            .is_some_and(|(_, latest)| latest > source_sequence))
     }
 
     /// Another instance announced a move but may have died before writing

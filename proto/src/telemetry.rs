@@ -1,0 +1,192 @@
+//! Logs, traces and metrics for every binary, set up once.
+//!
+//! Logs always go to stderr (`RUST_LOG`, `TAGRELAY_LOG_FORMAT=json`).
+//! Traces and metrics are exported by OTLP/HTTP only when the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or the per-signal `…_TRACES_ENDPOINT` /
+//! `…_METRICS_ENDPOINT`) variables are set; otherwise nothing is exported and
+//! nothing fails. The exporters run on their own threads with a blocking HTTP
+//! client (the async one panics outside a reactor, NOTES.md).
+
+use std::sync::OnceLock;
+
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Keeps the exporters alive; flushes and shuts them down when dropped, so
+/// the last spans of a stopping service are not lost.
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+}
+
+impl Telemetry {
+    /// Whether traces are being exported.
+    pub fn exporting(&self) -> bool {
+        self.tracer.is_some()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(tracer) = self.tracer.take() {
+            let _ = tracer.shutdown();
+        }
+        if let Some(meter) = self.meter.take() {
+            let _ = meter.shutdown();
+        }
+    }
+}
+
+fn configured(signal: &str) -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    set("OTEL_EXPORTER_OTLP_ENDPOINT") || set(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
+}
+
+/// Installs logging and, when configured, OTLP trace and metric export, for
+/// the process named `service` (the OpenTelemetry `service.name`, overridden
+/// by `OTEL_SERVICE_NAME`).
+pub fn init(service: &str) -> Telemetry {
+    let name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_string());
+    let resource = Resource::builder().with_service_name(name).build();
+    let tracer = if configured("TRACES") {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+        {
+            Ok(exporter) => Some(
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(resource.clone())
+                    .build(),
+            ),
+            Err(e) => {
+                eprintln!("OTLP trace export disabled: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let meter = if configured("METRICS") {
+        match opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .build()
+        {
+            Ok(exporter) => {
+                let provider = SdkMeterProvider::builder()
+                    .with_periodic_exporter(exporter)
+                    .with_resource(resource)
+                    .build();
+                opentelemetry::global::set_meter_provider(provider.clone());
+                Some(provider)
+            }
+            Err(e) => {
+                eprintln!("OTLP metric export disabled: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("TAGRELAY_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
+    };
+    let traces = tracer.as_ref().map(|provider| {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("tagrelay"))
+    });
+    let registry = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces);
+    if let Err(e) = registry.try_init() {
+        eprintln!("logging already initialised: {e}");
+    }
+    Telemetry { tracer, meter }
+}
+
+/// The instruments an operator needs, created once from the global meter
+/// (a no-op meter when export is not configured).
+pub struct Metrics {
+    /// Scans, by `outcome` (`changed`, `unchanged`, `failed`).
+    pub scans: Counter<u64>,
+    /// Scan duration in seconds.
+    pub scan_duration: Histogram<f64>,
+    /// Tags per repository after the last good scan, by `repository`.
+    pub tags: Gauge<u64>,
+    /// Policy evaluations, by `outcome` (`moved`, `unchanged`, `failed`).
+    pub resolutions: Counter<u64>,
+    /// Commits pushed.
+    pub commits: Counter<u64>,
+    /// Failures, by `stage` (`scan`, `resolve`, `commit`).
+    pub failures: Counter<u64>,
+    /// Messages waiting for a stage's durable consumer, by `consumer`.
+    pub consumer_lag: Gauge<u64>,
+    /// Seconds from an image's push (its scan) to the commit that wrote it.
+    pub push_to_commit: Histogram<f64>,
+}
+
+/// The process's instruments.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let meter: Meter = opentelemetry::global::meter("tagrelay");
+        Metrics {
+            scans: meter
+                .u64_counter("tagrelay.scans")
+                .with_description("Registry scans")
+                .build(),
+            scan_duration: meter
+                .f64_histogram("tagrelay.scan.duration")
+                .with_unit("s")
+                .with_description("Duration of one repository scan")
+                .build(),
+            tags: meter
+                .u64_gauge("tagrelay.scan.tags")
+                .with_description("Tags per repository")
+                .build(),
+            resolutions: meter
+                .u64_counter("tagrelay.resolutions")
+                .with_description("Policy evaluations")
+                .build(),
+            commits: meter
+                .u64_counter("tagrelay.commits")
+                .with_description("Commits pushed")
+                .build(),
+            failures: meter
+                .u64_counter("tagrelay.failures")
+                .with_description("Failures by stage")
+                .build(),
+            consumer_lag: meter
+                .u64_gauge("tagrelay.consumer.lag")
+                .with_description("Messages pending for a stage's consumer")
+                .build(),
+            push_to_commit: meter
+                .f64_histogram("tagrelay.push_to_commit.latency")
+                .with_unit("s")
+                .with_description("From the scan that found a tag to the commit that wrote it")
+                .build(),
+        }
+    })
+}
+
+/// A single attribute, for the instruments above.
+pub fn attribute(key: &'static str, value: impl Into<opentelemetry::Value>) -> [KeyValue; 1] {
+    [KeyValue::new(key, value)]
+}
