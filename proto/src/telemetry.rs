@@ -121,6 +121,34 @@ pub fn init(service: &str) -> Telemetry {
     Telemetry { tracer, meter }
 }
 
+/// Instrument name `tagrelay.scans`.
+pub const SCANS: &str = "tagrelay.scans";
+/// Instrument name `tagrelay.scan.duration`.
+pub const SCAN_DURATION: &str = "tagrelay.scan.duration";
+/// Instrument name `tagrelay.scan.tags`.
+pub const SCAN_TAGS: &str = "tagrelay.scan.tags";
+/// Instrument name `tagrelay.resolutions`.
+pub const RESOLUTIONS: &str = "tagrelay.resolutions";
+/// Instrument name `tagrelay.commits`.
+pub const COMMITS: &str = "tagrelay.commits";
+/// Instrument name `tagrelay.failures`.
+pub const FAILURES: &str = "tagrelay.failures";
+/// Instrument name `tagrelay.consumer.lag`.
+pub const CONSUMER_LAG: &str = "tagrelay.consumer.lag";
+/// Instrument name `tagrelay.push_to_commit.latency`.
+pub const PUSH_TO_COMMIT: &str = "tagrelay.push_to_commit.latency";
+/// Every instrument name, for dashboards and their test.
+pub const METRIC_NAMES: [&str; 8] = [
+    SCANS,
+    SCAN_DURATION,
+    SCAN_TAGS,
+    RESOLUTIONS,
+    COMMITS,
+    FAILURES,
+    CONSUMER_LAG,
+    PUSH_TO_COMMIT,
+];
+
 /// The instruments an operator needs, created once from the global meter
 /// (a no-op meter when export is not configured).
 pub struct Metrics {
@@ -149,36 +177,36 @@ pub fn metrics() -> &'static Metrics {
         let meter: Meter = opentelemetry::global::meter("tagrelay");
         Metrics {
             scans: meter
-                .u64_counter("tagrelay.scans")
+                .u64_counter(SCANS)
                 .with_description("Registry scans")
                 .build(),
             scan_duration: meter
-                .f64_histogram("tagrelay.scan.duration")
+                .f64_histogram(SCAN_DURATION)
                 .with_unit("s")
                 .with_description("Duration of one repository scan")
                 .build(),
             tags: meter
-                .u64_gauge("tagrelay.scan.tags")
+                .u64_gauge(SCAN_TAGS)
                 .with_description("Tags per repository")
                 .build(),
             resolutions: meter
-                .u64_counter("tagrelay.resolutions")
+                .u64_counter(RESOLUTIONS)
                 .with_description("Policy evaluations")
                 .build(),
             commits: meter
-                .u64_counter("tagrelay.commits")
+                .u64_counter(COMMITS)
                 .with_description("Commits pushed")
                 .build(),
             failures: meter
-                .u64_counter("tagrelay.failures")
+                .u64_counter(FAILURES)
                 .with_description("Failures by stage")
                 .build(),
             consumer_lag: meter
-                .u64_gauge("tagrelay.consumer.lag")
+                .u64_gauge(CONSUMER_LAG)
                 .with_description("Messages pending for a stage's consumer")
                 .build(),
             push_to_commit: meter
-                .f64_histogram("tagrelay.push_to_commit.latency")
+                .f64_histogram(PUSH_TO_COMMIT)
                 .with_unit("s")
                 .with_description("From the scan that found a tag to the commit that wrote it")
                 .build(),
@@ -189,4 +217,50 @@ pub fn metrics() -> &'static Metrics {
 /// A single attribute, for the instruments above.
 pub fn attribute(key: &'static str, value: impl Into<opentelemetry::Value>) -> [KeyValue; 1] {
     [KeyValue::new(key, value)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Prometheus name the collector gives an OpenTelemetry instrument.
+    fn prometheus_base(name: &str) -> String {
+        name.replace('.', "_")
+    }
+
+    #[test]
+    fn the_dashboard_reads_only_metrics_we_export_and_shows_them_all() {
+        let dashboard = include_str!("../../deploy/grafana/tagrelay.json");
+        let json: serde_json::Value = serde_json::from_str(dashboard).unwrap();
+        let exprs: Vec<String> = json["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["targets"].as_array().unwrap().iter())
+            .map(|t| t["expr"].as_str().unwrap().to_string())
+            .collect();
+        let used: Vec<&str> = exprs
+            .iter()
+            .flat_map(|e| e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+            .filter(|w| w.starts_with("tagrelay_"))
+            .collect();
+        let known: Vec<String> = METRIC_NAMES.iter().map(|n| prometheus_base(n)).collect();
+        for name in &used {
+            let base = ["_seconds_bucket", "_total", "_bucket"]
+                .iter()
+                .fold(name.to_string(), |n, suffix| {
+                    n.strip_suffix(suffix).map(str::to_string).unwrap_or(n)
+                });
+            assert!(
+                known.contains(&base),
+                "dashboard uses {name}, which no instrument exports"
+            );
+        }
+        for name in &known {
+            assert!(
+                used.iter().any(|u| u.starts_with(name.as_str())),
+                "{name} is exported but not on the dashboard"
+            );
+        }
+    }
 }
