@@ -55,7 +55,7 @@ async fn record(server: &NatsServer) -> Bus {
     let resolver_bus = bus.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let resolver = tokio::spawn(async move {
-        tagrelay_resolver::run(&resolver_bus, async {
+        tagrelay_resolver::run(&resolver_bus, Default::default(), async {
             let _ = stopped.await;
         })
         .await

@@ -94,3 +94,55 @@ impl BusArgs {
         crate::bus::Bus::connect(&self.nats_url, source, settings).await
     }
 }
+
+/// Whether a service is ready to take work: false until its consumer is
+/// bound, false again once it starts shutting down, so a load balancer or
+/// Kubernetes stops sending it traffic before it stops.
+#[derive(Clone, Default)]
+pub struct Readiness(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Readiness {
+    /// Marks the service ready or not.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the service is ready.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// `/healthz` (the process is alive: always 200) and `/readyz` (200 when
+/// ready, 503 otherwise), for services that have no HTTP server of their own.
+pub fn health_router(readiness: Readiness) -> axum::Router {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = readiness.is_ready();
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        )
+}
+
+/// Serves [`health_router`] on `address` until `shutdown` resolves.
+pub async fn serve_health(
+    address: std::net::SocketAddr,
+    readiness: Readiness,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    axum::serve(listener, health_router(readiness))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

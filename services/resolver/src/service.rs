@@ -31,6 +31,7 @@ use tagrelay_proto::event::{
     TagsDiscovered,
 };
 use tagrelay_proto::names::{self, Stage};
+use tagrelay_proto::runtime::Readiness;
 use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
 use tagrelay_proto::telemetry::{attribute, metrics};
@@ -118,9 +119,12 @@ pub struct Resolver {
 }
 
 /// Runs the resolver until `shutdown` resolves: watches configuration, and
-/// consumes `TagsDiscovered` on the shared durable consumer.
+/// consumes `TagsDiscovered` on the shared durable consumer. `readiness` is
+/// set once the consumer is bound and cleared when shutdown begins; the
+/// message in hand is finished (acked or nacked) before returning.
 pub async fn run(
     bus: &Bus,
+    readiness: Readiness,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BusError> {
     let resolver = Arc::new(Resolver::new(bus).await?);
@@ -130,6 +134,7 @@ pub async fn run(
         what: "resolver consumer".into(),
         reason: e.to_string(),
     })?;
+    readiness.set(true);
     tracing::info!(source = bus.source(), "resolver ready");
     tokio::pin!(shutdown);
     loop {
@@ -147,6 +152,7 @@ pub async fn run(
             }
         }
     }
+    readiness.set(false);
     watcher.abort();
     tracing::info!("resolver stopped");
     Ok(())

@@ -77,7 +77,7 @@ async fn start_resolvers(server: &NatsServer, count: usize) -> Running {
         let (tx, rx) = oneshot::channel();
         running.stop.push(tx);
         running.tasks.push(tokio::spawn(async move {
-            tagrelay_resolver::run(&bus, async {
+            tagrelay_resolver::run(&bus, Default::default(), async {
                 let _ = rx.await;
             })
             .await
