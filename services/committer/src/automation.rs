@@ -1,0 +1,350 @@
+//! What one ImageUpdateAutomation asks of Git, resolved from its spec and
+//! its GitRepository with Flux's defaults and precedence, and checked again
+//! (objects can reach the bucket without `tagrelay apply`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tagrelay_proto::config::{
+    parse_go_duration, GitRepository, GitRepositoryRef, ImageUpdateAutomation, LabelSelector,
+    DEFAULT_NAMESPACE,
+};
+
+/// Flux's commit author name when the spec gives only an email.
+pub const DEFAULT_AUTHOR_NAME: &str = "FluxBot";
+/// Flux's default branch when neither the automation nor the GitRepository
+/// names a ref.
+pub const DEFAULT_BRANCH: &str = "master";
+/// Timeout of Git operations when the GitRepository sets none (Flux's).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why an automation cannot be carried out as configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct SpecError {
+    /// The field at fault.
+    pub field: String,
+    /// Why.
+    pub reason: String,
+}
+
+fn spec_err(field: &str, reason: impl Into<String>) -> SpecError {
+    SpecError {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// What to check out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkout {
+    /// A branch (`refs/heads/<name>`).
+    Branch(String),
+    /// A tag (`refs/tags/<name>`).
+    Tag(String),
+    /// A commit id.
+    Commit(String),
+}
+
+impl Checkout {
+    /// The remote ref to read the checkout from, when it is a ref.
+    pub fn remote_ref(&self) -> Option<String> {
+        match self {
+            Checkout::Branch(b) => Some(format!("refs/heads/{b}")),
+            Checkout::Tag(t) => Some(format!("refs/tags/{t}")),
+            Checkout::Commit(_) => None,
+        }
+    }
+}
+
+/// One automation, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Automation {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The remote URL as configured.
+    pub url: String,
+    /// The GitRepository's Secret, `(namespace, name)`.
+    pub secret: Option<(String, String)>,
+    /// What to check out.
+    pub checkout: Checkout,
+    /// The branch commits are pushed to.
+    pub push_branch: String,
+    /// An extra refspec to push the new commit to (`<src>:<dst>`, the source
+    /// already resolved to the push branch).
+    pub refspec_target: Option<String>,
+    /// `git push -o` options.
+    pub push_options: BTreeMap<String, String>,
+    /// `update.path`, normalized: `/`-separated, no `.`, "" for the root.
+    pub path: String,
+    /// Author name.
+    pub author_name: String,
+    /// Author email.
+    pub author_email: String,
+    /// The message template, if any.
+    pub message_template: Option<String>,
+    /// `.Values` of the template.
+    pub message_values: BTreeMap<String, String>,
+    /// Which policies apply.
+    pub selector: LabelSelector,
+    /// How often to reconcile.
+    pub interval: Duration,
+    /// Git operation timeout.
+    pub timeout: Duration,
+    /// Whether reconciliation is suspended.
+    pub suspend: bool,
+}
+
+/// Normalizes `update.path`, refusing anything that could leave the
+/// repository or enter `.git`.
+pub fn normalize_path(path: &str) -> Result<String, SpecError> {
+    let field = "spec.update.path";
+    if path.starts_with('/') || path.starts_with('\\') {
+        return Err(spec_err(
+            field,
+            format!("{path:?} must be relative to the repository root"),
+        ));
+    }
+    let mut parts = Vec::new();
+    for part in path.split(['/', '\\']) {
+        match part {
+            "" | "." => {}
+            ".." => return Err(spec_err(field, format!("{path:?} must not contain '..'"))),
+            ".git" => return Err(spec_err(field, format!("{path:?} must not enter .git"))),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn checkout_of(reference: &GitRepositoryRef, field: &str) -> Result<Checkout, SpecError> {
+    if let Some(commit) = &reference.commit {
+        return Ok(Checkout::Commit(commit.clone()));
+    }
+    if let Some(name) = &reference.name {
+        return if let Some(branch) = name.strip_prefix("refs/heads/") {
+            Ok(Checkout::Branch(branch.to_string()))
+        } else if let Some(tag) = name.strip_prefix("refs/tags/") {
+            Ok(Checkout::Tag(tag.to_string()))
+        } else {
+            Err(spec_err(
+                &format!("{field}.name"),
+                format!("{name:?}: only refs/heads/… and refs/tags/… can be checked out"),
+            ))
+        };
+    }
+    if let Some(tag) = &reference.tag {
+        return Ok(Checkout::Tag(tag.clone()));
+    }
+    if reference.semver.is_some() {
+        return Err(spec_err(
+            &format!("{field}.semver"),
+            "checking out by semver range is not supported; name a branch",
+        ));
+    }
+    Ok(Checkout::Branch(
+        reference
+            .branch
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BRANCH.to_string()),
+    ))
+}
+
+impl Automation {
+    /// Resolves `automation` against its `source`.
+    pub fn resolve(
+        automation: &ImageUpdateAutomation,
+        source: &GitRepository,
+    ) -> Result<Self, SpecError> {
+        let spec = &automation.spec;
+        let namespace = automation
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        let git = spec
+            .git
+            .as_ref()
+            .ok_or_else(|| spec_err("spec.git", "required"))?;
+        let checkout = match &git.checkout {
+            Some(c) => checkout_of(&c.reference, "spec.git.checkout.ref")?,
+            None => checkout_of(
+                &source.spec.reference.clone().unwrap_or_default(),
+                "GitRepository spec.ref",
+            )?,
+        };
+        let push = git.push.as_ref();
+        let push_branch = match (push.and_then(|p| p.branch.clone()), &checkout) {
+            (Some(branch), _) => branch,
+            (None, Checkout::Branch(b)) => b.clone(),
+            (None, _) => {
+                return Err(spec_err(
+                    "spec.git.push.branch",
+                    "required when the checkout is a tag or a commit",
+                ))
+            }
+        };
+        let refspec_target = match push.and_then(|p| p.refspec.as_deref()) {
+            None => None,
+            Some(refspec) => Some(refspec_target(refspec, &push_branch, &checkout)?),
+        };
+        let interval = parse_go_duration(&spec.interval)
+            .map_err(|e| spec_err("spec.interval", e.to_string()))?;
+        let timeout = match &source.spec.timeout {
+            Some(t) => parse_go_duration(t)
+                .map_err(|e| spec_err("GitRepository spec.timeout", e.to_string()))?,
+            None => DEFAULT_TIMEOUT,
+        };
+        let source_namespace = source
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        let author = &git.commit.author;
+        if author.email.trim().is_empty() {
+            return Err(spec_err("spec.git.commit.author.email", "required"));
+        }
+        Ok(Self {
+            name: automation.metadata.name.clone(),
+            url: source.spec.url.clone(),
+            secret: source
+                .spec
+                .secret_ref
+                .as_ref()
+                .map(|s| (source_namespace, s.name.clone())),
+            checkout,
+            push_branch,
+            refspec_target,
+            push_options: push.map(|p| p.options.clone()).unwrap_or_default(),
+            path: normalize_path(
+                spec.update
+                    .as_ref()
+                    .and_then(|u| u.path.as_deref())
+                    .unwrap_or(""),
+            )?,
+            author_name: author
+                .name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| DEFAULT_AUTHOR_NAME.to_string()),
+            author_email: author.email.clone(),
+            message_template: git.commit.message_template.clone(),
+            message_values: git.commit.message_template_values.clone(),
+            selector: spec.policy_selector.clone().unwrap_or_default(),
+            interval: interval.max(Duration::from_secs(1)),
+            timeout,
+            suspend: spec.suspend || source.spec.suspend,
+            namespace,
+        })
+    }
+}
+
+/// The destination of `push.refspec`, whose source must be the commit the
+/// automation makes (`HEAD`, or the push or checkout branch by short or
+/// full name). Forced and deleting refspecs are refused, as Flux refuses
+/// them.
+fn refspec_target(
+    refspec: &str,
+    push_branch: &str,
+    checkout: &Checkout,
+) -> Result<String, SpecError> {
+    let field = "spec.git.push.refspec";
+    if refspec.starts_with('+') {
+        return Err(spec_err(
+            field,
+            "force-push refspecs (+…) are not supported",
+        ));
+    }
+    let (src, dst) = refspec
+        .split_once(':')
+        .ok_or_else(|| spec_err(field, format!("{refspec:?} is not <src>:<dst>")))?;
+    if src.is_empty() {
+        return Err(spec_err(field, "deleting refspecs are not supported"));
+    }
+    let mut ours = vec![
+        "HEAD".to_string(),
+        push_branch.to_string(),
+        format!("refs/heads/{push_branch}"),
+    ];
+    if let Checkout::Branch(b) = checkout {
+        ours.push(b.clone());
+        ours.push(format!("refs/heads/{b}"));
+    }
+    if !ours.iter().any(|o| o == src) {
+        return Err(spec_err(
+            field,
+            format!("source {src:?} must be HEAD or the push branch {push_branch:?}"),
+        ));
+    }
+    if dst.is_empty() || dst.contains("..") || dst.contains(' ') {
+        return Err(spec_err(
+            field,
+            format!("destination {dst:?} is not a valid ref"),
+        ));
+    }
+    Ok(if dst.starts_with("refs/") {
+        dst.to_string()
+    } else {
+        format!("refs/heads/{dst}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tagrelay_proto::config::{load_documents, Object};
+
+    fn resolve(automation_git: &str, source_ref: &str) -> Result<Automation, SpecError> {
+        let yaml = format!(
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: repo, namespace: src}}\nspec:\n  url: file:///r.git\n  interval: 1m\n  secretRef: {{name: creds}}\n{source_ref}---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageUpdateAutomation\nmetadata: {{name: auto, namespace: apps}}\nspec:\n  interval: 5m\n  sourceRef: {{kind: GitRepository, name: repo, namespace: src}}\n  update: {{path: ./clusters/./prod/}}\n  git:\n{automation_git}"
+        );
+        let docs = load_documents(&yaml).unwrap();
+        let Object::GitRepository(source) = Object::decode(&docs[0].value).unwrap() else {
+            unreachable!()
+        };
+        let Object::ImageUpdateAutomation(automation) = Object::decode(&docs[1].value).unwrap()
+        else {
+            unreachable!()
+        };
+        Automation::resolve(&automation, &source)
+    }
+
+    const COMMIT: &str = "    commit:\n      author: {email: bot@example.com}\n";
+
+    #[test]
+    fn flux_precedence_and_defaults() {
+        let a = resolve(COMMIT, "").unwrap();
+        assert_eq!(a.checkout, Checkout::Branch("master".into()));
+        assert_eq!(a.push_branch, "master");
+        assert_eq!(a.author_name, "FluxBot");
+        assert_eq!(a.path, "clusters/prod");
+        assert_eq!(a.secret, Some(("src".into(), "creds".into())));
+        assert_eq!(a.interval, Duration::from_secs(300));
+
+        let a = resolve(COMMIT, "  ref: {branch: main}\n").unwrap();
+        assert_eq!(a.checkout, Checkout::Branch("main".into()));
+        let git = format!("    checkout:\n      ref: {{branch: dev}}\n{COMMIT}    push:\n      branch: auto\n      refspec: refs/heads/auto:refs/for/main\n      options: {{topic: x}}\n");
+        let a = resolve(&git, "  ref: {branch: main}\n").unwrap();
+        assert_eq!(a.checkout, Checkout::Branch("dev".into()));
+        assert_eq!(a.push_branch, "auto");
+        assert_eq!(a.refspec_target.as_deref(), Some("refs/for/main"));
+        assert_eq!(a.push_options.get("topic").map(String::as_str), Some("x"));
+    }
+
+    #[test]
+    fn unsafe_or_impossible_settings_are_refused() {
+        let err = resolve(COMMIT, "  ref: {tag: v1}\n").unwrap_err();
+        assert_eq!(err.field, "spec.git.push.branch");
+        let forced = format!("{COMMIT}    push:\n      refspec: +refs/heads/master:refs/heads/x\n");
+        assert!(resolve(&forced, "").unwrap_err().reason.contains("force"));
+        let other = format!("{COMMIT}    push:\n      refspec: refs/heads/other:refs/heads/x\n");
+        assert!(resolve(&other, "").is_err());
+        assert!(normalize_path("../x").is_err());
+        assert!(normalize_path("a/../../x").is_err());
+        assert!(normalize_path("/etc").is_err());
+        assert!(normalize_path("a/.git/hooks").is_err());
+        assert_eq!(normalize_path("./").unwrap(), "");
+    }
+}

@@ -1,0 +1,550 @@
+//! The Git object work, done with gix: one cached bare repository per
+//! remote, fetched incrementally; trees walked and blobs read straight from
+//! the object database; new blobs, trees and the commit written there. No
+//! worktree is ever checked out, so a 10,000-file repository costs a walk of
+//! its trees plus the few blobs that can hold a marker.
+//!
+//! Safety lives here too: the walk never leaves `update.path`, never enters
+//! `.git`, and never follows a symlink (one that points outside the
+//! repository is reported as such).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+use gix::bstr::ByteSlice;
+use gix::objs::tree::EntryKind;
+use gix::ObjectId;
+use sha2::{Digest, Sha256};
+
+use crate::credentials::GitAuth;
+use crate::rewrite::{is_setters_candidate, is_v1_candidate, may_contain_markers};
+
+/// What went wrong on the Git side, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GitError {
+    /// The local cache could not be created or opened.
+    #[error("git cache {path}: {reason}")]
+    Cache {
+        /// The cache directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Fetching from the remote failed.
+    #[error("fetch from {remote}: {reason}")]
+    Fetch {
+        /// The remote, without credentials.
+        remote: String,
+        /// The transport's words.
+        reason: String,
+    },
+    /// The configured ref is not on the remote.
+    #[error("{what} not found on {remote}")]
+    MissingRef {
+        /// The ref, as configured.
+        what: String,
+        /// The remote.
+        remote: String,
+    },
+    /// `update.path` does not name a directory of the tree.
+    #[error("update.path {path:?}: {reason}")]
+    UpdatePath {
+        /// The path.
+        path: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// Reading or writing an object failed.
+    #[error("git objects: {0}")]
+    Objects(String),
+}
+
+fn objects_err(e: impl std::fmt::Display) -> GitError {
+    GitError::Objects(e.to_string())
+}
+
+/// Where the bare clone of `url` lives under `root`: one directory per
+/// remote, named by a hash of the URL so that any URL maps to a safe name.
+pub fn cache_path(root: &Path, url: &str) -> PathBuf {
+    let digest = Sha256::digest(url.as_bytes());
+    let name: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+    root.join(format!("{name}.git"))
+}
+
+/// Opens the bare clone at `path`, creating it empty the first time.
+pub fn open_or_init(path: &Path) -> Result<gix::ThreadSafeRepository, GitError> {
+    let cache_err = |e: &dyn std::fmt::Display| GitError::Cache {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let repo = if path.join("objects").is_dir() {
+        gix::open(path).map_err(|e| cache_err(&e))?
+    } else {
+        std::fs::create_dir_all(path).map_err(|e| cache_err(&e))?;
+        gix::init_bare(path).map_err(|e| cache_err(&e))?
+    };
+    Ok(repo.into_sync())
+}
+
+/// The refspecs fetched into every cache: all branches (as remote-tracking
+/// refs, so the next fetch negotiates from them) and, when asked, tags.
+fn refspecs(tags: bool) -> Vec<&'static str> {
+    let mut specs = vec!["+refs/heads/*:refs/remotes/origin/*"];
+    if tags {
+        specs.push("+refs/tags/*:refs/tags/*");
+    }
+    specs
+}
+
+/// Fetches the remote's branches (and tags when `tags`) into the cache and
+/// returns every ref the remote advertised, peeled to the object it names.
+/// Only objects the cache lacks travel.
+pub fn fetch(
+    repo: &gix::Repository,
+    url: &str,
+    display_url: &str,
+    auth: &GitAuth,
+    tags: bool,
+) -> Result<BTreeMap<String, ObjectId>, GitError> {
+    let fetch_err = |e: &dyn std::fmt::Display| GitError::Fetch {
+        remote: display_url.to_string(),
+        reason: e.to_string(),
+    };
+    let mut repo = repo.clone();
+    if let GitAuth::Ssh {
+        identity,
+        known_hosts,
+    } = auth
+    {
+        let command = ssh_command(identity, known_hosts.as_deref());
+        let mut config = repo.config_snapshot_mut();
+        config
+            .set_raw_value("core.sshCommand", command.as_str())
+            .map_err(|e| fetch_err(&e))?;
+        config.commit().map_err(|e| fetch_err(&e))?;
+    }
+    let remote = repo
+        .remote_at(url)
+        .map_err(|e| fetch_err(&e))?
+        .with_refspecs(refspecs(tags), gix::remote::Direction::Fetch)
+        .map_err(|e| fetch_err(&e))?;
+    let mut connection = remote
+        .connect(gix::remote::Direction::Fetch)
+        .map_err(|e| fetch_err(&e))?;
+    if let GitAuth::Bearer { token } = auth {
+        let options = gix::protocol::transport::client::blocking_io::http::Options {
+            extra_headers: vec![format!("Authorization: Bearer {token}")],
+            ..Default::default()
+        };
+        connection = connection.with_transport_options(Box::new(options));
+    }
+    let outcome = match auth {
+        GitAuth::Basic {
+            username, password, ..
+        } => {
+            let (username, password) = (username.clone(), password.clone());
+            connection
+                .with_credentials(move |action| match action {
+                    gix::credentials::helper::Action::Get(context) => {
+                        Ok(Some(gix::credentials::protocol::Outcome {
+                            identity: gix::sec::identity::Account {
+                                username: username.clone(),
+                                password: password.clone(),
+                                oauth_refresh_token: None,
+                            },
+                            next: context.into(),
+                        }))
+                    }
+                    _ => Ok(None),
+                })
+                .prepare_fetch(gix::progress::Discard, Default::default())
+                .map_err(|e| fetch_err(&e))?
+                .receive(gix::progress::Discard, &AtomicBool::new(false))
+                .map_err(|e| fetch_err(&e))?
+        }
+        _ => connection
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(|e| fetch_err(&e))?
+            .receive(gix::progress::Discard, &AtomicBool::new(false))
+            .map_err(|e| fetch_err(&e))?,
+    };
+    let mut refs = BTreeMap::new();
+    for r in &outcome.ref_map.remote_refs {
+        let (name, target, peeled) = r.unpack();
+        if let Some(id) = peeled.or(target) {
+            refs.insert(name.to_str_lossy().into_owned(), id.to_owned());
+        }
+    }
+    Ok(refs)
+}
+
+/// The `ssh` command line for a Secret's key: paths only, never key
+/// material; strict host checking when known_hosts is given.
+pub fn ssh_command(identity: &Path, known_hosts: Option<&Path>) -> String {
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
+    let mut command = format!(
+        "ssh -F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes -i {}",
+        quote(identity)
+    );
+    match known_hosts {
+        Some(path) => command.push_str(&format!(
+            " -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
+            quote(path)
+        )),
+        None => command.push_str(" -o StrictHostKeyChecking=accept-new"),
+    }
+    command
+}
+
+/// A file found under `update.path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Path from the repository root, `/`-separated.
+    pub path: String,
+    /// Its blob.
+    pub blob: ObjectId,
+    /// Whether it is executable (kept when rewritten).
+    pub executable: bool,
+}
+
+/// A path the walk did not process, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Path from the repository root.
+    pub path: String,
+    /// Why, in one line.
+    pub reason: String,
+}
+
+/// The manifests a rewrite may touch, and what was left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Walk {
+    /// Candidate files (by name), in tree order.
+    pub files: Vec<FileEntry>,
+    /// Symlinks and other entries that were not followed.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Whether a file name is one the committer reads at all.
+fn wanted(path: &str) -> bool {
+    is_setters_candidate(path) || is_v1_candidate(path)
+}
+
+/// Walks the tree of `commit` under `base` (a normalized relative path, ""
+/// for the root), listing candidate manifests. `base` must be a directory
+/// reached without crossing a symlink.
+pub fn walk(repo: &gix::Repository, commit: ObjectId, base: &str) -> Result<Walk, GitError> {
+    let commit = repo.find_commit(commit).map_err(objects_err)?;
+    let mut tree = commit.tree_id().map_err(objects_err)?.detach();
+    let mut prefix = String::new();
+    for part in base.split('/').filter(|p| !p.is_empty()) {
+        let data = repo.find_tree(tree).map_err(objects_err)?;
+        let decoded = data.decode().map_err(objects_err)?;
+        let entry = decoded
+            .entries
+            .iter()
+            .find(|e| e.filename == part.as_bytes())
+            .ok_or_else(|| GitError::UpdatePath {
+                path: base.to_string(),
+                reason: format!("{prefix}{part} does not exist"),
+            })?;
+        match entry.mode.kind() {
+            EntryKind::Tree => tree = entry.oid.to_owned(),
+            EntryKind::Link => {
+                return Err(GitError::UpdatePath {
+                    path: base.to_string(),
+                    reason: format!("{prefix}{part} is a symlink, which is never followed"),
+                })
+            }
+            _ => {
+                return Err(GitError::UpdatePath {
+                    path: base.to_string(),
+                    reason: format!("{prefix}{part} is not a directory"),
+                })
+            }
+        }
+        prefix.push_str(part);
+        prefix.push('/');
+    }
+    let mut walk = Walk::default();
+    walk_tree(repo, tree, &prefix, &mut walk)?;
+    Ok(walk)
+}
+
+fn walk_tree(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    prefix: &str,
+    walk: &mut Walk,
+) -> Result<(), GitError> {
+    let data = repo.find_tree(tree).map_err(objects_err)?;
+    let decoded = data.decode().map_err(objects_err)?;
+    for entry in &decoded.entries {
+        let name = entry.filename.to_str_lossy();
+        if name == ".git" {
+            continue;
+        }
+        let path = format!("{prefix}{name}");
+        match entry.mode.kind() {
+            EntryKind::Tree => walk_tree(repo, entry.oid.to_owned(), &format!("{path}/"), walk)?,
+            EntryKind::Blob | EntryKind::BlobExecutable if wanted(&path) => {
+                walk.files.push(FileEntry {
+                    path,
+                    blob: entry.oid.to_owned(),
+                    executable: entry.mode.kind() == EntryKind::BlobExecutable,
+                })
+            }
+            EntryKind::Link if wanted(&path) => {
+                let target = repo
+                    .find_blob(entry.oid.to_owned())
+                    .map_err(objects_err)?
+                    .data
+                    .to_str_lossy()
+                    .into_owned();
+                let reason = if escapes(&path, &target) {
+                    format!("symlink to {target:?} points outside the repository; skipped")
+                } else {
+                    format!("symlink to {target:?}; symlinks are never followed")
+                };
+                walk.skipped.push(Skipped { path, reason });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether the symlink at `path` (from the repository root) pointing to
+/// `target` resolves outside the repository.
+pub fn escapes(path: &str, target: &str) -> bool {
+    if target.starts_with('/') || target.starts_with('\\') {
+        return true;
+    }
+    let mut depth: Vec<&str> = path.split('/').collect();
+    depth.pop();
+    for part in target.split(['/', '\\']) {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if depth.pop().is_none() {
+                    return true;
+                }
+            }
+            p => depth.push(p),
+        }
+    }
+    false
+}
+
+/// What a blob may hold, decided once per blob id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Screen {
+    /// It contains the Setters token.
+    pub setters: bool,
+    /// It contains a Flux v1 automation annotation.
+    pub v1: bool,
+}
+
+impl Screen {
+    /// Screens bytes the way the committer decides whether to parse a file.
+    pub fn of(content: &[u8]) -> Self {
+        let has = |needle: &[u8]| content.windows(needle.len()).any(|w| w == needle);
+        Screen {
+            setters: may_contain_markers(content),
+            v1: has(b"fluxcd.io/automated") || has(b"flux.weave.works/automated"),
+        }
+    }
+
+    /// Whether the blob needs reading at all.
+    pub fn interesting(self) -> bool {
+        self.setters || self.v1
+    }
+}
+
+/// The screening verdict of every blob seen, shared by all automations of a
+/// process: a blob id names its content, so a verdict never goes stale and
+/// a blob without a marker is never read twice.
+#[derive(Debug, Default)]
+pub struct BlobScreens {
+    verdicts: Mutex<HashMap<ObjectId, Screen>>,
+}
+
+impl BlobScreens {
+    /// The blob's verdict and, when it had to be read and is interesting,
+    /// its bytes.
+    pub fn screen(
+        &self,
+        repo: &gix::Repository,
+        blob: ObjectId,
+    ) -> Result<(Screen, Option<Vec<u8>>), GitError> {
+        if let Some(screen) = self
+            .verdicts
+            .lock()
+            .ok()
+            .and_then(|v| v.get(&blob).copied())
+        {
+            if !screen.interesting() {
+                return Ok((screen, None));
+            }
+        }
+        let data = read_blob(repo, blob)?;
+        let screen = Screen::of(&data);
+        if let Ok(mut verdicts) = self.verdicts.lock() {
+            verdicts.insert(blob, screen);
+        }
+        Ok((screen, screen.interesting().then_some(data)))
+    }
+
+    /// How many verdicts are cached (for the benchmark's report).
+    pub fn len(&self) -> usize {
+        self.verdicts.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Whether no verdict is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads a blob's bytes.
+pub fn read_blob(repo: &gix::Repository, blob: ObjectId) -> Result<Vec<u8>, GitError> {
+    Ok(repo.find_blob(blob).map_err(objects_err)?.take_data())
+}
+
+/// A file's new content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFile {
+    /// Path from the repository root.
+    pub path: String,
+    /// Whether it is executable.
+    pub executable: bool,
+    /// The bytes.
+    pub content: Vec<u8>,
+}
+
+/// Everything that makes a commit, fixed so that the same inputs always
+/// give the same commit id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitSpec {
+    /// The parent.
+    pub parent: ObjectId,
+    /// Author (and committer) name.
+    pub name: String,
+    /// Author (and committer) email.
+    pub email: String,
+    /// Author and commit time, seconds since the epoch, UTC.
+    pub time: i64,
+    /// The full message.
+    pub message: String,
+}
+
+/// Writes `files` over the parent's tree and a commit on top of it, in the
+/// object database only (no ref moves). Returns the commit and its tree.
+pub fn write_commit(
+    repo: &gix::Repository,
+    spec: &CommitSpec,
+    files: &[NewFile],
+) -> Result<(ObjectId, ObjectId), GitError> {
+    let parent = repo.find_commit(spec.parent).map_err(objects_err)?;
+    let base_tree = parent.tree_id().map_err(objects_err)?.detach();
+    let mut editor = repo.edit_tree(base_tree).map_err(objects_err)?;
+    for file in files {
+        let blob = repo
+            .write_blob(&file.content)
+            .map_err(objects_err)?
+            .detach();
+        let kind = if file.executable {
+            EntryKind::BlobExecutable
+        } else {
+            EntryKind::Blob
+        };
+        editor
+            .upsert(file.path.as_str(), kind, blob)
+            .map_err(objects_err)?;
+    }
+    let tree = editor.write().map_err(objects_err)?.detach();
+    let signature = gix::actor::Signature {
+        name: spec.name.as_str().into(),
+        email: spec.email.as_str().into(),
+        time: gix::date::Time {
+            seconds: spec.time,
+            offset: 0,
+        },
+    };
+    let commit = gix::objs::Commit {
+        tree,
+        parents: std::iter::once(spec.parent).collect(),
+        author: signature.clone(),
+        committer: signature,
+        encoding: None,
+        message: spec.message.as_str().into(),
+        extra_headers: Vec::new(),
+    };
+    let id = repo.write_object(&commit).map_err(objects_err)?.detach();
+    Ok((id, tree))
+}
+
+/// A commit's tree, first parent, commit time and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// Its tree.
+    pub tree: ObjectId,
+    /// Its first parent.
+    pub parent: Option<ObjectId>,
+    /// Committer time, seconds since the epoch.
+    pub time: i64,
+    /// The message.
+    pub message: String,
+}
+
+/// Reads a commit.
+pub fn commit_info(repo: &gix::Repository, id: ObjectId) -> Result<CommitInfo, GitError> {
+    let commit = repo.find_commit(id).map_err(objects_err)?;
+    let decoded = commit.decode().map_err(objects_err)?;
+    let time = decoded
+        .committer()
+        .map_err(objects_err)?
+        .time()
+        .map_err(objects_err)?
+        .seconds;
+    let parent = decoded.parents().next();
+    let info = CommitInfo {
+        tree: decoded.tree(),
+        parent,
+        time,
+        message: decoded.message.to_str_lossy().into_owned(),
+    };
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_targets_are_judged_lexically_against_the_root() {
+        assert!(escapes("apps/a.yaml", "../../etc/passwd"));
+        assert!(escapes("a.yaml", "../x.yaml"));
+        assert!(escapes("apps/a.yaml", "/etc/passwd"));
+        assert!(!escapes("apps/a.yaml", "../base/a.yaml"));
+        assert!(!escapes("apps/a.yaml", "./b.yaml"));
+        assert!(escapes("apps/x/a.yaml", "../../../a.yaml"));
+    }
+
+    #[test]
+    fn screening_finds_markers_and_v1_annotations_only() {
+        assert!(Screen::of(b"image: a:1 # {\"$imagepolicy\": \"ns:a\"}").setters);
+        assert!(Screen::of(b"  fluxcd.io/automated: \"true\"").v1);
+        assert!(Screen::of(b"  flux.weave.works/automated: \"true\"").v1);
+        assert!(!Screen::of(b"image: a:1 # $imagepolicy without quotes").interesting());
+    }
+
+    #[test]
+    fn cache_paths_are_stable_and_distinct_per_remote() {
+        let root = Path::new("/cache");
+        assert_eq!(cache_path(root, "file:///a"), cache_path(root, "file:///a"));
+        assert_ne!(cache_path(root, "file:///a"), cache_path(root, "file:///b"));
+    }
+}

@@ -1,0 +1,1068 @@
+//! The committer service: keeps every ImageUpdateAutomation's branch at the
+//! state its policies ask for, and says so on the bus.
+//!
+//! A `PolicyResolved` (durable consumer of the commit stage), an
+//! automation's `interval`, or a configuration change makes the committer
+//! *reconcile* the automation: fetch the branch, compute from the current
+//! policy state what its files should hold, and commit only if they do not
+//! hold it yet. Events are triggers, not instructions, so a redelivered or
+//! replayed event finds nothing to do.
+//!
+//! No duplicate or conflicting commit, whatever runs twice:
+//! - the commit is a pure function of the parent and the state (tree from
+//!   the rewrite, message from the template and trailers, author time from
+//!   the causing events), so two instances, or one instance before and
+//!   after a restart, make the *same* commit id;
+//! - the push is a compare-and-swap on the remote (never forced): of two
+//!   pushes from the same parent one lands, the other is rejected, fetches,
+//!   finds the branch already holding the state and stops;
+//! - a push that landed but was never announced (crash between push and
+//!   publish) is found on the next reconcile from the commit's trailers and
+//!   announced then;
+//! - `CommitPushed` is published conditionally on the automation subject's
+//!   last sequence, so it is announced once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{kv, AckKind};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use gix::ObjectId;
+use tagrelay_proto::bus::{
+    decode_message, Bus, BusError, ConfigChange, ConfigStore, PublishFailure,
+};
+use tagrelay_proto::config::{Kind, Object, ObjectKey};
+use tagrelay_proto::event::{CommitPushed, Envelope, Event, Failure, FileChange, ObjectRef};
+use tagrelay_proto::names::{self, Stage};
+use tagrelay_proto::reference::ImageReference;
+use tagrelay_proto::state::PolicySelection;
+use tagrelay_proto::status::ObjectStatus;
+
+use crate::automation::{Automation, Checkout};
+use crate::credentials::{self, redact_url, GitAuth};
+use crate::derive;
+use crate::git::{self, BlobScreens, CommitSpec, FileEntry, GitError, NewFile, Screen, Skipped};
+use crate::message::{self, MessageChange, Trailers};
+use crate::objects::Documents;
+use crate::push::{self, PushError};
+use crate::rewrite::{self, Cause, RewriteError, UpdateSet, V1Discovery, V1Update};
+
+/// How many times one reconcile re-applies its change on a moved branch tip
+/// before giving up until the next trigger.
+pub const MAX_PUSH_ATTEMPTS: usize = 5;
+/// How far back along the branch to look for a pushed but unannounced commit.
+const RECOVERY_DEPTH: usize = 20;
+
+/// Where the committer keeps its clones and finds Secrets.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// One bare clone per remote lives here.
+    pub cache_dir: PathBuf,
+    /// Secrets: `<secrets_dir>/<namespace>/<name>/<key>`.
+    pub secrets_dir: PathBuf,
+}
+
+/// Why a reconcile could not finish; the trigger is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// A blocking task died.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// What one reconcile did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The automation (or its source) is suspended.
+    Suspended,
+    /// The branch already holds what the policies ask for.
+    UpToDate,
+    /// A commit was pushed and announced.
+    Pushed(CommitPushed),
+    /// The automation could not be carried out; `CommitFailed` published.
+    Failed(String),
+}
+
+/// A file that parsed and will change.
+#[derive(Debug, Clone)]
+struct Rewritten {
+    entry: FileEntry,
+    content: Vec<u8>,
+    changes: Vec<MessageChange>,
+    /// The policy of each change (bucket key), for its cause.
+    policies: Vec<Option<ObjectKey>>,
+}
+
+/// What reading the tree found.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Files that may hold a marker or annotation, with their bytes.
+    files: Vec<(FileEntry, Screen, Vec<u8>)>,
+    /// v1 discovery per v1 file, in file order.
+    v1: Vec<(String, V1Discovery)>,
+    /// Files that failed to parse for discovery, and walk skips.
+    problems: Vec<String>,
+}
+
+/// The state of the remote at one fetch.
+#[derive(Debug, Clone)]
+struct Tips {
+    /// The commit the change is built on.
+    base: ObjectId,
+    /// The push branch's tip, when the branch exists.
+    push_tip: Option<ObjectId>,
+}
+
+/// One committer instance. [`run`] drives it; tests may call
+/// [`Committer::reconcile`] directly.
+pub struct Committer {
+    bus: Bus,
+    store: ConfigStore,
+    state: kv::Store,
+    settings: Settings,
+    askpass: PathBuf,
+    screens: Arc<BlobScreens>,
+    discoveries: Arc<Mutex<HashMap<ObjectId, Result<V1Discovery, RewriteError>>>>,
+    locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Runs the committer until `shutdown` resolves: consumes `PolicyResolved`
+/// on the shared durable consumer, reconciles each automation every
+/// `interval`, and at once when it or its source is applied.
+pub async fn run(
+    bus: &Bus,
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), BusError> {
+    let committer = Arc::new(Committer::new(bus, settings).await?);
+    let consumer = bus.consumer(Stage::Commit).await?;
+    let mut messages = consumer.messages().await.map_err(|e| BusError::Setup {
+        what: "committer consumer".into(),
+        reason: e.to_string(),
+    })?;
+    let mut changes = Box::pin(committer.store.watch().await?);
+    let mut due: BTreeMap<ObjectKey, Instant> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tracing::info!(source = bus.source(), "committer ready");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            change = changes.next() => {
+                let Some(change) = change else { break };
+                match &change {
+                    ConfigChange::Applied(object) => match object.as_ref() {
+                        Object::ImageUpdateAutomation(_) => {
+                            due.insert(object.key(), Instant::now());
+                        }
+                        Object::GitRepository(_) => {
+                            for key in committer.automations_of_source(&object.key()).await {
+                                due.insert(key, Instant::now());
+                            }
+                        }
+                        _ => {}
+                    },
+                    ConfigChange::Deleted(key) => {
+                        due.remove(key);
+                    }
+                }
+            }
+            message = messages.next() => {
+                let Some(message) = message else { break };
+                match message {
+                    Ok(message) => committer.handle_message(message).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                let ready: Vec<ObjectKey> = due
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in ready {
+                    let next = match committer.reconcile(&key, None).await {
+                        Ok(_) => committer.interval_of(&key).await,
+                        Err(e) => {
+                            tracing::warn!(automation = %key, error = %e, "reconcile failed; retrying soon");
+                            Some(Duration::from_secs(5))
+                        }
+                    };
+                    match next {
+                        Some(after) => due.insert(key, Instant::now() + after),
+                        None => due.remove(&key),
+                    };
+                }
+            }
+        }
+    }
+    tracing::info!("committer stopped");
+    Ok(())
+}
+
+fn bucket_err(key: &str, e: impl std::fmt::Display) -> BusError {
+    BusError::Bucket {
+        bucket: names::POLICY_STATE_BUCKET.into(),
+        key: key.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl Committer {
+    /// Connects to the buckets and prepares the cache directory.
+    pub async fn new(bus: &Bus, settings: Settings) -> Result<Self, BusError> {
+        let askpass = push::ensure_askpass(&settings.cache_dir).map_err(|e| BusError::Setup {
+            what: format!("cache directory {}", settings.cache_dir.display()),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            bus: bus.clone(),
+            store: bus.config_store().await?,
+            state: bus.bucket(names::POLICY_STATE_BUCKET).await?,
+            settings,
+            askpass,
+            screens: Arc::new(BlobScreens::default()),
+            discoveries: Arc::new(Mutex::new(HashMap::new())),
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// How many blob verdicts are cached (read once, never again).
+    pub fn screened_blobs(&self) -> usize {
+        self.screens.len()
+    }
+
+    async fn interval_of(&self, key: &ObjectKey) -> Option<Duration> {
+        match self.store.get(key).await {
+            Ok(Some(Object::ImageUpdateAutomation(a))) => Some(
+                tagrelay_proto::config::parse_go_duration(&a.spec.interval)
+                    .unwrap_or(Duration::from_secs(60))
+                    .max(Duration::from_secs(1)),
+            ),
+            Ok(_) => None,
+            Err(_) => Some(Duration::from_secs(5)),
+        }
+    }
+
+    async fn automations_of_source(&self, source: &ObjectKey) -> Vec<ObjectKey> {
+        let Ok(all) = self.store.list(Some(Kind::ImageUpdateAutomation)).await else {
+            return Vec::new();
+        };
+        all.into_iter()
+            .filter_map(|o| match o {
+                Object::ImageUpdateAutomation(a) => {
+                    let r = &a.spec.source_ref;
+                    let ns = r
+                        .namespace
+                        .clone()
+                        .or_else(|| a.metadata.namespace.clone())
+                        .unwrap_or_default();
+                    (ns == source.namespace && r.name == source.name).then(|| {
+                        ObjectKey::new(
+                            Kind::ImageUpdateAutomation,
+                            a.metadata.namespace.clone().unwrap_or_default(),
+                            &a.metadata.name,
+                        )
+                    })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The automations a policy move concerns: those of its namespace whose
+    /// selector matches it, or the one that derived it.
+    pub async fn automations_for_policy(
+        &self,
+        policy: &ObjectRef,
+    ) -> Result<Vec<ObjectKey>, BusError> {
+        let key = ObjectKey::new(Kind::ImagePolicy, &policy.namespace, &policy.name);
+        let Some(Object::ImagePolicy(p)) = self.store.get(&key).await? else {
+            return Ok(Vec::new());
+        };
+        let owner = p
+            .metadata
+            .annotations
+            .get(derive::OWNER_ANNOTATION)
+            .cloned();
+        let mut out = Vec::new();
+        for object in self.store.list(Some(Kind::ImageUpdateAutomation)).await? {
+            let Object::ImageUpdateAutomation(a) = &object else {
+                continue;
+            };
+            let automation_key = object.key();
+            let concerned = match &owner {
+                Some(owner) => {
+                    *owner
+                        == format!(
+                            "ImageUpdateAutomation/{}/{}",
+                            automation_key.namespace, automation_key.name
+                        )
+                }
+                None => {
+                    automation_key.namespace == policy.namespace
+                        && a.spec
+                            .policy_selector
+                            .clone()
+                            .unwrap_or_default()
+                            .matches(&p.metadata.labels)
+                }
+            };
+            if concerned {
+                out.push(automation_key);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn handle_message(&self, message: async_nats::jetstream::Message) {
+        let received = match decode_message(&message) {
+            Ok(received) => received,
+            Err(e) => {
+                tracing::error!(error = %e, subject = %message.subject, "undecodable event; dropping it");
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let span = tracing::info_span!("commit", event = %received.envelope.id);
+        tagrelay_proto::trace::continue_trace(&span, received.traceparent.as_deref());
+        let _guard = span.enter();
+        let Event::PolicyResolved(resolved) = &received.envelope.payload else {
+            let _ = message.ack().await;
+            return;
+        };
+        let mut failed = false;
+        match self.automations_for_policy(&resolved.policy).await {
+            Ok(keys) => {
+                for key in keys {
+                    if let Err(e) = self.reconcile(&key, Some(&received.envelope)).await {
+                        tracing::warn!(automation = %key, error = %e, "reconcile failed; the event will be redelivered");
+                        failed = true;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list automations");
+                failed = true;
+            }
+        }
+        if failed {
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
+                .await;
+        } else {
+            let _ = message.ack().await;
+        }
+    }
+
+    fn lock_for(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = match self.locks.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        locks.entry(path.to_path_buf()).or_default().clone()
+    }
+
+    /// Brings one automation's branch to the state its policies ask for.
+    /// `trigger` is the event that asked, if any (for the causal chain).
+    pub async fn reconcile(
+        &self,
+        key: &ObjectKey,
+        trigger: Option<&Envelope>,
+    ) -> Result<Outcome, ReconcileError> {
+        let Some(Object::ImageUpdateAutomation(automation)) = self.store.get(key).await? else {
+            return Ok(Outcome::UpToDate);
+        };
+        let source_key = {
+            let r = &automation.spec.source_ref;
+            ObjectKey::new(
+                Kind::GitRepository,
+                r.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
+                &r.name,
+            )
+        };
+        let Some(Object::GitRepository(source)) = self.store.get(&source_key).await? else {
+            let reason = format!("source {source_key} not found");
+            return self.fail(key, trigger, reason, true, 1).await;
+        };
+        let resolved = match Automation::resolve(&automation, &source) {
+            Ok(resolved) => resolved,
+            Err(e) => return self.fail(key, trigger, e.to_string(), false, 1).await,
+        };
+        if resolved.suspend {
+            self.status(key, true, "suspended".into(), None).await;
+            return Ok(Outcome::Suspended);
+        }
+        let auth = match &resolved.secret {
+            Some((ns, name)) => match credentials::load(&self.settings.secrets_dir, ns, name) {
+                Ok(auth) => auth,
+                Err(e) => return self.fail(key, trigger, e.to_string(), true, 1).await,
+            },
+            None => GitAuth::Anonymous,
+        };
+        let cache = git::cache_path(&self.settings.cache_dir, &resolved.url);
+        let lock = self.lock_for(&cache);
+        let _guard = lock.lock().await;
+        self.reconcile_locked(key, &resolved, &auth, &cache, trigger)
+            .await
+    }
+
+    async fn reconcile_locked(
+        &self,
+        key: &ObjectKey,
+        a: &Automation,
+        auth: &GitAuth,
+        cache: &Path,
+        trigger: Option<&Envelope>,
+    ) -> Result<Outcome, ReconcileError> {
+        let remote = redact_url(&a.url);
+        for attempt in 1..=MAX_PUSH_ATTEMPTS as u32 {
+            // 1. Fetch and find the commit to build on.
+            let tips = match self.fetch(a, auth, cache, &remote).await? {
+                Ok(tips) => tips,
+                Err(e) => return self.fail(key, trigger, e.to_string(), true, attempt).await,
+            };
+            // 2. Read the tree: candidate blobs and v1 discovery.
+            let scan = match self.scan(cache, tips.base, &a.path).await? {
+                Ok(scan) => scan,
+                Err(e) => return self.fail(key, trigger, e.to_string(), false, attempt).await,
+            };
+            // 3. Derived v1 objects, then the desired state from policy state.
+            let containers: Vec<(String, rewrite::V1Container)> = scan
+                .v1
+                .iter()
+                .flat_map(|(path, d)| d.containers.iter().map(move |c| (path.clone(), c.clone())))
+                .collect();
+            let plain: Vec<rewrite::V1Container> =
+                containers.iter().map(|(_, c)| c.clone()).collect();
+            let policy_names = self.sync_derived(a, &plain).await?;
+            let (updates, selections) = self.desired(a, &plain, &policy_names).await?;
+            // 4. Rewrite.
+            let (rewritten, mut problems) = rewrite_scan(&scan, &updates, &selections);
+            problems.extend(scan.problems.iter().cloned());
+            let mut seen = BTreeSet::new();
+            problems.retain(|p| seen.insert(p.clone()));
+            for problem in &problems {
+                tracing::warn!(automation = %key, %problem, "file not updated");
+            }
+            if rewritten.is_empty() {
+                self.announce_landed(key, a, cache, &remote, tips.push_tip)
+                    .await?;
+                let message = with_problems("repository up-to-date".into(), &problems);
+                self.status(key, true, message, None).await;
+                return Ok(Outcome::UpToDate);
+            }
+            // 5. The commit, deterministic from parent and state.
+            let causes = self.causes(&rewritten).await?;
+            let changes: Vec<MessageChange> =
+                rewritten.iter().flat_map(|r| r.changes.clone()).collect();
+            let body = match message::render(
+                a.message_template.as_deref(),
+                &a.namespace,
+                &a.name,
+                &changes,
+                &a.message_values,
+            ) {
+                Ok(body) => body,
+                Err(e) => {
+                    let reason = format!("spec.git.commit.messageTemplate: {e}");
+                    return self.fail(key, trigger, reason, false, attempt).await;
+                }
+            };
+            let file_changes: Vec<FileChange> = changes.iter().map(|c| c.change.clone()).collect();
+            let trailers = Trailers {
+                automation: format!("{}/{}", a.namespace, a.name),
+                changes: file_changes.clone(),
+                causes: causes.iter().map(|c| c.id.clone()).collect(),
+            };
+            let full_message = message::with_trailers(&body, &trailers);
+            let files: Vec<NewFile> = rewritten
+                .iter()
+                .map(|r| NewFile {
+                    path: r.entry.path.clone(),
+                    executable: r.entry.executable,
+                    content: r.content.clone(),
+                })
+                .collect();
+            let (commit, parent_time) = {
+                let cache = cache.to_path_buf();
+                let base = tips.base;
+                let cause_times: Vec<DateTime<Utc>> =
+                    causes.iter().map(|c| c.occurred_at).collect();
+                let (name, email) = (a.author_name.clone(), a.author_email.clone());
+                let message = full_message.clone();
+                blocking(move || {
+                    let repo = git::open_or_init(&cache)?.to_thread_local();
+                    let parent = git::commit_info(&repo, base)?;
+                    let spec = CommitSpec {
+                        parent: base,
+                        name,
+                        email,
+                        time: commit_time(parent.time, &cause_times),
+                        message,
+                    };
+                    let (commit, _) = git::write_commit(&repo, &spec, &files)?;
+                    Ok::<_, GitError>((commit, parent.time))
+                })
+                .await?
+                .map_err(|e| ReconcileError::Task(e.to_string()))?
+            };
+            tracing::debug!(automation = %key, %commit, parent_time, "commit written");
+            // 6. Push: a compare-and-swap on the remote, never forced.
+            let mut refspecs = vec![format!("{commit}:refs/heads/{}", a.push_branch)];
+            let request = |refspecs: Vec<String>| push::Push {
+                repository: cache,
+                url: &a.url,
+                auth,
+                refspecs,
+                options: &a.push_options,
+                timeout: a.timeout,
+            };
+            match push::push(&request(std::mem::take(&mut refspecs)), &self.askpass).await {
+                Ok(_) => {}
+                Err(PushError::Rejected { target, reason }) => {
+                    // Stale (the branch moved) or refused for good?
+                    let moved = match self.fetch(a, auth, cache, &remote).await? {
+                        Ok(now) => now.push_tip != tips.push_tip,
+                        Err(_) => false,
+                    };
+                    if moved {
+                        tracing::info!(automation = %key, attempt, "branch moved during push; re-applying on the new tip");
+                        continue;
+                    }
+                    let error = format!("push to {target} rejected: {reason}");
+                    return self.fail(key, trigger, error, true, attempt).await;
+                }
+                Err(e) => return self.fail(key, trigger, e.to_string(), true, attempt).await,
+            }
+            if let Some(target) = &a.refspec_target {
+                let spec = vec![format!("{commit}:{target}")];
+                if let Err(e) = push::push(&request(spec), &self.askpass).await {
+                    let error =
+                        format!("pushed to {} but not to refspec target: {e}", a.push_branch);
+                    self.fail(key, trigger, error, true, attempt).await?;
+                }
+            }
+            // 7. Announce.
+            let pushed = CommitPushed {
+                automation: ObjectRef::new(&a.namespace, &a.name),
+                remote: remote.clone(),
+                branch: a.push_branch.clone(),
+                commit: commit.to_string(),
+                parent: Some(tips.base.to_string()),
+                changes: file_changes,
+                causes: trailers.causes.clone(),
+            };
+            let cause = trigger.cloned().or_else(|| causes.last().cloned());
+            self.announce(key, &pushed, cause.as_ref()).await?;
+            let message = with_problems(
+                format!(
+                    "pushed commit '{}' to branch '{}'",
+                    &pushed.commit[..7.min(pushed.commit.len())],
+                    a.push_branch
+                ),
+                &problems,
+            );
+            self.status(key, true, message, Some(&pushed.commit)).await;
+            return Ok(Outcome::Pushed(pushed));
+        }
+        let error = format!(
+            "the branch kept moving: gave up after {MAX_PUSH_ATTEMPTS} attempts; will try again"
+        );
+        self.fail(key, trigger, error, true, MAX_PUSH_ATTEMPTS as u32)
+            .await
+    }
+
+    async fn fetch(
+        &self,
+        a: &Automation,
+        auth: &GitAuth,
+        cache: &Path,
+        remote: &str,
+    ) -> Result<Result<Tips, GitError>, ReconcileError> {
+        let (cache, url, remote, auth) = (
+            cache.to_path_buf(),
+            a.url.clone(),
+            remote.to_string(),
+            auth.clone(),
+        );
+        let (checkout, push_branch) = (a.checkout.clone(), a.push_branch.clone());
+        blocking(move || {
+            let repo = git::open_or_init(&cache)?.to_thread_local();
+            let tags = matches!(checkout, Checkout::Tag(_));
+            let refs = git::fetch(&repo, &url, &remote, &auth, tags)?;
+            let checkout_commit = match &checkout {
+                Checkout::Commit(id) => {
+                    ObjectId::from_hex(id.as_bytes()).map_err(|_| GitError::MissingRef {
+                        what: format!("commit {id}"),
+                        remote: remote.clone(),
+                    })?
+                }
+                other => {
+                    let name = other.remote_ref().unwrap_or_default();
+                    *refs.get(&name).ok_or_else(|| GitError::MissingRef {
+                        what: name.clone(),
+                        remote: remote.clone(),
+                    })?
+                }
+            };
+            let push_tip = refs.get(&format!("refs/heads/{push_branch}")).copied();
+            Ok(Tips {
+                base: push_tip.unwrap_or(checkout_commit),
+                push_tip,
+            })
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        cache: &Path,
+        base: ObjectId,
+        path: &str,
+    ) -> Result<Result<Scan, GitError>, ReconcileError> {
+        let (cache, path) = (cache.to_path_buf(), path.to_string());
+        let screens = self.screens.clone();
+        let discoveries = self.discoveries.clone();
+        blocking(move || {
+            let repo = git::open_or_init(&cache)?.to_thread_local();
+            let walk = git::walk(&repo, base, &path)?;
+            let mut scan = Scan {
+                problems: walk.skipped.iter().map(describe_skip).collect(),
+                ..Default::default()
+            };
+            for entry in walk.files {
+                let (screen, data) = screens.screen(&repo, entry.blob)?;
+                let Some(data) = data else { continue };
+                if screen.v1 && rewrite::is_v1_candidate(&entry.path) {
+                    let cached = discoveries
+                        .lock()
+                        .ok()
+                        .and_then(|d| d.get(&entry.blob).cloned());
+                    let found = cached.unwrap_or_else(|| rewrite::discover_v1(&data));
+                    if let Ok(mut d) = discoveries.lock() {
+                        d.insert(entry.blob, found.clone());
+                    }
+                    match found {
+                        Ok(d) => scan.v1.push((entry.path.clone(), d)),
+                        Err(e) => scan.problems.push(format!("{}: skipped: {e}", entry.path)),
+                    }
+                }
+                scan.files.push((entry, screen, data));
+            }
+            Ok(scan)
+        })
+        .await
+    }
+
+    /// Writes the derived v1 objects of `containers` and deletes this
+    /// automation's derived objects that are no longer wanted. Returns the
+    /// policy name of each container.
+    async fn sync_derived(
+        &self,
+        a: &Automation,
+        containers: &[rewrite::V1Container],
+    ) -> Result<Vec<Option<String>>, BusError> {
+        let (wanted, names) = derive::derive(a, containers);
+        let owner = derive::owner(a);
+        for object in self.store.list(None).await? {
+            let bucket_key = object.key().bucket_key();
+            if derive::is_owned_by(&object, &owner) && !wanted.contains_key(&bucket_key) {
+                self.store.delete(&object.key()).await?;
+                tracing::info!(object = %object.key(), "deleted derived Flux v1 object");
+            }
+        }
+        for object in wanted.values() {
+            if self.store.get(&object.key()).await?.as_ref() != Some(object) {
+                self.store.put(object).await?;
+                tracing::info!(object = %object.key(), "derived Flux v1 object");
+            }
+        }
+        Ok(names)
+    }
+
+    async fn selection(&self, key: &ObjectKey) -> Result<Option<PolicySelection>, BusError> {
+        let bucket_key = key.bucket_key();
+        let Some(bytes) = self
+            .state
+            .get(&bucket_key)
+            .await
+            .map_err(|e| bucket_err(&bucket_key, e))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| BusError::Corrupt {
+                bucket: names::POLICY_STATE_BUCKET.into(),
+                key: bucket_key,
+                reason: e.to_string(),
+            })
+    }
+
+    /// What the files should hold: every selected policy of the automation
+    /// (its namespace, its selector, not derived), and the chosen tag of
+    /// each v1 container. Also each policy's selection, for causes.
+    async fn desired(
+        &self,
+        a: &Automation,
+        containers: &[rewrite::V1Container],
+        policy_names: &[Option<String>],
+    ) -> Result<(UpdateSet, BTreeMap<String, (ObjectKey, PolicySelection)>), BusError> {
+        let mut updates = UpdateSet::default();
+        let mut selections = BTreeMap::new();
+        for object in self.store.list(Some(Kind::ImagePolicy)).await? {
+            let Object::ImagePolicy(p) = &object else {
+                continue;
+            };
+            let key = object.key();
+            if key.namespace != a.namespace
+                || p.metadata
+                    .annotations
+                    .contains_key(derive::OWNER_ANNOTATION)
+                || !a.selector.matches(&p.metadata.labels)
+            {
+                continue;
+            }
+            let Some(selection) = self.selection(&key).await? else {
+                continue;
+            };
+            match ImageReference::parse(&selection.reference()) {
+                Ok(reference) => {
+                    let setter = format!("{}:{}", key.namespace, key.name);
+                    updates.policies.insert(setter.clone(), reference);
+                    selections.insert(setter, (key, selection));
+                }
+                Err(e) => {
+                    tracing::warn!(policy = %key, error = %e, "selected image is not a valid reference; ignored")
+                }
+            }
+        }
+        for (container, name) in containers.iter().zip(policy_names) {
+            let Some(name) = name else { continue };
+            let key = ObjectKey::new(Kind::ImagePolicy, &a.namespace, name);
+            let Some(selection) = self.selection(&key).await? else {
+                continue;
+            };
+            updates.v1.push(V1Update {
+                workload: container.workload.clone(),
+                container: container.container.clone(),
+                tag: selection.selected.tag.clone(),
+            });
+            selections.insert(
+                v1_setter(&container.workload, &container.container),
+                (key, selection),
+            );
+        }
+        Ok((updates, selections))
+    }
+
+    /// The `PolicyResolved` events behind the rewritten values, oldest
+    /// first, read back from the log by the sequences the state recorded.
+    async fn causes(&self, rewritten: &[Rewritten]) -> Result<Vec<Envelope>, BusError> {
+        let mut sequences = BTreeSet::new();
+        for r in rewritten {
+            for key in r.policies.iter().flatten() {
+                if let Some(selection) = self.selection(key).await? {
+                    if selection.resolved_sequence > 0 {
+                        sequences.insert(selection.resolved_sequence);
+                    }
+                }
+            }
+        }
+        let stream = self
+            .bus
+            .jetstream()
+            .get_stream_no_info(names::EVENTS_STREAM)
+            .await
+            .map_err(|e| BusError::Setup {
+                what: names::EVENTS_STREAM.into(),
+                reason: e.to_string(),
+            })?;
+        let mut causes = Vec::new();
+        for sequence in sequences {
+            match stream.get_raw_message(sequence).await {
+                Ok(message) => match Envelope::from_json(&message.payload) {
+                    Ok(envelope) => causes.push(envelope),
+                    Err(e) => tracing::warn!(sequence, error = %e, "cause event unreadable"),
+                },
+                Err(e) => tracing::debug!(sequence, error = %e, "cause event no longer in the log"),
+            }
+        }
+        causes.sort_by_key(|e| e.occurred_at);
+        Ok(causes)
+    }
+
+    /// Announces commits this automation pushed to the branch but never
+    /// announced (the process died between push and publish): found by
+    /// their trailers, newer than the last announced commit.
+    async fn announce_landed(
+        &self,
+        key: &ObjectKey,
+        a: &Automation,
+        cache: &Path,
+        remote: &str,
+        tip: Option<ObjectId>,
+    ) -> Result<(), ReconcileError> {
+        let Some(tip) = tip else { return Ok(()) };
+        let subject = names::commit_subject(&a.namespace, &a.name);
+        let last = self.bus.last_event(&subject).await?;
+        let announced = last.as_ref().and_then(|(e, _)| match &e.payload {
+            Event::CommitPushed(c) => Some(c.commit.clone()),
+            _ => None,
+        });
+        let cache = cache.to_path_buf();
+        let me = format!("{}/{}", a.namespace, a.name);
+        let pending = blocking(move || {
+            let repo = git::open_or_init(&cache)?.to_thread_local();
+            let mut pending = Vec::new();
+            let mut at = Some(tip);
+            for _ in 0..RECOVERY_DEPTH {
+                let Some(id) = at else { break };
+                if announced.as_deref() == Some(id.to_string().as_str()) {
+                    break;
+                }
+                let info = git::commit_info(&repo, id)?;
+                if let Some(t) = message::parse_trailers(&info.message) {
+                    if t.automation == me {
+                        pending.push((id, info.parent, t));
+                    }
+                }
+                at = info.parent;
+            }
+            pending.reverse();
+            Ok::<_, GitError>(pending)
+        })
+        .await?
+        .map_err(|e| ReconcileError::Task(e.to_string()))?;
+        for (commit, parent, trailers) in pending {
+            let pushed = CommitPushed {
+                automation: ObjectRef::new(&a.namespace, &a.name),
+                remote: remote.to_string(),
+                branch: a.push_branch.clone(),
+                commit: commit.to_string(),
+                parent: parent.map(|p| p.to_string()),
+                changes: trailers.changes,
+                causes: trailers.causes,
+            };
+            tracing::info!(automation = %key, commit = %pushed.commit, "announcing a commit that landed without being announced");
+            self.announce(key, &pushed, None).await?;
+            self.status(
+                key,
+                true,
+                "repository up-to-date".into(),
+                Some(&pushed.commit),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Publishes `CommitPushed` once: conditional on the subject's last
+    /// sequence, and skipped when the last event already announces it.
+    async fn announce(
+        &self,
+        key: &ObjectKey,
+        pushed: &CommitPushed,
+        cause: Option<&Envelope>,
+    ) -> Result<(), BusError> {
+        let subject = names::commit_subject(&pushed.automation.namespace, &pushed.automation.name);
+        let event = Event::CommitPushed(pushed.clone());
+        let envelope = match cause {
+            Some(cause) => Envelope::caused_by(cause, self.bus.source(), event),
+            None => Envelope::new(self.bus.source(), event),
+        };
+        for _ in 0..16 {
+            let last = self.bus.last_event(&subject).await?;
+            if let Some((
+                Envelope {
+                    payload: Event::CommitPushed(c),
+                    ..
+                },
+                _,
+            )) = &last
+            {
+                if c.commit == pushed.commit {
+                    return Ok(());
+                }
+            }
+            let sequence = last.map_or(0, |(_, s)| s);
+            match self.bus.publish_after(&envelope, sequence).await {
+                Ok(_) => {
+                    tracing::info!(automation = %key, commit = %pushed.commit, branch = %pushed.branch, "commit pushed");
+                    return Ok(());
+                }
+                Err(PublishFailure::Conflict) => continue,
+                Err(PublishFailure::Bus(e)) => return Err(e),
+            }
+        }
+        Err(BusError::Publish {
+            subject,
+            reason: "lost 16 races announcing the commit".into(),
+        })
+    }
+
+    async fn status(&self, key: &ObjectKey, ready: bool, message: String, pushed: Option<&str>) {
+        let previous = self
+            .store
+            .status(key)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let (commit, time) = match pushed {
+            Some(c) => (Some(c.to_string()), Some(Utc::now())),
+            None => (previous.last_push_commit, previous.last_push_time),
+        };
+        let status = ObjectStatus {
+            ready,
+            message,
+            updated_at: Some(Utc::now()),
+            last_push_commit: commit,
+            last_push_time: time,
+            ..Default::default()
+        };
+        if let Err(e) = self.store.put_status(key, &status).await {
+            tracing::warn!(error = %e, automation = %key, "cannot write status");
+        }
+    }
+
+    async fn fail(
+        &self,
+        key: &ObjectKey,
+        trigger: Option<&Envelope>,
+        error: String,
+        will_retry: bool,
+        attempt: u32,
+    ) -> Result<Outcome, ReconcileError> {
+        let event = Event::CommitFailed(Failure {
+            object: ObjectRef::new(&key.namespace, &key.name),
+            error: error.clone(),
+            will_retry,
+            attempt,
+        });
+        let envelope = match trigger {
+            Some(cause) => Envelope::caused_by(cause, self.bus.source(), event),
+            None => Envelope::new(self.bus.source(), event),
+        };
+        self.bus.publish(&envelope).await?;
+        self.status(key, false, error.clone(), None).await;
+        tracing::warn!(automation = %key, %error, "commit failed");
+        Ok(Outcome::Failed(error))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ReconcileError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ReconcileError::Task(e.to_string()))
+}
+
+fn describe_skip(skip: &Skipped) -> String {
+    format!("{}: {}", skip.path, skip.reason)
+}
+
+fn with_problems(message: String, problems: &[String]) -> String {
+    if problems.is_empty() {
+        message
+    } else {
+        format!("{message}; not updated: {}", problems.join("; "))
+    }
+}
+
+/// The setter text of a v1 container's change, as `Cause::V1` displays it.
+fn v1_setter(workload: &rewrite::WorkloadId, container: &str) -> String {
+    Cause::V1 {
+        workload: workload.clone(),
+        container: container.to_string(),
+    }
+    .to_string()
+}
+
+/// Runs the engine over the scanned files. Returns the files that change
+/// and a line per file skipped or value refused.
+fn rewrite_scan(
+    scan: &Scan,
+    updates: &UpdateSet,
+    selections: &BTreeMap<String, (ObjectKey, PolicySelection)>,
+) -> (Vec<Rewritten>, Vec<String>) {
+    let setters_only = UpdateSet {
+        policies: updates.policies.clone(),
+        v1: Vec::new(),
+    };
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    if updates.is_empty() {
+        return (out, problems);
+    }
+    for (entry, screen, data) in &scan.files {
+        let set = if screen.v1 { updates } else { &setters_only };
+        if set.is_empty() {
+            continue;
+        }
+        match rewrite::rewrite_file(data, set) {
+            Ok(result) => {
+                for refusal in &result.refusals {
+                    problems.push(format!(
+                        "{}:{}: {} not written: {}",
+                        entry.path, refusal.line, refusal.cause, refusal.reason
+                    ));
+                }
+                if !result.is_changed() {
+                    continue;
+                }
+                let docs = Documents::read(&String::from_utf8_lossy(data));
+                let mut changes = Vec::new();
+                let mut policies = Vec::new();
+                for change in &result.changes {
+                    let setter = change.cause.to_string();
+                    let policy_setter = match &change.cause {
+                        Cause::Setter(s) => s.policy.clone(),
+                        Cause::V1 { .. } => setter.clone(),
+                    };
+                    policies.push(selections.get(&policy_setter).map(|(k, _)| k.clone()));
+                    changes.push(MessageChange {
+                        change: FileChange {
+                            file: entry.path.clone(),
+                            old: change.old.clone(),
+                            new: change.new.clone(),
+                            setter,
+                        },
+                        object: docs.at(change.line),
+                    });
+                }
+                out.push(Rewritten {
+                    entry: entry.clone(),
+                    content: result.content,
+                    changes,
+                    policies,
+                });
+            }
+            Err(e) => problems.push(format!("{}: skipped: {e}", entry.path)),
+        }
+    }
+    (out, problems)
+}
+
+/// When the fact happened, for commit times: the newest cause, never before
+/// the parent.
+pub fn commit_time(parent: i64, causes: &[DateTime<Utc>]) -> i64 {
+    causes
+        .iter()
+        .map(DateTime::timestamp)
+        .max()
+        .unwrap_or(parent)
+        .max(parent)
+}
