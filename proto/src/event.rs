@@ -77,9 +77,9 @@ pub struct ImageMetadata {
 /// Where a tag list too large for one message is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TagsRef {
-    /// The KV bucket.
+    /// The bucket: the `tagrelay-tag-lists` object store.
     pub bucket: String,
-    /// The key within it.
+    /// The key within it: the tag-set digest.
     pub key: String,
 }
 

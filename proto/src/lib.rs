@@ -22,6 +22,7 @@ pub mod event;
 pub mod names;
 pub mod reference;
 pub mod runtime;
+pub mod scan;
 #[cfg(test)]
 mod schema_tests;
 pub mod state;

@@ -37,6 +37,9 @@ pub const POLICY_STATE_BUCKET: &str = "tagrelay-policy-state";
 pub const TAG_SETS_BUCKET: &str = "tagrelay-tag-sets";
 /// KV bucket caching image digests and creation times, keyed by digest.
 pub const IMAGE_METADATA_BUCKET: &str = "tagrelay-image-metadata";
+/// Object store of tag lists too large to travel inside a `TagsDiscovered`,
+/// keyed by the tag-set digest (so an entry never changes once written).
+pub const TAG_LISTS_BUCKET: &str = "tagrelay-tag-lists";
 
 /// The pipeline stages, as they appear in failure subjects and sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

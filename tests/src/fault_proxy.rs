@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -60,7 +60,7 @@ struct Shared {
     http: reqwest::Client,
     faults: Mutex<VecDeque<Fault>>,
     paging: Mutex<Paging>,
-    requests: Mutex<Vec<String>>,
+    requests: Mutex<Vec<(Instant, String)>>,
 }
 
 /// A running proxy, stopped when dropped.
@@ -113,6 +113,11 @@ impl FaultProxy {
 
     /// Every request seen so far, as `METHOD path?query`.
     pub fn requests(&self) -> Vec<String> {
+        self.timed_requests().into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Every request seen so far with when it arrived.
+    pub fn timed_requests(&self) -> Vec<(Instant, String)> {
         self.shared.requests.lock().expect("requests lock").clone()
     }
 
@@ -142,11 +147,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".to_string());
-    shared
-        .requests
-        .lock()
-        .expect("requests lock")
-        .push(format!("{} {path_and_query}", request.method()));
+    shared.requests.lock().expect("requests lock").push((
+        Instant::now(),
+        format!("{} {path_and_query}", request.method()),
+    ));
     let is_tag_list = request.uri().path().ends_with("/tags/list");
     if is_tag_list {
         let fault = shared.faults.lock().expect("faults lock").pop_front();

@@ -319,8 +319,8 @@ impl Resolver {
         cause: &Envelope,
         why: ResolveCause,
     ) -> Result<Outcome, BusError> {
-        let tags = match &discovered.tags {
-            Some(tags) if !tags.is_empty() && discovered.tag_count == tags.len() => tags,
+        let tags = match self.bus.tag_list(discovered).await? {
+            Some(tags) if !tags.is_empty() => tags,
             _ => return Ok(Outcome::IgnoredEmpty),
         };
         let exclusion_list = {
@@ -346,7 +346,7 @@ impl Resolver {
                     return Ok(Outcome::AlreadyCurrent);
                 }
             }
-            let new = match select_image(&rules, reflect, tags, &discovered.images) {
+            let new = match select_image(&rules, reflect, &tags, &discovered.images) {
                 Ok(new) => new,
                 Err(e) => return self.fail(key, cause, e).await,
             };

@@ -413,3 +413,43 @@ async fn a_redelivered_older_event_never_moves_a_policy_back() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].current.tag, "1.4.0");
 }
+
+#[tokio::test]
+async fn a_tag_list_kept_in_the_object_store_is_read_and_a_missing_one_ignored() {
+    let (server, bus, store) = setup().await;
+    apply(&store, REPO).await;
+    apply(&store, &policy("app", ">=1.0.0")).await;
+    let resolvers = start_resolvers(&server, 1).await;
+    let tags: Vec<String> = (0..30_000).map(|i| format!("1.{i}.0")).collect();
+    let reference = bus.put_tag_list(&tags).await.unwrap();
+    let Event::TagsDiscovered(mut large) = discovered(&[], None) else {
+        unreachable!()
+    };
+    large.tags = None;
+    large.tags_ref = Some(reference.clone());
+    large.tag_count = tags.len();
+    large.tag_set_digest = reference.key.clone();
+    bus.publish(&Envelope::new(
+        "scanner/t",
+        Event::TagsDiscovered(large.clone()),
+    ))
+    .await
+    .unwrap();
+    let got = wait_for(&bus, "a resolution from the stored list", |r| r.len() == 1).await;
+    assert_eq!(got[0].current.tag, "1.29999.0");
+
+    let mut dangling = large;
+    dangling.tags_ref = Some(tagrelay_proto::event::TagsRef {
+        bucket: names::TAG_LISTS_BUCKET.into(),
+        key: "sha256:missing".into(),
+    });
+    dangling.tag_set_digest = "sha256:missing".into();
+    dangling.previous_tag_set_digest = Some(reference.key);
+    bus.publish(&Envelope::new("scanner/t", Event::TagsDiscovered(dangling)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let all = events(&bus, ">").await;
+    assert_eq!(resolved(&all).len(), 1, "a missing list changes nothing");
+    resolvers.stop().await;
+}

@@ -1,18 +1,26 @@
-//! The scanner: lists registry tags and publishes TagsDiscovered.
+//! The scanner: lists registry tags and publishes `TagsDiscovered`.
 //!
 //! The service is a library so that its own binary and `tagrelay run --all`
-//! run the same code.
+//! run the same code. Pure decisions live in their own modules and are
+//! tested without I/O; the registry client, the service and the HTTP server
+//! are the edges.
+//!
+//! - [`paging`]: which page to fetch next (Link, `last`, when to stop).
+//! - [`backoff`]: back-off with jitter, `Retry-After`, the request budget.
+//! - [`tags`]: the OCI grammar, `exclusionList`, sorting, the status sample.
+//! - [`credentials`]: Secrets mounted as directories, docker `config.json`,
+//!   `WWW-Authenticate` challenges.
+//! - [`registry`]: HTTP to registries (tags, digests, creation times).
+//! - [`service`]: scheduling, the scan-request consumer, publication.
+//! - [`webhook`]: push notifications (parsers in [`webhook::payload`]),
+//!   `/healthz`, `/readyz`.
 
-use std::future::Future;
+pub mod backoff;
+pub mod credentials;
+pub mod paging;
+pub mod registry;
+pub mod service;
+pub mod tags;
+pub mod webhook;
 
-use tagrelay_proto::bus::{Bus, BusError};
-use tagrelay_proto::names::Stage;
-
-/// Runs the scanner until `shutdown` resolves.
-pub async fn run(bus: &Bus, shutdown: impl Future<Output = ()>) -> Result<(), BusError> {
-    let _consumer = bus.consumer(Stage::Scan).await?;
-    tracing::info!(source = bus.source(), "scanner ready");
-    shutdown.await;
-    tracing::info!("scanner stopped");
-    Ok(())
-}
+pub use service::{run, run_scanner, Scanner, ScannerSettings};

@@ -1,0 +1,910 @@
+//! The scanner service: schedules scans, takes scan requests from the work
+//! queue, scans, and publishes `TagsDiscovered` / `ScanFailed` and status.
+//!
+//! **Once per interval, however many instances.** Every instance runs the
+//! same scheduler: for each ImageRepository it computes the current interval
+//! slot (phase-shifted per repository, see [`tagrelay_proto::scan`]) and puts
+//! a request for it on the `TAGRELAY_SCAN_REQUESTS` work queue. Requests for
+//! the same slot carry the same `Nats-Msg-Id`, so within the duplicate window
+//! the queue holds one; one instance takes it. Because instances may start
+//! late in a slot (outside the window), the scan itself then claims the slot
+//! in the repository's record in `tagrelay-tag-sets` with compare-and-set: a
+//! slot already claimed is skipped. A redelivered request (its scanner died
+//! or the scan failed and will be retried) scans again.
+//!
+//! **Only changes are published.** The previous tag set is the last
+//! `TagsDiscovered` on the repository's subject (the log is the state); an
+//! equal set publishes nothing. A new set is published conditionally on the
+//! subject's last sequence, so two instances scanning at once publish one
+//! change, and its `Nats-Msg-Id` is [`Envelope::msg_id`] (repository,
+//! previous and new digest). A set too large for a message goes to the
+//! tag-lists object store ([`Bus::put_tag_list`]).
+//!
+//! **A failed scan keeps the last good set**: it publishes `ScanFailed` and
+//! a not-ready status, never an empty list. Transient failures are retried
+//! by redelivery with back-off, up to [`ScannerSettings::max_attempts`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, AckKind};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tagrelay_proto::bus::{
+    tags_json_size, Bus, BusError, ConfigChange, ConfigStore, PublishFailure, INLINE_TAGS_MAX_BYTES,
+};
+use tagrelay_proto::config::{
+    parse_go_duration, ImagePolicy, ImageRepository, Kind, Object, ObjectKey,
+    FLUX_V1_FILTER_ANNOTATION,
+};
+use tagrelay_proto::event::{
+    tag_set_digest, Envelope, Event, Failure, ImageMetadata, ObjectRef, ScanTrigger, TagsDiscovered,
+};
+use tagrelay_proto::names::{self, Stage};
+use tagrelay_proto::reference::Repository;
+use tagrelay_proto::scan::{interval_slot, slot_offset, ScanRequest};
+use tagrelay_proto::status::ObjectStatus;
+use tokio::sync::RwLock;
+
+use crate::backoff::backoff_delay;
+use crate::credentials::{Credentials, SecretsDir, TlsMaterial};
+use crate::registry::{Registries, RegistryError, RegistrySettings, Target};
+use crate::tags::{compile_exclusions, filter_tags, latest_tags};
+
+/// How a scanner instance behaves.
+#[derive(Debug, Clone)]
+pub struct ScannerSettings {
+    /// Where Secrets named by `secretRef` / `certSecretRef` are mounted.
+    pub secrets_dir: PathBuf,
+    /// Scans run at once by this instance.
+    pub concurrency: usize,
+    /// How often the scheduler looks for due repositories.
+    pub tick: Duration,
+    /// Deliveries of one request before a transiently failing scan is given
+    /// up until the next interval.
+    pub max_attempts: u32,
+    /// Registry behaviour (budget, retries, timeouts).
+    pub registry: RegistrySettings,
+    /// Concurrent metadata lookups within one scan.
+    pub metadata_concurrency: usize,
+}
+
+impl Default for ScannerSettings {
+    fn default() -> Self {
+        Self {
+            secrets_dir: PathBuf::from("/var/run/tagrelay/secrets"),
+            concurrency: 8,
+            tick: Duration::from_secs(1),
+            max_attempts: 5,
+            registry: RegistrySettings::default(),
+            metadata_concurrency: 4,
+        }
+    }
+}
+
+/// The longest scan when the repository sets no `timeout` and its interval
+/// is longer.
+const DEFAULT_SCAN_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often a long scan tells JetStream it is still working on its request.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// Conditional publications lost in a row before giving up on a scan.
+const MAX_RACES: usize = 8;
+
+/// The scanner's record per repository in `tagrelay-tag-sets`: which
+/// interval slot was last claimed and with which spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScanRecord {
+    /// The last interval slot claimed by a scheduled scan.
+    pub slot: u64,
+    /// Hash of the spec the repository was last scanned with.
+    pub spec_hash: String,
+    /// When the claim was made.
+    pub claimed_at: Option<DateTime<Utc>>,
+    /// The instance that made it.
+    pub claimed_by: String,
+}
+
+/// What handling one request did, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// No such ImageRepository (deleted since).
+    UnknownRepository,
+    /// The repository is suspended.
+    Suspended,
+    /// Its slot was already scanned by an instance.
+    AlreadyScanned,
+    /// Scanned; the tag set is the one already published.
+    Unchanged {
+        /// How many tags.
+        tags: usize,
+    },
+    /// Scanned; `TagsDiscovered` published.
+    Changed {
+        /// How many tags.
+        tags: usize,
+    },
+    /// The scan failed; `ScanFailed` published.
+    Failed {
+        /// The error.
+        error: String,
+        /// Whether the request will be redelivered.
+        will_retry: bool,
+        /// How long to wait before the retry.
+        retry_in: Duration,
+    },
+}
+
+#[derive(Default)]
+struct Config {
+    repositories: BTreeMap<ObjectKey, ImageRepository>,
+    policies: BTreeMap<ObjectKey, ImagePolicy>,
+}
+
+impl Config {
+    fn apply(&mut self, change: &ConfigChange) {
+        match change {
+            ConfigChange::Applied(object) => match object.as_ref() {
+                Object::ImageRepository(r) => {
+                    self.repositories.insert(object.key(), r.clone());
+                }
+                Object::ImagePolicy(p) => {
+                    self.policies.insert(object.key(), p.clone());
+                }
+                _ => {}
+            },
+            ConfigChange::Deleted(key) => {
+                self.repositories.remove(key);
+                self.policies.remove(key);
+            }
+        }
+    }
+
+    /// Whether any policy of `repository` needs digests, creation times.
+    fn metadata_needs(&self, repository: &ObjectKey) -> (bool, bool) {
+        let mut digests = false;
+        let mut created = false;
+        for (key, policy) in &self.policies {
+            let reference = &policy.spec.image_repository_ref;
+            let namespace = reference.namespace.as_deref().unwrap_or(&key.namespace);
+            if namespace != repository.namespace || reference.name != repository.name {
+                continue;
+            }
+            digests |= matches!(
+                policy.spec.digest_reflection_policy.as_deref(),
+                Some("IfNotPresent" | "Always")
+            );
+            created |= policy
+                .metadata
+                .annotations
+                .get(FLUX_V1_FILTER_ANNOTATION)
+                .is_some_and(|filter| !filter.trim().starts_with("semver:"));
+        }
+        (digests || created, created)
+    }
+}
+
+/// One scanner instance.
+pub struct Scanner {
+    bus: Bus,
+    store: ConfigStore,
+    records: kv::Store,
+    metadata: kv::Store,
+    registries: Arc<Registries>,
+    secrets: SecretsDir,
+    settings: ScannerSettings,
+    config: RwLock<Config>,
+    ready: std::sync::atomic::AtomicBool,
+}
+
+/// Runs the scanner until `shutdown` resolves: configuration watch,
+/// scheduler and the scan-request consumer.
+pub async fn run(
+    bus: &Bus,
+    settings: ScannerSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BusError> {
+    let scanner = Arc::new(Scanner::new(bus, settings).await?);
+    run_scanner(scanner, shutdown).await
+}
+
+/// Runs an already built scanner (the binary builds it first to share it
+/// with the webhook server).
+pub async fn run_scanner(
+    scanner: Arc<Scanner>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BusError> {
+    let watcher = tokio::spawn(watch_config(scanner.clone()));
+    let scheduler = tokio::spawn(schedule(scanner.clone()));
+    let consumer = scanner.bus.consumer(Stage::Scan).await?;
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(scanner.settings.concurrency.max(1))
+        .messages()
+        .await
+        .map_err(|e| BusError::Setup {
+            what: "scanner consumer".into(),
+            reason: e.to_string(),
+        })?;
+    scanner
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(source = scanner.bus.source(), "scanner ready");
+    let work = messages.for_each_concurrent(scanner.settings.concurrency.max(1), |message| {
+        let scanner = scanner.clone();
+        async move {
+            match message {
+                Ok(message) => scanner.handle_message(message).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    });
+    tokio::select! {
+        _ = shutdown => {},
+        _ = work => {},
+    }
+    scanner
+        .ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    watcher.abort();
+    scheduler.abort();
+    tracing::info!("scanner stopped");
+    Ok(())
+}
+
+async fn watch_config(scanner: Arc<Scanner>) {
+    let mut changes = match scanner.store.watch().await {
+        Ok(changes) => Box::pin(changes),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch configuration");
+            return;
+        }
+    };
+    while let Some(change) = changes.next().await {
+        scanner.config.write().await.apply(&change);
+    }
+}
+
+/// Puts a request on the queue for every repository whose current slot (or
+/// spec) this instance has not asked for yet.
+async fn schedule(scanner: Arc<Scanner>) {
+    let mut asked: HashMap<ObjectKey, String> = HashMap::new();
+    let mut tick = tokio::time::interval(scanner.settings.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Utc::now().timestamp().max(0) as u64;
+        let due: Vec<ScanRequest> = {
+            let config = scanner.config.read().await;
+            config
+                .repositories
+                .iter()
+                .filter(|(_, r)| !r.spec.suspend)
+                .filter_map(|(key, repository)| {
+                    let interval = interval_secs(repository);
+                    let object = ObjectRef::new(&key.namespace, &key.name);
+                    let slot = interval_slot(now, interval, slot_offset(&object, interval));
+                    let mut request = ScanRequest::scheduled(object, slot);
+                    request.dedup = format!("slot-{slot}-{}", spec_hash(repository));
+                    (asked.get(key) != Some(&request.dedup)).then_some(request)
+                })
+                .collect()
+        };
+        for request in due {
+            let key = ObjectKey::new(
+                Kind::ImageRepository,
+                &request.repository.namespace,
+                &request.repository.name,
+            );
+            match scanner.bus.request_scan(&request).await {
+                Ok(_) => {
+                    asked.insert(key, request.dedup);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, repository = %key, "cannot queue a scheduled scan")
+                }
+            }
+        }
+        let config = scanner.config.read().await;
+        asked.retain(|key, _| config.repositories.contains_key(key));
+    }
+}
+
+fn interval_secs(repository: &ImageRepository) -> u64 {
+    parse_go_duration(&repository.spec.interval)
+        .map(|d| d.as_secs().max(1))
+        .unwrap_or(300)
+}
+
+fn spec_hash(repository: &ImageRepository) -> String {
+    let bytes = serde_json::to_vec(&repository.spec).unwrap_or_default();
+    format!("{:x}", Sha256::digest(&bytes))[..16].to_string()
+}
+
+impl Scanner {
+    /// Connects to the buckets and loads the current configuration.
+    pub async fn new(bus: &Bus, settings: ScannerSettings) -> Result<Self, BusError> {
+        let store = bus.config_store().await?;
+        let scanner = Scanner {
+            bus: bus.clone(),
+            records: bus.bucket(names::TAG_SETS_BUCKET).await?,
+            metadata: bus.bucket(names::IMAGE_METADATA_BUCKET).await?,
+            registries: Arc::new(Registries::new(settings.registry.clone())),
+            secrets: SecretsDir::new(settings.secrets_dir.clone()),
+            store: store.clone(),
+            settings,
+            config: RwLock::new(Config::default()),
+            ready: std::sync::atomic::AtomicBool::new(false),
+        };
+        {
+            let mut config = scanner.config.write().await;
+            for object in store.list(None).await? {
+                config.apply(&ConfigChange::Applied(Box::new(object)));
+            }
+        }
+        Ok(scanner)
+    }
+
+    /// The bus this scanner publishes on.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Whether the scanner takes work (for `/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Relaxed)
+            && self.bus.client().connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Registry requests sent so far by this instance.
+    pub fn registry_requests(&self) -> u64 {
+        self.registries.requests()
+    }
+
+    /// The ImageRepositories a pushed `registry`/`repository` belongs to:
+    /// those on that path whose registry is the one named, or every one on
+    /// that path when the sender names no registry or none matches it
+    /// (senders name hosts as they were addressed, which may differ from
+    /// what the configuration says).
+    pub async fn repositories_for(
+        &self,
+        registry: Option<&str>,
+        repository: &str,
+    ) -> Vec<ObjectRef> {
+        let config = self.config.read().await;
+        let on_path: Vec<(&ObjectKey, Repository)> = config
+            .repositories
+            .iter()
+            .filter(|(_, r)| !r.spec.suspend)
+            .filter_map(|(key, r)| Repository::parse(&r.spec.image).ok().map(|p| (key, p)))
+            .filter(|(_, parsed)| parsed.path() == repository)
+            .collect();
+        let same_registry: Vec<&ObjectKey> = on_path
+            .iter()
+            .filter(|(_, parsed)| {
+                registry.is_some_and(|r| r.eq_ignore_ascii_case(parsed.registry()))
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        let chosen: Vec<&ObjectKey> = if same_registry.is_empty() {
+            on_path.iter().map(|(key, _)| *key).collect()
+        } else {
+            same_registry
+        };
+        chosen
+            .into_iter()
+            .map(|key| ObjectRef::new(&key.namespace, &key.name))
+            .collect()
+    }
+
+    async fn handle_message(&self, message: jetstream::Message) {
+        let request: ScanRequest = match serde_json::from_slice(&message.payload) {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::error!(error = %e, subject = %message.subject, "unreadable scan request; dropping it");
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let attempt = message
+            .info()
+            .map(|info| u32::try_from(info.delivered).unwrap_or(u32::MAX))
+            .unwrap_or(1)
+            .max(1);
+        let span = tracing::info_span!("scan", repository = %request.repository, trigger = ?request.trigger, attempt);
+        let work = tracing::Instrument::instrument(self.handle_request(&request, attempt), span);
+        tokio::pin!(work);
+        let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        progress.tick().await;
+        let result = loop {
+            tokio::select! {
+                result = &mut work => break result,
+                _ = progress.tick() => {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+            }
+        };
+        match result {
+            Ok(Outcome::Failed {
+                will_retry: true,
+                retry_in,
+                ..
+            }) => {
+                let _ = message.ack_with(AckKind::Nak(Some(retry_in))).await;
+            }
+            Ok(outcome) => {
+                tracing::debug!(?outcome, "scan request handled");
+                let _ = message.ack().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "scan request not handled; it will be redelivered");
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+            }
+        }
+    }
+
+    /// Handles one scan request, `attempt` being its delivery count.
+    pub async fn handle_request(
+        &self,
+        request: &ScanRequest,
+        attempt: u32,
+    ) -> Result<Outcome, BusError> {
+        let key = ObjectKey::new(
+            Kind::ImageRepository,
+            &request.repository.namespace,
+            &request.repository.name,
+        );
+        let (repository, needs) = {
+            let config = self.config.read().await;
+            match config.repositories.get(&key) {
+                Some(r) => (r.clone(), config.metadata_needs(&key)),
+                None => return Ok(Outcome::UnknownRepository),
+            }
+        };
+        if repository.spec.suspend {
+            return Ok(Outcome::Suspended);
+        }
+        let hash = spec_hash(&repository);
+        let Some(trigger) = self.claim(&key, request, &hash, attempt).await? else {
+            return Ok(Outcome::AlreadyScanned);
+        };
+        self.scan(&key, &repository, trigger, needs, attempt).await
+    }
+
+    /// Claims the scan in the repository's record; `None` when a scheduled
+    /// request's slot was already scanned with this spec. Returns the
+    /// trigger to report: `Config` when the spec changed since the last scan.
+    async fn claim(
+        &self,
+        key: &ObjectKey,
+        request: &ScanRequest,
+        hash: &str,
+        attempt: u32,
+    ) -> Result<Option<ScanTrigger>, BusError> {
+        let bucket_key = key.bucket_key();
+        for _ in 0..MAX_RACES {
+            let (record, revision) = self.read_record(&bucket_key).await?;
+            let spec_changed = record.as_ref().is_none_or(|r| r.spec_hash != hash);
+            let slot = request.slot.unwrap_or(0);
+            let already = record.as_ref().is_some_and(|r| r.slot >= slot);
+            if request.trigger == ScanTrigger::Schedule && attempt == 1 && !spec_changed && already
+            {
+                return Ok(None);
+            }
+            let next = ScanRecord {
+                slot: record.as_ref().map_or(slot, |r| r.slot.max(slot)),
+                spec_hash: hash.to_string(),
+                claimed_at: Some(Utc::now()),
+                claimed_by: self.bus.source().to_string(),
+            };
+            if self.write_record(&bucket_key, &next, revision).await? {
+                let trigger = if spec_changed {
+                    ScanTrigger::Config
+                } else {
+                    request.trigger.clone()
+                };
+                return Ok(Some(trigger));
+            }
+        }
+        Err(BusError::Bucket {
+            bucket: names::TAG_SETS_BUCKET.into(),
+            key: bucket_key,
+            reason: format!("lost {MAX_RACES} races in a row"),
+        })
+    }
+
+    async fn scan(
+        &self,
+        key: &ObjectKey,
+        repository: &ImageRepository,
+        trigger: ScanTrigger,
+        (needs_digests, needs_created): (bool, bool),
+        attempt: u32,
+    ) -> Result<Outcome, BusError> {
+        let scanned_at = Utc::now();
+        let object = ObjectRef::new(&key.namespace, &key.name);
+        let target = match self.target(key, repository) {
+            Ok(target) => target,
+            Err(error) => {
+                return self
+                    .fail(key, &object, scanned_at, error, false, attempt)
+                    .await
+            }
+        };
+        let exclusions = match compile_exclusions(&repository.spec.effective_exclusion_list()) {
+            Ok(exclusions) => exclusions,
+            Err(e) => {
+                let error = format!("spec.exclusionList: {e}");
+                return self
+                    .fail(key, &object, scanned_at, error, false, attempt)
+                    .await;
+            }
+        };
+        let limit = scan_timeout(repository);
+        let listing = match tokio::time::timeout(limit, self.registries.list_tags(&target)).await {
+            Ok(Ok(listing)) => listing,
+            Ok(Err(e)) => {
+                let transient = e.is_transient();
+                return self
+                    .fail(key, &object, scanned_at, e.to_string(), transient, attempt)
+                    .await;
+            }
+            Err(_) => {
+                let error = format!("scan timed out after {}s", limit.as_secs());
+                return self
+                    .fail(key, &object, scanned_at, error, true, attempt)
+                    .await;
+            }
+        };
+        let filtered = filter_tags(listing.tags, &exclusions);
+        if let Some(report) = filtered.invalid_report() {
+            tracing::warn!(repository = %key, "{report}");
+        }
+        let digest = tag_set_digest(filtered.tags.iter().map(String::as_str));
+        let subject = names::tags_subject(&key.namespace, &key.name);
+        for _ in 0..MAX_RACES {
+            let previous = self.bus.last_event(&subject).await?;
+            let (previous_event, sequence) = match &previous {
+                Some((envelope, sequence)) => match &envelope.payload {
+                    Event::TagsDiscovered(d) => (Some(d), *sequence),
+                    _ => (None, *sequence),
+                },
+                None => (None, 0),
+            };
+            if previous_event.is_some_and(|p| p.tag_set_digest == digest) {
+                self.succeeded(key, scanned_at, &filtered.tags, filtered.invalid_report())
+                    .await;
+                return Ok(Outcome::Unchanged {
+                    tags: filtered.tags.len(),
+                });
+            }
+            let images = if needs_digests {
+                let known = previous_event.map(|p| &p.images);
+                match tokio::time::timeout(
+                    limit,
+                    self.images(&target, &filtered.tags, known, needs_created),
+                )
+                .await
+                {
+                    Ok(Ok(images)) => images,
+                    Ok(Err(e)) => {
+                        let transient = e.is_transient();
+                        let error = format!("image metadata: {e}");
+                        return self
+                            .fail(key, &object, scanned_at, error, transient, attempt)
+                            .await;
+                    }
+                    Err(_) => {
+                        let error = format!("image metadata timed out after {}s", limit.as_secs());
+                        return self
+                            .fail(key, &object, scanned_at, error, true, attempt)
+                            .await;
+                    }
+                }
+            } else {
+                BTreeMap::new()
+            };
+            let (tags, tags_ref) = if tags_json_size(&filtered.tags) > INLINE_TAGS_MAX_BYTES {
+                (None, Some(self.bus.put_tag_list(&filtered.tags).await?))
+            } else {
+                (Some(filtered.tags.clone()), None)
+            };
+            let envelope = Envelope::new(
+                self.bus.source(),
+                Event::TagsDiscovered(TagsDiscovered {
+                    repository: object.clone(),
+                    image: repository.spec.image.clone(),
+                    tags,
+                    tags_ref,
+                    tag_count: filtered.tags.len(),
+                    tag_set_digest: digest.clone(),
+                    previous_tag_set_digest: previous_event.map(|p| p.tag_set_digest.clone()),
+                    scanned_at,
+                    trigger: trigger.clone(),
+                    images,
+                }),
+            );
+            match self.bus.publish_after(&envelope, sequence).await {
+                Ok(_) => {
+                    tracing::info!(repository = %key, tags = filtered.tags.len(), "tag set changed");
+                    self.succeeded(key, scanned_at, &filtered.tags, filtered.invalid_report())
+                        .await;
+                    return Ok(Outcome::Changed {
+                        tags: filtered.tags.len(),
+                    });
+                }
+                Err(PublishFailure::Conflict) => continue,
+                Err(PublishFailure::Bus(e)) => return Err(e),
+            }
+        }
+        Err(BusError::Publish {
+            subject,
+            reason: format!("lost {MAX_RACES} races in a row"),
+        })
+    }
+
+    /// Digests (and creation times when `needs_created`) of `tags`: those
+    /// of tags already in the previous set are taken from its event; new
+    /// tags cost a `HEAD` each, and a config fetch only when the digest is
+    /// not in the image-metadata cache.
+    async fn images(
+        &self,
+        target: &Target,
+        tags: &[String],
+        known: Option<&BTreeMap<String, ImageMetadata>>,
+        needs_created: bool,
+    ) -> Result<BTreeMap<String, ImageMetadata>, RegistryError> {
+        let mut images = BTreeMap::new();
+        for tag in tags {
+            let reusable = known
+                .and_then(|k| k.get(tag))
+                .filter(|m| m.digest.is_some() && (!needs_created || m.created.is_some()));
+            if let Some(metadata) = reusable {
+                images.insert(tag.clone(), metadata.clone());
+            }
+        }
+        let missing: Vec<&String> = tags.iter().filter(|t| !images.contains_key(*t)).collect();
+        let lookups: Vec<_> = missing
+            .into_iter()
+            .map(|tag| async move { (tag.clone(), self.image(target, tag, needs_created).await) })
+            .collect();
+        let lookups = futures::stream::iter(lookups)
+            .buffer_unordered(self.settings.metadata_concurrency.max(1));
+        let results: Vec<(String, Result<Option<ImageMetadata>, RegistryError>)> =
+            lookups.collect().await;
+        for (tag, result) in results {
+            if let Some(metadata) = result? {
+                images.insert(tag, metadata);
+            }
+        }
+        Ok(images)
+    }
+
+    async fn image(
+        &self,
+        target: &Target,
+        tag: &str,
+        needs_created: bool,
+    ) -> Result<Option<ImageMetadata>, RegistryError> {
+        let digest = match self.registries.manifest_digest(target, tag).await {
+            Ok(digest) => digest,
+            Err(RegistryError::Status { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !needs_created {
+            return Ok(Some(ImageMetadata {
+                digest: Some(digest),
+                created: None,
+            }));
+        }
+        let cache_key = digest.replace(':', "_");
+        if let Ok(Some(bytes)) = self.metadata.get(&cache_key).await {
+            if let Ok(cached) = serde_json::from_slice::<ImageMetadata>(&bytes) {
+                if cached.created.is_some() {
+                    return Ok(Some(cached));
+                }
+            }
+        }
+        let created = self.registries.created(target, &digest).await?;
+        let metadata = ImageMetadata {
+            digest: Some(digest),
+            created,
+        };
+        if let Ok(bytes) = serde_json::to_vec(&metadata) {
+            if let Err(e) = self.metadata.put(&cache_key, bytes.into()).await {
+                tracing::warn!(error = %e, "cannot cache image metadata");
+            }
+        }
+        Ok(Some(metadata))
+    }
+
+    fn target(&self, key: &ObjectKey, repository: &ImageRepository) -> Result<Target, String> {
+        let parsed =
+            Repository::parse(&repository.spec.image).map_err(|e| format!("spec.image: {e}"))?;
+        let credentials = match &repository.spec.secret_ref {
+            Some(secret) => self
+                .secrets
+                .credentials(&key.namespace, &secret.name, parsed.registry())
+                .map_err(|e| format!("spec.secretRef: {e}"))?,
+            None => Credentials::Anonymous,
+        };
+        let tls = match &repository.spec.cert_secret_ref {
+            Some(secret) => self
+                .secrets
+                .tls(&key.namespace, &secret.name)
+                .map_err(|e| format!("spec.certSecretRef: {e}"))?,
+            None => TlsMaterial::default(),
+        };
+        Ok(Target {
+            registry: parsed.registry().to_string(),
+            path: parsed.path().to_string(),
+            insecure: repository.spec.insecure,
+            credentials,
+            tls,
+        })
+    }
+
+    async fn succeeded(
+        &self,
+        key: &ObjectKey,
+        scanned_at: DateTime<Utc>,
+        tags: &[String],
+        invalid: Option<String>,
+    ) {
+        let mut message = format!("successful scan: found {} tags", tags.len());
+        if let Some(invalid) = invalid {
+            message.push_str("; ");
+            message.push_str(&invalid);
+        }
+        let status = ObjectStatus {
+            ready: true,
+            message,
+            updated_at: Some(Utc::now()),
+            last_scan_time: Some(scanned_at),
+            tag_count: Some(tags.len()),
+            latest_tags: latest_tags(tags),
+            ..Default::default()
+        };
+        if let Err(e) = self.store.put_status(key, &status).await {
+            tracing::warn!(error = %e, repository = %key, "cannot write status");
+        }
+    }
+
+    async fn fail(
+        &self,
+        key: &ObjectKey,
+        object: &ObjectRef,
+        scanned_at: DateTime<Utc>,
+        error: String,
+        transient: bool,
+        attempt: u32,
+    ) -> Result<Outcome, BusError> {
+        let will_retry = transient && attempt < self.settings.max_attempts;
+        let retry_in = backoff_delay(
+            attempt,
+            Duration::from_secs(2),
+            Duration::from_secs(300),
+            fastrand::f64(),
+        );
+        let envelope = Envelope::new(
+            self.bus.source(),
+            Event::ScanFailed(Failure {
+                object: object.clone(),
+                error: error.clone(),
+                will_retry,
+                attempt,
+            }),
+        );
+        self.bus.publish(&envelope).await?;
+        let previous = self
+            .store
+            .status(key)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let status = ObjectStatus {
+            ready: false,
+            message: error.clone(),
+            updated_at: Some(Utc::now()),
+            last_scan_time: Some(scanned_at),
+            tag_count: previous.tag_count,
+            latest_tags: previous.latest_tags,
+            last_error: Some(error.clone()),
+            ..Default::default()
+        };
+        if let Err(e) = self.store.put_status(key, &status).await {
+            tracing::warn!(error = %e, repository = %key, "cannot write status");
+        }
+        tracing::warn!(repository = %key, %error, will_retry, attempt, "scan failed");
+        Ok(Outcome::Failed {
+            error,
+            will_retry,
+            retry_in,
+        })
+    }
+
+    async fn read_record(&self, bucket_key: &str) -> Result<(Option<ScanRecord>, u64), BusError> {
+        let entry = self
+            .records
+            .entry(bucket_key)
+            .await
+            .map_err(|e| BusError::Bucket {
+                bucket: names::TAG_SETS_BUCKET.into(),
+                key: bucket_key.into(),
+                reason: e.to_string(),
+            })?;
+        match entry {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                let record = serde_json::from_slice(&entry.value).unwrap_or_default();
+                Ok((Some(record), entry.revision))
+            }
+            Some(entry) => Ok((None, entry.revision)),
+            None => Ok((None, 0)),
+        }
+    }
+
+    /// Compare-and-set; `false` when another instance wrote first.
+    async fn write_record(
+        &self,
+        bucket_key: &str,
+        record: &ScanRecord,
+        revision: u64,
+    ) -> Result<bool, BusError> {
+        let bytes = serde_json::to_vec(record)?;
+        let result = if revision == 0 {
+            self.records
+                .create(bucket_key, bytes.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    (
+                        matches!(e.kind(), kv::CreateErrorKind::AlreadyExists),
+                        e.to_string(),
+                    )
+                })
+        } else {
+            self.records
+                .update(bucket_key, bytes.into(), revision)
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    (
+                        matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision),
+                        e.to_string(),
+                    )
+                })
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err((true, _)) => Ok(false),
+            Err((false, reason)) => Err(BusError::Bucket {
+                bucket: names::TAG_SETS_BUCKET.into(),
+                key: bucket_key.into(),
+                reason,
+            }),
+        }
+    }
+}
+
+/// The scan's time limit: `spec.timeout`, else the interval (Flux's
+/// default), at most [`DEFAULT_SCAN_TIMEOUT`] when only the interval says.
+fn scan_timeout(repository: &ImageRepository) -> Duration {
+    match repository
+        .spec
+        .timeout
+        .as_deref()
+        .and_then(|t| parse_go_duration(t).ok())
+    {
+        Some(timeout) => timeout.max(Duration::from_secs(1)),
+        None => Duration::from_secs(interval_secs(repository)).min(DEFAULT_SCAN_TIMEOUT),
+    }
+}

@@ -1,0 +1,783 @@
+//! The scanner against a real registry (Debian's `docker-registry`) and a
+//! real nats-server, with the fault-injecting proxy in front of the
+//! registry for what the registry cannot do by itself.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use base64::Engine;
+use futures::StreamExt;
+use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
+use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey};
+use tagrelay_proto::event::{Envelope, Event, Failure, ObjectRef, ScanTrigger, TagsDiscovered};
+use tagrelay_proto::names;
+use tagrelay_proto::scan::{interval_slot, slot_offset, ScanRequest};
+use tagrelay_proto::status::ObjectStatus;
+use tagrelay_scanner::registry::RegistrySettings;
+use tagrelay_scanner::webhook::WebhookSecret;
+use tagrelay_scanner::{Scanner, ScannerSettings};
+use tagrelay_testkit::fault_proxy::{Fault, FaultProxy, Paging};
+use tagrelay_testkit::registry::{Notifications, Registry, RegistryOptions};
+use tagrelay_testkit::NatsServer;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// The namespace every test object lives in.
+pub const NS: &str = "apps";
+
+/// An ImageRepository YAML for `image`, scanned every `interval`.
+pub fn repository(name: &str, image: &str, interval: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  image: {image}\n  interval: {interval}\n  insecure: true\n{extra}"
+    )
+}
+
+/// Stores every document of `yaml`.
+pub async fn apply(store: &ConfigStore, yaml: &str) {
+    for doc in load_documents(yaml).unwrap() {
+        store
+            .put(&Object::decode(&doc.value).unwrap())
+            .await
+            .unwrap();
+    }
+}
+
+/// A nats-server and a bus connected to it.
+pub async fn bus() -> (NatsServer, Bus, ConfigStore) {
+    tagrelay_proto::runtime::install_crypto_provider();
+    let server = NatsServer::start();
+    let bus = Bus::connect(&server.url(), "test", BusSettings::default())
+        .await
+        .unwrap();
+    let store = bus.config_store().await.unwrap();
+    (server, bus, store)
+}
+
+/// Settings for tests: fast ticks and quick retries.
+pub fn settings(secrets: &Path) -> ScannerSettings {
+    ScannerSettings {
+        secrets_dir: secrets.to_path_buf(),
+        tick: Duration::from_millis(100),
+        registry: RegistrySettings {
+            backoff_base: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(400),
+            request_timeout: Duration::from_secs(5),
+            ..RegistrySettings::default()
+        },
+        ..ScannerSettings::default()
+    }
+}
+
+/// Scanner instances running as tasks.
+pub struct Running {
+    /// The scanners, for their counters and the webhook router.
+    pub scanners: Vec<Arc<Scanner>>,
+    stop: Vec<oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops every instance and waits for it.
+    pub async fn stop(self) {
+        for stop in self.stop {
+            let _ = stop.send(());
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts `count` scanner instances with `settings`.
+pub async fn start(server: &NatsServer, count: usize, settings: ScannerSettings) -> Running {
+    let mut running = Running {
+        scanners: Vec::new(),
+        stop: Vec::new(),
+        tasks: Vec::new(),
+    };
+    for i in 0..count {
+        let bus = Bus::connect(
+            &server.url(),
+            format!("scanner/{i}"),
+            BusSettings::default(),
+        )
+        .await
+        .unwrap();
+        let scanner = Arc::new(Scanner::new(&bus, settings.clone()).await.unwrap());
+        let (tx, rx) = oneshot::channel();
+        running.scanners.push(scanner.clone());
+        running.stop.push(tx);
+        running.tasks.push(tokio::spawn(async move {
+            tagrelay_scanner::run_scanner(scanner, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        }));
+    }
+    running
+}
+
+/// Every event on `filter` so far, in stream order.
+pub async fn events(bus: &Bus, filter: &str) -> Vec<Envelope> {
+    let stream = bus
+        .jetstream()
+        .get_stream(names::EVENTS_STREAM)
+        .await
+        .unwrap();
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: filter.to_string(),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut messages = consumer.messages().await.unwrap();
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_millis(300), messages.next()).await
+    {
+        out.push(Envelope::from_json(&message.payload).unwrap());
+    }
+    out
+}
+
+/// The `TagsDiscovered` payloads so far.
+pub async fn discovered(bus: &Bus) -> Vec<TagsDiscovered> {
+    events(bus, names::TAGS_FILTER)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.payload {
+            Event::TagsDiscovered(d) => Some(d),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `ScanFailed` payloads so far.
+pub async fn failures(bus: &Bus) -> Vec<Failure> {
+    events(bus, names::FAILED_FILTER)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.payload {
+            Event::ScanFailed(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Polls `check` until it holds (15 s at most, then fails with `what`).
+pub async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for the `n`-th `TagsDiscovered` and returns them all.
+pub async fn wait_for_discovered(bus: &Bus, n: usize) -> Vec<TagsDiscovered> {
+    wait_until(&format!("{n} TagsDiscovered"), || async {
+        let got = discovered(bus).await;
+        (got.len() >= n).then_some(got)
+    })
+    .await
+}
+
+/// The status of repository `name`.
+pub async fn status(store: &ConfigStore, name: &str) -> Option<ObjectStatus> {
+    store
+        .status(&ObjectKey::new(Kind::ImageRepository, NS, name))
+        .await
+        .unwrap()
+}
+
+/// Asks for a scan of `name` now, as `tagrelay reconcile` does, and waits
+/// until the repository's status shows a scan that started after the ask.
+pub async fn reconcile(bus: &Bus, store: &ConfigStore, name: &str) -> ObjectStatus {
+    let asked = chrono::Utc::now();
+    let request = ScanRequest::new(
+        ObjectRef::new(NS, name),
+        ScanTrigger::Reconcile,
+        ulid::Ulid::new().to_string(),
+    );
+    bus.request_scan(&request).await.unwrap();
+    wait_until("a scan after the reconcile request", || async {
+        status(store, name)
+            .await
+            .filter(|s| s.last_scan_time.is_some_and(|t| t >= asked))
+    })
+    .await
+}
+
+/// Tags as owned strings.
+pub fn strings(tags: &[&str]) -> Vec<String> {
+    tags.iter().map(|t| t.to_string()).collect()
+}
+
+/// A registry with `tags` pushed to `demo/app`, a bus, and secrets dir.
+async fn registry_with(tags: &[&str]) -> (Registry, NatsServer, Bus, ConfigStore, TempDir) {
+    let registry = Registry::start();
+    registry.push_tags("demo/app", tags).await;
+    let (server, bus, store) = bus().await;
+    (registry, server, bus, store, tempfile::tempdir().unwrap())
+}
+
+#[tokio::test]
+async fn a_scan_publishes_the_sorted_filtered_set_once_and_nothing_when_unchanged() {
+    let (registry, server, bus, store, secrets) =
+        registry_with(&["2.0.0", "1.0.0", "sha256-abc.sig", "1.10.0"]).await;
+    let image = format!("{}/demo/app", registry.host());
+    apply(&store, &repository("app", &image, "1h", "")).await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+
+    let got = wait_for_discovered(&bus, 1).await;
+    let first = &got[0];
+    assert_eq!(first.repository, ObjectRef::new(NS, "app"));
+    assert_eq!(first.image, image);
+    assert_eq!(
+        first.tags.as_deref(),
+        Some(&strings(&["1.0.0", "1.10.0", "2.0.0"])[..]),
+        "sorted, the cosign signature excluded by Flux's default exclusionList"
+    );
+    assert_eq!(first.tag_count, 3);
+    assert_eq!(first.previous_tag_set_digest, None);
+    assert_eq!(
+        first.trigger,
+        ScanTrigger::Config,
+        "first scan of a new spec"
+    );
+    assert!(first.images.is_empty(), "no policy needs metadata");
+    let status = status(&store, "app").await.unwrap();
+    assert!(status.ready, "{status:?}");
+    assert_eq!(status.tag_count, Some(3));
+    assert_eq!(status.latest_tags, strings(&["2.0.0", "1.10.0", "1.0.0"]));
+
+    let again = reconcile(&bus, &store, "app").await;
+    assert!(again.ready);
+    assert_eq!(discovered(&bus).await.len(), 1, "nothing changed: no event");
+    scanners.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_tag_is_one_event_and_a_deleted_tag_disappears() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0", "1.1.0"]).await;
+    apply(
+        &store,
+        &repository("app", &format!("{}/demo/app", registry.host()), "1h", ""),
+    )
+    .await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+    wait_for_discovered(&bus, 1).await;
+
+    registry.push_tags("demo/app", &["1.2.0"]).await;
+    reconcile(&bus, &store, "app").await;
+    let got = wait_for_discovered(&bus, 2).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[1].tags.as_deref(),
+        Some(&strings(&["1.0.0", "1.1.0", "1.2.0"])[..])
+    );
+    assert_eq!(
+        got[1].previous_tag_set_digest.as_deref(),
+        Some(got[0].tag_set_digest.as_str())
+    );
+    assert_eq!(got[1].trigger, ScanTrigger::Reconcile);
+
+    registry.delete_tag("demo/app", "1.1.0").await;
+    reconcile(&bus, &store, "app").await;
+    let got = wait_for_discovered(&bus, 3).await;
+    assert_eq!(
+        got[2].tags.as_deref(),
+        Some(&strings(&["1.0.0", "1.2.0"])[..])
+    );
+    assert_eq!(status(&store, "app").await.unwrap().tag_count, Some(2));
+    scanners.stop().await;
+}
+
+#[tokio::test]
+async fn htpasswd_basic_auth_with_a_mounted_docker_config_and_never_leaking_it() {
+    let registry = Registry::start_with(RegistryOptions {
+        basic_auth: Some(("ci".into(), "pw-7f3a9".into())),
+        ..Default::default()
+    });
+    registry.push_tags("demo/app", &["1.0.0", "1.1.0"]).await;
+    let (server, bus, store) = bus().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let dir = secrets.path().join(NS).join("regcred");
+    std::fs::create_dir_all(&dir).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("ci:pw-7f3a9");
+    std::fs::write(
+        dir.join(".dockerconfigjson"),
+        format!(
+            r#"{{"auths":{{"http://{}":{{"auth":"{auth}"}}}}}}"#,
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let image = format!("{}/demo/app", registry.host());
+    apply(
+        &store,
+        &repository("app", &image, "1h", "  secretRef:\n    name: regcred\n"),
+    )
+    .await;
+    apply(&store, &repository("anonymous", &image, "1h", "")).await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+
+    let got = wait_for_discovered(&bus, 1).await;
+    assert_eq!(got[0].repository.name, "app");
+    assert_eq!(
+        got[0].tags.as_deref(),
+        Some(&strings(&["1.0.0", "1.1.0"])[..])
+    );
+
+    let failure = wait_until("the anonymous scan to fail", || async {
+        failures(&bus).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(failure.object, ObjectRef::new(NS, "anonymous"));
+    assert!(
+        failure.error.contains("requires credentials"),
+        "{}",
+        failure.error
+    );
+    assert!(
+        !failure.will_retry,
+        "credentials will not appear by themselves"
+    );
+    let refused = status(&store, "anonymous").await.unwrap();
+    assert!(!refused.ready);
+    assert_eq!(refused.last_error.as_deref(), Some(failure.error.as_str()));
+    assert!(discovered(&bus)
+        .await
+        .iter()
+        .all(|d| d.repository.name == "app"));
+
+    let mut published = String::new();
+    for event in events(&bus, ">").await {
+        published.push_str(&String::from_utf8(event.to_json().unwrap()).unwrap());
+    }
+    for name in ["app", "anonymous"] {
+        published.push_str(&serde_json::to_string(&status(&store, name).await).unwrap());
+    }
+    assert!(!published.contains("pw-7f3a9") && !published.contains(&auth));
+    scanners.stop().await;
+}
+
+#[tokio::test]
+async fn a_registry_push_notification_triggers_a_scan() {
+    let (server, bus, store) = bus().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!(
+        "http://{}/hooks/distribution",
+        listener.local_addr().unwrap()
+    );
+    let registry = Registry::start_with(RegistryOptions {
+        notifications: Some(Notifications {
+            url: hook.clone(),
+            headers: vec![("Authorization".into(), "Bearer hook-secret".into())],
+        }),
+        ..Default::default()
+    });
+    registry.push_tags("demo/app", &["1.0.0"]).await;
+    let secrets = tempfile::tempdir().unwrap();
+    apply(
+        &store,
+        &repository("app", &format!("{}/demo/app", registry.host()), "1h", ""),
+    )
+    .await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+    let app = tagrelay_scanner::webhook::router(
+        scanners.scanners[0].clone(),
+        WebhookSecret::new("hook-secret"),
+    );
+    let http = tokio::spawn(async move { axum::serve(listener, app).await });
+    wait_for_discovered(&bus, 1).await;
+
+    let client = reqwest::Client::new();
+    let queue_before = queued_requests(&bus).await;
+    let body = r#"{"events":[{"id":"x1","action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","repository":"demo/app","tag":"9.9.9"}}]}"#;
+    let unauthenticated = client.post(&hook).body(body).send().await.unwrap();
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+    let wrong = client
+        .post(&hook)
+        .bearer_auth("guess")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let garbage = client
+        .post(&hook)
+        .bearer_auth("hook-secret")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status().as_u16(), 400);
+    assert_eq!(
+        queued_requests(&bus).await,
+        queue_before,
+        "refused: nothing queued"
+    );
+
+    let pushed = Instant::now();
+    registry.push_tags("demo/app", &["1.1.0"]).await;
+    let got = wait_for_discovered(&bus, 2).await;
+    println!(
+        "push notification to TagsDiscovered: {:?}",
+        pushed.elapsed()
+    );
+    assert_eq!(got[1].trigger, ScanTrigger::Webhook);
+    assert_eq!(
+        got[1].tags.as_deref(),
+        Some(&strings(&["1.0.0", "1.1.0"])[..])
+    );
+
+    let health = client
+        .get(hook.replace("/hooks/distribution", "/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let ready = client
+        .get(hook.replace("/hooks/distribution", "/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    http.abort();
+    scanners.stop().await;
+}
+
+/// How many scan requests the work queue has received so far.
+async fn queued_requests(bus: &Bus) -> u64 {
+    let mut stream = bus
+        .jetstream()
+        .get_stream(names::SCAN_REQUESTS_STREAM)
+        .await
+        .unwrap();
+    stream.info().await.unwrap().state.last_sequence
+}
+
+#[tokio::test]
+async fn two_instances_scan_each_repository_once_per_interval() {
+    let registry = Registry::start();
+    let names = ["r0", "r1", "r2"];
+    for name in names {
+        registry
+            .push_tags(&format!("demo/{name}"), &["1.0.0"])
+            .await;
+    }
+    let proxy = FaultProxy::start(&registry.url()).await;
+    let (server, _bus, store) = bus().await;
+    let secrets = tempfile::tempdir().unwrap();
+    for name in names {
+        let image = format!("{}/demo/{name}", proxy.host());
+        apply(&store, &repository(name, &image, "2s", "")).await;
+    }
+    let started = chrono::Utc::now().timestamp() as u64;
+    let scanners = start(&server, 2, settings(secrets.path())).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    scanners.stop().await;
+    let ended = chrono::Utc::now().timestamp() as u64;
+    let requests = proxy.requests();
+    for name in names {
+        let scans = requests
+            .iter()
+            .filter(|r| r.contains(&format!("/v2/demo/{name}/tags/list")) && !r.contains("last="))
+            .count() as u64;
+        let object = ObjectRef::new(NS, name);
+        let offset = slot_offset(&object, 2);
+        let slots = interval_slot(ended, 2, offset) - interval_slot(started, 2, offset) + 1;
+        assert!(
+            scans <= slots,
+            "{name}: {scans} scans in {slots} interval slots: scanned twice in one interval"
+        );
+        assert!(
+            scans + 2 >= slots,
+            "{name}: {scans} scans in {slots} interval slots: intervals missed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rate_limiting_is_honoured_and_5xx_are_retried() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0"]).await;
+    let proxy = FaultProxy::start(&registry.url()).await;
+    proxy.inject(Fault::TooManyRequests { retry_after: 1 });
+    proxy.inject(Fault::Status(500));
+    proxy.inject(Fault::Status(503));
+    apply(
+        &store,
+        &repository("app", &format!("{}/demo/app", proxy.host()), "1h", ""),
+    )
+    .await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+    let got = wait_for_discovered(&bus, 1).await;
+    assert_eq!(got[0].tags.as_deref(), Some(&strings(&["1.0.0"])[..]));
+    assert!(failures(&bus).await.is_empty(), "retried within the scan");
+    let lists: Vec<Instant> = proxy
+        .timed_requests()
+        .into_iter()
+        .filter(|(_, r)| r.contains("/tags/list"))
+        .map(|(at, _)| at)
+        .collect();
+    assert!(
+        lists.len() >= 4,
+        "429, 500, 503, then the answer: {lists:?}"
+    );
+    assert!(
+        lists[1] - lists[0] >= Duration::from_secs(1),
+        "Retry-After: 1 was not waited for"
+    );
+    scanners.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_registry_keeps_the_last_good_set_and_the_scan_is_retried() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0", "1.1.0"]).await;
+    let proxy = FaultProxy::start(&registry.url()).await;
+    apply(
+        &store,
+        &repository("app", &format!("{}/demo/app", proxy.host()), "1h", ""),
+    )
+    .await;
+    let mut settings = settings(secrets.path());
+    settings.registry.attempts = 2;
+    let scanners = start(&server, 1, settings).await;
+    wait_for_discovered(&bus, 1).await;
+
+    proxy.inject(Fault::Status(500));
+    proxy.inject(Fault::Status(502));
+    reconcile(&bus, &store, "app").await;
+    let failure = wait_until("ScanFailed", || async {
+        failures(&bus).await.into_iter().next()
+    })
+    .await;
+    assert!(failure.will_retry);
+    assert_eq!(failure.attempt, 1);
+    assert!(failure.error.contains("502"), "{}", failure.error);
+    let failed = status(&store, "app").await.unwrap();
+    assert!(!failed.ready);
+    assert_eq!(failed.tag_count, Some(2), "the last good count is kept");
+
+    proxy.inject(Fault::Garbage);
+    let recovered = wait_until("a successful retry", || async {
+        status(&store, "app").await.filter(|s| s.ready)
+    })
+    .await;
+    assert_eq!(recovered.tag_count, Some(2));
+    assert_eq!(recovered.last_error, None);
+    let failures = failures(&bus).await;
+    assert_eq!(failures.len(), 2, "{failures:#?}");
+    assert!(
+        failures[1].error.contains("unreadable"),
+        "{}",
+        failures[1].error
+    );
+    assert_eq!(failures[1].attempt, 2);
+    let got = discovered(&bus).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "never an empty or changed set from failures: {got:#?}"
+    );
+    scanners.stop().await;
+}
+
+#[tokio::test]
+async fn link_pagination_capped_pages_and_slow_answers() {
+    let (registry, server, bus, store, secrets) = registry_with(&["t000"]).await;
+    let many: Vec<String> = (1..250).map(|i| format!("t{i:03}")).collect();
+    registry.add_tags_in_storage("demo/app", "t000", &many);
+    let proxy = FaultProxy::start(&registry.url()).await;
+    proxy.set_paging(Paging::Link { page_size: 100 });
+    proxy.inject(Fault::Slow(Duration::from_millis(1500)));
+    apply(
+        &store,
+        &repository("app", &format!("{}/demo/app", proxy.host()), "1h", ""),
+    )
+    .await;
+    let mut settings = settings(secrets.path());
+    settings.registry.request_timeout = Duration::from_millis(700);
+    let scanners = start(&server, 1, settings).await;
+    let got = wait_for_discovered(&bus, 1).await;
+    assert_eq!(got[0].tag_count, 250);
+    let lists: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("/tags/list"))
+        .collect();
+    assert_eq!(
+        lists.len(),
+        4,
+        "a timed-out first page retried, then three Link pages, the last without a Link: {lists:#?}"
+    );
+    assert!(lists[3].contains("last=t199"), "{lists:#?}");
+
+    proxy.set_paging(Paging::CappedWithoutLink { page_size: 100 });
+    proxy.clear_requests();
+    registry.add_tags_in_storage("demo/app", "t000", &["t250".to_string()]);
+    reconcile(&bus, &store, "app").await;
+    let got = wait_for_discovered(&bus, 2).await;
+    assert_eq!(got[1].tag_count, 251, "short pages are not the end");
+    let lists = proxy.tag_list_requests();
+    assert_eq!(lists, 4, "three capped pages, then one that adds nothing");
+    scanners.stop().await;
+}
+
+#[tokio::test]
+async fn an_unchanged_scan_costs_one_registry_call() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0", "2.0.0"]).await;
+    let proxy = FaultProxy::start(&registry.url()).await;
+    apply(
+        &store,
+        &repository("app", &format!("{}/demo/app", proxy.host()), "1h", ""),
+    )
+    .await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+    wait_for_discovered(&bus, 1).await;
+    let first = proxy.tag_list_requests();
+    assert_eq!(
+        first, 2,
+        "the first listing checks whether `last` is honoured"
+    );
+    proxy.clear_requests();
+    reconcile(&bus, &store, "app").await;
+    assert_eq!(
+        proxy.requests().len(),
+        1,
+        "one tag-list call once the registry is known: {:?}",
+        proxy.requests()
+    );
+    scanners.stop().await;
+}
+
+#[tokio::test]
+async fn digests_and_creation_times_only_for_policies_that_need_them_and_only_new_tags() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0", "1.1.0"]).await;
+    let proxy = FaultProxy::start(&registry.url()).await;
+    let image = format!("{}/demo/app", proxy.host());
+    apply(&store, &repository("app", &image, "1h", "")).await;
+    apply(
+        &store,
+        &format!("apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: newest\n  namespace: {NS}\n  annotations:\n    tagrelay.io/flux-v1-filter: ''\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    alphabetical: {{}}\n"),
+    )
+    .await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+    let got = wait_for_discovered(&bus, 1).await;
+    let images = &got[0].images;
+    assert_eq!(images.len(), 2, "{images:#?}");
+    let created = |tag: &str| images[tag].created.unwrap().to_rfc3339();
+    assert_eq!(created("1.0.0"), "2026-01-01T00:00:00+00:00");
+    assert_eq!(created("1.1.0"), "2026-01-01T00:00:01+00:00");
+    assert!(images["1.0.0"]
+        .digest
+        .as_deref()
+        .unwrap()
+        .starts_with("sha256:"));
+
+    proxy.clear_requests();
+    registry.push_tags("demo/app", &["1.2.0"]).await;
+    reconcile(&bus, &store, "app").await;
+    let got = wait_for_discovered(&bus, 2).await;
+    assert_eq!(got[1].images.len(), 3);
+    let manifests: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("/manifests/") || r.contains("/blobs/"))
+        .collect();
+    assert!(
+        manifests
+            .iter()
+            .all(|r| !r.contains("1.0.0") && !r.contains("1.1.0")),
+        "known tags are not looked up again: {manifests:#?}"
+    );
+    assert_eq!(
+        manifests.iter().filter(|r| r.starts_with("HEAD")).count(),
+        1,
+        "one HEAD for the new tag: {manifests:#?}"
+    );
+
+    let plain = format!("{}/demo/plain", proxy.host());
+    registry.push_tags("demo/plain", &["1.0.0"]).await;
+    apply(&store, &repository("plain", &plain, "1h", "")).await;
+    let got = wait_until("the plain repository's scan", || async {
+        discovered(&bus)
+            .await
+            .into_iter()
+            .find(|d| d.repository.name == "plain")
+    })
+    .await;
+    assert!(got.images.is_empty());
+    assert!(
+        !proxy
+            .requests()
+            .iter()
+            .any(|r| r.contains("/demo/plain/manifests/")),
+        "no metadata without a policy needing it"
+    );
+    scanners.stop().await;
+}
+
+#[tokio::test]
+async fn a_set_too_large_for_a_message_travels_by_reference() {
+    let (registry, server, bus, store, secrets) = registry_with(&["v0"]).await;
+    let many: Vec<String> = (1..25_000).map(|i| format!("build-{i:06}")).collect();
+    registry.add_tags_in_storage("demo/app", "v0", &many);
+    apply(
+        &store,
+        &repository("app", &format!("{}/demo/app", registry.host()), "1h", ""),
+    )
+    .await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+    let got = wait_for_discovered(&bus, 1).await;
+    let event = &got[0];
+    assert_eq!(event.tag_count, 25_000);
+    assert!(event.tags.is_none());
+    let reference = event.tags_ref.as_ref().unwrap();
+    assert_eq!(reference.bucket, names::TAG_LISTS_BUCKET);
+    assert_eq!(reference.key, event.tag_set_digest);
+    let tags = bus.tag_list(event).await.unwrap().unwrap();
+    assert_eq!(tags.len(), 25_000);
+    assert_eq!(tags[0], "build-000001");
+    assert_eq!(tags[24_999], "v0");
+    scanners.stop().await;
+}
+
+#[tokio::test]
+async fn tags_outside_the_oci_grammar_are_dropped_and_reported() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0"]).await;
+    registry.add_tags_in_storage(
+        "demo/app",
+        "1.0.0",
+        &["-bad".to_string(), ".hidden".to_string()],
+    );
+    apply(
+        &store,
+        &repository("app", &format!("{}/demo/app", registry.host()), "1h", ""),
+    )
+    .await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+    let got = wait_for_discovered(&bus, 1).await;
+    assert_eq!(got[0].tags.as_deref(), Some(&strings(&["1.0.0"])[..]));
+    let status = status(&store, "app").await.unwrap();
+    assert!(
+        status.message.contains("2 tag(s) dropped"),
+        "{}",
+        status.message
+    );
+    assert!(status.message.contains("\"-bad\""), "{}", status.message);
+    scanners.stop().await;
+}
