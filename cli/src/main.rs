@@ -11,6 +11,7 @@ mod get;
 mod objects;
 mod output;
 mod policy;
+mod reconcile;
 mod replay;
 mod update;
 
@@ -46,6 +47,8 @@ enum Command {
     Get(get::Args),
     /// Delete a stored object.
     Delete(delete::Args),
+    /// Ask for a scan now and wait for its result.
+    Reconcile(reconcile::Args),
     /// The event log as a timeline.
     Audit(audit::AuditArgs),
     /// The causal chain of a commit, from the push back to the scan.
@@ -95,6 +98,7 @@ async fn main() -> ExitCode {
         Command::Apply(args) => apply::run(&cli, args).await,
         Command::Get(args) => get::run(&cli, args).await,
         Command::Delete(args) => delete::run(&cli, args).await,
+        Command::Reconcile(args) => reconcile::run(&cli, args).await,
         Command::Audit(args) => audit::audit(&cli, args).await,
         Command::Why(args) => audit::why(&cli, args).await,
         Command::Replay(args) => replay::run(&cli, args).await,
