@@ -352,6 +352,56 @@ fn setup(what: String, error: impl std::fmt::Display) -> BusError {
     }
 }
 
+/// How a process authenticates to NATS. Secrets come from files or the
+/// environment, never from the command line, and are never logged.
+#[derive(Debug, Clone, Default)]
+pub struct NatsAuth {
+    /// User name (with `password`).
+    pub user: Option<String>,
+    /// Password for `user`.
+    pub password: Option<String>,
+    /// A bearer token.
+    pub token: Option<String>,
+    /// A `.creds` file (JWT + nkey seed), as NATS accounts issue.
+    pub creds_file: Option<std::path::PathBuf>,
+    /// A file holding an nkey seed (`SU…`).
+    pub nkey_file: Option<std::path::PathBuf>,
+    /// CA bundle to verify the server; implies TLS.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    pub tls_client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl NatsAuth {
+    async fn apply(
+        &self,
+        mut options: async_nats::ConnectOptions,
+    ) -> std::io::Result<async_nats::ConnectOptions> {
+        if let (Some(user), Some(password)) = (&self.user, &self.password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &self.token {
+            options = options.token(token.clone());
+        }
+        if let Some(path) = &self.nkey_file {
+            let seed = std::fs::read_to_string(path)?;
+            options = options.nkey(seed.trim().to_string());
+        }
+        if let Some(path) = &self.creds_file {
+            options = options.credentials_file(path).await?;
+        }
+        if let Some(ca) = &self.tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &self.tls_client {
+            options = options
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
+        }
+        Ok(options)
+    }
+}
+
 /// A connection to the bus with the topology declared.
 #[derive(Clone)]
 pub struct Bus {
@@ -370,16 +420,33 @@ impl Bus {
         source: impl Into<String>,
         settings: BusSettings,
     ) -> Result<Self, BusError> {
+        Self::connect_with(url, &NatsAuth::default(), source, settings).await
+    }
+
+    /// [`Bus::connect`] with credentials and TLS. Reconnection after a server
+    /// restart is unlimited: a service waits for NATS rather than dying.
+    pub async fn connect_with(
+        url: &str,
+        auth: &NatsAuth,
+        source: impl Into<String>,
+        settings: BusSettings,
+    ) -> Result<Self, BusError> {
         let source = source.into();
-        let client = async_nats::ConnectOptions::new()
+        let unreachable = |reason: String| BusError::Unreachable {
+            url: url.to_string(),
+            reason,
+        };
+        let options = auth
+            .apply(async_nats::ConnectOptions::new())
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let client = options
             .name(source.clone())
             .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None)
             .connect(url)
             .await
-            .map_err(|e| BusError::Unreachable {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| unreachable(e.to_string()))?;
         let js = jetstream::new(client.clone());
         ensure_topology(&js, &settings).await?;
         Ok(Self {

@@ -73,14 +73,37 @@ pub async fn shutdown_signal() {
 #[derive(Debug, Clone, clap::Args)]
 pub struct BusArgs {
     /// NATS server URL.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        global = true,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub nats_url: String,
     /// This instance's name in event sources (default: the host name).
-    #[arg(long, env = "TAGRELAY_INSTANCE")]
+    #[arg(long, global = true, env = "TAGRELAY_INSTANCE")]
     pub instance: Option<String>,
     /// Replicas of streams and buckets (3 on a JetStream cluster).
-    #[arg(long, env = "TAGRELAY_REPLICAS", default_value_t = 1)]
+    #[arg(long, global = true, env = "TAGRELAY_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
+    /// NATS user (the password comes from `NATS_PASSWORD` only).
+    #[arg(long, global = true, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS credentials file (`.creds`).
+    #[arg(long, global = true, env = "NATS_CREDS")]
+    pub nats_creds: Option<std::path::PathBuf>,
+    /// File holding an nkey seed.
+    #[arg(long, global = true, env = "NATS_NKEY_FILE")]
+    pub nats_nkey: Option<std::path::PathBuf>,
+    /// CA bundle to verify the NATS server (enables TLS).
+    #[arg(long, global = true, env = "NATS_TLS_CA")]
+    pub nats_tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate for mutual TLS (with `--nats-tls-key`).
+    #[arg(long, global = true, env = "NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<std::path::PathBuf>,
+    /// Client key for mutual TLS.
+    #[arg(long, global = true, env = "NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<std::path::PathBuf>,
 }
 
 impl BusArgs {
@@ -91,7 +114,21 @@ impl BusArgs {
             ..Default::default()
         };
         let source = source_name(service, self.instance.as_deref());
-        crate::bus::Bus::connect(&self.nats_url, source, settings).await
+        crate::bus::Bus::connect_with(&self.nats_url, &self.auth(), source, settings).await
+    }
+
+    /// The credentials these flags and the environment name.
+    pub fn auth(&self) -> crate::bus::NatsAuth {
+        let secret = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        crate::bus::NatsAuth {
+            user: self.nats_user.clone(),
+            password: secret("NATS_PASSWORD"),
+            token: secret("NATS_TOKEN"),
+            creds_file: self.nats_creds.clone(),
+            nkey_file: self.nats_nkey.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_client: self.nats_tls_cert.clone().zip(self.nats_tls_key.clone()),
+        }
     }
 }
 

@@ -53,10 +53,17 @@ impl NatsServer {
     /// Starts a server with JetStream on a free port and waits until it
     /// accepts connections.
     pub fn start() -> Self {
+        Self::start_with_config("")
+    }
+
+    /// Starts a server whose configuration file holds `config` (accounts,
+    /// users, permissions, TLS) in addition to JetStream on a free port.
+    pub fn start_with_config(config: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tagrelay-nats-")
             .tempdir()
             .expect("temp dir");
+        std::fs::write(dir.path().join("nats.conf"), config).expect("nats config");
         let mut server = Self {
             child: None,
             port: free_port(),
@@ -70,6 +77,8 @@ impl NatsServer {
         let binary = find_executable("nats-server", "NATS_SERVER_BIN").expect(NATS_INSTALL_HINT);
         let log = File::create(self.dir.path().join("nats.log")).expect("log file");
         let child = Command::new(binary)
+            .arg("-c")
+            .arg(self.dir.path().join("nats.conf"))
             .args([
                 "-js",
                 "-a",
