@@ -18,23 +18,15 @@ mod update;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tagrelay_proto::bus::{Bus, BusSettings};
+use tagrelay_proto::bus::Bus;
+use tagrelay_proto::runtime::BusArgs;
 
 /// Keeps container image tags in Git up to date with what registries publish.
 #[derive(Parser)]
 #[command(name = "tagrelay", version, about, propagate_version = true)]
 struct Cli {
-    /// NATS server URL.
-    #[arg(
-        long,
-        global = true,
-        env = "NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    nats_url: String,
-    /// Replicas of streams and buckets (3 on a JetStream cluster).
-    #[arg(long, global = true, env = "TAGRELAY_REPLICAS", default_value_t = 1)]
-    replicas: usize,
+    #[command(flatten)]
+    bus_args: BusArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -83,11 +75,7 @@ impl From<tagrelay_proto::bus::BusError> for Failure {
 
 impl Cli {
     async fn bus(&self) -> Result<Bus, Failure> {
-        let settings = BusSettings {
-            replicas: self.replicas,
-            ..BusSettings::default()
-        };
-        Ok(Bus::connect(&self.nats_url, "cli", settings).await?)
+        Ok(self.bus_args.connect("cli").await?)
     }
 }
 
