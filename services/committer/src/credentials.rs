@@ -119,6 +119,24 @@ pub fn load(secrets_dir: &Path, namespace: &str, name: &str) -> Result<GitAuth, 
     }
 }
 
+/// Standard base64 (RFC 4648), for the basic-auth header.
+pub fn base64(input: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let at = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (at(0) << 16) | (at(1) << 8) | at(2);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Removes credentials from a URL, for events and logs: all user info of an
 /// HTTP(S) URL (a token may be the user name), the password of any other
 /// (`ssh://git@host` keeps its user, which is not a secret).
@@ -182,6 +200,14 @@ mod tests {
         let err = load(dir.path(), "ns", "missing").unwrap_err();
         assert!(err.to_string().contains("mount the Secret"), "{err}");
         assert!(load(dir.path(), "..", "ns").is_err());
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 
     #[test]

@@ -61,8 +61,10 @@ pub enum GitError {
     Objects(String),
 }
 
+/// gix errors chain their causes; `{:#}` shows the whole chain, which is
+/// what an operator needs ("handshake failed" alone says little).
 fn objects_err(e: impl std::fmt::Display) -> GitError {
-    GitError::Objects(e.to_string())
+    GitError::Objects(format!("{e:#}"))
 }
 
 /// Where the bare clone of `url` lives under `root`: one directory per
@@ -77,7 +79,7 @@ pub fn cache_path(root: &Path, url: &str) -> PathBuf {
 pub fn open_or_init(path: &Path) -> Result<gix::ThreadSafeRepository, GitError> {
     let cache_err = |e: &dyn std::fmt::Display| GitError::Cache {
         path: path.display().to_string(),
-        reason: e.to_string(),
+        reason: format!("{e:#}"),
     };
     let repo = if path.join("objects").is_dir() {
         gix::open(path).map_err(|e| cache_err(&e))?
@@ -110,7 +112,7 @@ pub fn fetch(
 ) -> Result<BTreeMap<String, ObjectId>, GitError> {
     let fetch_err = |e: &dyn std::fmt::Display| GitError::Fetch {
         remote: display_url.to_string(),
-        reason: e.to_string(),
+        reason: format!("{e:#}"),
     };
     let mut repo = repo.clone();
     if let GitAuth::Ssh {
@@ -133,43 +135,31 @@ pub fn fetch(
     let mut connection = remote
         .connect(gix::remote::Direction::Fetch)
         .map_err(|e| fetch_err(&e))?;
-    if let GitAuth::Bearer { token } = auth {
+    // Credentials go as a preemptive `Authorization` header: gix's own
+    // credential flow refuses plain-HTTP remotes, which `git` (used for
+    // the push) accepts, and both must see the same remote the same way.
+    let header = match auth {
+        GitAuth::Bearer { token } => Some(format!("Authorization: Bearer {token}")),
+        GitAuth::Basic {
+            username, password, ..
+        } => Some(format!(
+            "Authorization: Basic {}",
+            crate::credentials::base64(format!("{username}:{password}").as_bytes())
+        )),
+        _ => None,
+    };
+    if let Some(header) = header {
         let options = gix::protocol::transport::client::blocking_io::http::Options {
-            extra_headers: vec![format!("Authorization: Bearer {token}")],
+            extra_headers: vec![header],
             ..Default::default()
         };
         connection = connection.with_transport_options(Box::new(options));
     }
-    let outcome = match auth {
-        GitAuth::Basic {
-            username, password, ..
-        } => {
-            let (username, password) = (username.clone(), password.clone());
-            connection
-                .with_credentials(move |action| match action {
-                    gix::credentials::helper::Action::Get(context) => {
-                        Ok(Some(gix::credentials::protocol::Outcome {
-                            identity: gix::sec::identity::Account {
-                                username: username.clone(),
-                                password: password.clone(),
-                                oauth_refresh_token: None,
-                            },
-                            next: context.into(),
-                        }))
-                    }
-                    _ => Ok(None),
-                })
-                .prepare_fetch(gix::progress::Discard, Default::default())
-                .map_err(|e| fetch_err(&e))?
-                .receive(gix::progress::Discard, &AtomicBool::new(false))
-                .map_err(|e| fetch_err(&e))?
-        }
-        _ => connection
-            .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| fetch_err(&e))?
-            .receive(gix::progress::Discard, &AtomicBool::new(false))
-            .map_err(|e| fetch_err(&e))?,
-    };
+    let outcome = connection
+        .prepare_fetch(gix::progress::Discard, Default::default())
+        .map_err(|e| fetch_err(&e))?
+        .receive(gix::progress::Discard, &AtomicBool::new(false))
+        .map_err(|e| fetch_err(&e))?;
     let mut refs = BTreeMap::new();
     for r in &outcome.ref_map.remote_refs {
         let (name, target, peeled) = r.unpack();

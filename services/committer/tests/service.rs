@@ -1,0 +1,885 @@
+//! The committer against real Git remotes (`file://` bare repositories and
+//! smart HTTP through `git http-backend`) and a real nats-server.
+//!
+//! Policy state is written the way the resolver writes it (a
+//! `PolicySelection` in the policy-state bucket, announced by a
+//! `PolicyResolved` whose stream sequence the selection records): that
+//! record is the contract between the two stages.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use futures::StreamExt;
+use tagrelay_committer::service::{Committer, Outcome, Settings};
+use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
+use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey, FLUX_V1_FILTER_ANNOTATION};
+use tagrelay_proto::event::{
+    CommitPushed, Envelope, Event, Failure, ObjectRef, PolicyResolved, ResolveCause, SelectedImage,
+};
+use tagrelay_proto::names;
+use tagrelay_proto::state::PolicySelection;
+use tagrelay_testkit::git::{BareRepo, HttpRemote, Seed};
+use tagrelay_testkit::NatsServer;
+
+const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app
+  namespace: apps
+spec:
+  template:
+    spec:
+      containers:
+        - name: app
+          # the tag moves; the comment stays
+          image: registry.example/app:1.0.0 # {\"$imagepolicy\": \"flux-system:app\"}
+          ports: [{containerPort: 80}]
+";
+
+const KUSTOMIZATION: &str = "\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+images:
+- name: app
+  newTag: \"1.0.0\" # {\"$imagepolicy\": \"flux-system:app:tag\"}
+";
+
+struct Env {
+    _server: NatsServer,
+    url: String,
+    bus: Bus,
+    store: ConfigStore,
+    dirs: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let server = NatsServer::start();
+    let url = server.url();
+    let bus = Bus::connect(&url, "test", BusSettings::default())
+        .await
+        .unwrap();
+    let store = bus.config_store().await.unwrap();
+    Env {
+        _server: server,
+        url,
+        bus,
+        store,
+        dirs: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Env {
+    fn settings(&self, instance: &str) -> Settings {
+        Settings {
+            cache_dir: self.dirs.path().join(instance).join("cache"),
+            secrets_dir: self.dirs.path().join("secrets"),
+        }
+    }
+
+    async fn committer(&self, instance: &str) -> Committer {
+        let bus = Bus::connect(
+            &self.url,
+            format!("committer/{instance}"),
+            BusSettings::default(),
+        )
+        .await
+        .unwrap();
+        Committer::new(&bus, self.settings(instance)).await.unwrap()
+    }
+
+    async fn apply(&self, yaml: &str) {
+        for doc in load_documents(yaml).unwrap() {
+            self.store
+                .put(&Object::decode(&doc.value).unwrap())
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Does what the resolver does when a policy moves: publishes
+    /// `PolicyResolved` and records the selection with its sequence.
+    async fn resolve(&self, namespace: &str, policy: &str, image: &str, tag: &str) -> Envelope {
+        let state = self.bus.bucket(names::POLICY_STATE_BUCKET).await.unwrap();
+        let key = ObjectKey::new(Kind::ImagePolicy, namespace, policy).bucket_key();
+        let previous: Option<PolicySelection> = state
+            .get(&key)
+            .await
+            .unwrap()
+            .map(|b| serde_json::from_slice(&b).unwrap());
+        let envelope = Envelope::new(
+            "resolver/test",
+            Event::PolicyResolved(PolicyResolved {
+                policy: ObjectRef::new(namespace, policy),
+                repository: ObjectRef::new(namespace, policy),
+                image: image.into(),
+                previous: previous.as_ref().map(|p| p.selected.clone()),
+                current: SelectedImage {
+                    tag: tag.into(),
+                    digest: None,
+                },
+                cause: ResolveCause::TagsChanged,
+                tag_set_digest: "sha256:test".into(),
+            }),
+        );
+        let published = self.bus.publish(&envelope).await.unwrap();
+        let selection = PolicySelection {
+            image: image.into(),
+            selected: SelectedImage {
+                tag: tag.into(),
+                digest: None,
+            },
+            source_sequence: published.sequence,
+            rules_hash: "test".into(),
+            resolved_sequence: published.sequence,
+            updated_at: chrono::Utc::now(),
+        };
+        state
+            .put(&key, serde_json::to_vec(&selection).unwrap().into())
+            .await
+            .unwrap();
+        envelope
+    }
+
+    async fn events(&self, filter: &str) -> Vec<Envelope> {
+        let stream = self
+            .bus
+            .jetstream()
+            .get_stream(names::EVENTS_STREAM)
+            .await
+            .unwrap();
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: filter.to_string(),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let mut messages = consumer.messages().await.unwrap();
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_millis(300), messages.next()).await
+        {
+            out.push(Envelope::from_json(&message.payload).unwrap());
+        }
+        out
+    }
+
+    async fn pushed(&self) -> Vec<CommitPushed> {
+        self.events(names::COMMIT_FILTER)
+            .await
+            .into_iter()
+            .filter_map(|e| match e.payload {
+                Event::CommitPushed(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn failed(&self) -> Vec<Failure> {
+        self.events(names::FAILED_FILTER)
+            .await
+            .into_iter()
+            .filter_map(|e| match e.payload {
+                Event::CommitFailed(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn config(url: &str, extra_git: &str, path: &str) -> String {
+    format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: fleet, namespace: flux-system}}
+spec:
+  url: {url}
+  interval: 1m
+  ref: {{branch: main}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata: {{name: app, namespace: flux-system}}
+spec: {{image: registry.example/app, interval: 1m}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImagePolicy
+metadata: {{name: app, namespace: flux-system}}
+spec:
+  imageRepositoryRef: {{name: app}}
+  policy: {{semver: {{range: '>=1.0.0'}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageUpdateAutomation
+metadata: {{name: fleet, namespace: flux-system}}
+spec:
+  interval: 1h
+  sourceRef: {{kind: GitRepository, name: fleet}}
+  update: {{path: {path}}}
+  git:
+    commit:
+      author: {{name: tagrelay, email: bot@example.com}}
+{extra_git}"
+    )
+}
+
+fn automation_key() -> ObjectKey {
+    ObjectKey::new(Kind::ImageUpdateAutomation, "flux-system", "fleet")
+}
+
+fn seeded() -> BareRepo {
+    BareRepo::seeded(
+        "main",
+        &[
+            Seed::file("apps/app.yaml", DEPLOYMENT),
+            Seed::file("apps/kustomization.yaml", KUSTOMIZATION),
+            Seed::file("apps/other.yaml", "kind: ConfigMap\ndata: {a: b}\n"),
+            Seed::file("outside/app.yaml", DEPLOYMENT),
+            Seed::file(
+                "README.md",
+                "not a manifest # {\"$imagepolicy\": \"flux-system:app\"}\n",
+            ),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn a_policy_move_becomes_exactly_one_commit_with_the_right_bytes_and_event() {
+    let env = env().await;
+    let repo = seeded();
+    env.apply(&config(&repo.url(), "", "./apps")).await;
+    let seed_tip = repo.tip("main").unwrap();
+    let cause = env
+        .resolve("flux-system", "app", "registry.example/app", "1.2.0")
+        .await;
+
+    let committer = env.committer("a").await;
+    let outcome = committer
+        .reconcile(&automation_key(), Some(&cause))
+        .await
+        .unwrap();
+    let Outcome::Pushed(pushed) = outcome else {
+        panic!("expected a push, got {outcome:?}")
+    };
+
+    assert_eq!(
+        repo.read_text("main", "apps/app.yaml").unwrap(),
+        DEPLOYMENT.replace("app:1.0.0 #", "app:1.2.0 #")
+    );
+    assert_eq!(
+        repo.read_text("main", "apps/kustomization.yaml").unwrap(),
+        KUSTOMIZATION.replace("\"1.0.0\"", "\"1.2.0\"")
+    );
+    assert_eq!(
+        repo.read_text("main", "outside/app.yaml").unwrap(),
+        DEPLOYMENT,
+        "files outside update.path are never touched"
+    );
+    assert_eq!(
+        repo.log("main"),
+        vec![pushed.commit.clone(), seed_tip.clone()],
+        "exactly one commit on top of the seed"
+    );
+
+    assert_eq!(pushed.remote, repo.url());
+    assert_eq!(pushed.branch, "main");
+    assert_eq!(pushed.parent.as_deref(), Some(seed_tip.as_str()));
+    assert_eq!(pushed.causes, vec![cause.id.clone()]);
+    let changes: Vec<(String, String, String, String)> = pushed
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                c.file.clone(),
+                c.old.clone(),
+                c.new.clone(),
+                c.setter.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            (
+                "apps/app.yaml".into(),
+                "registry.example/app:1.0.0".into(),
+                "registry.example/app:1.2.0".into(),
+                "flux-system:app".into()
+            ),
+            (
+                "apps/kustomization.yaml".into(),
+                "1.0.0".into(),
+                "1.2.0".into(),
+                "flux-system:app:tag".into()
+            ),
+        ]
+    );
+    let announced = env.events(names::COMMIT_FILTER).await;
+    assert_eq!(announced.len(), 1);
+    assert_eq!(announced[0].payload, Event::CommitPushed(pushed.clone()));
+    assert_eq!(
+        announced[0].causation_id.as_deref(),
+        Some(cause.id.as_str())
+    );
+    assert_eq!(announced[0].correlation_id, cause.correlation_id);
+
+    let message = repo.message(&pushed.commit);
+    assert!(
+        message.starts_with("Update from image update automation\n\n"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Tagrelay-Automation: flux-system/fleet\n"),
+        "{message}"
+    );
+    assert!(message.contains("Tagrelay-Change: apps/app.yaml registry.example/app:1.0.0 -> registry.example/app:1.2.0 (flux-system:app)\n"), "{message}");
+    assert!(
+        message.contains(&format!("Tagrelay-Cause: {}\n", cause.id)),
+        "{message}"
+    );
+    let author = repo.git(&["log", "-1", "--format=%an <%ae>", &pushed.commit]);
+    assert_eq!(author.trim(), "tagrelay <bot@example.com>");
+
+    let status = env.store.status(&automation_key()).await.unwrap().unwrap();
+    assert!(status.ready, "{status:?}");
+    assert_eq!(
+        status.last_push_commit.as_deref(),
+        Some(pushed.commit.as_str())
+    );
+    assert!(status.last_push_time.is_some());
+
+    // The same trigger again (a redelivery), and a fresh instance: nothing.
+    for instance in ["a", "b"] {
+        let again = env.committer(instance).await;
+        assert_eq!(
+            again
+                .reconcile(&automation_key(), Some(&cause))
+                .await
+                .unwrap(),
+            Outcome::UpToDate
+        );
+    }
+    assert_eq!(repo.log("main").len(), 2);
+    assert_eq!(env.pushed().await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_service_commits_on_policy_resolved_over_smart_http_with_basic_auth() {
+    tagrelay_proto::runtime::install_crypto_provider();
+    let env = env().await;
+    let repo = seeded();
+    let server = HttpRemote::serve(&repo.scratch(), Some(("bot", "s3cret-pw")));
+    let secret = env.dirs.path().join("secrets/flux-system/git-auth");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("username"), "bot\n").unwrap();
+    std::fs::write(secret.join("password"), "s3cret-pw\n").unwrap();
+    let body = "Automated image update\n\nAutomation name: {{ .AutomationObject }}\n\nFiles:\n{{ range $filename, $_ := .Changed.FileChanges -}}\n- {{ $filename }}\n{{ end -}}\n\nObjects:\n{{ range $resource, $changes := .Changed.Objects -}}\n- {{ $resource.Kind }} {{ $resource.Name }}\n  Changes:\n{{- range $_, $change := $changes }}\n    - {{ $change.OldValue }} -> {{ $change.NewValue }}\n{{ end -}}\n{{ end -}}\n";
+    // Flux's documented template, as a YAML literal block under commit.
+    let template: String = std::iter::once("      messageTemplate: |\n".to_string())
+        .chain(body.lines().map(|l| {
+            if l.is_empty() {
+                "\n".to_string()
+            } else {
+                format!("        {l}\n")
+            }
+        }))
+        .collect();
+    let yaml = config(&server.url("remote.git"), &template, "apps").replace(
+        "  ref: {branch: main}\n",
+        "  ref: {branch: main}\n  secretRef: {name: git-auth}\n",
+    );
+    env.apply(&yaml).await;
+
+    let bus = Bus::connect(&env.url, "committer/svc", BusSettings::default())
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let settings = env.settings("svc");
+    let service = tokio::spawn(async move {
+        tagrelay_committer::run(&bus, settings, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let cause = env
+        .resolve("flux-system", "app", "registry.example/app", "1.3.0")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pushed = loop {
+        let pushed = env.pushed().await;
+        if let Some(p) = pushed.first() {
+            break p.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no CommitPushed; failures: {:?}",
+            env.failed().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = stop.send(());
+    service.await.unwrap();
+
+    assert_eq!(repo.tip("main").as_deref(), Some(pushed.commit.as_str()));
+    assert!(pushed.causes.contains(&cause.id));
+    assert_eq!(pushed.remote, server.url("remote.git"));
+    let message = repo.message(&pushed.commit);
+    let expected = "Automated image update\n\nAutomation name: flux-system/fleet\n\nFiles:\n- apps/app.yaml\n- apps/kustomization.yaml\nObjects:\n- Deployment app\n  Changes:\n    - registry.example/app:1.0.0 -> registry.example/app:1.3.0\n- Kustomization \n  Changes:\n    - 1.0.0 -> 1.3.0\n\nTagrelay-Automation: flux-system/fleet\n";
+    assert!(message.starts_with(expected), "{message}");
+    // The password is nowhere but in the Secret: not in events, not in the
+    // cache's configuration or refs.
+    let all_events = env.events("tagrelay.>").await;
+    for e in &all_events {
+        assert!(!String::from_utf8_lossy(&e.to_json().unwrap()).contains("s3cret-pw"));
+    }
+    let cache = env.settings("svc").cache_dir;
+    for entry in walk_files(&cache) {
+        if entry.extension().is_some_and(|e| e == "pack" || e == "idx") {
+            continue;
+        }
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("s3cret-pw"),
+            "secret leaked into {}",
+            entry.display()
+        );
+    }
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk_files(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// A pre-receive hook that, the first time a push arrives, lands a human
+/// commit on `main` first, so the bot's compare-and-swap fails exactly as
+/// it does when a person pushes between the bot's fetch and its push.
+const RACING_HOOK: &str = "#!/bin/sh
+if [ ! -e \"$GIT_DIR/raced\" ]; then
+  touch \"$GIT_DIR/raced\"
+  unset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES
+  parent=$(git rev-parse refs/heads/main)
+  blob=$(echo 'human: true' | git hash-object -w --stdin)
+  export GIT_INDEX_FILE=\"$GIT_DIR/race-index\"
+  git read-tree \"$parent\"
+  git update-index --add --cacheinfo 100644,\"$blob\",apps/human.yaml
+  tree=$(git write-tree)
+  c=$(GIT_AUTHOR_NAME=Human GIT_AUTHOR_EMAIL=h@example.com GIT_COMMITTER_NAME=Human GIT_COMMITTER_EMAIL=h@example.com git commit-tree \"$tree\" -p \"$parent\" -m 'human edit')
+  git update-ref refs/heads/main \"$c\" \"$parent\"
+fi
+exit 0
+";
+
+#[tokio::test]
+async fn a_human_commit_racing_the_bot_is_kept_and_the_change_reapplied_on_top() {
+    let env = env().await;
+    let repo = seeded();
+    repo.install_hook("pre-receive", RACING_HOOK);
+    env.apply(&config(&repo.url(), "", "apps")).await;
+    let seed_tip = repo.tip("main").unwrap();
+    env.resolve("flux-system", "app", "registry.example/app", "1.4.0")
+        .await;
+
+    let committer = env.committer("a").await;
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push; failures: {:?}", env.failed().await)
+    };
+    let log = repo.log("main");
+    assert_eq!(log.len(), 3, "seed, human, bot: {log:?}");
+    assert_eq!(log[0], pushed.commit);
+    assert_eq!(log[2], seed_tip);
+    assert_eq!(
+        pushed.parent.as_deref(),
+        Some(log[1].as_str()),
+        "re-applied on the human commit"
+    );
+    assert_eq!(repo.message(&log[1]).trim(), "human edit");
+    assert_eq!(
+        repo.read_text("main", "apps/human.yaml").as_deref(),
+        Some("human: true\n")
+    );
+    assert!(repo
+        .read_text("main", "apps/app.yaml")
+        .unwrap()
+        .contains("app:1.4.0 #"));
+    assert_eq!(env.pushed().await.len(), 1);
+}
+
+#[tokio::test]
+async fn two_committers_at_once_make_one_commit_and_one_announcement() {
+    let env = env().await;
+    let repo = seeded();
+    env.apply(&config(&repo.url(), "", "apps")).await;
+    let seed_tip = repo.tip("main").unwrap();
+    let cause = env
+        .resolve("flux-system", "app", "registry.example/app", "2.0.0")
+        .await;
+    let (a, b) = (env.committer("a").await, env.committer("b").await);
+    let key = automation_key();
+    let (ra, rb) = tokio::join!(
+        a.reconcile(&key, Some(&cause)),
+        b.reconcile(&key, Some(&cause))
+    );
+    let outcomes = [ra.unwrap(), rb.unwrap()];
+    assert!(
+        outcomes.iter().any(|o| matches!(o, Outcome::Pushed(_))),
+        "{outcomes:?}"
+    );
+    let log = repo.log("main");
+    assert_eq!(log.len(), 2, "one commit: {log:?}");
+    assert_eq!(log[1], seed_tip);
+    let pushed = env.pushed().await;
+    assert_eq!(pushed.len(), 1, "{pushed:#?}");
+    assert_eq!(pushed[0].commit, log[0]);
+    assert!(env.failed().await.is_empty());
+}
+
+/// A pre-receive hook that holds the push until the test says how it ends:
+/// it touches `started`, then waits for `accept` or `reject`.
+const HOLDING_HOOK: &str = "#!/bin/sh
+touch \"$GIT_DIR/started\"
+while true; do
+  [ -e \"$GIT_DIR/accept\" ] && exit 0
+  [ -e \"$GIT_DIR/reject\" ] && { echo 'held and refused'; exit 1; }
+  sleep 0.05
+done
+";
+
+fn start_binary(env: &Env, instance: &str) -> Child {
+    let settings = env.settings(instance);
+    Command::new(env!("CARGO_BIN_EXE_tagrelay-committer"))
+        .args(["--nats-url", &env.url, "--instance", instance])
+        .arg("--cache-dir")
+        .arg(&settings.cache_dir)
+        .arg("--secrets-dir")
+        .arg(&settings.secrets_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn killed_mid_push(end: &str) -> (Env, BareRepo, String, Envelope) {
+    let env = env().await;
+    let repo = seeded();
+    repo.install_hook("pre-receive", HOLDING_HOOK);
+    env.apply(&config(&repo.url(), "", "apps")).await;
+    let seed_tip = repo.tip("main").unwrap();
+    let cause = env
+        .resolve("flux-system", "app", "registry.example/app", "3.0.0")
+        .await;
+    let mut first = start_binary(&env, "one");
+    wait_for_file(&repo.path().join("started")).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::fs::remove_file(repo.path().join("started")).unwrap();
+    std::fs::write(repo.path().join(end), "").unwrap();
+    (env, repo, seed_tip, cause)
+}
+
+#[tokio::test]
+async fn killed_after_commit_before_push_lands_the_same_single_commit_after_restart() {
+    let (env, repo, seed_tip, cause) = killed_mid_push("reject").await;
+    // The push the dead process started was refused: nothing landed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(repo.log("main"), vec![seed_tip.clone()]);
+    std::fs::remove_file(repo.path().join("reject")).unwrap();
+    std::fs::write(repo.path().join("accept"), "").unwrap();
+    let mut second = start_binary(&env, "one");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.pushed().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "never pushed; failures {:?}",
+            env.failed().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let log = repo.log("main");
+    assert_eq!(log.len(), 2, "{log:?}");
+    let pushed = env.pushed().await;
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(pushed[0].commit, log[0]);
+    assert_eq!(pushed[0].causes, vec![cause.id]);
+}
+
+#[tokio::test]
+async fn killed_after_the_push_landed_announces_it_once_after_restart_without_a_second_commit() {
+    let (env, repo, seed_tip, cause) = killed_mid_push("accept").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while repo.log("main").len() < 2 {
+        assert!(Instant::now() < deadline, "the orphaned push never landed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        env.pushed().await.is_empty(),
+        "the dead process announced nothing"
+    );
+    let landed = repo.tip("main").unwrap();
+    let committer = env.committer("one").await;
+    assert_eq!(
+        committer.reconcile(&automation_key(), None).await.unwrap(),
+        Outcome::UpToDate
+    );
+    assert_eq!(repo.log("main"), vec![landed.clone(), seed_tip.clone()]);
+    let pushed = env.pushed().await;
+    assert_eq!(pushed.len(), 1, "{pushed:#?}");
+    assert_eq!(pushed[0].commit, landed);
+    assert_eq!(pushed[0].parent.as_deref(), Some(seed_tip.as_str()));
+    assert_eq!(pushed[0].causes, vec![cause.id]);
+    assert_eq!(pushed[0].changes.len(), 2);
+    // Again: still once.
+    committer.reconcile(&automation_key(), None).await.unwrap();
+    assert_eq!(env.pushed().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_symlink_out_of_the_repository_and_a_malformed_file_are_skipped_and_reported() {
+    let env = env().await;
+    let repo = BareRepo::seeded(
+        "main",
+        &[
+            Seed::file("apps/app.yaml", DEPLOYMENT),
+            Seed::symlink("apps/escape.yaml", "../../../etc/hostname"),
+            Seed::symlink("apps/alias.yaml", "app.yaml"),
+            Seed::file(
+                "apps/broken.yaml",
+                "image: registry.example/app:1.0.0 # {\"$imagepolicy\": \"flux-system:app\"}\n  bad: [indent\n",
+            ),
+        ],
+    );
+    env.apply(&config(&repo.url(), "", "apps")).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.5.0")
+        .await;
+    let committer = env.committer("a").await;
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push")
+    };
+    let files: Vec<&str> = pushed.changes.iter().map(|c| c.file.as_str()).collect();
+    assert_eq!(files, vec!["apps/app.yaml"]);
+    assert!(repo
+        .read_text("main", "apps/app.yaml")
+        .unwrap()
+        .contains("app:1.5.0 #"));
+    assert_eq!(
+        repo.git(&["cat-file", "-p", "main:apps/escape.yaml"]),
+        "../../../etc/hostname",
+        "the symlink itself is untouched"
+    );
+    assert!(repo
+        .read_text("main", "apps/broken.yaml")
+        .unwrap()
+        .contains("app:1.0.0"));
+    let status = env.store.status(&automation_key()).await.unwrap().unwrap();
+    assert!(
+        status.message.contains("apps/escape.yaml: symlink"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("points outside the repository"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status
+            .message
+            .contains("apps/broken.yaml: skipped: YAML syntax error"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn a_protected_branch_is_commit_failed_with_the_servers_words_and_nothing_lands() {
+    let env = env().await;
+    let repo = seeded();
+    repo.install_hook(
+        "pre-receive",
+        "#!/bin/sh\necho 'GL-HOOK-ERR: You are not allowed to push code to protected branches on this project.'\nexit 1\n",
+    );
+    env.apply(&config(&repo.url(), "", "apps")).await;
+    let seed_tip = repo.tip("main").unwrap();
+    let cause = env
+        .resolve("flux-system", "app", "registry.example/app", "1.6.0")
+        .await;
+    let committer = env.committer("a").await;
+    let outcome = committer
+        .reconcile(&automation_key(), Some(&cause))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    assert_eq!(repo.log("main"), vec![seed_tip]);
+    let failed = env.failed().await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].error.contains("pre-receive hook declined"),
+        "{}",
+        failed[0].error
+    );
+    assert!(
+        failed[0]
+            .error
+            .contains("not allowed to push code to protected branches"),
+        "{}",
+        failed[0].error
+    );
+    assert!(failed[0].will_retry);
+    assert!(env.pushed().await.is_empty());
+    let status = env.store.status(&automation_key()).await.unwrap().unwrap();
+    assert!(!status.ready);
+}
+
+#[tokio::test]
+async fn a_missing_push_branch_is_created_from_the_checkout_branch() {
+    let env = env().await;
+    let repo = seeded();
+    env.apply(&config(
+        &repo.url(),
+        "    push: {branch: image-updates}\n",
+        "apps",
+    ))
+    .await;
+    let main = repo.tip("main").unwrap();
+    env.resolve("flux-system", "app", "registry.example/app", "1.7.0")
+        .await;
+    let committer = env.committer("a").await;
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push")
+    };
+    assert_eq!(pushed.branch, "image-updates");
+    assert_eq!(
+        repo.tip("main").as_deref(),
+        Some(main.as_str()),
+        "main untouched"
+    );
+    assert_eq!(repo.log("image-updates"), vec![pushed.commit.clone(), main]);
+    // The next move builds on the push branch, not on main again.
+    env.resolve("flux-system", "app", "registry.example/app", "1.8.0")
+        .await;
+    let Outcome::Pushed(next) = committer.reconcile(&automation_key(), None).await.unwrap() else {
+        panic!("expected a second push")
+    };
+    assert_eq!(next.parent.as_deref(), Some(pushed.commit.as_str()));
+}
+
+const V1_DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: apps
+  annotations:
+    fluxcd.io/automated: \"true\"
+    fluxcd.io/tag.web: semver:~1.0
+spec:
+  template:
+    spec:
+      containers:
+      - name: web
+        image: registry.example/web:1.0.0
+";
+
+#[tokio::test]
+async fn flux_v1_workloads_get_derived_objects_their_tags_written_and_cleanup() {
+    let env = env().await;
+    let repo = BareRepo::seeded("main", &[Seed::file("apps/web.yaml", V1_DEPLOYMENT)]);
+    env.apply(&config(&repo.url(), "", "apps")).await;
+    let committer = env.committer("a").await;
+    assert_eq!(
+        committer.reconcile(&automation_key(), None).await.unwrap(),
+        Outcome::UpToDate
+    );
+    let derived: BTreeMap<Kind, Object> = env
+        .store
+        .list(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.metadata().name.starts_with("fluxv1-"))
+        .map(|o| (o.kind(), o))
+        .collect();
+    assert_eq!(derived.len(), 2, "{derived:#?}");
+    let Some(Object::ImagePolicy(policy)) = derived.get(&Kind::ImagePolicy) else {
+        panic!("no derived policy")
+    };
+    assert_eq!(
+        policy.metadata.annotations[FLUX_V1_FILTER_ANNOTATION],
+        "semver:~1.0"
+    );
+    let Some(Object::ImageRepository(repository)) = derived.get(&Kind::ImageRepository) else {
+        panic!("no derived repository")
+    };
+    assert_eq!(repository.spec.image, "registry.example/web");
+
+    env.resolve(
+        "flux-system",
+        &policy.metadata.name,
+        "registry.example/web",
+        "1.0.7",
+    )
+    .await;
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push")
+    };
+    assert_eq!(
+        repo.read_text("main", "apps/web.yaml").unwrap(),
+        V1_DEPLOYMENT.replace("web:1.0.0", "web:1.0.7")
+    );
+    assert_eq!(
+        pushed.changes[0].setter,
+        "apps:deployment/web container web"
+    );
+
+    repo.human_commit(
+        "main",
+        "apps/web.yaml",
+        &V1_DEPLOYMENT.replace("    fluxcd.io/automated: \"true\"\n", ""),
+        "stop automation",
+    );
+    committer.reconcile(&automation_key(), None).await.unwrap();
+    let left: Vec<String> = env
+        .store
+        .list(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.metadata().name.clone())
+        .filter(|n| n.starts_with("fluxv1-"))
+        .collect();
+    assert!(left.is_empty(), "derived objects left behind: {left:?}");
+}
