@@ -13,6 +13,7 @@ mod output;
 mod policy;
 mod reconcile;
 mod replay;
+mod run;
 mod update;
 
 use std::process::ExitCode;
@@ -47,6 +48,8 @@ enum Command {
     Why(audit::WhyArgs),
     /// Re-run recorded tag sets through the policy engine.
     Replay(replay::Args),
+    /// Run the services in this process.
+    Run(run::Args),
     /// Try policies offline.
     Policy(policy::Args),
     /// Rewrite manifests offline, as the committer would.
@@ -81,6 +84,7 @@ impl Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    tagrelay_proto::runtime::install_crypto_provider();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Apply(args) => apply::run(&cli, args).await,
@@ -90,6 +94,7 @@ async fn main() -> ExitCode {
         Command::Audit(args) => audit::audit(&cli, args).await,
         Command::Why(args) => audit::why(&cli, args).await,
         Command::Replay(args) => replay::run(&cli, args).await,
+        Command::Run(args) => run::run(&cli, args).await,
         Command::Policy(args) => policy::run(args),
         Command::Update(args) => update::run(args),
     };

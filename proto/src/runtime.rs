@@ -1,30 +1,12 @@
-//! Process plumbing every binary shares: logging, the TLS provider, the
-//! instance name and shutdown signals.
-
-use tracing_subscriber::EnvFilter;
+//! Process plumbing every binary shares: the TLS provider, bus flags,
+//! instance names, shutdown signals and health endpoints. (Logs, traces and
+//! metrics: [`crate::telemetry`].)
 
 /// Installs the process-wide rustls crypto provider. async-nats brings
 /// `ring` and reqwest brings `aws-lc-rs`; with both compiled in, rustls
 /// panics on the first TLS connection unless one is chosen up front.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Structured logs to stderr, filtered by `RUST_LOG` (default `info`);
-/// JSON lines when `TAGRELAY_LOG_FORMAT=json`.
-pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = if std::env::var("TAGRELAY_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-    if let Err(e) = result {
-        eprintln!("logging already initialised: {e}");
-    }
 }
 
 /// `service/instance`, the `source` of every event this process publishes.
@@ -182,4 +164,46 @@ pub async fn serve_health(
     axum::serve(listener, health_router(readiness))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Why a service process stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The bus failed (unreachable, topology, consumer).
+    #[error(transparent)]
+    Bus(#[from] crate::bus::BusError),
+    /// A local resource failed (listening socket, a configured file).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Serves [`health_router`] on `address`, if one is given, until `stop`
+/// resolves; the handle's result reports a failure to listen.
+pub fn spawn_health(
+    address: Option<std::net::SocketAddr>,
+    readiness: Readiness,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), ServeError>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let Some(address) = address else {
+            return Ok(());
+        };
+        serve_health(address, readiness, async {
+            let _ = stopped.await;
+        })
+        .await
+        .map_err(|source| ServeError::Io {
+            what: format!("health endpoints on {address}"),
+            source,
+        })
+    });
+    (stop, task)
 }

@@ -198,9 +198,28 @@ impl Registry {
     /// through the API costs about 0.1 s per tag, too slow for the tens of
     /// thousands large-repository tests and benchmarks need.
     pub fn add_tags_in_storage(&self, repository: &str, existing_tag: &str, tags: &[String]) {
-        let tags_dir = self.tags_dir(repository);
-        let link = std::fs::read(tags_dir.join(existing_tag).join("current/link"))
-            .expect("the existing tag's link: push it first");
+        self.copy_tags_in_storage(repository, existing_tag, repository, tags);
+    }
+
+    /// Like [`add_tags_in_storage`], but into another repository
+    /// `to_repository` (created if needed), for benchmarks with many
+    /// repositories.
+    ///
+    /// [`add_tags_in_storage`]: Registry::add_tags_in_storage
+    pub fn copy_tags_in_storage(
+        &self,
+        from_repository: &str,
+        existing_tag: &str,
+        to_repository: &str,
+        tags: &[String],
+    ) {
+        let link = std::fs::read(
+            self.tags_dir(from_repository)
+                .join(existing_tag)
+                .join("current/link"),
+        )
+        .expect("the existing tag's link: push it first");
+        let tags_dir = self.tags_dir(to_repository);
         for tag in tags {
             let current = tags_dir.join(tag).join("current");
             std::fs::create_dir_all(&current).expect("tag directory");

@@ -21,6 +21,7 @@ pub mod derive;
 pub mod git;
 pub mod message;
 pub mod objects;
+pub mod process;
 pub mod push;
 pub mod rewrite;
 pub mod service;

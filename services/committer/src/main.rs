@@ -1,8 +1,7 @@
 //! `tagrelay-committer`: the committer as its own process.
 
-use std::path::PathBuf;
-
 use clap::Parser;
+use tagrelay_committer::process::{serve, CommitterArgs};
 use tagrelay_proto::runtime::{self, BusArgs};
 
 /// The tagrelay committer: rewrites manifests in Git and publishes CommitPushed.
@@ -11,34 +10,16 @@ use tagrelay_proto::runtime::{self, BusArgs};
 struct Args {
     #[command(flatten)]
     bus: BusArgs,
-    /// Directory of the cached bare clones (one per remote).
-    #[arg(
-        long,
-        env = "TAGRELAY_CACHE_DIR",
-        default_value = "/var/cache/tagrelay/git"
-    )]
-    cache_dir: PathBuf,
-    /// Directory of mounted Git Secrets: `<dir>/<namespace>/<name>/<key>`
-    /// with Flux's keys (identity, known_hosts, username, password,
-    /// bearerToken).
-    #[arg(
-        long,
-        env = "TAGRELAY_SECRETS_DIR",
-        default_value = "/var/run/tagrelay/secrets"
-    )]
-    secrets_dir: PathBuf,
+    #[command(flatten)]
+    committer: CommitterArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     runtime::install_crypto_provider();
-    runtime::init_logging();
+    let _telemetry = tagrelay_proto::telemetry::init("tagrelay-committer");
     let args = Args::parse();
     let bus = args.bus.connect("committer").await?;
-    let settings = tagrelay_committer::Settings {
-        cache_dir: args.cache_dir,
-        secrets_dir: args.secrets_dir,
-    };
-    tagrelay_committer::run(&bus, settings, runtime::shutdown_signal()).await?;
+    serve(&bus, &args.committer, runtime::shutdown_signal()).await?;
     Ok(())
 }

@@ -32,14 +32,16 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use gix::ObjectId;
 use tagrelay_proto::bus::{
-    decode_message, Bus, BusError, ConfigChange, ConfigStore, PublishFailure,
+    decode_message, Bus, BusError, ConfigChange, ConfigStore, PublishFailure, Received,
 };
 use tagrelay_proto::config::{Kind, Object, ObjectKey};
 use tagrelay_proto::event::{CommitPushed, Envelope, Event, Failure, FileChange, ObjectRef};
 use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::reference::ImageReference;
+use tagrelay_proto::runtime::Readiness;
 use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
+use tracing::Instrument;
 
 use crate::automation::{Automation, Checkout};
 use crate::credentials::{self, redact_url, GitAuth};
@@ -53,6 +55,8 @@ use crate::rewrite::{self, Cause, RewriteError, UpdateSet, V1Discovery, V1Update
 /// How many times one reconcile re-applies its change on a moved branch tip
 /// before giving up until the next trigger.
 pub const MAX_PUSH_ATTEMPTS: usize = 5;
+/// How soon a failed automation is tried again when its interval is longer.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 /// How far back along the branch to look for a pushed but unannounced commit.
 const RECOVERY_DEPTH: usize = 20;
 
@@ -135,9 +139,13 @@ pub struct Committer {
 /// Runs the committer until `shutdown` resolves: consumes `PolicyResolved`
 /// on the shared durable consumer, reconciles each automation every
 /// `interval`, and at once when it or its source is applied.
+///
+/// `readiness` is set once the consumer and the watch are bound and cleared
+/// when shutdown begins; the reconcile in hand is finished first.
 pub async fn run(
     bus: &Bus,
     settings: Settings,
+    readiness: Readiness,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BusError> {
     let committer = Arc::new(Committer::new(bus, settings).await?);
@@ -149,6 +157,7 @@ pub async fn run(
     let mut changes = Box::pin(committer.store.watch().await?);
     let mut due: BTreeMap<ObjectKey, Instant> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    readiness.set(true);
     tracing::info!(source = bus.source(), "committer ready");
     tokio::pin!(shutdown);
     loop {
@@ -192,6 +201,10 @@ pub async fn run(
                     .collect();
                 for key in ready {
                     let next = match committer.reconcile(&key, None).await {
+                        Ok(Outcome::Failed(_)) => committer
+                            .interval_of(&key)
+                            .await
+                            .map(|i| i.min(RETRY_AFTER_FAILURE)),
                         Ok(_) => committer.interval_of(&key).await,
                         Err(e) => {
                             tracing::warn!(automation = %key, error = %e, "reconcile failed; retrying soon");
@@ -206,6 +219,7 @@ pub async fn run(
             }
         }
     }
+    readiness.set(false);
     tracing::info!("committer stopped");
     Ok(())
 }
@@ -334,9 +348,20 @@ impl Committer {
                 return;
             }
         };
+        tagrelay_proto::telemetry::metrics().consumer_lag.record(
+            received.pending,
+            &tagrelay_proto::telemetry::attribute("consumer", names::COMMITTER_CONSUMER),
+        );
         let span = tracing::info_span!("commit", event = %received.envelope.id);
         tagrelay_proto::trace::continue_trace(&span, received.traceparent.as_deref());
-        let _guard = span.enter();
+        self.handle_resolved(message, received)
+            .instrument(span)
+            .await;
+    }
+
+    /// Reconciles every automation a `PolicyResolved` concerns, then acks
+    /// (or nacks for redelivery).
+    async fn handle_resolved(&self, message: async_nats::jetstream::Message, received: Received) {
         let Event::PolicyResolved(resolved) = &received.envelope.payload else {
             let _ = message.ack().await;
             return;
@@ -900,6 +925,12 @@ impl Committer {
             match self.bus.publish_after(&envelope, sequence).await {
                 Ok(_) => {
                     tracing::info!(automation = %key, commit = %pushed.commit, branch = %pushed.branch, "commit pushed");
+                    let metrics = tagrelay_proto::telemetry::metrics();
+                    metrics.commits.add(1, &[]);
+                    if let Some(started) = chain_start(&envelope) {
+                        let latency = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
+                        metrics.push_to_commit.record(latency.max(0.0), &[]);
+                    }
                     return Ok(());
                 }
                 Err(PublishFailure::Conflict) => continue,
@@ -956,10 +987,20 @@ impl Committer {
             None => Envelope::new(self.bus.source(), event),
         };
         self.bus.publish(&envelope).await?;
+        tagrelay_proto::telemetry::metrics()
+            .failures
+            .add(1, &tagrelay_proto::telemetry::attribute("stage", "commit"));
         self.status(key, false, error.clone(), None).await;
         tracing::warn!(automation = %key, %error, "commit failed");
         Ok(Outcome::Failed(error))
     }
+}
+
+/// When the chain an event belongs to began: its correlation id is the
+/// root event's ULID, whose timestamp is when the scan published it.
+fn chain_start(envelope: &Envelope) -> Option<DateTime<Utc>> {
+    let root = ulid::Ulid::from_string(&envelope.correlation_id).ok()?;
+    DateTime::from_timestamp_millis(i64::try_from(root.timestamp_ms()).ok()?)
 }
 
 async fn blocking<T: Send + 'static>(

@@ -401,7 +401,7 @@ async fn the_service_commits_on_policy_resolved_over_smart_http_with_basic_auth(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let settings = env.settings("svc");
     let service = tokio::spawn(async move {
-        tagrelay_committer::run(&bus, settings, async {
+        tagrelay_committer::run(&bus, settings, Default::default(), async {
             let _ = stopped.await;
         })
         .await
@@ -566,6 +566,7 @@ fn start_binary(env: &Env, instance: &str) -> Child {
     let settings = env.settings(instance);
     Command::new(env!("CARGO_BIN_EXE_tagrelay-committer"))
         .args(["--nats-url", &env.url, "--instance", instance])
+        .args(["--http-addr", "127.0.0.1:0"])
         .arg("--cache-dir")
         .arg(&settings.cache_dir)
         .arg("--secrets-dir")

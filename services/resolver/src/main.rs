@@ -1,9 +1,8 @@
 //! `tagrelay-resolver`: the resolver as its own process.
 
-use std::net::SocketAddr;
-
 use clap::Parser;
-use tagrelay_proto::runtime::{self, BusArgs, Readiness};
+use tagrelay_proto::runtime::{self, BusArgs};
+use tagrelay_resolver::process::{serve, ResolverArgs};
 
 /// The tagrelay resolver: selects the latest tag per ImagePolicy and
 /// publishes PolicyResolved.
@@ -12,9 +11,8 @@ use tagrelay_proto::runtime::{self, BusArgs, Readiness};
 struct Args {
     #[command(flatten)]
     bus: BusArgs,
-    /// Address of the `/healthz` and `/readyz` endpoints.
-    #[arg(long, env = "TAGRELAY_HTTP_ADDR", default_value = "127.0.0.1:8082")]
-    http_addr: SocketAddr,
+    #[command(flatten)]
+    resolver: ResolverArgs,
 }
 
 #[tokio::main]
@@ -23,17 +21,6 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = tagrelay_proto::telemetry::init("tagrelay-resolver");
     let args = Args::parse();
     let bus = args.bus.connect("resolver").await?;
-    let readiness = Readiness::default();
-    let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
-    let health = tokio::spawn(runtime::serve_health(
-        args.http_addr,
-        readiness.clone(),
-        async {
-            let _ = health_stopped.await;
-        },
-    ));
-    tagrelay_resolver::run(&bus, readiness, runtime::shutdown_signal()).await?;
-    let _ = stop_health.send(());
-    health.await??;
+    serve(&bus, &args.resolver, runtime::shutdown_signal()).await?;
     Ok(())
 }

@@ -18,6 +18,7 @@
 pub mod backoff;
 pub mod credentials;
 pub mod paging;
+pub mod process;
 pub mod registry;
 pub mod service;
 pub mod tags;

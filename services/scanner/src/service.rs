@@ -418,6 +418,7 @@ impl Scanner {
             .unwrap_or(1)
             .max(1);
         let span = tracing::info_span!("scan", repository = %request.repository, trigger = ?request.trigger, attempt);
+        let started = std::time::Instant::now();
         let work = tracing::Instrument::instrument(self.handle_request(&request, attempt), span);
         tokio::pin!(work);
         let mut progress = tokio::time::interval(PROGRESS_EVERY);
@@ -430,6 +431,7 @@ impl Scanner {
                 }
             }
         };
+        record_scan(&request, &result, started.elapsed());
         match result {
             Ok(Outcome::Failed {
                 will_retry: true,
@@ -906,5 +908,26 @@ fn scan_timeout(repository: &ImageRepository) -> Duration {
     {
         Some(timeout) => timeout.max(Duration::from_secs(1)),
         None => Duration::from_secs(interval_secs(repository)).min(DEFAULT_SCAN_TIMEOUT),
+    }
+}
+
+/// Scan metrics: count by outcome, duration and tag count of real scans.
+fn record_scan(request: &ScanRequest, result: &Result<Outcome, BusError>, took: Duration) {
+    use tagrelay_proto::telemetry::{attribute, metrics};
+    let metrics = metrics();
+    let (outcome, tags) = match result {
+        Ok(Outcome::Changed { tags }) => ("changed", Some(*tags)),
+        Ok(Outcome::Unchanged { tags }) => ("unchanged", Some(*tags)),
+        Ok(Outcome::Failed { .. }) | Err(_) => ("failed", None),
+        Ok(_) => return,
+    };
+    metrics.scans.add(1, &attribute("outcome", outcome));
+    metrics.scan_duration.record(took.as_secs_f64(), &[]);
+    match tags {
+        Some(tags) => metrics.tags.record(
+            u64::try_from(tags).unwrap_or(u64::MAX),
+            &attribute("repository", request.repository.to_string()),
+        ),
+        None => metrics.failures.add(1, &attribute("stage", "scan")),
     }
 }

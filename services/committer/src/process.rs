@@ -1,0 +1,57 @@
+//! The committer as a process: its flags and how it serves, shared by the
+//! `tagrelay-committer` binary and `tagrelay run --all`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tagrelay_proto::bus::Bus;
+use tagrelay_proto::runtime::{spawn_health, Readiness, ServeError};
+
+use crate::service::{run, Settings};
+
+/// The committer's own flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommitterArgs {
+    /// Directory of the cached bare clones (one per remote).
+    #[arg(
+        long,
+        env = "TAGRELAY_CACHE_DIR",
+        default_value = "/var/cache/tagrelay/git"
+    )]
+    pub cache_dir: PathBuf,
+    /// Directory of mounted Git Secrets: `<dir>/<namespace>/<name>/<key>`
+    /// with Flux's keys (identity, known_hosts, username, password,
+    /// bearerToken).
+    #[arg(
+        long,
+        env = "TAGRELAY_SECRETS_DIR",
+        default_value = "/var/run/tagrelay/secrets"
+    )]
+    pub secrets_dir: PathBuf,
+    /// Address of the `/healthz` and `/readyz` endpoints.
+    #[arg(long, env = "TAGRELAY_HTTP_ADDR", default_value = "127.0.0.1:8083")]
+    pub http_addr: Option<SocketAddr>,
+}
+
+/// Runs the committer (and its health endpoints, when an address is given)
+/// until `shutdown` resolves.
+pub async fn serve(
+    bus: &Bus,
+    args: &CommitterArgs,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let readiness = Readiness::default();
+    let (stop_health, health) = spawn_health(args.http_addr, readiness.clone());
+    let settings = Settings {
+        cache_dir: args.cache_dir.clone(),
+        secrets_dir: args.secrets_dir.clone(),
+    };
+    let result = run(bus, settings, readiness, shutdown).await;
+    let _ = stop_health.send(());
+    result?;
+    health.await.map_err(|e| ServeError::Io {
+        what: "health endpoints".into(),
+        source: std::io::Error::other(e),
+    })?
+}
