@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
-use tagrelay_proto::config::{Object, FLUX_V1_FILTER_ANNOTATION};
+use tagrelay_proto::config::{LocalObjectReference, Object, FLUX_V1_FILTER_ANNOTATION};
 use tagrelay_proto::reference::Repository;
 
 use crate::automation::Automation;
@@ -82,15 +82,17 @@ pub fn policy_name(automation: &Automation, workload: &WorkloadId, container: &s
 pub fn derive(
     automation: &Automation,
     containers: &[V1Container],
+    access: &BTreeMap<String, RegistryAccess>,
 ) -> (BTreeMap<String, Object>, Vec<Option<String>>) {
     let owner = owner(automation);
     let mut objects = BTreeMap::new();
     let mut names = Vec::new();
     for container in containers {
-        if Repository::parse(&container.image).is_err() {
+        let Ok(parsed) = Repository::parse(&container.image) else {
             names.push(None);
             continue;
-        }
+        };
+        let registry = access.get(parsed.registry()).cloned().unwrap_or_default();
         let repository = repository_name(automation, &container.image);
         let policy = policy_name(automation, &container.workload, &container.container);
         let repo_json = serde_json::json!({
@@ -104,6 +106,9 @@ pub fn derive(
             "spec": {
                 "image": container.image,
                 "interval": format!("{}s", automation.interval.as_secs().max(60)),
+                "insecure": registry.insecure,
+                "secretRef": registry.secret_ref,
+                "certSecretRef": registry.cert_secret_ref,
             },
         });
         let policy_json = serde_json::json!({
@@ -132,6 +137,51 @@ pub fn derive(
         names.push(Some(policy));
     }
     (objects, names)
+}
+
+/// How to reach one registry host, as the user configured it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryAccess {
+    /// Plain HTTP allowed.
+    pub insecure: bool,
+    /// Docker `config.json` Secret.
+    pub secret_ref: Option<LocalObjectReference>,
+    /// CA / client certificate Secret.
+    pub cert_secret_ref: Option<LocalObjectReference>,
+}
+
+/// Flux v1 workloads name only an image, so a derived ImageRepository takes
+/// its registry access (plain HTTP, credentials, certificates) from an
+/// ImageRepository the user applied for the same registry host in the
+/// automation's namespace. The first such repository by key wins.
+pub fn registry_access(
+    automation: &Automation,
+    objects: &[Object],
+) -> BTreeMap<String, RegistryAccess> {
+    let mut access = BTreeMap::new();
+    for object in objects {
+        let Object::ImageRepository(repository) = object else {
+            continue;
+        };
+        if object.namespace() != automation.namespace
+            || repository
+                .metadata
+                .annotations
+                .contains_key(OWNER_ANNOTATION)
+        {
+            continue;
+        }
+        if let Ok(parsed) = Repository::parse(&repository.spec.image) {
+            access
+                .entry(parsed.registry().to_string())
+                .or_insert_with(|| RegistryAccess {
+                    insecure: repository.spec.insecure,
+                    secret_ref: repository.spec.secret_ref.clone(),
+                    cert_secret_ref: repository.spec.cert_secret_ref.clone(),
+                });
+        }
+    }
+    access
 }
 
 /// Whether `object` was derived by the automation owning `owner`.
@@ -193,8 +243,11 @@ mod tests {
             container("sidecar", "registry.example/org/web", None),
             container("bad", "UPPER/Case:x:y", None),
         ];
-        let (objects, names) = derive(&a, &containers);
-        assert_eq!(derive(&a, &containers), (objects.clone(), names.clone()));
+        let (objects, names) = derive(&a, &containers, &BTreeMap::new());
+        assert_eq!(
+            derive(&a, &containers, &BTreeMap::new()),
+            (objects.clone(), names.clone())
+        );
         assert_eq!(names[2], None);
         let kinds: Vec<Kind> = objects.values().map(Object::kind).collect();
         assert_eq!(
@@ -235,5 +288,39 @@ mod tests {
             panic!("sidecar policy missing")
         };
         assert_eq!(sidecar.metadata.annotations[FLUX_V1_FILTER_ANNOTATION], "");
+    }
+
+    #[test]
+    fn derived_repositories_inherit_the_registry_access_the_user_configured() {
+        let a = automation();
+        let applied = tagrelay_proto::config::load_documents(
+            "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata:\n  name: mine\n  namespace: flux-system\nspec:\n  image: 127.0.0.1:5000/demo/app\n  interval: 1m\n  insecure: true\n  secretRef:\n    name: pull\n",
+        )
+        .unwrap();
+        let objects = vec![Object::decode(&applied[0].value).unwrap()];
+        let access = registry_access(&a, &objects);
+        let containers = [
+            container("web", "127.0.0.1:5000/demo/legacy", None),
+            container("other", "registry.example/org/web", None),
+        ];
+        let (derived, _) = derive(&a, &containers, &access);
+        let repositories: Vec<_> = derived
+            .values()
+            .filter_map(|o| match o {
+                Object::ImageRepository(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        let local = repositories
+            .iter()
+            .find(|r| r.spec.image.starts_with("127.0.0.1"))
+            .unwrap();
+        assert!(local.spec.insecure);
+        assert_eq!(local.spec.secret_ref.as_ref().unwrap().name, "pull");
+        let remote = repositories
+            .iter()
+            .find(|r| r.spec.image.starts_with("registry"))
+            .unwrap();
+        assert!(!remote.spec.insecure && remote.spec.secret_ref.is_none());
     }
 }

@@ -698,9 +698,11 @@ impl Committer {
         a: &Automation,
         containers: &[rewrite::V1Container],
     ) -> Result<Vec<Option<String>>, BusError> {
-        let (wanted, names) = derive::derive(a, containers);
+        let existing = self.store.list(None).await?;
+        let access = derive::registry_access(a, &existing);
+        let (wanted, names) = derive::derive(a, containers, &access);
         let owner = derive::owner(a);
-        for object in self.store.list(None).await? {
+        for object in existing {
             let bucket_key = object.key().bucket_key();
             if derive::is_owned_by(&object, &owner) && !wanted.contains_key(&bucket_key) {
                 self.store.delete(&object.key()).await?;
