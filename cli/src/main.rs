@@ -50,6 +50,8 @@ enum Command {
     Replay(replay::Args),
     /// Run the services in this process.
     Run(run::Args),
+    /// The whole pipeline on this machine: a registry push becomes a commit.
+    Demo,
     /// Try policies offline.
     Policy(policy::Args),
     /// Rewrite manifests offline, as the committer would.
@@ -82,6 +84,26 @@ impl Cli {
     }
 }
 
+/// Runs `tagrelay-demo`, installed next to this binary: the demo starts
+/// servers and processes, so it lives with the harness that knows how.
+fn demo() -> Result<(), Failure> {
+    let exe = std::env::current_exe().map_err(anyhow::Error::from)?;
+    let demo = exe.with_file_name("tagrelay-demo");
+    let status = std::process::Command::new(&demo).status().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot run {}: {e} (build every binary: cargo build --release --bins, or use scripts/demo)",
+            demo.display()
+        )
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure::Failed(anyhow::anyhow!(
+            "the demo failed ({status})"
+        )))
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tagrelay_proto::runtime::install_crypto_provider();
@@ -95,6 +117,7 @@ async fn main() -> ExitCode {
         Command::Why(args) => audit::why(&cli, args).await,
         Command::Replay(args) => replay::run(&cli, args).await,
         Command::Run(args) => run::run(&cli, args).await,
+        Command::Demo => demo(),
         Command::Policy(args) => policy::run(args),
         Command::Update(args) => update::run(args),
     };

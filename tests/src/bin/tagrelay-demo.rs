@@ -1,0 +1,320 @@
+//! `tagrelay-demo`: the whole pipeline on this machine, from an image push to
+//! a commit, with nothing but local parts.
+//!
+//! Starts nats-server (JetStream), a CNCF registry that sends push webhooks
+//! to the scanner, and a bare Git repository seeded with three manifests (a
+//! Setters marker, a Flux v1 annotated Deployment, a HelmRelease); applies
+//! the matching Flux objects; starts `tagrelay-scanner`, `tagrelay-resolver`
+//! and `tagrelay-committer` as separate processes; pushes new tags and shows
+//! each commit with its push-to-commit time. Everything it starts stops on
+//! exit or Ctrl-C. `scripts/demo` builds and runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use tagrelay_proto::bus::{Bus, BusSettings};
+use tagrelay_proto::config::{load_documents, Object};
+use tagrelay_testkit::git::{BareRepo, Seed};
+use tagrelay_testkit::registry::{Notifications, Registry, RegistryOptions};
+use tagrelay_testkit::{free_port, NatsServer};
+
+const SECRET: &str = "demo-webhook-secret";
+
+fn manifests(host: &str) -> Vec<Seed> {
+    vec![
+        Seed::file(
+            "apps/podinfo/deployment.yaml",
+            &format!(
+                "# A Setters marker, as Flux's image-automation-controller reads it.\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: podinfo\n  namespace: apps\nspec:\n  template:\n    spec:\n      containers:\n        - name: podinfo\n          image: {host}/demo/podinfo:1.0.0 # {{\"$imagepolicy\": \"flux-system:podinfo\"}}\n"
+            ),
+        ),
+        Seed::file(
+            "apps/legacy/deployment.yaml",
+            &format!(
+                "# Flux v1 annotations: automated, with a semver filter for container app.\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: legacy\n  namespace: apps\n  annotations:\n    fluxcd.io/automated: \"true\"\n    fluxcd.io/tag.app: semver:~1.0\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: {host}/demo/legacy:1.0.0\n"
+            ),
+        ),
+        Seed::file(
+            "apps/podinfo/helmrelease.yaml",
+            &format!(
+                "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: podinfo\n  namespace: apps\nspec:\n  interval: 10m\n  chart:\n    spec:\n      chart: podinfo\n      sourceRef:\n        kind: HelmRepository\n        name: podinfo\n  values:\n    image:\n      repository: {host}/demo/podinfo # {{\"$imagepolicy\": \"flux-system:podinfo:name\"}}\n      tag: 1.0.0 # {{\"$imagepolicy\": \"flux-system:podinfo:tag\"}}\n"
+            ),
+        ),
+    ]
+}
+
+fn configuration(host: &str, git_url: &str) -> String {
+    format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: fleet\nspec:\n  url: {git_url}\n  interval: 1m\n  ref:\n    branch: main\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata:\n  name: podinfo\nspec:\n  image: {host}/demo/podinfo\n  interval: 1m\n  insecure: true\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: podinfo\nspec:\n  imageRepositoryRef:\n    name: podinfo\n  policy:\n    semver:\n      range: '>=1.0.0'\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageUpdateAutomation\nmetadata:\n  name: fleet\nspec:\n  interval: 1m\n  sourceRef:\n    kind: GitRepository\n    name: fleet\n  git:\n    commit:\n      author:\n        name: tagrelay\n        email: tagrelay@example.com\n      messageTemplate: |\n        Automated image update\n\n        {{{{ range .Changed.Changes -}}}}\n        - {{{{ .OldValue }}}} -> {{{{ .NewValue }}}}\n        {{{{ end -}}}}\n    push:\n      branch: main\n  update:\n    path: ./apps\n    strategy: Setters\n"
+    )
+}
+
+/// A service process, stopped with SIGTERM (then SIGKILL) when dropped.
+struct Service {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spinner(message: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner().with_message(message.to_string());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+fn done(bar: ProgressBar, message: String) {
+    bar.finish_and_clear();
+    println!("✔ {message}");
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let path = exe.with_file_name(name);
+    if !path.is_file() {
+        bail!(
+            "{} not found next to {}: build every binary (cargo build --release --bins)",
+            name,
+            exe.display()
+        );
+    }
+    Ok(path)
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+async fn wait_for(
+    what: &str,
+    timeout: Duration,
+    services: &[Service],
+    mut check: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        if Instant::now() > deadline {
+            let logs: Vec<String> = services
+                .iter()
+                .map(|s| format!("--- {} ({}):\n{}", s.name, s.log.display(), tail(&s.log)))
+                .collect();
+            bail!("timed out waiting for {what}\n{}", logs.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Ok(())
+}
+
+fn tagrelay(nats: &str, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new(sibling("tagrelay")?)
+        .args(args)
+        .env("NATS_URL", nats)
+        .output()
+        .context("running tagrelay")?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tagrelay_proto::runtime::install_crypto_provider();
+    tokio::select! {
+        result = demo() => result,
+        _ = tokio::signal::ctrl_c() => {
+            println!("\ninterrupted: stopping everything the demo started");
+            Ok(())
+        }
+    }
+}
+
+async fn demo() -> anyhow::Result<()> {
+    println!("tagrelay demo: a registry push becomes a Git commit\n");
+    let work = tempfile::Builder::new()
+        .prefix("tagrelay-demo-")
+        .tempdir()?;
+
+    let bar = spinner("starting nats-server with JetStream");
+    let nats = NatsServer::start();
+    done(bar, format!("nats-server with JetStream on {}", nats.url()));
+
+    let bar = spinner("starting the registry");
+    let scanner_port = free_port();
+    let registry = Registry::start_with(RegistryOptions {
+        basic_auth: None,
+        notifications: Some(Notifications {
+            url: format!("http://127.0.0.1:{scanner_port}/hooks/distribution"),
+            headers: vec![("Authorization".into(), format!("Bearer {SECRET}"))],
+        }),
+    });
+    let host = registry.host();
+    registry.push_tags("demo/podinfo", &["1.0.0"]).await;
+    registry.push_tags("demo/legacy", &["1.0.0"]).await;
+    done(bar, format!("CNCF registry on {host} (push webhooks to the scanner), demo/podinfo:1.0.0 and demo/legacy:1.0.0 pushed"));
+
+    let bar = spinner("seeding the Git remote");
+    let repo = BareRepo::seeded("main", &manifests(&host));
+    done(bar, format!("Git remote {} with apps/podinfo (Setters marker), apps/legacy (fluxcd.io/automated), a HelmRelease", repo.url()));
+
+    let bar = spinner("applying the Flux configuration");
+    let bus = Bus::connect(&nats.url(), "demo", BusSettings::default()).await?;
+    let store = bus.config_store().await?;
+    let mut applied = Vec::new();
+    for document in load_documents(&configuration(&host, &repo.url()))? {
+        let object = Object::decode(&document.value).map_err(|e| anyhow::anyhow!("{e}"))?;
+        store.put(&object).await?;
+        applied.push(object.key().to_string());
+    }
+    done(bar, format!("applied {}", applied.join(", ")));
+
+    let bar = spinner("starting the scanner, the resolver and the committer");
+    let secret_file = work.path().join("webhook-secret");
+    std::fs::write(&secret_file, SECRET)?;
+    let mut services = Vec::new();
+    for (name, port) in [
+        ("scanner", scanner_port),
+        ("resolver", free_port()),
+        ("committer", free_port()),
+    ] {
+        let log = work.path().join(format!("{name}.log"));
+        let child = Command::new(sibling(&format!("tagrelay-{name}"))?)
+            .env("NATS_URL", nats.url())
+            .env("TAGRELAY_INSTANCE", "demo")
+            .env("TAGRELAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TAGRELAY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("TAGRELAY_WEBHOOK_SECRET_FILE", &secret_file)
+            .env("TAGRELAY_CACHE_DIR", work.path().join("cache"))
+            .env("TAGRELAY_SECRETS_DIR", work.path().join("secrets"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting tagrelay-{name}"))?;
+        services.push(Service { name, child, log });
+    }
+    done(
+        bar,
+        "tagrelay-scanner, tagrelay-resolver, tagrelay-committer running as three processes".into(),
+    );
+
+    let bar = spinner("waiting for the first scan and resolution of both images");
+    wait_for(
+        "both policies to resolve",
+        Duration::from_secs(60),
+        &services,
+        || {
+            tagrelay(&nats.url(), &["audit", "--kind", "policy"])
+                .map(|out| out.lines().filter(|l| l.contains("PolicyResolved")).count() >= 2)
+                .unwrap_or(false)
+        },
+    )
+    .await?;
+    done(
+        bar,
+        "both policies resolved to 1.0.0, which Git already holds: nothing to commit".into(),
+    );
+
+    let mut latencies = Vec::new();
+    for (repository, tag, why) in [
+        (
+            "demo/podinfo",
+            "1.1.0",
+            "semver >=1.0.0 (Setters marker and HelmRelease values)",
+        ),
+        ("demo/legacy", "1.0.1", "fluxcd.io/tag.app: semver:~1.0"),
+        ("demo/legacy", "1.1.0", "outside ~1.0: must not be written"),
+        ("demo/podinfo", "1.2.0", "semver >=1.0.0"),
+    ] {
+        let before = repo.tip("main");
+        println!("\n→ pushing {repository}:{tag} ({why})");
+        let pushed = Instant::now();
+        registry
+            .push_image(repository, tag, chrono::Utc::now())
+            .await;
+        let bar = spinner("waiting for the commit");
+        let landed = wait_for(
+            "the commit",
+            Duration::from_secs(if tag == "1.1.0" && repository == "demo/legacy" {
+                5
+            } else {
+                60
+            }),
+            &services,
+            || repo.tip("main") != before,
+        )
+        .await;
+        bar.finish_and_clear();
+        match landed {
+            Ok(()) => {
+                let took = pushed.elapsed();
+                latencies.push(took);
+                let commit = repo.tip("main").unwrap_or_default();
+                println!(
+                    "  ✔ commit {} landed {:.2} s after the push:",
+                    &commit[..commit.len().min(12)],
+                    took.as_secs_f64()
+                );
+                for line in repo
+                    .git(&["show", "--format=", "--unified=0", &commit])
+                    .lines()
+                {
+                    if (line.starts_with('+') || line.starts_with('-'))
+                        && !line.starts_with("+++")
+                        && !line.starts_with("---")
+                    {
+                        println!("      {line}");
+                    } else if line.starts_with("+++") {
+                        println!("    {}", line.trim_start_matches("+++ b/"));
+                    }
+                }
+            }
+            Err(_) if repository == "demo/legacy" && tag == "1.1.0" => {
+                println!("  ✔ no commit: 1.1.0 is outside the workload's semver:~1.0 filter");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    if let Some(commit) = repo.tip("main") {
+        println!("\n$ tagrelay why {}", &commit[..12.min(commit.len())]);
+        print!("{}", tagrelay(&nats.url(), &["why", &commit])?);
+    }
+    println!("\n$ tagrelay get image all");
+    print!("{}", tagrelay(&nats.url(), &["get", "image", "all"])?);
+    if !latencies.is_empty() {
+        let total: f64 = latencies.iter().map(Duration::as_secs_f64).sum();
+        println!(
+            "\npush → commit: {} commits, mean {:.2} s, max {:.2} s",
+            latencies.len(),
+            total / latencies.len() as f64,
+            latencies
+                .iter()
+                .map(Duration::as_secs_f64)
+                .fold(0.0, f64::max)
+        );
+    }
+    println!("\nstopping everything the demo started");
+    drop(services);
+    Ok(())
+}
