@@ -44,6 +44,18 @@ pub struct RegistryOptions {
     pub notifications: Option<Notifications>,
 }
 
+/// PEM files of a registry serving mutual TLS (see
+/// [`Registry::restart_with_mutual_tls`]).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that signed the server and client certificates.
+    pub ca: PathBuf,
+    /// A client certificate the registry accepts.
+    pub client_cert: PathBuf,
+    /// Its private key (PKCS#8).
+    pub client_key: PathBuf,
+}
+
 /// A running `docker-registry serve`, killed when dropped.
 pub struct Registry {
     child: Option<Child>,
@@ -51,6 +63,7 @@ pub struct Registry {
     dir: TempDir,
     client: Client,
     auth: RegistryAuth,
+    options: RegistryOptions,
 }
 
 impl Registry {
@@ -67,8 +80,6 @@ impl Registry {
             .tempdir()
             .expect("temp dir");
         let port = free_port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(&config, config_yaml(dir.path(), port, &options)).expect("registry config");
         if let Some((user, password)) = &options.basic_auth {
             std::fs::write(
                 dir.path().join("htpasswd"),
@@ -76,19 +87,6 @@ impl Registry {
             )
             .expect("htpasswd");
         }
-        let binary =
-            find_executable("docker-registry", "DOCKER_REGISTRY_BIN").expect(REGISTRY_INSTALL_HINT);
-        let log_path = dir.path().join("registry.log");
-        let log = File::create(&log_path).expect("log file");
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config)
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect(REGISTRY_INSTALL_HINT);
-        wait_for_port(port, Duration::from_secs(20), &log_path);
         let host = format!("127.0.0.1:{port}");
         let client = Client::new(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(vec![host]),
@@ -98,12 +96,127 @@ impl Registry {
             Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
             None => RegistryAuth::Anonymous,
         };
-        Self {
-            child: Some(child),
+        let mut registry = Self {
+            child: None,
             port,
             dir,
             client,
             auth,
+            options,
+        };
+        registry.spawn(None);
+        registry
+    }
+
+    fn spawn(&mut self, tls: Option<&Path>) {
+        let config = self.dir.path().join("config.yml");
+        let mut yaml = config_yaml(self.dir.path(), self.port, &self.options);
+        if let Some(tls) = tls {
+            yaml.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n    clientcas:\n      - {}\n",
+                tls.join("server.crt").display(),
+                tls.join("server.key").display(),
+                tls.join("ca.crt").display()
+            ));
+        }
+        std::fs::write(&config, yaml).expect("registry config");
+        let binary =
+            find_executable("docker-registry", "DOCKER_REGISTRY_BIN").expect(REGISTRY_INSTALL_HINT);
+        let log_path = self.dir.path().join("registry.log");
+        let log = File::create(&log_path).expect("log file");
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config)
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect(REGISTRY_INSTALL_HINT);
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(20), &log_path);
+    }
+
+    /// Restarts the registry on the same port and storage serving HTTPS
+    /// that requires a client certificate, and returns the PEM files to
+    /// reach it (made with `openssl`: a CA, a server certificate for
+    /// 127.0.0.1 and a client certificate). Push images before: the push
+    /// helper cannot present a client certificate.
+    pub fn restart_with_mutual_tls(&mut self) -> TlsFiles {
+        let tls = self.dir.path().join("tls");
+        std::fs::create_dir_all(&tls).expect("tls directory");
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(&tls)
+                .output()
+                .expect("openssl");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tagrelay test CA",
+        ]);
+        openssl(&ca);
+        for (name, usage) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            let mut request = vec!["req"];
+            request.extend(ec);
+            let key = format!("{name}.key");
+            let csr = format!("{name}.csr");
+            let crt = format!("{name}.crt");
+            let ext = format!("{name}.ext");
+            let subject = format!("/CN={name}");
+            request.extend(["-keyout", &key, "-out", &csr, "-subj", &subject]);
+            openssl(&request);
+            std::fs::write(tls.join(&ext), usage).expect("extensions");
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ]);
+        }
+        self.kill();
+        self.spawn(Some(&tls));
+        TlsFiles {
+            ca: tls.join("ca.crt"),
+            client_cert: tls.join("client.crt"),
+            client_key: tls.join("client.key"),
         }
     }
 

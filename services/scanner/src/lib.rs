@@ -24,4 +24,4 @@ pub mod service;
 pub mod tags;
 pub mod webhook;
 
-pub use service::{run, run_scanner, Scanner, ScannerSettings};
+pub use service::{run_scanner, Scanner, ScannerSettings};

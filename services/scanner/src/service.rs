@@ -200,19 +200,9 @@ pub struct Scanner {
     ready: std::sync::atomic::AtomicBool,
 }
 
-/// Runs the scanner until `shutdown` resolves: configuration watch,
-/// scheduler and the scan-request consumer.
-pub async fn run(
-    bus: &Bus,
-    settings: ScannerSettings,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), BusError> {
-    let scanner = Arc::new(Scanner::new(bus, settings).await?);
-    run_scanner(scanner, shutdown).await
-}
-
-/// Runs an already built scanner (the binary builds it first to share it
-/// with the webhook server).
+/// Runs a scanner until `shutdown` resolves: configuration watch,
+/// scheduler and the scan-request consumer. The scanner is built first so
+/// that the webhook server can share it.
 pub async fn run_scanner(
     scanner: Arc<Scanner>,
     shutdown: impl Future<Output = ()>,

@@ -781,3 +781,63 @@ async fn tags_outside_the_oci_grammar_are_dropped_and_reported() {
     assert!(status.message.contains("\"-bad\""), "{}", status.message);
     scanners.stop().await;
 }
+
+#[tokio::test]
+async fn a_registry_requiring_a_client_certificate_is_scanned_with_cert_secret_ref() {
+    let mut registry = Registry::start();
+    registry.push_tags("demo/app", &["1.0.0", "1.1.0"]).await;
+    let files = registry.restart_with_mutual_tls();
+    let (server, bus, store) = bus().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let dir = secrets.path().join(NS).join("registry-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&files.ca, dir.join("ca.crt")).unwrap();
+    std::fs::copy(&files.client_cert, dir.join("tls.crt")).unwrap();
+    std::fs::copy(&files.client_key, dir.join("tls.key")).unwrap();
+    let ca_only = secrets.path().join(NS).join("ca-only");
+    std::fs::create_dir_all(&ca_only).unwrap();
+    std::fs::copy(&files.ca, ca_only.join("ca.crt")).unwrap();
+    let image = format!("{}/demo/app", registry.host());
+    let https = |name: &str, secret: &str| {
+        format!(
+            "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  image: {image}\n  interval: 1h\n  certSecretRef:\n    name: {secret}\n"
+        )
+    };
+    apply(&store, &https("app", "registry-tls")).await;
+    apply(&store, &https("nocert", "ca-only")).await;
+    let mut settings = settings(secrets.path());
+    settings.max_attempts = 1;
+    let scanners = start(&server, 1, settings).await;
+
+    let got = wait_for_discovered(&bus, 1).await;
+    assert_eq!(got[0].repository.name, "app");
+    assert_eq!(
+        got[0].tags.as_deref(),
+        Some(&strings(&["1.0.0", "1.1.0"])[..])
+    );
+    let failure = wait_until("the scan without a client certificate to fail", || async {
+        failures(&bus).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(failure.object.name, "nocert");
+    assert!(failure.error.contains("cannot reach"), "{}", failure.error);
+    assert!(!failure.will_retry);
+    scanners.stop().await;
+}
+
+#[tokio::test]
+async fn plain_http_is_used_only_with_insecure() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0"]).await;
+    let yaml = repository("app", &format!("{}/demo/app", registry.host()), "1h", "")
+        .replace("  insecure: true\n", "");
+    apply(&store, &yaml).await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+    let failure = wait_until(
+        "the HTTPS scan of a plain HTTP registry to fail",
+        || async { failures(&bus).await.into_iter().next() },
+    )
+    .await;
+    assert!(failure.error.contains("cannot reach"), "{}", failure.error);
+    assert!(discovered(&bus).await.is_empty());
+    scanners.stop().await;
+}
