@@ -258,6 +258,13 @@ async fn watch_config(scanner: Arc<Scanner>) {
     };
     while let Some(change) = changes.next().await {
         scanner.config.write().await.apply(&change);
+        if let ConfigChange::Deleted(key) = &change {
+            if key.kind == Kind::ImageRepository {
+                if let Err(e) = scanner.records.purge(key.bucket_key()).await {
+                    tracing::warn!(error = %e, repository = %key, "cannot forget the scan record");
+                }
+            }
+        }
     }
 }
 
@@ -527,33 +534,28 @@ impl Scanner {
             Ok(target) => target,
             Err(error) => {
                 return self
-                    .fail(key, &object, scanned_at, error, false, attempt)
+                    .fail(key, &object, scanned_at, Problem::permanent(error), attempt)
                     .await
             }
         };
         let exclusions = match compile_exclusions(&repository.spec.effective_exclusion_list()) {
             Ok(exclusions) => exclusions,
             Err(e) => {
-                let error = format!("spec.exclusionList: {e}");
-                return self
-                    .fail(key, &object, scanned_at, error, false, attempt)
-                    .await;
+                let problem = Problem::permanent(format!("spec.exclusionList: {e}"));
+                return self.fail(key, &object, scanned_at, problem, attempt).await;
             }
         };
         let limit = scan_timeout(repository);
         let listing = match tokio::time::timeout(limit, self.registries.list_tags(&target)).await {
             Ok(Ok(listing)) => listing,
             Ok(Err(e)) => {
-                let transient = e.is_transient();
-                return self
-                    .fail(key, &object, scanned_at, e.to_string(), transient, attempt)
-                    .await;
+                let problem = Problem::registry("", &e);
+                return self.fail(key, &object, scanned_at, problem, attempt).await;
             }
             Err(_) => {
-                let error = format!("scan timed out after {}s", limit.as_secs());
-                return self
-                    .fail(key, &object, scanned_at, error, true, attempt)
-                    .await;
+                let problem =
+                    Problem::transient(format!("scan timed out after {}s", limit.as_secs()));
+                return self.fail(key, &object, scanned_at, problem, attempt).await;
             }
         };
         let filtered = filter_tags(listing.tags, &exclusions);
@@ -588,17 +590,15 @@ impl Scanner {
                 {
                     Ok(Ok(images)) => images,
                     Ok(Err(e)) => {
-                        let transient = e.is_transient();
-                        let error = format!("image metadata: {e}");
-                        return self
-                            .fail(key, &object, scanned_at, error, transient, attempt)
-                            .await;
+                        let problem = Problem::registry("image metadata: ", &e);
+                        return self.fail(key, &object, scanned_at, problem, attempt).await;
                     }
                     Err(_) => {
-                        let error = format!("image metadata timed out after {}s", limit.as_secs());
-                        return self
-                            .fail(key, &object, scanned_at, error, true, attempt)
-                            .await;
+                        let problem = Problem::transient(format!(
+                            "image metadata timed out after {}s",
+                            limit.as_secs()
+                        ));
+                        return self.fail(key, &object, scanned_at, problem, attempt).await;
                     }
                 }
             } else {
@@ -775,17 +775,22 @@ impl Scanner {
         key: &ObjectKey,
         object: &ObjectRef,
         scanned_at: DateTime<Utc>,
-        error: String,
-        transient: bool,
+        problem: Problem,
         attempt: u32,
     ) -> Result<Outcome, BusError> {
+        let Problem {
+            error,
+            transient,
+            retry_after,
+        } = problem;
         let will_retry = transient && attempt < self.settings.max_attempts;
-        let retry_in = backoff_delay(
+        let backoff = backoff_delay(
             attempt,
             Duration::from_secs(2),
             Duration::from_secs(300),
             fastrand::f64(),
         );
+        let retry_in = retry_after.map_or(backoff, |asked| asked.max(backoff));
         let envelope = Envelope::new(
             self.bus.source(),
             Event::ScanFailed(Failure {
@@ -883,6 +888,47 @@ impl Scanner {
                 key: bucket_key.into(),
                 reason,
             }),
+        }
+    }
+}
+
+/// Why a scan failed and whether and when to try again.
+struct Problem {
+    error: String,
+    transient: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Problem {
+    /// Will not go away by itself (bad configuration, refused credentials).
+    fn permanent(error: String) -> Self {
+        Self {
+            error,
+            transient: false,
+            retry_after: None,
+        }
+    }
+
+    /// May go away by itself (timeouts).
+    fn transient(error: String) -> Self {
+        Self {
+            error,
+            transient: true,
+            retry_after: None,
+        }
+    }
+
+    /// A registry error, with the registry's `Retry-After` when it rate
+    /// limited us, so the retry waits at least that long.
+    fn registry(prefix: &str, error: &RegistryError) -> Self {
+        let retry_after = match error {
+            RegistryError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        Self {
+            error: format!("{prefix}{error}"),
+            transient: error.is_transient(),
+            retry_after,
         }
     }
 }

@@ -266,6 +266,20 @@ async fn a_scan_publishes_the_sorted_filtered_set_once_and_nothing_when_unchange
     let again = reconcile(&bus, &store, "app").await;
     assert!(again.ready);
     assert_eq!(discovered(&bus).await.len(), 1, "nothing changed: no event");
+
+    let key = ObjectKey::new(Kind::ImageRepository, NS, "app");
+    let records = bus.bucket(names::TAG_SETS_BUCKET).await.unwrap();
+    assert!(records.get(key.bucket_key()).await.unwrap().is_some());
+    store.delete(&key).await.unwrap();
+    wait_until("the scan record to be forgotten", || async {
+        records
+            .get(key.bucket_key())
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
     scanners.stop().await;
 }
 
@@ -839,5 +853,43 @@ async fn plain_http_is_used_only_with_insecure() {
     .await;
     assert!(failure.error.contains("cannot reach"), "{}", failure.error);
     assert!(discovered(&bus).await.is_empty());
+    scanners.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_retry_after_fails_the_scan_and_the_retry_waits_for_it() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0"]).await;
+    let proxy = FaultProxy::start(&registry.url()).await;
+    proxy.inject(Fault::TooManyRequests { retry_after: 3 });
+    apply(
+        &store,
+        &repository("app", &format!("{}/demo/app", proxy.host()), "1h", ""),
+    )
+    .await;
+    let mut settings = settings(secrets.path());
+    settings.registry.max_retry_after = Duration::from_secs(1);
+    let scanners = start(&server, 1, settings).await;
+    let failure = wait_until("ScanFailed", || async {
+        failures(&bus).await.into_iter().next()
+    })
+    .await;
+    assert!(failure.will_retry);
+    assert!(
+        failure.error.contains("retry after 3s"),
+        "{}",
+        failure.error
+    );
+    let got = wait_for_discovered(&bus, 1).await;
+    assert_eq!(got[0].tags.as_deref(), Some(&strings(&["1.0.0"])[..]));
+    let lists: Vec<Instant> = proxy
+        .timed_requests()
+        .into_iter()
+        .filter(|(_, r)| r.contains("/tags/list"))
+        .map(|(at, _)| at)
+        .collect();
+    assert!(
+        lists[1] - lists[0] >= Duration::from_secs(3),
+        "the retry did not wait for Retry-After"
+    );
     scanners.stop().await;
 }
