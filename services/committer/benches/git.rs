@@ -2,7 +2,8 @@
 //! a Setters marker, served over `file://`.
 //!
 //! Figures printed (wall clock, this machine):
-//! - `git clone` of the repository (with checkout), for comparison;
+//! - `git clone` of the repository (with checkout, and `--bare`), for
+//!   comparison;
 //! - cold: a fresh committer with an empty cache reconciles a policy move
 //!   (full fetch, walk, screening of every blob, 100 rewrites, commit, push);
 //! - warm: the same committer after a human commit and another policy move
@@ -119,6 +120,14 @@ async fn main() {
         .expect("git clone");
     assert!(status.success());
     let clone = t.elapsed();
+    let t = Instant::now();
+    let status = Command::new("git")
+        .current_dir(&scratch)
+        .args(["clone", "-q", "--bare", &repo.url(), "plain-bare.git"])
+        .status()
+        .expect("git clone --bare");
+    assert!(status.success());
+    let bare_clone = t.elapsed();
 
     let server = NatsServer::start();
     let bus = Bus::connect(&server.url(), "bench", BusSettings::default())
@@ -179,6 +188,11 @@ async fn main() {
         "{:<58}{}",
         "plain `git clone` (file://, with checkout)",
         ms(clone)
+    );
+    println!(
+        "{:<58}{}",
+        "plain `git clone --bare` (file://)",
+        ms(bare_clone)
     );
     println!(
         "{:<58}{}",
