@@ -884,3 +884,72 @@ async fn flux_v1_workloads_get_derived_objects_their_tags_written_and_cleanup() 
         .collect();
     assert!(left.is_empty(), "derived objects left behind: {left:?}");
 }
+
+#[tokio::test]
+async fn a_push_refspec_gets_the_commit_too_and_a_suspended_automation_commits_nothing() {
+    let env = env().await;
+    let repo = seeded();
+    let push = "    push:\n      refspec: refs/heads/main:refs/heads/mirror\n      options: {ci.skip: '', topic: images}\n";
+    repo.git(&["config", "receive.advertisePushOptions", "true"]);
+    repo.install_hook(
+        "pre-receive",
+        "#!/bin/sh\nenv | grep '^GIT_PUSH_OPTION_[0-9]' | cut -d= -f2- | sort >> \"$GIT_DIR/push-options\"\n",
+    );
+    env.apply(&config(&repo.url(), push, "apps")).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.9.0")
+        .await;
+    let committer = env.committer("a").await;
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push; failures {:?}", env.failed().await)
+    };
+    assert_eq!(repo.tip("main").as_deref(), Some(pushed.commit.as_str()));
+    assert_eq!(repo.tip("mirror").as_deref(), Some(pushed.commit.as_str()));
+    let options = std::fs::read_to_string(repo.path().join("push-options")).unwrap();
+    assert!(
+        options.starts_with("ci.skip\ntopic=images\n"),
+        "{options:?}"
+    );
+
+    let tip = repo.tip("main").unwrap();
+    env.apply(
+        &config(&repo.url(), push, "apps")
+            .replace("  interval: 1h\n", "  interval: 1h\n  suspend: true\n"),
+    )
+    .await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.10.0")
+        .await;
+    assert_eq!(
+        committer.reconcile(&automation_key(), None).await.unwrap(),
+        Outcome::Suspended
+    );
+    assert_eq!(repo.tip("main"), Some(tip));
+}
+
+#[tokio::test]
+async fn a_template_go_would_refuse_is_commit_failed_and_not_retried() {
+    let env = env().await;
+    let repo = seeded();
+    let template = "      messageTemplate: '{{ range .Updated.Images }}{{ . }}{{ end }}'\n";
+    env.apply(&config(&repo.url(), template, "apps")).await;
+    let seed_tip = repo.tip("main").unwrap();
+    env.resolve("flux-system", "app", "registry.example/app", "1.9.0")
+        .await;
+    let committer = env.committer("a").await;
+    let outcome = committer.reconcile(&automation_key(), None).await.unwrap();
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    let failed = env.failed().await;
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0].error.contains("messageTemplate"),
+        "{}",
+        failed[0].error
+    );
+    assert!(
+        failed[0].error.contains("can't evaluate field Updated"),
+        "{}",
+        failed[0].error
+    );
+    assert!(!failed[0].will_retry);
+    assert_eq!(repo.log("main"), vec![seed_tip]);
+}
