@@ -557,7 +557,7 @@ const HOLDING_HOOK: &str = "#!/bin/sh
 touch \"$GIT_DIR/started\"
 while true; do
   [ -e \"$GIT_DIR/accept\" ] && exit 0
-  [ -e \"$GIT_DIR/reject\" ] && { echo 'held and refused'; exit 1; }
+  [ -e \"$GIT_DIR/reject\" ] && { echo 'held and refused'; touch \"$GIT_DIR/refused\"; exit 1; }
   sleep 0.05
 done
 ";
@@ -610,9 +610,23 @@ async fn killed_mid_push(end: &str) -> (Env, BareRepo, String, Envelope) {
 #[tokio::test]
 async fn killed_after_commit_before_push_lands_the_same_single_commit_after_restart() {
     let (env, repo, seed_tip, cause) = killed_mid_push("reject").await;
-    // The push the dead process started was refused: nothing landed.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The push the dead process started was refused: nothing landed, and
+    // its commit sits unreferenced in the dead process's cache.
+    wait_for_file(&repo.path().join("refused")).await;
     assert_eq!(repo.log("main"), vec![seed_tip.clone()]);
+    let cache = std::fs::read_dir(env.settings("one").cache_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "git"))
+        .unwrap();
+    let fsck = tagrelay_testkit::git::git(&cache, &["fsck", "--unreachable", "--no-reflogs"]);
+    let orphan: Vec<&str> = fsck
+        .lines()
+        .filter_map(|l| l.strip_prefix("unreachable commit "))
+        .collect();
+    assert_eq!(orphan.len(), 1, "{fsck}");
+    let orphan = orphan[0].to_string();
     std::fs::remove_file(repo.path().join("reject")).unwrap();
     std::fs::write(repo.path().join("accept"), "").unwrap();
     let mut second = start_binary(&env, "one");
@@ -629,6 +643,10 @@ async fn killed_after_commit_before_push_lands_the_same_single_commit_after_rest
     second.wait().unwrap();
     let log = repo.log("main");
     assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(
+        log[0], orphan,
+        "the restarted process made the very same commit"
+    );
     let pushed = env.pushed().await;
     assert_eq!(pushed.len(), 1);
     assert_eq!(pushed[0].commit, log[0]);
