@@ -450,6 +450,109 @@ fn serve_one(
     out.flush()
 }
 
+/// How to get `sshd` when it is missing: printed by [`SshRemote::serve`].
+pub const SSHD_INSTALL_HINT: &str =
+    "sshd not found: install it with `apt-get install openssh-server` (or set SSHD_BIN)";
+
+/// An `sshd` on a free loopback port that lets one generated key in as the
+/// current user, so `ssh://` remotes are real: host key checking against a
+/// generated known_hosts, public-key auth, `git-upload-pack` /
+/// `git-receive-pack` run by sshd. Stopped on drop.
+pub struct SshRemote {
+    dir: TempDir,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl SshRemote {
+    /// Starts sshd; panics with [`SSHD_INSTALL_HINT`] when it is missing.
+    pub fn serve() -> Self {
+        let sshd = crate::find_executable("sshd", "SSHD_BIN")
+            .or_else(|| Some(PathBuf::from("/usr/sbin/sshd")).filter(|p| p.is_file()))
+            .expect(SSHD_INSTALL_HINT);
+        let dir = tempfile::Builder::new()
+            .prefix("tagrelay-sshd-")
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        for key in ["host_key", "client_key"] {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", ""])
+                .arg("-f")
+                .arg(d.join(key))
+                .status()
+                .expect("ssh-keygen (apt-get install openssh-client)");
+            assert!(status.success());
+        }
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys"))
+            .expect("authorized_keys");
+        let port = crate::free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nLogLevel ERROR\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).expect("sshd_config");
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let child = Command::new(sshd)
+            .arg("-D")
+            .arg("-f")
+            .arg(d.join("sshd_config"))
+            .arg("-E")
+            .arg(d.join("sshd.log"))
+            .spawn()
+            .expect(SSHD_INSTALL_HINT);
+        let host_key = std::fs::read_to_string(d.join("host_key.pub")).expect("host key");
+        let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
+        std::fs::write(
+            d.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {}\n", host_key.join(" ")),
+        )
+        .expect("known_hosts");
+        crate::wait_for_port(
+            port,
+            std::time::Duration::from_secs(10),
+            &d.join("sshd.log"),
+        );
+        Self {
+            dir,
+            port,
+            child: Some(child),
+        }
+    }
+
+    /// `ssh://` URL of the bare repository at `path`, as the current user.
+    pub fn url(&self, path: &Path) -> String {
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&Command::new("id").arg("-un").output().expect("id").stdout)
+                    .trim()
+                    .to_string()
+            });
+        format!("ssh://{user}@127.0.0.1:{}{}", self.port, path.display())
+    }
+
+    /// The private key sshd accepts (Flux's `identity`).
+    pub fn identity(&self) -> PathBuf {
+        self.dir.path().join("client_key")
+    }
+
+    /// A known_hosts line for this server (Flux's `known_hosts`).
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+}
+
+impl Drop for SshRemote {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Standard base64, for the basic-auth header.
 fn base64(input: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -21,7 +21,7 @@ use tagrelay_proto::event::{
 };
 use tagrelay_proto::names;
 use tagrelay_proto::state::PolicySelection;
-use tagrelay_testkit::git::{BareRepo, HttpRemote, Seed};
+use tagrelay_testkit::git::{BareRepo, HttpRemote, Seed, SshRemote};
 use tagrelay_testkit::NatsServer;
 
 const DEPLOYMENT: &str = "\
@@ -970,4 +970,46 @@ async fn a_template_go_would_refuse_is_commit_failed_and_not_retried() {
     );
     assert!(!failed[0].will_retry);
     assert_eq!(repo.log("main"), vec![seed_tip]);
+}
+
+#[tokio::test]
+async fn an_ssh_remote_with_identity_and_known_hosts_from_the_secret() {
+    let env = env().await;
+    let repo = seeded();
+    let sshd = SshRemote::serve();
+    let secret = env.dirs.path().join("secrets/flux-system/ssh-auth");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::copy(sshd.identity(), secret.join("identity")).unwrap();
+    std::fs::copy(sshd.known_hosts(), secret.join("known_hosts")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(secret.join("identity"), private).unwrap();
+    }
+    let yaml = config(&sshd.url(&repo.path()), "", "apps").replace(
+        "  ref: {branch: main}\n",
+        "  ref: {branch: main}\n  secretRef: {name: ssh-auth}\n",
+    );
+    env.apply(&yaml).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.11.0")
+        .await;
+    let committer = env.committer("a").await;
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push; failures {:?}", env.failed().await)
+    };
+    assert_eq!(repo.tip("main").as_deref(), Some(pushed.commit.as_str()));
+    assert!(repo
+        .read_text("main", "apps/app.yaml")
+        .unwrap()
+        .contains("app:1.11.0 #"));
+
+    // A known_hosts that does not hold the server's key is refused: host
+    // keys are checked, never accepted blindly.
+    std::fs::write(secret.join("known_hosts"), "[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEM8Yc2pCyYnLDqWNxdzm0vDk7YTjeN+QVF8GoqjjGCi\n").unwrap();
+    env.resolve("flux-system", "app", "registry.example/app", "1.12.0")
+        .await;
+    let outcome = committer.reconcile(&automation_key(), None).await.unwrap();
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    assert_eq!(repo.tip("main").as_deref(), Some(pushed.commit.as_str()));
 }
