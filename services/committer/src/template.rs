@@ -214,7 +214,11 @@ impl Template {
     /// Parses `text`, refusing syntax errors and unknown functions.
     pub fn parse(text: &str) -> Result<Self, TemplateError> {
         let tokens = lex(text)?;
-        let mut parser = Parser { tokens, pos: 0 };
+        let mut parser = Parser {
+            tokens,
+            pos: 0,
+            depth: 0,
+        };
         let (nodes, end) = parser.parse_list()?;
         if let Some((line, word)) = end {
             return Err(TemplateError::Parse {
@@ -339,6 +343,7 @@ fn lex_action(body: &str, line: usize) -> Result<(Vec<Word>, usize, bool), Templ
     let err = |message: String| TemplateError::Parse { line, message };
     let bytes = body.as_bytes();
     let mut words = Vec::new();
+    let mut parens = 0usize;
     let mut i = 0;
     loop {
         let Some(&c) = bytes.get(i) else {
@@ -365,9 +370,14 @@ fn lex_action(body: &str, line: usize) -> Result<(Vec<Word>, usize, bool), Templ
             }
             b'(' => {
                 words.push(Word::Open);
+                parens += 1;
+                if parens > MAX_NESTING {
+                    return Err(err(format!("parentheses nested deeper than {MAX_NESTING}")));
+                }
                 i += 1;
             }
             b')' => {
+                parens = parens.saturating_sub(1);
                 i += 1;
                 let (chain, used) = field_chain(&body[i..]);
                 i += used;
@@ -534,7 +544,12 @@ type End = Option<(usize, String)>;
 struct Parser {
     tokens: Vec<Tok>,
     pos: usize,
+    depth: usize,
 }
+
+/// How deep blocks and parentheses may nest: far beyond any commit message,
+/// and shallow enough that parsing and running never exhaust the stack.
+const MAX_NESTING: usize = 64;
 
 const FUNCTIONS: &[&str] = &[
     "and",
@@ -620,6 +635,24 @@ impl Parser {
         if pipe.commands.is_empty() {
             return Err(parse_err(line, &format!("missing value for {keyword}")));
         }
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(parse_err(
+                line,
+                &format!("blocks nested deeper than {MAX_NESTING}"),
+            ));
+        }
+        let node = self.parse_block_body(keyword, line, pipe);
+        self.depth -= 1;
+        node
+    }
+
+    fn parse_block_body(
+        &mut self,
+        keyword: &str,
+        line: usize,
+        pipe: Pipeline,
+    ) -> Result<Node, TemplateError> {
         let (body, end) = self.parse_list()?;
         let mut branches = vec![(line, pipe, body)];
         let mut otherwise = Vec::new();
@@ -1251,8 +1284,14 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         }
         "repeat" => {
             arity(name, &args, 2)?;
-            let n = int_arg(name, &args[0])?;
-            Value::Str(s(1)?.repeat(usize::try_from(n).unwrap_or(0)))
+            let n = usize::try_from(int_arg(name, &args[0])?).unwrap_or(0);
+            let text = s(1)?;
+            if n.saturating_mul(text.len()) > MAX_REPEAT_BYTES {
+                return Err(format!(
+                    "error calling repeat: result longer than {MAX_REPEAT_BYTES} bytes"
+                ));
+            }
+            Value::Str(text.repeat(n))
         }
         "join" => {
             arity(name, &args, 2)?;
@@ -1289,6 +1328,10 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         other => return Err(format!("function {other:?} not defined")),
     })
 }
+
+/// The longest string `repeat` builds: a commit message has no use for
+/// more, and a template must not be able to exhaust memory.
+const MAX_REPEAT_BYTES: usize = 1 << 20;
 
 /// Sprig's `title` (Go's deprecated `strings.Title`): upper-cases the first
 /// letter of every word.

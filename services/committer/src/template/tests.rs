@@ -338,6 +338,7 @@ fn errors_name_the_line_and_the_problem_as_go_does() {
         ("{{ template \"x\" }}", "not supported"),
         ("{{ range 3 }}{{ end }}", "range can't iterate over 3"),
         ("{{ lower 3 }}", "expected string"),
+        ("{{ repeat 100000000000 \"ab\" }}", "result longer than"),
     ];
     for (template, expected) in cases {
         let err = render(Some(template), "ns", "a", &changes(), &values()).unwrap_err();
@@ -373,4 +374,23 @@ fn go_syntax_details() {
             .unwrap_or_else(|e| panic!("{template:?}: {e}"));
         assert_eq!(got, expected, "{template:?}");
     }
+}
+
+#[test]
+fn hostile_nesting_is_refused_not_a_stack_overflow() {
+    let parens = format!("{{{{ {}1{} }}}}", "(".repeat(10_000), ")".repeat(10_000));
+    let err = Template::parse(&parens).unwrap_err();
+    assert!(err.to_string().contains("nested deeper than"), "{err}");
+    let blocks = format!(
+        "{}x{}",
+        "{{ if 1 }}".repeat(10_000),
+        "{{ end }}".repeat(10_000)
+    );
+    let err = Template::parse(&blocks).unwrap_err();
+    assert!(err.to_string().contains("nested deeper than"), "{err}");
+    let fine = format!("{}x{}", "{{ if 1 }}".repeat(10), "{{ end }}".repeat(10));
+    assert_eq!(
+        Template::parse(&fine).unwrap().render(&Value::Nil).unwrap(),
+        "x"
+    );
 }
