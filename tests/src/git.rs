@@ -271,13 +271,23 @@ impl HttpRemote {
     /// Serves the repositories under `root` (`http://127.0.0.1:PORT/<name>`),
     /// requiring HTTP basic auth when `credentials` is given.
     pub fn serve(root: &Path, credentials: Option<(&str, &str)>) -> Self {
+        let expected =
+            credentials.map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes())));
+        Self::serve_authorized(root, expected)
+    }
+
+    /// Serves the repositories under `root`, requiring `Authorization:
+    /// Bearer <token>`.
+    pub fn serve_bearer(root: &Path, token: &str) -> Self {
+        Self::serve_authorized(root, Some(format!("Bearer {token}")))
+    }
+
+    fn serve_authorized(root: &Path, expected: Option<String>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
-        let expected =
-            credentials.map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes())));
         let root = root.to_path_buf();
         let backend = http_backend();
         let thread = {

@@ -1013,3 +1013,37 @@ async fn an_ssh_remote_with_identity_and_known_hosts_from_the_secret() {
     assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
     assert_eq!(repo.tip("main").as_deref(), Some(pushed.commit.as_str()));
 }
+
+#[tokio::test]
+async fn a_bearer_token_secret_authenticates_fetch_and_push_over_http() {
+    let env = env().await;
+    let repo = seeded();
+    let server = HttpRemote::serve_bearer(&repo.scratch(), "tok-123");
+    let secret = env.dirs.path().join("secrets/flux-system/token");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("bearerToken"), "tok-123\n").unwrap();
+    let yaml = config(&server.url("remote.git"), "", "apps").replace(
+        "  ref: {branch: main}\n",
+        "  ref: {branch: main}\n  secretRef: {name: token}\n",
+    );
+    env.apply(&yaml).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.13.0")
+        .await;
+    let committer = env.committer("a").await;
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push; failures {:?}", env.failed().await)
+    };
+    assert_eq!(repo.tip("main").as_deref(), Some(pushed.commit.as_str()));
+
+    // A wrong token: the fetch is refused, nothing is pushed.
+    std::fs::write(secret.join("bearerToken"), "wrong\n").unwrap();
+    env.resolve("flux-system", "app", "registry.example/app", "1.14.0")
+        .await;
+    let outcome = committer.reconcile(&automation_key(), None).await.unwrap();
+    assert!(
+        matches!(&outcome, Outcome::Failed(e) if e.contains("fetch")),
+        "{outcome:?}"
+    );
+    assert_eq!(repo.tip("main").as_deref(), Some(pushed.commit.as_str()));
+}
