@@ -906,6 +906,96 @@ impl ConfigStore {
     }
 }
 
+/// A KV bucket of JSON records written only with compare-and-set: the way
+/// every stage keeps state that two instances may race on (policy
+/// selections, scan records), so neither ever overwrites the other blindly.
+#[derive(Clone)]
+pub struct CasBucket {
+    store: kv::Store,
+    bucket: &'static str,
+}
+
+impl CasBucket {
+    /// Wraps `store`, the bucket named `bucket`.
+    pub fn new(store: kv::Store, bucket: &'static str) -> Self {
+        Self { store, bucket }
+    }
+
+    /// The record under `key` and the revision to write against (0: none).
+    /// A record that no longer decodes is logged and treated as absent, so
+    /// the next write replaces it instead of wedging the key forever.
+    pub async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<(Option<T>, u64), BusError> {
+        let entry = self
+            .store
+            .entry(key)
+            .await
+            .map_err(|e| bucket_error(self.bucket, key, e))?;
+        Ok(match entry {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                match serde_json::from_slice(&entry.value) {
+                    Ok(value) => (Some(value), entry.revision),
+                    Err(e) => {
+                        tracing::warn!(bucket = self.bucket, key, error = %e, "unreadable record; it will be replaced");
+                        (None, entry.revision)
+                    }
+                }
+            }
+            Some(entry) => (None, entry.revision),
+            None => (None, 0),
+        })
+    }
+
+    /// Removes the record and its history (a deleted object's state).
+    pub async fn purge(&self, key: &str) -> Result<(), BusError> {
+        self.store
+            .purge(key)
+            .await
+            .map_err(|e| bucket_error(self.bucket, key, e))
+    }
+
+    /// Writes `value` if the key is still at `revision` (0: absent);
+    /// `false` when another writer got there first.
+    pub async fn write<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        revision: u64,
+    ) -> Result<bool, BusError> {
+        let bytes = serde_json::to_vec(value)?;
+        let result = if revision == 0 {
+            self.store
+                .create(key, bytes.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    (
+                        matches!(e.kind(), kv::CreateErrorKind::AlreadyExists),
+                        e.to_string(),
+                    )
+                })
+        } else {
+            self.store
+                .update(key, bytes.into(), revision)
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    (
+                        matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision),
+                        e.to_string(),
+                    )
+                })
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err((true, _)) => Ok(false),
+            Err((false, reason)) => Err(bucket_error(self.bucket, key, reason)),
+        }
+    }
+}
+
 /// One kept revision of a configuration object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Revision {

@@ -19,11 +19,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::kv;
 use chrono::Utc;
 use futures::StreamExt;
 use tagrelay_proto::bus::{
-    decode_message, Bus, BusError, ConfigChange, ConfigStore, PublishFailure,
+    decode_message, Bus, BusError, CasBucket, ConfigChange, ConfigStore, PublishFailure,
 };
 use tagrelay_proto::config::{ImagePolicy, ImageRepository, Kind, Object, ObjectKey};
 use tagrelay_proto::event::{
@@ -114,7 +113,7 @@ pub enum Outcome {
 pub struct Resolver {
     bus: Bus,
     store: ConfigStore,
-    state: kv::Store,
+    state: CasBucket,
     config: RwLock<Config>,
 }
 
@@ -180,7 +179,10 @@ impl Resolver {
         let store = bus.config_store().await?;
         let resolver = Resolver {
             bus: bus.clone(),
-            state: bus.bucket(names::POLICY_STATE_BUCKET).await?,
+            state: CasBucket::new(
+                bus.bucket(names::POLICY_STATE_BUCKET).await?,
+                names::POLICY_STATE_BUCKET,
+            ),
             store: store.clone(),
             config: RwLock::new(Config::default()),
         };
@@ -275,15 +277,7 @@ impl Resolver {
                 _ => Vec::new(),
             },
             ConfigChange::Deleted(key) if key.kind == Kind::ImagePolicy => {
-                let bucket_key = key.bucket_key();
-                self.state
-                    .purge(&bucket_key)
-                    .await
-                    .map_err(|e| BusError::Bucket {
-                        bucket: names::POLICY_STATE_BUCKET.into(),
-                        key: bucket_key,
-                        reason: e.to_string(),
-                    })?;
+                self.state.purge(&key.bucket_key()).await?;
                 return Ok(());
             }
             ConfigChange::Deleted(_) => Vec::new(),
@@ -333,7 +327,7 @@ impl Resolver {
         let reflect = reflects_digest(&policy.spec);
         let bucket_key = key.bucket_key();
         for _ in 0..MAX_RACES {
-            let (current, revision) = self.read_state(&bucket_key).await?;
+            let (current, revision) = self.state.read::<PolicySelection>(&bucket_key).await?;
             let rules = match policy_rules(&policy.metadata, &policy.spec, exclusion_list.clone()) {
                 Ok(rules) => rules,
                 Err(e) => return self.fail(key, cause, e.to_string()).await,
@@ -360,7 +354,7 @@ impl Resolver {
                 updated_at: Utc::now(),
             };
             if previous.as_ref() == Some(&new) {
-                if self.write_state(&bucket_key, &next, revision).await? {
+                if self.state.write(&bucket_key, &next, revision).await? {
                     self.ready(key, &next).await;
                     return Ok(Outcome::Unchanged);
                 }
@@ -395,7 +389,7 @@ impl Resolver {
                 }
                 Err(PublishFailure::Bus(e)) => return Err(e),
             }
-            if self.write_state(&bucket_key, &next, revision).await? {
+            if self.state.write(&bucket_key, &next, revision).await? {
                 self.ready(key, &next).await;
                 tracing::info!(policy = %key, tag = %new, "policy moved");
                 return Ok(Outcome::Moved(new));
@@ -456,78 +450,8 @@ impl Resolver {
             resolved_sequence: sequence,
             updated_at: Utc::now(),
         };
-        self.write_state(bucket_key, &repaired, revision).await?;
+        self.state.write(bucket_key, &repaired, revision).await?;
         Ok(())
-    }
-
-    async fn read_state(
-        &self,
-        bucket_key: &str,
-    ) -> Result<(Option<PolicySelection>, u64), BusError> {
-        let entry = self
-            .state
-            .entry(bucket_key)
-            .await
-            .map_err(|e| BusError::Bucket {
-                bucket: names::POLICY_STATE_BUCKET.into(),
-                key: bucket_key.into(),
-                reason: e.to_string(),
-            })?;
-        match entry {
-            Some(entry) if entry.operation == kv::Operation::Put => {
-                let state =
-                    serde_json::from_slice(&entry.value).map_err(|e| BusError::Corrupt {
-                        bucket: names::POLICY_STATE_BUCKET.into(),
-                        key: bucket_key.into(),
-                        reason: e.to_string(),
-                    })?;
-                Ok((Some(state), entry.revision))
-            }
-            Some(entry) => Ok((None, entry.revision)),
-            None => Ok((None, 0)),
-        }
-    }
-
-    /// Compare-and-set; `false` when another writer got there first.
-    async fn write_state(
-        &self,
-        bucket_key: &str,
-        state: &PolicySelection,
-        revision: u64,
-    ) -> Result<bool, BusError> {
-        let bytes = serde_json::to_vec(state)?;
-        let result = if revision == 0 {
-            self.state
-                .create(bucket_key, bytes.into())
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    (
-                        matches!(e.kind(), kv::CreateErrorKind::AlreadyExists),
-                        e.to_string(),
-                    )
-                })
-        } else {
-            self.state
-                .update(bucket_key, bytes.into(), revision)
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    (
-                        matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision),
-                        e.to_string(),
-                    )
-                })
-        };
-        match result {
-            Ok(()) => Ok(true),
-            Err((true, _)) => Ok(false),
-            Err((false, reason)) => Err(BusError::Bucket {
-                bucket: names::POLICY_STATE_BUCKET.into(),
-                key: bucket_key.into(),
-                reason,
-            }),
-        }
     }
 
     async fn ready(&self, key: &ObjectKey, state: &PolicySelection) {

@@ -35,7 +35,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tagrelay_proto::bus::{
-    tags_json_size, Bus, BusError, ConfigChange, ConfigStore, PublishFailure, INLINE_TAGS_MAX_BYTES,
+    tags_json_size, Bus, BusError, CasBucket, ConfigChange, ConfigStore, PublishFailure,
+    INLINE_TAGS_MAX_BYTES,
 };
 use tagrelay_proto::config::{
     parse_go_duration, ImagePolicy, ImageRepository, Kind, Object, ObjectKey,
@@ -191,7 +192,7 @@ impl Config {
 pub struct Scanner {
     bus: Bus,
     store: ConfigStore,
-    records: kv::Store,
+    records: CasBucket,
     metadata: kv::Store,
     registries: Arc<Registries>,
     secrets: SecretsDir,
@@ -260,7 +261,7 @@ async fn watch_config(scanner: Arc<Scanner>) {
         scanner.config.write().await.apply(&change);
         if let ConfigChange::Deleted(key) = &change {
             if key.kind == Kind::ImageRepository {
-                if let Err(e) = scanner.records.purge(key.bucket_key()).await {
+                if let Err(e) = scanner.records.purge(&key.bucket_key()).await {
                     tracing::warn!(error = %e, repository = %key, "cannot forget the scan record");
                 }
             }
@@ -330,7 +331,10 @@ impl Scanner {
         let store = bus.config_store().await?;
         let scanner = Scanner {
             bus: bus.clone(),
-            records: bus.bucket(names::TAG_SETS_BUCKET).await?,
+            records: CasBucket::new(
+                bus.bucket(names::TAG_SETS_BUCKET).await?,
+                names::TAG_SETS_BUCKET,
+            ),
             metadata: bus.bucket(names::IMAGE_METADATA_BUCKET).await?,
             registries: Arc::new(Registries::new(settings.registry.clone())),
             secrets: SecretsDir::new(settings.secrets_dir.clone()),
@@ -490,7 +494,7 @@ impl Scanner {
     ) -> Result<Option<ScanTrigger>, BusError> {
         let bucket_key = key.bucket_key();
         for _ in 0..MAX_RACES {
-            let (record, revision) = self.read_record(&bucket_key).await?;
+            let (record, revision) = self.records.read::<ScanRecord>(&bucket_key).await?;
             let spec_changed = record.as_ref().is_none_or(|r| r.spec_hash != hash);
             let slot = request.slot.unwrap_or(0);
             let already = record.as_ref().is_some_and(|r| r.slot >= slot);
@@ -504,7 +508,7 @@ impl Scanner {
                 claimed_at: Some(Utc::now()),
                 claimed_by: self.bus.source().to_string(),
             };
-            if self.write_record(&bucket_key, &next, revision).await? {
+            if self.records.write(&bucket_key, &next, revision).await? {
                 let trigger = if spec_changed {
                     ScanTrigger::Config
                 } else {
@@ -827,68 +831,6 @@ impl Scanner {
             will_retry,
             retry_in,
         })
-    }
-
-    async fn read_record(&self, bucket_key: &str) -> Result<(Option<ScanRecord>, u64), BusError> {
-        let entry = self
-            .records
-            .entry(bucket_key)
-            .await
-            .map_err(|e| BusError::Bucket {
-                bucket: names::TAG_SETS_BUCKET.into(),
-                key: bucket_key.into(),
-                reason: e.to_string(),
-            })?;
-        match entry {
-            Some(entry) if entry.operation == kv::Operation::Put => {
-                let record = serde_json::from_slice(&entry.value).unwrap_or_default();
-                Ok((Some(record), entry.revision))
-            }
-            Some(entry) => Ok((None, entry.revision)),
-            None => Ok((None, 0)),
-        }
-    }
-
-    /// Compare-and-set; `false` when another instance wrote first.
-    async fn write_record(
-        &self,
-        bucket_key: &str,
-        record: &ScanRecord,
-        revision: u64,
-    ) -> Result<bool, BusError> {
-        let bytes = serde_json::to_vec(record)?;
-        let result = if revision == 0 {
-            self.records
-                .create(bucket_key, bytes.into())
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    (
-                        matches!(e.kind(), kv::CreateErrorKind::AlreadyExists),
-                        e.to_string(),
-                    )
-                })
-        } else {
-            self.records
-                .update(bucket_key, bytes.into(), revision)
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    (
-                        matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision),
-                        e.to_string(),
-                    )
-                })
-        };
-        match result {
-            Ok(()) => Ok(true),
-            Err((true, _)) => Ok(false),
-            Err((false, reason)) => Err(BusError::Bucket {
-                bucket: names::TAG_SETS_BUCKET.into(),
-                key: bucket_key.into(),
-                reason,
-            }),
-        }
     }
 }
 
