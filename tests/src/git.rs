@@ -98,12 +98,26 @@ impl BareRepo {
             }
         }
         git(&work, &["add", "-A"]);
-        git(&work, &["commit", "-q", "-m", "seed"]);
+        // No background gc racing the removal below.
+        git(
+            &work,
+            &[
+                "-c",
+                "gc.auto=0",
+                "-c",
+                "maintenance.auto=false",
+                "commit",
+                "-q",
+                "-m",
+                "seed",
+            ],
+        );
         git(
             &work,
             &["push", "-q", repo.path().to_str().expect("utf-8"), branch],
         );
-        std::fs::remove_dir_all(&work).expect("remove seed worktree");
+        // Removed with the temporary directory at the latest.
+        let _ = std::fs::remove_dir_all(&work);
         repo
     }
 
