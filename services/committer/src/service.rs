@@ -457,6 +457,12 @@ impl Committer {
                 Ok(tips) => tips,
                 Err(e) => return self.fail(key, trigger, e.to_string(), true, attempt).await,
             };
+            // A push that landed unannounced is announced before anything
+            // new is built on top of it.
+            if attempt == 1 {
+                self.announce_landed(key, a, cache, &remote, tips.push_tip)
+                    .await?;
+            }
             // 2. Read the tree: candidate blobs and v1 discovery.
             let scan = match self.scan(cache, tips.base, &a.path).await? {
                 Ok(scan) => scan,
@@ -481,8 +487,6 @@ impl Committer {
                 tracing::warn!(automation = %key, %problem, "file not updated");
             }
             if rewritten.is_empty() {
-                self.announce_landed(key, a, cache, &remote, tips.push_tip)
-                    .await?;
                 let message = with_problems("repository up-to-date".into(), &problems);
                 self.status(key, true, message, None).await;
                 return Ok(Outcome::UpToDate);

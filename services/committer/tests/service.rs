@@ -1047,3 +1047,41 @@ async fn a_bearer_token_secret_authenticates_fetch_and_push_over_http() {
     );
     assert_eq!(repo.tip("main").as_deref(), Some(pushed.commit.as_str()));
 }
+
+#[tokio::test]
+async fn an_unannounced_landed_push_is_announced_before_the_next_change_is_built_on_it() {
+    let (env, repo, seed_tip, cause) = killed_mid_push("accept").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while repo.log("main").len() < 2 {
+        assert!(Instant::now() < deadline, "the orphaned push never landed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let landed = repo.tip("main").unwrap();
+    let next = env
+        .resolve("flux-system", "app", "registry.example/app", "3.1.0")
+        .await;
+    let committer = env.committer("two").await;
+    let Outcome::Pushed(pushed) = committer
+        .reconcile(&automation_key(), Some(&next))
+        .await
+        .unwrap()
+    else {
+        panic!("expected a push")
+    };
+    assert_eq!(pushed.parent.as_deref(), Some(landed.as_str()));
+    assert_eq!(
+        repo.log("main"),
+        vec![pushed.commit.clone(), landed.clone(), seed_tip]
+    );
+    let announced: Vec<(String, Vec<String>)> = env
+        .pushed()
+        .await
+        .into_iter()
+        .map(|p| (p.commit, p.causes))
+        .collect();
+    assert_eq!(
+        announced,
+        vec![(landed, vec![cause.id]), (pushed.commit, vec![next.id])],
+        "the orphan first, then the new commit, each once"
+    );
+}
