@@ -56,15 +56,25 @@ fn tag_in(text: &str, i: usize) -> Option<String> {
 }
 
 fn configuration(host: &str, git_url: &str, repos: usize) -> String {
-    let mut yaml = format!(
-        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: fleet\nspec:\n  url: {git_url}\n  interval: 1m\n  ref:\n    branch: main\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageUpdateAutomation\nmetadata:\n  name: fleet\nspec:\n  interval: 3s\n  sourceRef:\n    kind: GitRepository\n    name: fleet\n  git:\n    commit:\n      author:\n        name: tagrelay\n        email: tagrelay@example.com\n      messageTemplate: 'Update images'\n    push:\n      branch: main\n  update:\n    path: ./apps\n    strategy: Setters\n"
-    );
+    let mut yaml = automation(git_url);
     for i in 0..repos {
-        yaml.push_str(&format!(
-            "---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata:\n  name: app{i}\nspec:\n  image: {host}/soak/app{i}\n  interval: 2s\n  insecure: true\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: app{i}\nspec:\n  imageRepositoryRef:\n    name: app{i}\n  policy:\n    semver:\n      range: '>=1.0.0'\n"
-        ));
+        yaml.push_str(&image_objects(host, i));
     }
     yaml
+}
+
+/// The ImageRepository and ImagePolicy of `app{i}`.
+fn image_objects(host: &str, i: usize) -> String {
+    format!(
+        "---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata:\n  name: app{i}\nspec:\n  image: {host}/soak/app{i}\n  interval: 2s\n  insecure: true\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: app{i}\nspec:\n  imageRepositoryRef:\n    name: app{i}\n  policy:\n    semver:\n      range: '>=1.0.0'\n"
+    )
+}
+
+/// The GitRepository and the ImageUpdateAutomation over `./apps`.
+fn automation(git_url: &str) -> String {
+    format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: fleet\nspec:\n  url: {git_url}\n  interval: 1m\n  ref:\n    branch: main\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageUpdateAutomation\nmetadata:\n  name: fleet\nspec:\n  interval: 3s\n  sourceRef:\n    kind: GitRepository\n    name: fleet\n  git:\n    commit:\n      author:\n        name: tagrelay\n        email: tagrelay@example.com\n      messageTemplate: 'Update images'\n    push:\n      branch: main\n  update:\n    path: ./apps\n    strategy: Setters\n"
+    )
 }
 
 /// The executable and arguments that run `role`: its own binary next to
@@ -198,6 +208,12 @@ struct Stack {
 
 impl Stack {
     async fn start(repos: usize) -> Self {
+        Self::start_configured(repos, repos).await
+    }
+
+    /// Like [`Stack::start`], with the image objects of only the first
+    /// `configured` repositories applied (the others wait for [`Stack::apply`]).
+    async fn start_configured(repos: usize, configured: usize) -> Self {
         let nats = NatsServer::start();
         let registry = Registry::start();
         let host = registry.host();
@@ -211,16 +227,7 @@ impl Stack {
             .collect();
         let repo = BareRepo::seeded("main", &seeds);
         let seed = repo.tip("main").unwrap();
-        let bus = Bus::connect(&nats.url(), "test", BusSettings::default())
-            .await
-            .unwrap();
-        let store = bus.config_store().await.unwrap();
-        for doc in load_documents(&configuration(&host, &repo.url(), repos)).unwrap() {
-            store
-                .put(&Object::decode(&doc.value).unwrap())
-                .await
-                .unwrap();
-        }
+        apply(&nats.url(), &configuration(&host, &repo.url(), configured)).await;
         Self {
             nats,
             registry,
@@ -259,6 +266,20 @@ impl Stack {
                 tag_in(&text, i)
             })
             .collect()
+    }
+}
+
+/// Puts every object of `yaml` in the configuration bucket.
+async fn apply(nats_url: &str, yaml: &str) {
+    let bus = Bus::connect(nats_url, "test", BusSettings::default())
+        .await
+        .unwrap();
+    let store = bus.config_store().await.unwrap();
+    for doc in load_documents(yaml).unwrap() {
+        store
+            .put(&Object::decode(&doc.value).unwrap())
+            .await
+            .unwrap();
     }
 }
 
@@ -441,7 +462,10 @@ fn logs(services: &[Service]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_restarted_mid_run_loses_nothing() {
-    let mut stack = Stack::start(2).await;
+    // app2's objects are applied only after the restart: the services'
+    // configuration watches must survive it too.
+    let mut stack = Stack::start_configured(3, 2).await;
+    let configured = 2;
     let mut services = stack.services(1);
     let nats_url = stack.nats.url();
     let mut bus = None;
@@ -452,7 +476,7 @@ async fn nats_restarted_mid_run_loses_nothing() {
     // Pushes one more tag to every repository.
     macro_rules! push_round {
         () => {
-            for i in 0..stack.repos {
+            for i in 0..configured {
                 next[i] += 1;
                 let tag = format!("1.0.{}", next[i]);
                 stack
@@ -483,8 +507,17 @@ async fn nats_restarted_mid_run_loses_nothing() {
     bus = None;
     let restarted = Instant::now();
 
-    // After the restart: two more rounds.
+    // After the restart: two more rounds, and a repository and policy
+    // applied now, with a tag the file does not hold yet.
     push_round!();
+    stack.registry.push_tags("soak/app2", &["1.0.1"]).await;
+    apply(
+        &nats_url,
+        &image_objects(&stack.registry.host(), configured),
+    )
+    .await;
+    highest[configured] = "1.0.1".into();
+    pushes += 1;
     push_round!();
     let landed = wait_for_tags(&stack, &highest, Duration::from_secs(90));
     for service in &mut services {
