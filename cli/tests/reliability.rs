@@ -93,6 +93,7 @@ fn command_for(role: &str) -> (PathBuf, Vec<&'static str>) {
 /// under the same instance name, cache directory and log.
 struct Service {
     role: &'static str,
+    index: usize,
     instance: String,
     nats_url: String,
     work: PathBuf,
@@ -106,6 +107,7 @@ impl Service {
         let instance = format!("{role}-{index}");
         let mut service = Self {
             role,
+            index,
             log: work.join(format!("{instance}.log")),
             instance,
             nats_url: nats_url.to_string(),
@@ -655,6 +657,35 @@ async fn soak(pushes: usize, repos: usize, budget: Duration) {
         stack.tags_at(&stack.repo.tip("main").unwrap()),
         logs(&services)
     );
+    // Every instance came back for real: each half (one instance of each
+    // stage) alone, the other half SIGKILLed, carries one more round.
+    let mut pushes = pushes;
+    for survivor in 0..2 {
+        for service in services.iter_mut().filter(|s| s.index != survivor) {
+            service.kill();
+        }
+        for i in 0..repos {
+            next[i] += 1;
+            let tag = format!("1.0.{}", next[i]);
+            stack
+                .registry
+                .push_tags(&format!("soak/{}", app(i)), &[&tag])
+                .await;
+            request_scan(&nats_url, &mut bus, &app(i)).await;
+            highest[i] = tag;
+            pushes += 1;
+        }
+        let alone = wait_for_tags(&stack, &highest, Duration::from_secs(90));
+        assert!(
+            alone,
+            "instances *-{survivor} alone did not carry a round: {highest:?} not in Git (tip holds {:?})\n{}",
+            stack.tags_at(&stack.repo.tip("main").unwrap()),
+            logs(&services)
+        );
+        for service in services.iter_mut().filter(|s| s.index != survivor) {
+            service.spawn();
+        }
+    }
     std::thread::sleep(Duration::from_secs(5));
     let history = check_history(&stack, &highest);
     println!(
