@@ -230,11 +230,18 @@ async fn a_pushed_tag_becomes_one_commit_explained_replayed_and_traced() {
 
     drop(services);
     let traces = receiver.by_trace();
-    let joined = traces.values().any(|names| {
-        names.contains("scan") && names.contains("resolve") && names.contains("commit")
-    });
-    assert!(
-        joined,
-        "no trace holds scan, resolve and commit spans: {traces:#?}"
-    );
+    let wanted = [
+        "scan",
+        "registry list tags",
+        "resolve",
+        "evaluate policy",
+        "commit",
+        "git fetch",
+        "git commit",
+        "git push",
+    ];
+    let joined = traces
+        .values()
+        .any(|names| wanted.iter().all(|w| names.contains(*w)));
+    assert!(joined, "no trace holds all of {wanted:?}: {traces:#?}");
 }

@@ -103,6 +103,7 @@ fn refspecs(tags: bool) -> Vec<&'static str> {
 /// Fetches the remote's branches (and tags when `tags`) into the cache and
 /// returns every ref the remote advertised, peeled to the object it names.
 /// Only objects the cache lacks travel.
+#[tracing::instrument(name = "git fetch", skip_all)]
 pub fn fetch(
     repo: &gix::Repository,
     url: &str,
@@ -432,6 +433,7 @@ pub struct CommitSpec {
 
 /// Writes `files` over the parent's tree and a commit on top of it, in the
 /// object database only (no ref moves). Returns the commit and its tree.
+#[tracing::instrument(name = "git commit", skip_all)]
 pub fn write_commit(
     repo: &gix::Repository,
     spec: &CommitSpec,

@@ -91,6 +91,7 @@ pub fn ensure_askpass(dir: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// Runs the push; `Ok` lists each refspec's outcome in order.
+#[tracing::instrument(name = "git push", skip_all)]
 pub async fn push(request: &Push<'_>, askpass: &Path) -> Result<Vec<RefOutcome>, PushError> {
     if let Some(forced) = request.refspecs.iter().find(|r| r.starts_with('+')) {
         return Err(PushError::Failed(format!(

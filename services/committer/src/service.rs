@@ -1012,7 +1012,8 @@ fn chain_start(envelope: &Envelope) -> Option<DateTime<Utc>> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ReconcileError> {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| ReconcileError::Task(e.to_string()))
 }

@@ -280,6 +280,7 @@ impl Registries {
     }
 
     /// Lists every tag of `target`, following pages (see [`paging`]).
+    #[tracing::instrument(name = "registry list tags", skip_all)]
     pub async fn list_tags(&self, target: &Target) -> Result<Listing, RegistryError> {
         let mut url = paging::first_page(&target.base_url()?, &target.path)?;
         let mut seen: HashSet<String> = HashSet::new();
@@ -354,6 +355,7 @@ impl Registries {
 
     /// The manifest digest `tag` points to (the index digest of a
     /// multi-platform image), from a `HEAD` request.
+    #[tracing::instrument(name = "registry manifest digest", skip_all)]
     pub async fn manifest_digest(
         &self,
         target: &Target,
@@ -385,6 +387,7 @@ impl Registries {
 
     /// The `created` time of the image `digest` names; for a
     /// multi-platform index, that of its linux/amd64 image (else its first).
+    #[tracing::instrument(name = "registry image created", skip_all)]
     pub async fn created(
         &self,
         target: &Target,
