@@ -10,12 +10,13 @@
 //!   every file holds its highest tag, no commit is duplicated or goes
 //!   backwards, and every commit is announced once in the audit log. The
 //!   `#[ignore]`d `..._long` variant pushes 1,000 tags:
-//!   `cargo test -p tagrelay --test reliability -- --ignored --nocapture`.
+//!   `cargo build --bins && cargo test -p tagrelay --test reliability -- --ignored --nocapture`.
 //!
 //! Services are the `tagrelay-scanner` / `-resolver` / `-committer` binaries
-//! next to `tagrelay` (built by `cargo test --workspace`); when one is
-//! missing, `tagrelay run --all` processes stand in for it (they are just as
-//! killable).
+//! next to `tagrelay` (built by `cargo test --workspace` or `cargo build
+//! --bins`; `cargo test -p tagrelay` alone does not rebuild them, so build
+//! them first after changing a service); when one is missing, `tagrelay run
+//! --all` processes stand in for it (they are just as killable).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
