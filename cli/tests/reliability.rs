@@ -79,11 +79,13 @@ fn automation(git_url: &str) -> String {
 }
 
 /// The executable and arguments that run `role`: its own binary next to
-/// `tagrelay`, else `tagrelay run --all`.
+/// `tagrelay`, else (or with `TAGRELAY_RELIABILITY_RUN_ALL=1`) `tagrelay run
+/// --all`.
 fn command_for(role: &str) -> (PathBuf, Vec<&'static str>) {
     let tagrelay = PathBuf::from(env!("CARGO_BIN_EXE_tagrelay"));
     let sibling = tagrelay.with_file_name(format!("tagrelay-{role}"));
-    if sibling.is_file() {
+    let run_all = std::env::var("TAGRELAY_RELIABILITY_RUN_ALL").is_ok_and(|v| v == "1");
+    if sibling.is_file() && !run_all {
         (sibling, vec![])
     } else {
         (tagrelay, vec!["run", "--all"])
