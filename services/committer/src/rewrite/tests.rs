@@ -1103,3 +1103,25 @@ fn mutated_inputs_never_panic() {
         let _ = discover_v1(input.as_bytes());
     }
 }
+
+/// Found by the `rewrite` fuzz target: a double-quoted scalar folded over two
+/// lines, with a marker after its closing quote, was replaced by a one-line
+/// value, removing a line. It is now refused as unrewritable, and the file
+/// is left byte for byte.
+#[test]
+fn a_quoted_scalar_folded_over_lines_is_refused_not_reflowed() {
+    let file = "images:\r\n  - name: app\r\n    newTag: \"1.m:app:\n     :p0\" # {\"$imagepolicy\": \"flux-system:app:tag\"}\r\n";
+    let mut updates = UpdateSet::default();
+    updates.policies.insert(
+        "flux-system:app".to_string(),
+        tagrelay_proto::reference::ImageReference::parse("registry.example/app:1.10").unwrap(),
+    );
+    let rewrite = super::rewrite_file(file.as_bytes(), &updates).unwrap();
+    assert_eq!(rewrite.content, file.as_bytes());
+    assert!(rewrite.changes.is_empty());
+    assert_eq!(rewrite.refusals.len(), 1, "{:?}", rewrite.refusals);
+    assert_eq!(
+        rewrite.refusals[0].reason,
+        super::RefusalReason::Unrewritable
+    );
+}

@@ -514,6 +514,15 @@ fn locate_scalar(
     } else {
         range.as_ref().map(|r| r.end)
     };
+    // A quoted scalar folded over several lines is found (its marker is
+    // reported) but never rewritten: replacing it would change the file's
+    // line structure, not just the value's bytes.
+    let range = range.filter(|r| {
+        style.is_block()
+            || !text
+                .get(r.clone())
+                .is_some_and(|bytes| bytes.contains(['\n', '\r']))
+    });
     Scalar {
         value,
         style,
