@@ -139,16 +139,6 @@ fn progress(len: usize, what: &str) -> ProgressBar {
     bar
 }
 
-fn repository_of(policy: &ImagePolicy) -> ObjectKey {
-    let r = &policy.spec.image_repository_ref;
-    let namespace = r
-        .namespace
-        .clone()
-        .or_else(|| policy.metadata.namespace.clone())
-        .unwrap_or_default();
-    ObjectKey::new(Kind::ImageRepository, namespace, &r.name)
-}
-
 /// What `policy` selects from `scan`, exactly as the resolver decides.
 fn decide(
     policy: &ImagePolicy,
@@ -156,7 +146,7 @@ fn decide(
     exclusions: &BTreeMap<ObjectKey, Option<Vec<String>>>,
 ) -> Result<SelectedImage, String> {
     let tags = scan.tags.as_deref().unwrap_or_default();
-    let exclusion = exclusions.get(&repository_of(policy)).cloned().flatten();
+    let exclusion = exclusions.get(&policy.repository_key()).cloned().flatten();
     let rules =
         policy_rules(&policy.metadata, &policy.spec, exclusion).map_err(|e| e.to_string())?;
     select_image(&rules, reflects_digest(&policy.spec), tags, &scan.images)
@@ -260,7 +250,7 @@ fn what_if(
             policy.metadata.namespace.as_deref().unwrap_or_default(),
             policy.metadata.name
         );
-        let repository = repository_of(policy);
+        let repository = policy.repository_key();
         println!("{name} (proposed):");
         let mut shipped: Option<SelectedImage> = None;
         let mut moves = 0;

@@ -996,6 +996,50 @@ impl CasBucket {
     }
 }
 
+/// The ImageRepositories and ImagePolicies a service acts on, kept current
+/// from [`ConfigStore::watch`]: what the scanner and the resolver both need
+/// to know which policies read which repository.
+#[derive(Debug, Default)]
+pub struct ConfigIndex {
+    /// Every ImageRepository, by key.
+    pub repositories: std::collections::BTreeMap<ObjectKey, crate::config::ImageRepository>,
+    /// Every ImagePolicy, by key.
+    pub policies: std::collections::BTreeMap<ObjectKey, crate::config::ImagePolicy>,
+}
+
+impl ConfigIndex {
+    /// Records one change.
+    pub fn apply(&mut self, change: &ConfigChange) {
+        match change {
+            ConfigChange::Applied(object) => match object.as_ref() {
+                Object::ImageRepository(r) => {
+                    self.repositories.insert(object.key(), r.clone());
+                }
+                Object::ImagePolicy(p) => {
+                    self.policies.insert(object.key(), p.clone());
+                }
+                _ => {}
+            },
+            ConfigChange::Deleted(key) => {
+                self.repositories.remove(key);
+                self.policies.remove(key);
+            }
+        }
+    }
+
+    /// Every policy reading `repository`.
+    pub fn policies_of(
+        &self,
+        repository: &ObjectKey,
+    ) -> Vec<(ObjectKey, crate::config::ImagePolicy)> {
+        self.policies
+            .iter()
+            .filter(|(_, p)| p.repository_key() == *repository)
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect()
+    }
+}
+
 /// One kept revision of a configuration object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Revision {

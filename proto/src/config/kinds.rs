@@ -495,3 +495,17 @@ resource!(
     GitRepository,
     GitRepositorySpec
 );
+
+impl ImagePolicy {
+    /// The ImageRepository this policy reads: `imageRepositoryRef`, in the
+    /// policy's own namespace unless the reference names one.
+    pub fn repository_key(&self) -> super::ObjectKey {
+        let reference = &self.spec.image_repository_ref;
+        let namespace = reference
+            .namespace
+            .clone()
+            .or_else(|| self.metadata.namespace.clone())
+            .unwrap_or_else(|| super::DEFAULT_NAMESPACE.to_string());
+        super::ObjectKey::new(super::Kind::ImageRepository, namespace, &reference.name)
+    }
+}

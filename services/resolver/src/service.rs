@@ -15,16 +15,16 @@
 //! - a move is only published from the repository's newest tag set, so a
 //!   late event can never move a policy back, even mid-repair.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
 use tagrelay_proto::bus::{
-    decode_message, Bus, BusError, CasBucket, ConfigChange, ConfigStore, PublishFailure,
+    decode_message, Bus, BusError, CasBucket, ConfigChange, ConfigIndex, ConfigStore,
+    PublishFailure,
 };
-use tagrelay_proto::config::{ImagePolicy, ImageRepository, Kind, Object, ObjectKey};
+use tagrelay_proto::config::{ImagePolicy, Kind, Object, ObjectKey};
 use tagrelay_proto::event::{
     Envelope, Event, Failure, ObjectRef, PolicyResolved, ResolveCause, SelectedImage,
     TagsDiscovered,
@@ -42,53 +42,6 @@ use crate::rules::{policy_rules, reflects_digest, rules_hash, select_image};
 /// How many times one evaluation re-reads state after losing a race before
 /// leaving the message for redelivery.
 const MAX_RACES: usize = 16;
-
-/// The configuration the resolver acts on, kept current by the watch.
-#[derive(Default)]
-struct Config {
-    policies: BTreeMap<ObjectKey, ImagePolicy>,
-    repositories: BTreeMap<ObjectKey, ImageRepository>,
-}
-
-impl Config {
-    fn apply(&mut self, change: &ConfigChange) {
-        match change {
-            ConfigChange::Applied(object) => match object.as_ref() {
-                Object::ImagePolicy(p) => {
-                    self.policies.insert(object.key(), p.clone());
-                }
-                Object::ImageRepository(r) => {
-                    self.repositories.insert(object.key(), r.clone());
-                }
-                _ => {}
-            },
-            ConfigChange::Deleted(key) => {
-                self.policies.remove(key);
-                self.repositories.remove(key);
-            }
-        }
-    }
-
-    /// The repository a policy reads.
-    fn repository_of(&self, policy: &ImagePolicy) -> ObjectKey {
-        let r = &policy.spec.image_repository_ref;
-        let namespace = r
-            .namespace
-            .clone()
-            .or_else(|| policy.metadata.namespace.clone())
-            .unwrap_or_default();
-        ObjectKey::new(Kind::ImageRepository, namespace, &r.name)
-    }
-
-    /// Every policy reading `repository`.
-    fn policies_of(&self, repository: &ObjectKey) -> Vec<(ObjectKey, ImagePolicy)> {
-        self.policies
-            .iter()
-            .filter(|(_, p)| self.repository_of(p) == *repository)
-            .map(|(k, p)| (k.clone(), p.clone()))
-            .collect()
-    }
-}
 
 /// What an evaluation did, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +67,7 @@ pub struct Resolver {
     bus: Bus,
     store: ConfigStore,
     state: CasBucket,
-    config: RwLock<Config>,
+    config: RwLock<ConfigIndex>,
 }
 
 /// Runs the resolver until `shutdown` resolves: watches configuration, and
@@ -184,7 +137,7 @@ impl Resolver {
                 names::POLICY_STATE_BUCKET,
             ),
             store: store.clone(),
-            config: RwLock::new(Config::default()),
+            config: RwLock::new(ConfigIndex::default()),
         };
         {
             let mut config = resolver.config.write().await;
@@ -283,7 +236,7 @@ impl Resolver {
             ConfigChange::Deleted(_) => Vec::new(),
         };
         for (key, policy) in policies {
-            let repository = self.config.read().await.repository_of(&policy);
+            let repository = policy.repository_key();
             let subject = names::tags_subject(&repository.namespace, &repository.name);
             if let Some((envelope, sequence)) = self.bus.last_event(&subject).await? {
                 if let Event::TagsDiscovered(discovered) = &envelope.payload {
@@ -321,7 +274,7 @@ impl Resolver {
             let config = self.config.read().await;
             config
                 .repositories
-                .get(&config.repository_of(policy))
+                .get(&policy.repository_key())
                 .and_then(|r| r.spec.exclusion_list.clone())
         };
         let reflect = reflects_digest(&policy.spec);

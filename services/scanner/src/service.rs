@@ -35,12 +35,11 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tagrelay_proto::bus::{
-    tags_json_size, Bus, BusError, CasBucket, ConfigChange, ConfigStore, PublishFailure,
-    INLINE_TAGS_MAX_BYTES,
+    tags_json_size, Bus, BusError, CasBucket, ConfigChange, ConfigIndex, ConfigStore,
+    PublishFailure, INLINE_TAGS_MAX_BYTES,
 };
 use tagrelay_proto::config::{
-    parse_go_duration, ImagePolicy, ImageRepository, Kind, Object, ObjectKey,
-    FLUX_V1_FILTER_ANNOTATION,
+    parse_go_duration, ImageRepository, Kind, ObjectKey, FLUX_V1_FILTER_ANNOTATION,
 };
 use tagrelay_proto::event::{
     tag_set_digest, Envelope, Event, Failure, ImageMetadata, ObjectRef, ScanTrigger, TagsDiscovered,
@@ -139,53 +138,22 @@ pub enum Outcome {
     },
 }
 
-#[derive(Default)]
-struct Config {
-    repositories: BTreeMap<ObjectKey, ImageRepository>,
-    policies: BTreeMap<ObjectKey, ImagePolicy>,
-}
-
-impl Config {
-    fn apply(&mut self, change: &ConfigChange) {
-        match change {
-            ConfigChange::Applied(object) => match object.as_ref() {
-                Object::ImageRepository(r) => {
-                    self.repositories.insert(object.key(), r.clone());
-                }
-                Object::ImagePolicy(p) => {
-                    self.policies.insert(object.key(), p.clone());
-                }
-                _ => {}
-            },
-            ConfigChange::Deleted(key) => {
-                self.repositories.remove(key);
-                self.policies.remove(key);
-            }
-        }
+/// Whether any policy of `repository` needs digests, creation times.
+fn metadata_needs(config: &ConfigIndex, repository: &ObjectKey) -> (bool, bool) {
+    let mut digests = false;
+    let mut created = false;
+    for (_, policy) in config.policies_of(repository) {
+        digests |= matches!(
+            policy.spec.digest_reflection_policy.as_deref(),
+            Some("IfNotPresent" | "Always")
+        );
+        created |= policy
+            .metadata
+            .annotations
+            .get(FLUX_V1_FILTER_ANNOTATION)
+            .is_some_and(|filter| !filter.trim().starts_with("semver:"));
     }
-
-    /// Whether any policy of `repository` needs digests, creation times.
-    fn metadata_needs(&self, repository: &ObjectKey) -> (bool, bool) {
-        let mut digests = false;
-        let mut created = false;
-        for (key, policy) in &self.policies {
-            let reference = &policy.spec.image_repository_ref;
-            let namespace = reference.namespace.as_deref().unwrap_or(&key.namespace);
-            if namespace != repository.namespace || reference.name != repository.name {
-                continue;
-            }
-            digests |= matches!(
-                policy.spec.digest_reflection_policy.as_deref(),
-                Some("IfNotPresent" | "Always")
-            );
-            created |= policy
-                .metadata
-                .annotations
-                .get(FLUX_V1_FILTER_ANNOTATION)
-                .is_some_and(|filter| !filter.trim().starts_with("semver:"));
-        }
-        (digests || created, created)
-    }
+    (digests || created, created)
 }
 
 /// One scanner instance.
@@ -197,7 +165,7 @@ pub struct Scanner {
     registries: Arc<Registries>,
     secrets: SecretsDir,
     settings: ScannerSettings,
-    config: RwLock<Config>,
+    config: RwLock<ConfigIndex>,
     ready: std::sync::atomic::AtomicBool,
 }
 
@@ -340,7 +308,7 @@ impl Scanner {
             secrets: SecretsDir::new(settings.secrets_dir.clone()),
             store: store.clone(),
             settings,
-            config: RwLock::new(Config::default()),
+            config: RwLock::new(ConfigIndex::default()),
             ready: std::sync::atomic::AtomicBool::new(false),
         };
         {
@@ -468,7 +436,7 @@ impl Scanner {
         let (repository, needs) = {
             let config = self.config.read().await;
             match config.repositories.get(&key) {
-                Some(r) => (r.clone(), config.metadata_needs(&key)),
+                Some(r) => (r.clone(), metadata_needs(&config, &key)),
                 None => return Ok(Outcome::UnknownRepository),
             }
         };
