@@ -144,3 +144,20 @@ pub fn wait_for_port(port: u16, timeout: Duration, log: &Path) {
     let log = std::fs::read_to_string(log).unwrap_or_default();
     panic!("server on port {port} did not start within {timeout:?}; log:\n{log}");
 }
+
+/// Every readable event on `filter` so far, in stream order: what tests
+/// assert on, read through the same [`Bus::read_log`] the CLI's `audit` uses.
+///
+/// [`Bus::read_log`]: tagrelay_proto::bus::Bus::read_log
+pub async fn events(
+    bus: &tagrelay_proto::bus::Bus,
+    filter: &str,
+) -> Vec<tagrelay_proto::event::Envelope> {
+    use futures::StreamExt;
+    bus.read_log(filter, None, false)
+        .await
+        .expect("reading the event log")
+        .filter_map(|logged| async move { logged.envelope.ok() })
+        .collect()
+        .await
+}

@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use futures::StreamExt;
 use tagrelay_committer::service::{Committer, Outcome, Settings};
 use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey, FLUX_V1_FILTER_ANNOTATION};
@@ -145,28 +143,7 @@ impl Env {
     }
 
     async fn events(&self, filter: &str) -> Vec<Envelope> {
-        let stream = self
-            .bus
-            .jetstream()
-            .get_stream(names::EVENTS_STREAM)
-            .await
-            .unwrap();
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: filter.to_string(),
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        let mut messages = consumer.messages().await.unwrap();
-        while let Ok(Some(Ok(message))) =
-            tokio::time::timeout(Duration::from_millis(300), messages.next()).await
-        {
-            out.push(Envelope::from_json(&message.payload).unwrap());
-        }
-        out
+        tagrelay_testkit::events(&self.bus, filter).await
     }
 
     async fn pushed(&self) -> Vec<CommitPushed> {

@@ -3,8 +3,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use futures::StreamExt;
 use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey};
 use tagrelay_proto::event::{
@@ -12,7 +10,7 @@ use tagrelay_proto::event::{
     TagsDiscovered,
 };
 use tagrelay_proto::names;
-use tagrelay_testkit::NatsServer;
+use tagrelay_testkit::{events, NatsServer};
 use tokio::sync::oneshot;
 
 const REPO: &str = "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata:\n  name: app\n  namespace: apps\nspec:\n  image: registry.example/app\n  interval: 1m\n";
@@ -85,31 +83,6 @@ async fn start_resolvers(server: &NatsServer, count: usize) -> Running {
         }));
     }
     running
-}
-
-/// Every event on `filter` so far, in stream order.
-async fn events(bus: &Bus, filter: &str) -> Vec<Envelope> {
-    let stream = bus
-        .jetstream()
-        .get_stream(names::EVENTS_STREAM)
-        .await
-        .unwrap();
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: filter.to_string(),
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let mut messages = consumer.messages().await.unwrap();
-    while let Ok(Some(Ok(message))) =
-        tokio::time::timeout(Duration::from_millis(300), messages.next()).await
-    {
-        out.push(Envelope::from_json(&message.payload).unwrap());
-    }
-    out
 }
 
 fn resolved(events: &[Envelope]) -> Vec<PolicyResolved> {

@@ -6,12 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use base64::Engine;
-use futures::StreamExt;
 use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey};
-use tagrelay_proto::event::{Envelope, Event, Failure, ObjectRef, ScanTrigger, TagsDiscovered};
+use tagrelay_proto::event::{Event, Failure, ObjectRef, ScanTrigger, TagsDiscovered};
 use tagrelay_proto::names;
 use tagrelay_proto::scan::{interval_slot, slot_offset, ScanRequest};
 use tagrelay_proto::status::ObjectStatus;
@@ -20,7 +18,7 @@ use tagrelay_scanner::webhook::WebhookSecret;
 use tagrelay_scanner::{Scanner, ScannerSettings};
 use tagrelay_testkit::fault_proxy::{Fault, FaultProxy, Paging};
 use tagrelay_testkit::registry::{Notifications, Registry, RegistryOptions};
-use tagrelay_testkit::NatsServer;
+use tagrelay_testkit::{events, NatsServer};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
@@ -118,31 +116,6 @@ pub async fn start(server: &NatsServer, count: usize, settings: ScannerSettings)
         }));
     }
     running
-}
-
-/// Every event on `filter` so far, in stream order.
-pub async fn events(bus: &Bus, filter: &str) -> Vec<Envelope> {
-    let stream = bus
-        .jetstream()
-        .get_stream(names::EVENTS_STREAM)
-        .await
-        .unwrap();
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: filter.to_string(),
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let mut messages = consumer.messages().await.unwrap();
-    while let Ok(Some(Ok(message))) =
-        tokio::time::timeout(Duration::from_millis(300), messages.next()).await
-    {
-        out.push(Envelope::from_json(&message.payload).unwrap());
-    }
-    out
 }
 
 /// The `TagsDiscovered` payloads so far.
