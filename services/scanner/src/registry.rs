@@ -305,19 +305,8 @@ impl Registries {
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| RegistryError::Unreachable {
-                    registry: target.registry.clone(),
-                    reason: e.to_string(),
-                })?;
-            let page: TagList =
-                serde_json::from_slice(&body).map_err(|e| RegistryError::Malformed {
-                    registry: target.registry.clone(),
-                    what: "the tag list".into(),
-                    reason: e.to_string(),
-                })?;
+            let body = read_body(target, response).await?;
+            let page: TagList = decode_json(target, &body, "the tag list")?;
             let tags = page.tags.unwrap_or_default();
             pages += 1;
             {
@@ -416,19 +405,8 @@ impl Registries {
         if !response.status().is_success() {
             return Err(status_error(target, response.status(), "an image config"));
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| RegistryError::Unreachable {
-                registry: target.registry.clone(),
-                reason: e.to_string(),
-            })?;
-        let config: ImageConfig =
-            serde_json::from_slice(&body).map_err(|e| RegistryError::Malformed {
-                registry: target.registry.clone(),
-                what: "an image config".into(),
-                reason: e.to_string(),
-            })?;
+        let body = read_body(target, response).await?;
+        let config: ImageConfig = decode_json(target, &body, "an image config")?;
         Ok(config.created)
     }
 
@@ -444,19 +422,9 @@ impl Registries {
         if !response.status().is_success() {
             return Err(status_error(target, response.status(), "a manifest"));
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| RegistryError::Unreachable {
-                registry: target.registry.clone(),
-                reason: e.to_string(),
-            })?;
+        let body = read_body(target, response).await?;
         let digest = format!("sha256:{:x}", Sha256::digest(&body));
-        let manifest = serde_json::from_slice(&body).map_err(|e| RegistryError::Malformed {
-            registry: target.registry.clone(),
-            what: "a manifest".into(),
-            reason: e.to_string(),
-        })?;
+        let manifest = decode_json(target, &body, "a manifest")?;
         Ok((manifest, digest))
     }
 
@@ -854,4 +822,31 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+/// The body of a successful response; a connection that breaks mid-body
+/// is the registry being unreachable, so the scan is retried.
+async fn read_body(
+    target: &Target,
+    response: reqwest::Response,
+) -> Result<bytes::Bytes, RegistryError> {
+    response
+        .bytes()
+        .await
+        .map_err(|e| RegistryError::Unreachable {
+            registry: target.registry.clone(),
+            reason: e.to_string(),
+        })
+}
+
+/// Decodes a JSON body, naming what it should have been when it is not.
+fn decode_json<T: serde::de::DeserializeOwned>(
+    target: &Target,
+    body: &[u8],
+    what: &str,
+) -> Result<T, RegistryError> {
+    serde_json::from_slice(body).map_err(|e| RegistryError::Malformed {
+        registry: target.registry.clone(),
+        what: what.into(),
+        reason: e.to_string(),
+    })
 }
