@@ -1,0 +1,537 @@
+//! What every reliability test shares: the stack (NATS, a registry, a Git
+//! remote, the Flux objects), service processes that can be SIGKILLed and
+//! started again, and the checks run on the branch's history and the audit
+//! log at the end.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tagrelay_proto::bus::{Bus, BusSettings};
+use tagrelay_proto::config::{load_documents, Object};
+use tagrelay_proto::event::{ObjectRef, ScanTrigger};
+use tagrelay_proto::scan::ScanRequest;
+use tagrelay_testkit::free_port;
+use tagrelay_testkit::git::{BareRepo, Seed};
+use tagrelay_testkit::registry::Registry;
+
+pub const ROLES: [&str; 3] = ["scanner", "resolver", "committer"];
+
+pub fn app(i: usize) -> String {
+    format!("app{i}")
+}
+
+pub fn file_of(i: usize) -> String {
+    format!("apps/app{i}.yaml")
+}
+
+pub fn manifest(host: &str, i: usize, tag: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app{i}\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: {host}/soak/app{i}:{tag} # {{\"$imagepolicy\": \"flux-system:app{i}\"}}\n"
+    )
+}
+
+/// The tag a manifest of `app{i}` holds.
+pub fn tag_in(text: &str, i: usize) -> Option<String> {
+    let needle = format!("/soak/app{i}:");
+    let start = text.find(&needle)? + needle.len();
+    let rest = &text[start..];
+    Some(rest.split_whitespace().next()?.to_string())
+}
+
+pub fn configuration(host: &str, git_url: &str, repos: usize) -> String {
+    let mut yaml = automation(git_url);
+    for i in 0..repos {
+        yaml.push_str(&image_objects(host, i));
+    }
+    yaml
+}
+
+/// The ImageRepository and ImagePolicy of `app{i}`.
+pub fn image_objects(host: &str, i: usize) -> String {
+    format!(
+        "---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata:\n  name: app{i}\nspec:\n  image: {host}/soak/app{i}\n  interval: 2s\n  insecure: true\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: app{i}\nspec:\n  imageRepositoryRef:\n    name: app{i}\n  policy:\n    semver:\n      range: '>=1.0.0'\n"
+    )
+}
+
+/// The GitRepository and the ImageUpdateAutomation over `./apps`.
+pub fn automation(git_url: &str) -> String {
+    format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: fleet\nspec:\n  url: {git_url}\n  interval: 1m\n  ref:\n    branch: main\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageUpdateAutomation\nmetadata:\n  name: fleet\nspec:\n  interval: 3s\n  sourceRef:\n    kind: GitRepository\n    name: fleet\n  git:\n    commit:\n      author:\n        name: tagrelay\n        email: tagrelay@example.com\n      messageTemplate: 'Update images'\n    push:\n      branch: main\n  update:\n    path: ./apps\n    strategy: Setters\n"
+    )
+}
+
+/// The executable and arguments that run `role`: its own binary next to
+/// `tagrelay`, else (or with `TAGRELAY_RELIABILITY_RUN_ALL=1`) `tagrelay run
+/// --all`.
+pub fn command_for(role: &str) -> (PathBuf, Vec<&'static str>) {
+    let tagrelay = PathBuf::from(env!("CARGO_BIN_EXE_tagrelay"));
+    let sibling = tagrelay.with_file_name(format!("tagrelay-{role}"));
+    let run_all = std::env::var("TAGRELAY_RELIABILITY_RUN_ALL").is_ok_and(|v| v == "1");
+    if sibling.is_file() && !run_all {
+        (sibling, vec![])
+    } else {
+        (tagrelay, vec!["run", "--all"])
+    }
+}
+
+/// One service instance: a process that can be SIGKILLed and started again
+/// under the same instance name, cache directory and log.
+pub struct Service {
+    pub role: &'static str,
+    pub index: usize,
+    pub instance: String,
+    nats_url: String,
+    replicas: usize,
+    work: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    pub starts: usize,
+}
+
+impl Service {
+    fn start(role: &'static str, index: usize, stack: &Stack) -> Self {
+        let instance = format!("{role}-{index}");
+        let mut service = Self {
+            role,
+            index,
+            log: stack.work.path().join(format!("{instance}.log")),
+            instance,
+            nats_url: stack.nats_url.clone(),
+            replicas: stack.replicas,
+            work: stack.work.path().to_path_buf(),
+            child: None,
+            starts: 0,
+        };
+        service.spawn();
+        service
+    }
+
+    /// Starts the process (again).
+    pub fn spawn(&mut self) {
+        let (program, args) = command_for(self.role);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .env("NATS_URL", &self.nats_url)
+            .env("TAGRELAY_REPLICAS", self.replicas.to_string())
+            .env("TAGRELAY_INSTANCE", &self.instance)
+            .env("TAGRELAY_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env("TAGRELAY_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env(
+                "TAGRELAY_CACHE_DIR",
+                self.work.join(format!("cache-{}", self.instance)),
+            )
+            .env("TAGRELAY_SECRETS_DIR", self.work.join("secrets"))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.starts += 1;
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the process is still running (an exit is a failure: services
+    /// are meant to ride out every fault these tests inject).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// The last lines of the instance's log, for a failure message.
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "--- {} ({}):\n{}",
+            self.instance,
+            self.log.display(),
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        )
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// How a test wants its stack: which NATS, how many repositories, and where
+/// the scanner reaches the registry.
+pub struct Setup {
+    /// The NATS URL(s) the services and the test use (comma-separated for a
+    /// cluster).
+    pub nats_url: String,
+    /// Replicas of every stream and bucket (3 on a 3-node cluster).
+    pub replicas: usize,
+    /// Repositories (`soak/app{i}`), each at 1.0.0 in the registry and Git.
+    pub repos: usize,
+    /// How many of them have their image objects applied at the start (the
+    /// others wait for [`apply`]).
+    pub configured: usize,
+    /// The registry the test pushes to.
+    pub registry: Registry,
+    /// The `host:port` the image objects and manifests name: the registry's
+    /// own, or a fault proxy's in front of it.
+    pub image_host: String,
+}
+
+impl Setup {
+    /// `repos` repositories, all configured, on a fresh registry, scanned
+    /// directly, over the single NATS server at `nats_url`.
+    pub fn new(nats_url: &str, repos: usize) -> Self {
+        let registry = Registry::start();
+        Self {
+            nats_url: nats_url.to_string(),
+            replicas: 1,
+            repos,
+            configured: repos,
+            image_host: registry.host(),
+            registry,
+        }
+    }
+}
+
+/// A registry with `repos` repositories at 1.0.0, a Git remote whose files
+/// hold 1.0.0, and the Flux objects applied, over a NATS the test owns.
+pub struct Stack {
+    pub nats_url: String,
+    pub replicas: usize,
+    pub registry: Registry,
+    pub image_host: String,
+    pub repo: BareRepo,
+    pub repos: usize,
+    pub work: tempfile::TempDir,
+    pub seed: String,
+}
+
+impl Stack {
+    /// Pushes the repositories, seeds Git and applies the configuration.
+    pub async fn start(setup: Setup) -> Self {
+        let Setup {
+            nats_url,
+            replicas,
+            repos,
+            configured,
+            registry,
+            image_host,
+        } = setup;
+        for i in 0..repos {
+            registry
+                .push_tags(&format!("soak/{}", app(i)), &["1.0.0"])
+                .await;
+        }
+        let seeds: Vec<Seed> = (0..repos)
+            .map(|i| Seed::file(&file_of(i), &manifest(&image_host, i, "1.0.0")))
+            .collect();
+        let repo = BareRepo::seeded("main", &seeds);
+        let seed = repo.tip("main").unwrap();
+        let stack = Self {
+            nats_url,
+            replicas,
+            registry,
+            image_host,
+            repo,
+            repos,
+            work: tempfile::Builder::new()
+                .prefix("tagrelay-reliability-")
+                .tempdir()
+                .unwrap(),
+            seed,
+        };
+        stack
+            .apply(&configuration(
+                &stack.image_host,
+                &stack.repo.url(),
+                configured,
+            ))
+            .await;
+        stack
+    }
+
+    /// `per_role` instances of each stage, started.
+    pub fn services(&self, per_role: usize) -> Vec<Service> {
+        let mut services = Vec::new();
+        for role in ROLES {
+            for index in 0..per_role {
+                services.push(Service::start(role, index, self));
+            }
+        }
+        services
+    }
+
+    /// Puts every object of `yaml` in the configuration bucket.
+    pub async fn apply(&self, yaml: &str) {
+        let settings = BusSettings {
+            replicas: self.replicas,
+            ..BusSettings::default()
+        };
+        let bus = Bus::connect(&self.nats_url, "test", settings)
+            .await
+            .unwrap();
+        let store = bus.config_store().await.unwrap();
+        for doc in load_documents(yaml).unwrap() {
+            store
+                .put(&Object::decode(&doc.value).unwrap())
+                .await
+                .unwrap();
+        }
+    }
+
+    /// The tag each file holds at `commit`.
+    pub fn tags_at(&self, commit: &str) -> Vec<Option<String>> {
+        (0..self.repos)
+            .map(|i| {
+                let text = self
+                    .repo
+                    .git(&["show", &format!("{commit}:{}", file_of(i))]);
+                tag_in(&text, i)
+            })
+            .collect()
+    }
+
+    /// The tags the branch's tip holds.
+    pub fn tip_tags(&self) -> Vec<Option<String>> {
+        self.tags_at(&self.repo.tip("main").unwrap())
+    }
+}
+
+/// Asks for a scan now (any scanner takes it); failures are ignored, the
+/// repositories' 2 s interval scans anyway.
+pub async fn request_scan(nats_url: &str, bus: &mut Option<Bus>, name: &str) {
+    if bus.is_none() {
+        *bus = tokio::time::timeout(
+            Duration::from_secs(2),
+            Bus::connect(nats_url, "test-pusher", BusSettings::default()),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok);
+    }
+    if let Some(bus) = bus {
+        let request = ScanRequest::new(
+            ObjectRef::new("flux-system", name),
+            ScanTrigger::Reconcile,
+            ulid::Ulid::new().to_string(),
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(2), bus.request_scan(&request)).await;
+    }
+}
+
+pub fn semver(tag: &str) -> (u64, u64, u64) {
+    let mut parts = tag.split('.').map(|p| p.parse::<u64>().unwrap());
+    (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    )
+}
+
+/// What the branch's history says.
+#[derive(Debug, Default)]
+pub struct History {
+    pub commits: usize,
+    pub lost: usize,
+    pub duplicates: usize,
+    pub backwards: usize,
+    pub unannounced: usize,
+    pub announced_twice: usize,
+    pub announced_elsewhere: usize,
+    pub problems: Vec<String>,
+}
+
+impl History {
+    /// Nothing lost, duplicated, moved back or misannounced.
+    pub fn clean(&self) -> bool {
+        self.lost == 0
+            && self.duplicates == 0
+            && self.backwards == 0
+            && self.unannounced == 0
+            && self.announced_twice == 0
+            && self.announced_elsewhere == 0
+    }
+}
+
+/// Walks the branch from the seed: every commit changes at least one file
+/// (else it duplicates its parent), every changed file's tag goes strictly
+/// up, the tip holds `highest`, and the audit log holds exactly one
+/// `CommitPushed` per bot commit and none for a commit not on the branch.
+pub fn check_history(stack: &Stack, highest: &[String]) -> History {
+    let mut history = History::default();
+    let mut log = stack.repo.log("main");
+    log.reverse();
+    assert_eq!(log.first(), Some(&stack.seed), "the seed is the root");
+    let mut previous = stack.tags_at(&stack.seed);
+    for commit in &log[1..] {
+        history.commits += 1;
+        let tags = stack.tags_at(commit);
+        if tags == previous {
+            history.duplicates += 1;
+            history
+                .problems
+                .push(format!("{commit} changes no tag: {tags:?}"));
+        }
+        for (i, (old, new)) in previous.iter().zip(&tags).enumerate() {
+            if old != new {
+                let (Some(old), Some(new)) = (old, new) else {
+                    history
+                        .problems
+                        .push(format!("{commit}: app{i} lost its tag"));
+                    history.backwards += 1;
+                    continue;
+                };
+                if semver(new) <= semver(old) {
+                    history.backwards += 1;
+                    history
+                        .problems
+                        .push(format!("{commit}: app{i} {old} -> {new}"));
+                }
+            }
+        }
+        previous = tags;
+    }
+    for (i, want) in highest.iter().enumerate() {
+        if previous[i].as_deref() != Some(want.as_str()) {
+            history.lost += 1;
+            history.problems.push(format!(
+                "app{i}: the branch holds {:?}, the highest pushed tag is {want}",
+                previous[i]
+            ));
+        }
+    }
+
+    let audit = Command::new(env!("CARGO_BIN_EXE_tagrelay"))
+        .args(["audit", "-o", "json", "--kind", "commit"])
+        .env("NATS_URL", &stack.nats_url)
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    let mut announced: HashMap<String, usize> = HashMap::new();
+    for line in String::from_utf8_lossy(&audit.stdout).lines() {
+        let envelope: serde_json::Value = serde_json::from_str(line).unwrap();
+        if envelope["type"] == "CommitPushed" {
+            let commit = envelope["payload"]["commit"].as_str().unwrap().to_string();
+            *announced.entry(commit).or_default() += 1;
+        }
+    }
+    for commit in &log[1..] {
+        match announced.get(commit).copied().unwrap_or(0) {
+            0 => {
+                history.unannounced += 1;
+                history
+                    .problems
+                    .push(format!("{commit} has no CommitPushed"));
+            }
+            1 => {}
+            n => {
+                history.announced_twice += 1;
+                history
+                    .problems
+                    .push(format!("{commit} has {n} CommitPushed events"));
+            }
+        }
+    }
+    for commit in announced.keys() {
+        if !log.contains(commit) {
+            history.announced_elsewhere += 1;
+            history
+                .problems
+                .push(format!("CommitPushed {commit} is not on the branch"));
+        }
+    }
+    history
+}
+
+/// Waits until every file holds its highest tag (or the deadline passes).
+pub fn wait_for_tags(stack: &Stack, highest: &[String], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let tip = stack.repo.tip("main").unwrap();
+        let tags = stack.tags_at(&tip);
+        if tags
+            .iter()
+            .zip(highest)
+            .all(|(have, want)| have.as_deref() == Some(want.as_str()))
+        {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+pub fn logs(services: &[Service]) -> String {
+    services
+        .iter()
+        .map(Service::tail)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A tiny xorshift generator seeded from the clock (printed, to replay).
+pub struct Rng(u64);
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+pub fn fastrand_seed() -> Rng {
+    let seed = std::env::var("TAGRELAY_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!("chaos seed: TAGRELAY_CHAOS_SEED={seed}");
+    Rng(seed)
+}
