@@ -218,6 +218,13 @@ pub struct Walk {
     pub skipped: Vec<Skipped>,
 }
 
+/// The largest file read as a manifest. Kubernetes refuses objects above
+/// about 1.5 MB (etcd's request limit), so a candidate file of many times
+/// that is not a manifest anyone applies; reading and parsing it would cost
+/// memory in proportion (the YAML parser holds several times the file), so it
+/// is skipped and reported without its content ever being loaded.
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
 /// Whether a file name is one the committer reads at all.
 fn wanted(path: &str) -> bool {
     is_setters_candidate(path) || is_v1_candidate(path)
@@ -281,6 +288,20 @@ fn walk_tree(
         match entry.mode.kind() {
             EntryKind::Tree => walk_tree(repo, entry.oid.to_owned(), &format!("{path}/"), walk)?,
             EntryKind::Blob | EntryKind::BlobExecutable if wanted(&path) => {
+                let size = repo
+                    .find_header(entry.oid.to_owned())
+                    .map_err(objects_err)?
+                    .size();
+                if size > MAX_MANIFEST_BYTES {
+                    walk.skipped.push(Skipped {
+                        path,
+                        reason: format!(
+                            "{size} bytes, more than the {} MiB a manifest may be; skipped unread",
+                            MAX_MANIFEST_BYTES >> 20
+                        ),
+                    });
+                    continue;
+                }
                 walk.files.push(FileEntry {
                     path,
                     blob: entry.oid.to_owned(),

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tagrelay_committer::git::MAX_MANIFEST_BYTES;
 use tagrelay_committer::service::{Committer, Outcome, Settings};
 use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey, FLUX_V1_FILTER_ANNOTATION};
@@ -713,6 +714,44 @@ async fn a_symlink_out_of_the_repository_and_a_malformed_file_are_skipped_and_re
         status
             .message
             .contains("apps/broken.yaml: skipped: YAML syntax error"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn a_giant_manifest_is_skipped_unread_and_every_other_file_still_updated() {
+    let env = env().await;
+    let line = "image: registry.example/app:1.0.0 # {\"$imagepolicy\": \"flux-system:app\"}\n";
+    let giant = line.repeat((MAX_MANIFEST_BYTES as usize / line.len()) + 1);
+    let repo = BareRepo::seeded(
+        "main",
+        &[
+            Seed::file("apps/app.yaml", DEPLOYMENT),
+            Seed::file("apps/giant.yaml", &giant),
+        ],
+    );
+    env.apply(&config(&repo.url(), "", "apps")).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.5.0")
+        .await;
+    let committer = env.committer("a").await;
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push")
+    };
+    let files: Vec<&str> = pushed.changes.iter().map(|c| c.file.as_str()).collect();
+    assert_eq!(files, vec!["apps/app.yaml"]);
+    assert_eq!(
+        repo.read_text("main", "apps/giant.yaml").unwrap(),
+        giant,
+        "the giant file is untouched"
+    );
+    let status = env.store.status(&automation_key()).await.unwrap().unwrap();
+    assert!(
+        status.message.contains(&format!(
+            "apps/giant.yaml: {} bytes, more than the 16 MiB a manifest may be",
+            giant.len()
+        )),
         "{}",
         status.message
     );
