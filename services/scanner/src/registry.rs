@@ -305,7 +305,7 @@ impl Registries {
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let body = read_body(target, response).await?;
+            let body = read_body(target, response, "the tag list").await?;
             let page: TagList = decode_json(target, &body, "the tag list")?;
             let tags = page.tags.unwrap_or_default();
             pages += 1;
@@ -405,7 +405,7 @@ impl Registries {
         if !response.status().is_success() {
             return Err(status_error(target, response.status(), "an image config"));
         }
-        let body = read_body(target, response).await?;
+        let body = read_body(target, response, "an image config").await?;
         let config: ImageConfig = decode_json(target, &body, "an image config")?;
         Ok(config.created)
     }
@@ -422,7 +422,7 @@ impl Registries {
         if !response.status().is_success() {
             return Err(status_error(target, response.status(), "a manifest"));
         }
-        let body = read_body(target, response).await?;
+        let body = read_body(target, response, "a manifest").await?;
         let digest = format!("sha256:{:x}", Sha256::digest(&body));
         let manifest = decode_json(target, &body, "a manifest")?;
         Ok((manifest, digest))
@@ -823,19 +823,48 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
-/// The body of a successful response; a connection that breaks mid-body
-/// is the registry being unreachable, so the scan is retried.
+/// The largest registry response read. A tag list of a million
+/// 30-character tags is about 35 MB of JSON; a body past this is a registry
+/// misbehaving (or hostile), and reading it whole would exhaust memory.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// The body of a successful response, read up to [`MAX_RESPONSE_BYTES`]; a
+/// connection that breaks mid-body is the registry being unreachable, so the
+/// scan is retried.
 async fn read_body(
     target: &Target,
-    response: reqwest::Response,
+    mut response: reqwest::Response,
+    what: &str,
 ) -> Result<bytes::Bytes, RegistryError> {
-    response
-        .bytes()
+    let too_large = || RegistryError::Malformed {
+        registry: target.registry.clone(),
+        what: what.into(),
+        reason: format!(
+            "larger than {} MiB; not read further",
+            MAX_RESPONSE_BYTES >> 20
+        ),
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
         .map_err(|e| RegistryError::Unreachable {
             registry: target.registry.clone(),
             reason: e.to_string(),
-        })
+        })?
+    {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Decodes a JSON body, naming what it should have been when it is not.

@@ -866,3 +866,73 @@ async fn a_long_retry_after_fails_the_scan_and_the_retry_waits_for_it() {
     );
     scanners.stop().await;
 }
+
+/// Serves `/v2/` and, for `demo/app`'s tag list, a JSON body that never
+/// ends: what a hostile or broken registry can send. Returns its host and
+/// how many bytes it managed to send.
+async fn endless_registry() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let app = axum::Router::new()
+        .route("/v2/", axum::routing::get(|| async { "{}" }))
+        .route(
+            "/v2/demo/app/tags/list",
+            axum::routing::get(move || {
+                let counter = counter.clone();
+                async move {
+                    let head = futures::stream::once(async {
+                        Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+                            b"{\"name\":\"demo/app\",\"tags\":[\"1.0.0\"",
+                        ))
+                    });
+                    let chunk = bytes::Bytes::from(",\"9.9.9\"".repeat(8192));
+                    let tail = futures::stream::repeat_with(move || {
+                        counter.fetch_add(chunk.len(), Ordering::Relaxed);
+                        Ok(chunk.clone())
+                    });
+                    axum::body::Body::from_stream(futures::StreamExt::chain(head, tail))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (host, sent)
+}
+
+#[tokio::test]
+async fn an_endless_tag_list_is_cut_at_the_response_limit_and_reported() {
+    use tagrelay_scanner::registry::MAX_RESPONSE_BYTES;
+    let (host, sent) = endless_registry().await;
+    let (server, bus, store) = bus().await;
+    let secrets = tempfile::tempdir().unwrap();
+    apply(
+        &store,
+        &repository("app", &format!("{host}/demo/app"), "1h", ""),
+    )
+    .await;
+    let mut settings = settings(secrets.path());
+    settings.registry.attempts = 1;
+    let scanners = start(&server, 1, settings).await;
+    let failure = wait_until("ScanFailed", || async {
+        failures(&bus).await.into_iter().next()
+    })
+    .await;
+    assert!(
+        failure
+            .error
+            .contains("unreadable answer to the tag list: larger than 64 MiB"),
+        "{}",
+        failure.error
+    );
+    let status = status(&store, "app").await.unwrap();
+    assert!(!status.ready);
+    assert_eq!(status.tag_count, None, "nothing was taken from the body");
+    scanners.stop().await;
+    let read = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        read < 2 * MAX_RESPONSE_BYTES,
+        "the scanner read {read} bytes of an endless body"
+    );
+}
