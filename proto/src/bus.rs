@@ -25,7 +25,11 @@ pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 /// 3 on a JetStream cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusSettings {
-    /// Replicas of every stream and bucket.
+    /// Replicas of every stream and bucket declared. A stream or bucket
+    /// that already has more keeps them: a process started without
+    /// `TAGRELAY_REPLICAS` (a CLI on an operator's laptop) must never scale a
+    /// cluster's audit log down to one copy; lowering is an operator's
+    /// deliberate `nats stream edit`.
     pub replicas: usize,
     /// How long the events stream remembers message ids to drop duplicates.
     /// Must exceed the longest time a publisher may retry the same event.
@@ -116,6 +120,49 @@ pub enum PublishFailure {
 /// The header that makes a publication conditional on the subject's last
 /// sequence.
 pub const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
+
+/// The first pause before publishing again a message whose id another
+/// publication is storing on a cluster (doubled each time).
+const DUPLICATE_IN_PROCESS_PAUSE: Duration = Duration::from_millis(25);
+
+/// No pause longer than this: about 3 s of pauses in all, longer than a
+/// replicated write takes even during a leader election's aftermath; then the
+/// error goes to the caller, whose message is redelivered.
+const DUPLICATE_IN_PROCESS_GIVE_UP: Duration = Duration::from_millis(1600);
+
+/// The JetStream error code somewhere in `error`'s chain of sources (the
+/// client wraps the server's answer in one or more errors of its own).
+fn jetstream_code(error: &(dyn std::error::Error + 'static)) -> Option<jetstream::ErrorCode> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(jetstream) = error.downcast_ref::<jetstream::Error>() {
+            return Some(jetstream.error_code());
+        }
+        current = error.source();
+    }
+    None
+}
+
+/// Whether a publication was refused because a message with the same
+/// `Nats-Msg-Id` is being stored at this moment (clustered streams only).
+fn is_duplicate_in_process(error: &(dyn std::error::Error + 'static)) -> bool {
+    jetstream_code(error) == Some(jetstream::ErrorCode::STREAM_DUPLICATE_MESSAGE_CONFLICT)
+}
+
+/// Whether a conditional write lost its race: the subject's last sequence
+/// is not the expected one. A clustered stream says so with a second code
+/// (10164, no sequence in the message) when another write to the subject is
+/// still being agreed by the replicas; the client reports only the first as
+/// a wrong sequence, so both are recognised here.
+fn is_wrong_last_sequence(error: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        jetstream_code(error),
+        Some(
+            jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE
+                | jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+        )
+    )
+}
 
 /// The outcome of a publication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,7 +290,9 @@ pub fn consumer_config(
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: settings.ack_wait,
             max_deliver: settings.max_deliver,
-            num_replicas: settings.replicas,
+            // 0: as many as the stream, so the consumer's state (what was
+            // acked) is exactly as durable as the messages it tracks.
+            num_replicas: 0,
             ..Default::default()
         },
     )
@@ -314,20 +363,31 @@ pub async fn ensure_topology(
     js: &jetstream::Context,
     settings: &BusSettings,
 ) -> Result<(), BusError> {
-    for config in stream_configs(settings) {
+    for mut config in stream_configs(settings) {
         let what = format!("stream {}", config.name);
+        config.num_replicas = kept_replicas(js, &config.name, config.num_replicas)
+            .await
+            .map_err(|e| setup(what.clone(), e))?;
         js.create_or_update_stream(config)
             .await
             .map_err(|e| setup(what, e))?;
     }
-    for config in bucket_configs(settings) {
+    for mut config in bucket_configs(settings) {
         let what = format!("bucket {}", config.bucket);
+        let stream = format!("KV_{}", config.bucket);
+        config.num_replicas = kept_replicas(js, &stream, config.num_replicas)
+            .await
+            .map_err(|e| setup(what.clone(), e))?;
         js.create_or_update_key_value(config)
             .await
             .map_err(|e| setup(what, e))?;
     }
-    for config in object_store_configs(settings) {
+    for mut config in object_store_configs(settings) {
         let what = format!("object store {}", config.bucket);
+        let stream = format!("OBJ_{}", config.bucket);
+        config.num_replicas = kept_replicas(js, &stream, config.num_replicas)
+            .await
+            .map_err(|e| setup(what.clone(), e))?;
         js.create_object_store(config)
             .await
             .map_err(|e| setup(what, e))?;
@@ -343,6 +403,30 @@ pub async fn ensure_topology(
             .map_err(|e| setup(what, e))?;
     }
     Ok(())
+}
+
+/// The replicas to declare the stream `stream` with: `wanted`, or the
+/// existing stream's count when it is higher (see [`BusSettings::replicas`]).
+/// Declaring fewer would scale an R3 stream down (`create_or_update`), or fail
+/// outright for an object store, whose creation refuses any difference.
+async fn kept_replicas(
+    js: &jetstream::Context,
+    stream: &str,
+    wanted: usize,
+) -> Result<usize, jetstream::context::GetStreamError> {
+    match js.get_stream(stream).await {
+        Ok(existing) => Ok(existing.cached_info().config.num_replicas.max(wanted)),
+        Err(e) if is_stream_not_found(&e) => Ok(wanted),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        error.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(e)
+            if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
 }
 
 fn setup(what: String, error: impl std::fmt::Display) -> BusError {
@@ -412,7 +496,8 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// Connects to `url`, failing fast with [`BusError::Unreachable`] when no
+    /// Connects to `url` (one URL, or a cluster's URLs comma-separated),
+    /// failing fast with [`BusError::Unreachable`] when no
     /// server answers, then declares the topology. `source` names this
     /// process in the events it publishes (`scanner/host-1`).
     pub async fn connect(
@@ -440,11 +525,20 @@ impl Bus {
             .apply(async_nats::ConnectOptions::new())
             .await
             .map_err(|e| unreachable(e.to_string()))?;
+        // A cluster is given as comma-separated URLs, the form every NATS
+        // client takes in NATS_URL: the client starts from whichever node
+        // answers and fails over between them (async-nats parses one URL
+        // per string, so the list is split here).
+        let servers: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         let client = options
             .name(source.clone())
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(None)
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let js = jetstream::new(client.clone());
@@ -527,20 +621,41 @@ impl Bus {
                 reason: e.to_string(),
             })
         };
-        let ack = self
-            .js
-            .publish_with_headers(subject.clone(), headers, payload.into())
-            .await
-            .map_err(|e| fail(&e))?
-            .await
-            .map_err(|e| match e.kind() {
-                jetstream::context::PublishErrorKind::WrongLastSequence => PublishFailure::Conflict,
-                _ => fail(&e),
-            })?;
-        Ok(Published {
-            sequence: ack.sequence,
-            duplicate: ack.duplicate,
-        })
+        let payload = bytes::Bytes::from(payload);
+        let mut pause = DUPLICATE_IN_PROCESS_PAUSE;
+        loop {
+            let acked = self
+                .js
+                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                .await
+                .map_err(|e| fail(&e))?
+                .await;
+            match acked {
+                Ok(ack) => {
+                    return Ok(Published {
+                        sequence: ack.sequence,
+                        duplicate: ack.duplicate,
+                    })
+                }
+                Err(e)
+                    if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence
+                        || is_wrong_last_sequence(&e) =>
+                {
+                    return Err(PublishFailure::Conflict)
+                }
+                // On a cluster, a message whose id another publication is
+                // storing right now (not yet agreed by the replicas) is
+                // refused with this code instead of being acknowledged as a
+                // duplicate, as a single server would. Ask again once that
+                // publication is settled: it is then a duplicate (or, if it
+                // failed, this one is stored).
+                Err(e) if is_duplicate_in_process(&e) && pause <= DUPLICATE_IN_PROCESS_GIVE_UP => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => return Err(fail(&e)),
+            }
+        }
     }
 
     /// The last event published on `subject` and its stream sequence, the
@@ -906,6 +1021,9 @@ impl ConfigStore {
     }
 }
 
+/// The header a KV bucket marks deletions and purges with.
+const KV_OPERATION_HEADER: &str = "KV-Operation";
+
 /// A KV bucket of JSON records written only with compare-and-set: the way
 /// every stage keeps state that two instances may race on (policy
 /// selections, scan records), so neither ever overwrites the other blindly.
@@ -928,24 +1046,71 @@ impl CasBucket {
         &self,
         key: &str,
     ) -> Result<(Option<T>, u64), BusError> {
-        let entry = self
-            .store
-            .entry(key)
-            .await
-            .map_err(|e| bucket_error(self.bucket, key, e))?;
-        Ok(match entry {
-            Some(entry) if entry.operation == kv::Operation::Put => {
-                match serde_json::from_slice(&entry.value) {
-                    Ok(value) => (Some(value), entry.revision),
-                    Err(e) => {
-                        tracing::warn!(bucket = self.bucket, key, error = %e, "unreadable record; it will be replaced");
-                        (None, entry.revision)
-                    }
+        Ok(match self.latest(key).await? {
+            Some((Some(value), revision)) => match serde_json::from_slice(&value) {
+                Ok(value) => (Some(value), revision),
+                Err(e) => {
+                    tracing::warn!(bucket = self.bucket, key, error = %e, "unreadable record; it will be replaced");
+                    (None, revision)
                 }
-            }
-            Some(entry) => (None, entry.revision),
+            },
+            Some((None, revision)) => (None, revision),
             None => (None, 0),
         })
+    }
+
+    /// The record under `key`, for a reader that acts on it without writing
+    /// back (the committer reading selections); `None` when absent or
+    /// deleted, an error when it does not decode.
+    pub async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, BusError> {
+        let Some((Some(value), _)) = self.latest(key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&value)
+            .map(Some)
+            .map_err(|e| BusError::Corrupt {
+                bucket: self.bucket.to_string(),
+                key: key.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The latest value under `key` (`None` for a deletion) and its
+    /// revision, or `None` when the key was never written.
+    ///
+    /// Read from the bucket's stream leader, not with the KV "direct get":
+    /// on a cluster a direct get may be answered by a follower that has not
+    /// applied the latest writes yet (NATS promises monotonic reads, not
+    /// read-your-writes). A stale revision makes every compare-and-set lose,
+    /// and a stale selection could make the committer write an older tag
+    /// over a newer one. The leader has applied every acknowledged write.
+    async fn latest(&self, key: &str) -> Result<Option<(Option<bytes::Bytes>, u64)>, BusError> {
+        let subject = format!("{}{}", self.store.prefix, key);
+        let message = match self
+            .store
+            .stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+        {
+            Ok(message) => message,
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(bucket_error(self.bucket, key, e)),
+        };
+        let operation = match message.headers.get(KV_OPERATION_HEADER) {
+            Some(operation) => operation.as_str().parse().map_err(|_| BusError::Corrupt {
+                bucket: self.bucket.to_string(),
+                key: key.to_string(),
+                reason: format!("unknown operation {operation}"),
+            })?,
+            None => kv::Operation::Put,
+        };
+        let value = (operation == kv::Operation::Put).then_some(message.payload);
+        Ok(Some((value, message.sequence)))
     }
 
     /// Removes the record and its history (a deleted object's state).
@@ -972,7 +1137,8 @@ impl CasBucket {
                 .map(|_| ())
                 .map_err(|e| {
                     (
-                        matches!(e.kind(), kv::CreateErrorKind::AlreadyExists),
+                        matches!(e.kind(), kv::CreateErrorKind::AlreadyExists)
+                            || is_wrong_last_sequence(&e),
                         e.to_string(),
                     )
                 })
@@ -983,7 +1149,8 @@ impl CasBucket {
                 .map(|_| ())
                 .map_err(|e| {
                     (
-                        matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision),
+                        matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision)
+                            || is_wrong_last_sequence(&e),
                         e.to_string(),
                     )
                 })

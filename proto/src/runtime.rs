@@ -54,7 +54,7 @@ pub async fn shutdown_signal() {
 /// `tagrelay run` agree on names and environment variables.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BusArgs {
-    /// NATS server URL.
+    /// NATS server URL; a cluster's URLs comma-separated.
     #[arg(
         long,
         global = true,

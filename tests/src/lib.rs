@@ -7,7 +7,10 @@
 
 pub mod fault_proxy;
 pub mod git;
+pub mod nats_cluster;
 pub mod registry;
+
+pub use nats_cluster::NatsCluster;
 
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};

@@ -1,5 +1,7 @@
 //! The bus against a real nats-server: topology, deduplication, durable
-//! consumers shared by instances, the configuration store.
+//! consumers shared by instances, the configuration store; and on a 3-node
+//! JetStream cluster (the shipped cluster template), what differs from a
+//! single server and once broke tagrelay there.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,7 +9,8 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::pull::Config as PullConfig;
 use futures::StreamExt;
 use tagrelay_proto::bus::{
-    decode_message, ensure_topology, Bus, BusSettings, ConfigChange, MSG_ID_HEADER,
+    decode_message, ensure_topology, Bus, BusSettings, CasBucket, ConfigChange, PublishFailure,
+    MSG_ID_HEADER,
 };
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey};
 use tagrelay_proto::event::{
@@ -15,7 +18,8 @@ use tagrelay_proto::event::{
 };
 use tagrelay_proto::names;
 use tagrelay_proto::trace::{parse_traceparent, TRACEPARENT};
-use tagrelay_testkit::NatsServer;
+use tagrelay_testkit::nats_cluster::{replication, NODES};
+use tagrelay_testkit::{NatsCluster, NatsServer};
 
 fn discovered(repo: &str, tags: &[&str]) -> Event {
     Event::TagsDiscovered(TagsDiscovered {
@@ -278,4 +282,138 @@ async fn a_conditional_publication_loses_to_a_racing_one_and_last_event_reads_it
     assert_eq!((last, sequence), (first, winner.sequence));
     let next = bus.publish_after(&late, winner.sequence).await.unwrap();
     assert!(next.sequence > winner.sequence);
+}
+
+fn r3() -> BusSettings {
+    BusSettings {
+        replicas: 3,
+        ..BusSettings::default()
+    }
+}
+
+/// `count` instances of `role` connected to the cluster with R3 settings:
+/// each its own connection, as separate processes would have.
+async fn instances(cluster: &NatsCluster, role: &str, count: usize) -> Vec<Bus> {
+    let url = cluster.url();
+    let mut buses = Vec::new();
+    for i in 0..count {
+        let bus = Bus::connect(&url, format!("{role}/{i}"), r3());
+        buses.push(bus.await.unwrap());
+    }
+    buses
+}
+
+#[tokio::test]
+async fn a_cluster_url_list_connects_while_its_first_node_is_down() {
+    let mut cluster = NatsCluster::start();
+    // Not the meta leader: its loss would hold every declaration up until
+    // an election, which is not what this test is about.
+    let leader = cluster.meta_leader_node().expect("a meta leader");
+    let down = (leader + 1) % NODES;
+    cluster.kill(down);
+    let others = (0..NODES)
+        .filter(|n| *n != down)
+        .map(|n| cluster.node_url(n));
+    let url = std::iter::once(cluster.node_url(down))
+        .chain(others)
+        .collect::<Vec<_>>()
+        .join(",");
+    let bus = Bus::connect(&url, "scanner/a", r3())
+        .await
+        .expect("the other nodes of the list answer");
+    let published = bus
+        .publish(&Envelope::new("scanner/a", discovered("app", &["1.0.0"])))
+        .await
+        .unwrap();
+    assert!(!published.duplicate);
+}
+
+#[tokio::test]
+async fn a_client_asking_for_one_replica_never_scales_the_cluster_down() {
+    let cluster = NatsCluster::start();
+    Bus::connect(&cluster.url(), "scanner/a", r3())
+        .await
+        .unwrap();
+    // `tagrelay audit` on an operator's laptop, without TAGRELAY_REPLICAS.
+    let cli = Bus::connect(&cluster.url(), "cli", BusSettings::default())
+        .await
+        .expect("a client with the default settings connects to an R3 topology");
+    for replication in replication(&cli).await {
+        assert_eq!(replication.copies, 3, "{replication:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_published_at_once_by_many_is_stored_once_on_a_cluster() {
+    let cluster = NatsCluster::start();
+    let buses = instances(&cluster, "scanner", 6).await;
+    for round in 0..5 {
+        let event = discovered("app", &[&format!("2.0.{round}")]);
+        let publications = buses.iter().map(|bus| {
+            let envelope = Envelope::new(bus.source(), event.clone());
+            async move { bus.publish(&envelope).await }
+        });
+        let results = futures::future::join_all(publications).await;
+        let published: Vec<_> = results
+            .into_iter()
+            .map(|r| r.expect("a concurrent duplicate is acknowledged, not refused"))
+            .collect();
+        assert_eq!(
+            published.iter().filter(|p| !p.duplicate).count(),
+            1,
+            "round {round}: {published:?}"
+        );
+        assert!(
+            published
+                .iter()
+                .all(|p| p.sequence == published[0].sequence),
+            "round {round}: {published:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_conditional_writes_on_a_cluster_lose_as_conflicts_not_errors() {
+    let cluster = NatsCluster::start();
+    let buses = instances(&cluster, "resolver", 6).await;
+    let mut buckets = Vec::new();
+    for bus in &buses {
+        let store = bus.bucket(names::POLICY_STATE_BUCKET).await.unwrap();
+        buckets.push(CasBucket::new(store, names::POLICY_STATE_BUCKET));
+    }
+    let subject = names::tags_subject("flux-system", "app");
+    let mut last_sequence = 0;
+    for round in 0..5 {
+        // Every writer creates the key, then updates it from one revision.
+        let key = format!("race-{round}");
+        let creations = buckets.iter().map(|b| b.write(&key, &round, 0));
+        let won = futures::future::join_all(creations).await;
+        let won: Vec<bool> = won.into_iter().map(|r| r.expect("a lost race")).collect();
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+        let (_, revision) = buckets[0].read::<u32>(&key).await.unwrap();
+        let next = round + 1;
+        let updates = buckets.iter().map(|b| b.write(&key, &next, revision));
+        let won = futures::future::join_all(updates).await;
+        let won: Vec<bool> = won.into_iter().map(|r| r.expect("a lost race")).collect();
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+
+        // Every publisher publishes its own event after the same one.
+        let publications = buses.iter().enumerate().map(|(i, bus)| {
+            let tag = format!("3.{round}.{i}");
+            let envelope = Envelope::new(bus.source(), discovered("app", &[&tag]));
+            async move { bus.publish_after(&envelope, last_sequence).await }
+        });
+        let mut winners = Vec::new();
+        for result in futures::future::join_all(publications).await {
+            match result {
+                Ok(published) => winners.push(published.sequence),
+                Err(PublishFailure::Conflict) => {}
+                Err(PublishFailure::Bus(e)) => panic!("a lost race is a conflict: {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}");
+        last_sequence = winners[0];
+        let (_, sequence) = buses[0].last_event(&subject).await.unwrap().unwrap();
+        assert_eq!(sequence, last_sequence);
+    }
 }

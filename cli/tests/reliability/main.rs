@@ -18,6 +18,7 @@
 //! them first after changing a service); when one is missing, `tagrelay run
 //! --all` processes stand in for it (they are just as killable).
 
+mod cluster;
 mod harness;
 
 use std::collections::BTreeMap;

@@ -27,12 +27,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{kv, AckKind};
+use async_nats::jetstream::AckKind;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use gix::ObjectId;
 use tagrelay_proto::bus::{
-    decode_message, Bus, BusError, ConfigChange, ConfigStore, PublishFailure, Received,
+    decode_message, Bus, BusError, CasBucket, ConfigChange, ConfigStore, PublishFailure, Received,
 };
 use tagrelay_proto::config::{Kind, Object, ObjectKey};
 use tagrelay_proto::event::{CommitPushed, Envelope, Event, Failure, FileChange, ObjectRef};
@@ -128,7 +128,7 @@ struct Tips {
 pub struct Committer {
     bus: Bus,
     store: ConfigStore,
-    state: kv::Store,
+    state: CasBucket,
     settings: Settings,
     askpass: PathBuf,
     screens: Arc<BlobScreens>,
@@ -224,14 +224,6 @@ pub async fn run(
     Ok(())
 }
 
-fn bucket_err(key: &str, e: impl std::fmt::Display) -> BusError {
-    BusError::Bucket {
-        bucket: names::POLICY_STATE_BUCKET.into(),
-        key: key.to_string(),
-        reason: e.to_string(),
-    }
-}
-
 impl Committer {
     /// Connects to the buckets and prepares the cache directory.
     pub async fn new(bus: &Bus, settings: Settings) -> Result<Self, BusError> {
@@ -242,7 +234,10 @@ impl Committer {
         Ok(Self {
             bus: bus.clone(),
             store: bus.config_store().await?,
-            state: bus.bucket(names::POLICY_STATE_BUCKET).await?,
+            state: CasBucket::new(
+                bus.bucket(names::POLICY_STATE_BUCKET).await?,
+                names::POLICY_STATE_BUCKET,
+            ),
             settings,
             askpass,
             screens: Arc::new(BlobScreens::default()),
@@ -723,22 +718,7 @@ impl Committer {
     }
 
     async fn selection(&self, key: &ObjectKey) -> Result<Option<PolicySelection>, BusError> {
-        let bucket_key = key.bucket_key();
-        let Some(bytes) = self
-            .state
-            .get(&bucket_key)
-            .await
-            .map_err(|e| bucket_err(&bucket_key, e))?
-        else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| BusError::Corrupt {
-                bucket: names::POLICY_STATE_BUCKET.into(),
-                key: bucket_key,
-                reason: e.to_string(),
-            })
+        self.state.get(&key.bucket_key()).await
     }
 
     /// What the files should hold: every selected policy of the automation
