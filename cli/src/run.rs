@@ -39,9 +39,9 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         secrets_dir: args.scanner.secrets_dir.clone(),
         http_addr: None,
     };
-    let scanner_bus = cli.bus_args.connect("scanner").await?;
-    let resolver_bus = cli.bus_args.connect("resolver").await?;
-    let committer_bus = cli.bus_args.connect("committer").await?;
+    let scanner_bus = cli.bus_args.connect_waiting("scanner").await?;
+    let resolver_bus = cli.bus_args.connect_waiting("resolver").await?;
+    let committer_bus = cli.bus_args.connect_waiting("committer").await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signal = tokio::spawn(async move {
         tagrelay_proto::runtime::shutdown_signal().await;

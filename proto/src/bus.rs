@@ -54,6 +54,24 @@ impl Default for BusSettings {
     }
 }
 
+/// `url` (one NATS URL or a comma-separated list) with any `user:password@`
+/// or `token@` replaced by `***@`: URLs end up in errors and logs, and
+/// credentials must never.
+pub fn redact_urls(url: &str) -> String {
+    url.split(',')
+        .map(|one| {
+            let (scheme, rest) = one.split_once("://").unwrap_or(("", one));
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) if scheme.is_empty() => format!("***{}", &rest[at..]),
+                Some(at) => format!("{scheme}://***{}", &rest[at..]),
+                None => one.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What went wrong talking to NATS, in words an operator can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -518,7 +536,7 @@ impl Bus {
     ) -> Result<Self, BusError> {
         let source = source.into();
         let unreachable = |reason: String| BusError::Unreachable {
-            url: url.to_string(),
+            url: redact_urls(url),
             reason,
         };
         let options = auth
@@ -1241,5 +1259,31 @@ fn bucket_error(bucket: &str, key: &str, error: impl std::fmt::Display) -> BusEr
         bucket: bucket.to_string(),
         key: key.to_string(),
         reason: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_urls;
+
+    #[test]
+    fn credentials_in_nats_urls_never_reach_an_error() {
+        assert_eq!(
+            redact_urls("nats://alice:s3cret@10.0.0.1:4222"),
+            "nats://***@10.0.0.1:4222"
+        );
+        assert_eq!(
+            redact_urls("tls://tok3n@a:4222,nats://b:4222,u:p@c:4222"),
+            "tls://***@a:4222,nats://b:4222,***@c:4222"
+        );
+        assert_eq!(
+            redact_urls("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+        assert_eq!(
+            redact_urls("ws://host:80/path@x"),
+            "ws://host:80/path@x",
+            "an @ after the authority is not userinfo"
+        );
     }
 }

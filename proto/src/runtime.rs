@@ -9,6 +9,10 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// How long a starting service waits for the bus before giving up
+/// ([`BusArgs::connect_waiting`]).
+pub const BUS_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// `service/instance`, the `source` of every event this process publishes.
 /// The instance defaults to the host name, then the process id.
 pub fn source_name(service: &str, instance: Option<&str>) -> String {
@@ -97,6 +101,30 @@ impl BusArgs {
         };
         let source = source_name(service, self.instance.as_deref());
         crate::bus::Bus::connect_with(&self.nats_url, &self.auth(), source, settings).await
+    }
+
+    /// Like [`BusArgs::connect`], for a long-running service: a service
+    /// started before NATS, or while a cluster is electing its leader, waits
+    /// for the bus (retrying with back-off from 0.5 s doubling to 10 s, each
+    /// failure logged) rather than exiting, for up to [`BUS_WAIT`]; after that
+    /// the last error is returned and the supervisor takes over.
+    pub async fn connect_waiting(
+        &self,
+        service: &str,
+    ) -> Result<crate::bus::Bus, crate::bus::BusError> {
+        let deadline = std::time::Instant::now() + BUS_WAIT;
+        let mut pause = std::time::Duration::from_millis(500);
+        loop {
+            match self.connect(service).await {
+                Ok(bus) => return Ok(bus),
+                Err(error) if std::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(%error, retry_in = ?pause, "the bus is not reachable yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(10));
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// The credentials these flags and the environment name.

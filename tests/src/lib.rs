@@ -120,6 +120,17 @@ impl NatsServer {
         self.spawn();
     }
 
+    /// Kills the server (SIGKILL) and leaves it down until
+    /// [`NatsServer::start_again`]: NATS being late or away for a while.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts a stopped server again on the same port and store.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

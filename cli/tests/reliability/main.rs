@@ -129,6 +129,29 @@ async fn nats_restarted_mid_run_loses_nothing() {
     drop(services);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_started_before_nats_wait_for_it_and_then_work() {
+    let mut nats = NatsServer::start();
+    let stack = Stack::start(Setup::new(&nats.url(), 1)).await;
+    nats.stop();
+    let mut services = stack.services(1);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_all_running(&mut services);
+    nats.start_again();
+    stack.registry.push_tags("soak/app0", &["1.0.1"]).await;
+    let highest = vec!["1.0.1".to_string()];
+    assert!(
+        wait_for_tags(&stack, &highest, Duration::from_secs(60)),
+        "nothing landed once NATS came up (tip holds {:?})\n{}",
+        stack.tip_tags(),
+        logs(&services)
+    );
+    assert_all_running(&mut services);
+    let history = check_history(&stack, &highest);
+    assert!(history.clean(), "{:#?}", history.problems);
+    assert_eq!(history.commits, 1);
+}
+
 /// What a soak does to the system while tags are pushed.
 trait Chaos {
     /// Called every ~20 ms while tags are pushed and for a few seconds after.

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
     runtime::install_crypto_provider();
     let _telemetry = tagrelay_proto::telemetry::init("tagrelay-committer");
     let args = Args::parse();
-    let bus = args.bus.connect("committer").await?;
+    let bus = args.bus.connect_waiting("committer").await?;
     serve(&bus, &args.committer, runtime::shutdown_signal()).await?;
     Ok(())
 }

@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
     runtime::install_crypto_provider();
     let _telemetry = tagrelay_proto::telemetry::init("tagrelay-resolver");
     let args = Args::parse();
-    let bus = args.bus.connect("resolver").await?;
+    let bus = args.bus.connect_waiting("resolver").await?;
     serve(&bus, &args.resolver, runtime::shutdown_signal()).await?;
     Ok(())
 }

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
     runtime::install_crypto_provider();
     let _telemetry = tagrelay_proto::telemetry::init("tagrelay-scanner");
     let args = Args::parse();
-    let bus = args.bus.connect("scanner").await?;
+    let bus = args.bus.connect_waiting("scanner").await?;
     serve(&bus, &args.scanner, runtime::shutdown_signal()).await?;
     Ok(())
 }
