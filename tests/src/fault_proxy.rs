@@ -1,12 +1,14 @@
 //! A small fault-injecting HTTP proxy in front of a real registry, for the
 //! registry behaviours the CNCF registry cannot produce: 429 with
-//! `Retry-After`, 5xx, slow answers, garbage JSON, and paginated tag lists
-//! (with a `Link` header, or capped at a page size with only `last` to go
-//! on, as Quay does).
+//! `Retry-After`, 5xx, slow answers, garbage JSON, truncated bodies and
+//! connections dropped mid-body, and paginated tag lists (with a `Link`
+//! header, or capped at a page size with only `last` to go on, as Quay does).
 //!
 //! Everything else is forwarded unchanged, so the registry under test stays
-//! real. Faults are queued and each one answers one tag-list request, in
-//! order; every request is recorded for assertions.
+//! real. Faults come two ways: queued, each answering one tag-list request
+//! in order; or as a [`Storm`], answering a share of the requests of a
+//! [`Scope`] (tag lists, manifests and blobs, or both) until it is calmed.
+//! Every request, and every fault served, is recorded for assertions.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -15,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-/// One misbehaviour, answering one tag-list request.
+/// One misbehaviour, answering one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// `429 Too Many Requests` with `Retry-After: <seconds>`.
@@ -31,8 +34,127 @@ pub enum Fault {
     Status(u16),
     /// Waits this long, then forwards the request normally.
     Slow(Duration),
+    /// Forwards the request at once and holds the registry's answer this
+    /// long: when it arrives it is as old as the delay (a slow link, a
+    /// lagging cache).
+    Late(Duration),
     /// `200 OK` with a body that is not JSON.
     Garbage,
+    /// `200 OK` with the registry's real body cut in the middle (mid-JSON);
+    /// the `Content-Length` matches what is sent, so only the content is
+    /// wrong. A `HEAD` is forwarded untouched.
+    Truncated,
+    /// `200 OK` announcing the real body's `Content-Length`, then the
+    /// connection is closed after half of it. A `HEAD` is forwarded
+    /// untouched.
+    Dropped,
+}
+
+impl Fault {
+    /// A short name of the kind of fault, for reports: `429`, `5xx`,
+    /// `slow`, `late`, `garbage`, `truncated`, `dropped`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::TooManyRequests { .. } => "429",
+            Fault::Status(_) => "5xx",
+            Fault::Slow(_) => "slow",
+            Fault::Late(_) => "late",
+            Fault::Garbage => "garbage",
+            Fault::Truncated => "truncated",
+            Fault::Dropped => "dropped",
+        }
+    }
+
+    /// Whether the fault is about a body (meaningless for a `HEAD`).
+    fn needs_body(&self) -> bool {
+        matches!(self, Fault::Garbage | Fault::Truncated | Fault::Dropped)
+    }
+}
+
+/// Which requests a [`Storm`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `GET /v2/<repository>/tags/list`.
+    TagLists,
+    /// `/v2/<repository>/manifests/<reference>` and `/blobs/<digest>`.
+    Images,
+    /// Both.
+    All,
+}
+
+impl Scope {
+    fn covers(self, kind: RequestKind) -> bool {
+        match (self, kind) {
+            (_, RequestKind::Other) => false,
+            (Scope::All, _) => true,
+            (Scope::TagLists, kind) => kind == RequestKind::TagList,
+            (Scope::Images, kind) => kind == RequestKind::Image,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    TagList,
+    Image,
+    Other,
+}
+
+fn request_kind(path: &str) -> RequestKind {
+    if path.ends_with("/tags/list") {
+        RequestKind::TagList
+    } else if path.contains("/manifests/") || path.contains("/blobs/") {
+        RequestKind::Image
+    } else {
+        RequestKind::Other
+    }
+}
+
+/// Faults answering a share of the requests of a scope until calmed: what
+/// a sick registry does for a while.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Storm {
+    /// The faults, served in turn.
+    pub faults: Vec<Fault>,
+    /// Which requests they answer.
+    pub scope: Scope,
+    /// How many requests in a hundred get a fault (spread evenly; 100:
+    /// every one).
+    pub percent: u32,
+}
+
+struct StormState {
+    storm: Storm,
+    seen: u64,
+    served: usize,
+}
+
+impl StormState {
+    /// The fault for the next request in scope, if it gets one.
+    fn next(&mut self, method: &Method) -> Option<Fault> {
+        self.seen += 1;
+        let percent = u64::from(self.storm.percent.min(100));
+        if (self.seen * percent) % 100 >= percent || self.storm.faults.is_empty() {
+            return None;
+        }
+        let fault = self.storm.faults[self.served % self.storm.faults.len()].clone();
+        if fault.needs_body() && method == Method::HEAD {
+            return None;
+        }
+        self.served += 1;
+        Some(fault)
+    }
+}
+
+/// One fault served: when, to which request (`METHOD path?query`), which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// When the request arrived.
+    pub at: Instant,
+    /// The request.
+    pub request: String,
+    /// The fault.
+    pub fault: Fault,
 }
 
 /// How tag lists are paginated by the proxy.
@@ -59,8 +181,10 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     faults: Mutex<VecDeque<Fault>>,
+    storm: Mutex<Option<StormState>>,
     paging: Mutex<Paging>,
     requests: Mutex<Vec<(Instant, String)>>,
+    served: Mutex<Vec<Served>>,
 }
 
 /// A running proxy, stopped when dropped.
@@ -78,8 +202,10 @@ impl FaultProxy {
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             faults: Mutex::new(VecDeque::new()),
+            storm: Mutex::new(None),
             paging: Mutex::new(Paging::Passthrough),
             requests: Mutex::new(Vec::new()),
+            served: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -104,6 +230,25 @@ impl FaultProxy {
             .lock()
             .expect("faults lock")
             .push_back(fault);
+    }
+
+    /// Starts `storm`, replacing the one in force.
+    pub fn storm(&self, storm: Storm) {
+        *self.shared.storm.lock().expect("storm lock") = Some(StormState {
+            storm,
+            seen: 0,
+            served: 0,
+        });
+    }
+
+    /// Ends the storm in force, if any.
+    pub fn calm(&self) {
+        *self.shared.storm.lock().expect("storm lock") = None;
+    }
+
+    /// Every fault served so far (queued or from a storm), in order.
+    pub fn served(&self) -> Vec<Served> {
+        self.shared.served.lock().expect("served lock").clone()
     }
 
     /// Sets how tag lists are paginated from now on.
@@ -147,44 +292,127 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".to_string());
-    shared.requests.lock().expect("requests lock").push((
-        Instant::now(),
-        format!("{} {path_and_query}", request.method()),
-    ));
-    let is_tag_list = request.uri().path().ends_with("/tags/list");
-    if is_tag_list {
-        let fault = shared.faults.lock().expect("faults lock").pop_front();
-        match fault {
-            Some(Fault::TooManyRequests { retry_after }) => {
-                let mut response = (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
-                )
-                    .into_response();
-                response.headers_mut().insert(
-                    "Retry-After",
-                    HeaderValue::from_str(&retry_after.to_string()).expect("header"),
-                );
-                return response;
-            }
-            Some(Fault::Status(code)) => {
-                let status =
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                return (status, "injected failure").into_response();
-            }
-            Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
-            Some(Fault::Garbage) => {
-                return (StatusCode::OK, "{\"name\": \"x\", \"tags\": [\"a\", <html>")
-                    .into_response()
-            }
-            None => {}
+    let line = format!("{} {path_and_query}", request.method());
+    let at = Instant::now();
+    shared
+        .requests
+        .lock()
+        .expect("requests lock")
+        .push((at, line.clone()));
+    let kind = request_kind(request.uri().path());
+    let queued = match kind {
+        RequestKind::TagList => shared.faults.lock().expect("faults lock").pop_front(),
+        _ => None,
+    };
+    let fault = queued.or_else(|| {
+        let mut storm = shared.storm.lock().expect("storm lock");
+        storm
+            .as_mut()
+            .filter(|s| s.storm.scope.covers(kind))
+            .and_then(|s| s.next(request.method()))
+    });
+    if let Some(fault) = &fault {
+        shared.served.lock().expect("served lock").push(Served {
+            at,
+            request: line,
+            fault: fault.clone(),
+        });
+    }
+    match fault {
+        Some(Fault::TooManyRequests { retry_after }) => {
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+            )
+                .into_response();
+            response.headers_mut().insert(
+                "Retry-After",
+                HeaderValue::from_str(&retry_after.to_string()).expect("header"),
+            );
+            return response;
         }
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (status, "injected failure").into_response();
+        }
+        Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Late(delay)) => {
+            let response = answer(&shared, request, &path_and_query, kind).await;
+            tokio::time::sleep(delay).await;
+            return response;
+        }
+        Some(Fault::Garbage) => {
+            return (StatusCode::OK, "{\"name\": \"x\", \"tags\": [\"a\", <html>").into_response()
+        }
+        Some(fault @ (Fault::Truncated | Fault::Dropped)) => {
+            return cut(&shared, request, &path_and_query, &fault).await;
+        }
+        None => {}
+    }
+    answer(&shared, request, &path_and_query, kind).await
+}
+
+/// The registry's answer, paginated as set for tag lists.
+async fn answer(
+    shared: &Shared,
+    request: Request,
+    path_and_query: &str,
+    kind: RequestKind,
+) -> Response {
+    if kind == RequestKind::TagList {
         let paging = *shared.paging.lock().expect("paging lock");
         if paging != Paging::Passthrough {
-            return paginate(&shared, request, paging).await;
+            return paginate(shared, request, paging).await;
         }
     }
-    forward(&shared, request, &path_and_query).await
+    forward(shared, request, path_and_query).await
+}
+
+/// The registry's real answer with its body cut in half: `Truncated` sends
+/// the half with a matching `Content-Length`; `Dropped` announces the whole
+/// length and breaks the connection after the half.
+async fn cut(shared: &Shared, request: Request, path_and_query: &str, fault: &Fault) -> Response {
+    let (status, headers, body) = match send(
+        shared,
+        request.method().clone(),
+        request.headers(),
+        path_and_query,
+        Bytes::new(),
+    )
+    .await
+    {
+        Ok(answer) => answer,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e).into_response(),
+    };
+    let half = body.slice(..body.len() / 2);
+    let mut response = if *fault == Fault::Dropped {
+        use futures::StreamExt;
+        // The break comes a moment after the half, so the head and the half
+        // are on the wire first.
+        let first = futures::stream::once(async move { Ok::<_, std::io::Error>(half) });
+        let broken = futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "injected: connection dropped mid-body",
+            ))
+        });
+        Response::new(Body::from_stream(first.chain(broken)))
+    } else {
+        Response::new(Body::from(half))
+    };
+    *response.status_mut() = status;
+    for (name, value) in headers.iter() {
+        if name != "transfer-encoding" && name != CONTENT_LENGTH {
+            response.headers_mut().append(name, value.clone());
+        }
+    }
+    if *fault == Fault::Dropped {
+        response
+            .headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    response
 }
 
 async fn forward(shared: &Shared, request: Request, path_and_query: &str) -> Response {

@@ -264,9 +264,13 @@ impl BareRepo {
 }
 
 /// Smart HTTP in front of a directory of bare repositories, through
-/// `git http-backend`, on a free loopback port. Stopped on drop.
+/// `git http-backend`, on a free loopback port. It can be stopped (the port
+/// then refuses connections, as a remote that is down does) and started
+/// again on the same port. Stopped on drop.
 pub struct HttpRemote {
     port: u16,
+    root: PathBuf,
+    expected: Option<String>,
     stop: Arc<AtomicBool>,
     requests: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
@@ -299,33 +303,68 @@ impl HttpRemote {
     fn serve_authorized(root: &Path, expected: Option<String>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let root = root.to_path_buf();
-        let backend = http_backend();
-        let thread = {
-            let stop = stop.clone();
-            let requests = requests.clone();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            requests.fetch_add(1, Ordering::SeqCst);
-                            let _ = stream.set_nonblocking(false);
-                            let _ = serve_one(stream, &root, &backend, expected.as_deref());
-                        }
-                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
-                    }
-                }
-            })
-        };
-        Self {
+        let mut remote = Self {
             port,
-            stop,
-            requests,
-            thread: Some(thread),
+            root: root.to_path_buf(),
+            expected,
+            stop: Arc::new(AtomicBool::new(false)),
+            requests: Arc::new(AtomicUsize::new(0)),
+            thread: None,
+        };
+        remote.accept_on(listener);
+        remote
+    }
+
+    fn accept_on(&mut self, listener: TcpListener) {
+        listener.set_nonblocking(true).expect("nonblocking");
+        self.stop = Arc::new(AtomicBool::new(false));
+        let (stop, requests) = (self.stop.clone(), self.requests.clone());
+        let (root, expected) = (self.root.clone(), self.expected.clone());
+        let backend = http_backend();
+        self.thread = Some(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        let _ = stream.set_nonblocking(false);
+                        let _ = serve_one(stream, &root, &backend, expected.as_deref());
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        }));
+    }
+
+    /// Stops serving after the request in hand: connections to the port
+    /// are refused until [`start`](HttpRemote::start).
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
+    }
+
+    /// Serves again on the same port (after [`stop`](HttpRemote::stop)).
+    pub fn start(&mut self) {
+        if self.thread.is_some() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(listener) => break listener,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("port {} cannot be bound again: {e}", self.port),
+            }
+        };
+        self.accept_on(listener);
+    }
+
+    /// Whether it is serving (not stopped).
+    pub fn is_serving(&self) -> bool {
+        self.thread.is_some()
     }
 
     /// URL of the repository `name` (a directory under the root).
@@ -341,10 +380,7 @@ impl HttpRemote {
 
 impl Drop for HttpRemote {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.stop();
     }
 }
 
@@ -651,5 +687,34 @@ mod tests {
         git(&clone, &["push", "-q", "origin", "main"]);
         assert_eq!(repo.read_text("main", "y.yaml").as_deref(), Some("y: 2\n"));
         assert!(server.requests() >= 4);
+    }
+
+    #[test]
+    fn a_stopped_http_remote_refuses_connections_until_started_again() {
+        let repo = BareRepo::seeded("main", &[Seed::file("x.yaml", "x: 1\n")]);
+        let mut server = HttpRemote::serve(&repo.scratch(), None);
+        let url = server.url("remote.git");
+        let ls_remote = || {
+            Command::new("git")
+                .args(["ls-remote", &url, "main"])
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .output()
+                .unwrap()
+        };
+        assert!(ls_remote().status.success());
+        server.stop();
+        assert!(!server.is_serving());
+        let down = ls_remote();
+        assert!(!down.status.success());
+        assert!(
+            String::from_utf8_lossy(&down.stderr).contains("onnect"),
+            "{}",
+            String::from_utf8_lossy(&down.stderr)
+        );
+        server.start();
+        assert!(server.is_serving());
+        let up = ls_remote();
+        assert!(up.status.success());
+        assert!(String::from_utf8_lossy(&up.stdout).contains(&repo.tip("main").unwrap()));
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tagrelay_testkit::fault_proxy::{Fault, FaultProxy, Paging};
+use tagrelay_testkit::fault_proxy::{Fault, FaultProxy, Paging, Scope, Storm};
 use tagrelay_testkit::registry::{Registry, RegistryOptions};
 
 async fn tags(url: &str, auth: Option<(&str, &str)>) -> (u16, Vec<String>) {
@@ -83,4 +83,73 @@ async fn the_proxy_injects_faults_then_paginates() {
     let page: serde_json::Value = response.json().await.unwrap();
     assert_eq!(page["tags"], serde_json::json!(["c"]));
     assert_eq!(proxy.tag_list_requests(), 6);
+}
+
+#[tokio::test]
+async fn the_proxy_cuts_bodies_and_storms_within_a_scope() {
+    let registry = Registry::start();
+    registry.push_tags("demo/app", &["a", "b", "c"]).await;
+    let proxy = FaultProxy::start(&registry.url()).await;
+    let url = format!("http://{}/v2/demo/app/tags/list", proxy.host());
+    let manifest = format!("http://{}/v2/demo/app/manifests/a", proxy.host());
+
+    proxy.inject(Fault::Truncated);
+    let response = reqwest::get(&url).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body = response.bytes().await.unwrap();
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&body).is_err(),
+        "cut mid-JSON: {body:?}"
+    );
+    assert!(body.starts_with(b"{\"name\""), "{body:?}");
+
+    proxy.inject(Fault::Dropped);
+    let response = reqwest::get(&url).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.bytes().await.is_err(),
+        "the connection closes before the announced length"
+    );
+    assert_eq!(tags(&url, None).await.1, ["a", "b", "c"]);
+
+    proxy.storm(Storm {
+        faults: vec![Fault::Status(502), Fault::Dropped],
+        scope: Scope::Images,
+        percent: 50,
+    });
+    assert_eq!(tags(&url, None).await.1, ["a", "b", "c"], "out of scope");
+    let get_manifest = || {
+        reqwest::Client::new()
+            .get(&manifest)
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = get_manifest().await.unwrap();
+        let status = response.status().as_u16();
+        statuses.push((status, response.bytes().await.is_ok()));
+    }
+    assert_eq!(
+        statuses,
+        [(200, true), (502, true), (200, true), (200, false)],
+        "every other request, the faults in turn"
+    );
+    proxy.storm(Storm {
+        faults: vec![Fault::Truncated],
+        scope: Scope::All,
+        percent: 100,
+    });
+    let head = reqwest::Client::new()
+        .head(&manifest)
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        head.send().await.unwrap().status().as_u16(),
+        200,
+        "a body fault leaves a HEAD alone"
+    );
+    proxy.calm();
+    assert_eq!(get_manifest().await.unwrap().status().as_u16(), 200);
+    let kinds: Vec<&str> = proxy.served().iter().map(|s| s.fault.kind()).collect();
+    assert_eq!(kinds, ["truncated", "dropped", "5xx", "dropped"]);
 }
