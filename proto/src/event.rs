@@ -316,7 +316,8 @@ impl Event {
     /// What makes two publications "the same fact": the same tag-set change
     /// of a repository, the same move of a policy, the same commit. Anything
     /// that varies between a retry and the original (time, instance, event
-    /// id) is left out, so retries and parallel instances collapse.
+    /// id) is left out, so retries and parallel instances collapse. A
+    /// failure is only part of its fact: see [`Envelope::msg_id`].
     fn identity(&self) -> String {
         match self {
             Event::TagsDiscovered(e) => format!(
@@ -402,11 +403,26 @@ impl Envelope {
     /// The `Nats-Msg-Id`: a hash of the event's type and identity, so the
     /// stream's duplicate window drops a retried or parallel publication of
     /// the same fact.
+    ///
+    /// A failure is an observation, not a state: the same error met again by
+    /// a later attempt is another fact, and the audit log must show every
+    /// one (a registry failing every few seconds for a minute is not one
+    /// failure). So a failure's identity also holds the event whose handling
+    /// failed (handling it again with the same outcome collapses), or, when
+    /// nothing caused it (a scheduled scan, an interval reconcile), this
+    /// publication's own id (only a republication of this very envelope
+    /// collapses).
     pub fn msg_id(&self) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.event_type().as_str().as_bytes());
         hasher.update(b"|");
         hasher.update(self.payload.identity().as_bytes());
+        if let Event::ScanFailed(_) | Event::ResolveFailed(_) | Event::CommitFailed(_) =
+            &self.payload
+        {
+            hasher.update(b"|");
+            hasher.update(self.causation_id.as_deref().unwrap_or(&self.id).as_bytes());
+        }
         let digest = format!("{:x}", hasher.finalize());
         format!("{}-{}", self.event_type().as_str(), &digest[..40])
     }
@@ -645,6 +661,36 @@ mod tests {
         assert_ne!(
             Envelope::new("resolver/a", Event::PolicyResolved(moved)).msg_id(),
             first.msg_id()
+        );
+    }
+
+    #[test]
+    fn a_failure_is_one_observation_or_the_failed_handling_of_one_event() {
+        let failure = samples::all().pop().unwrap();
+        let seen = Envelope::new("committer/a", failure.clone());
+        assert_eq!(
+            seen.msg_id(),
+            seen.clone().msg_id(),
+            "a republication collapses"
+        );
+        let seen_again = Envelope::new("committer/a", failure.clone());
+        assert_ne!(
+            seen_again.msg_id(),
+            seen.msg_id(),
+            "the same error met again later is another fact"
+        );
+        let cause = Envelope::new("resolver/a", samples::all().remove(1));
+        let handled = Envelope::caused_by(&cause, "committer/a", failure.clone());
+        let handled_again = Envelope::caused_by(&cause, "committer/b", failure.clone());
+        assert_eq!(
+            handled.msg_id(),
+            handled_again.msg_id(),
+            "handling the same event again with the same outcome collapses"
+        );
+        let other = Envelope::new("resolver/a", samples::all().remove(1));
+        assert_ne!(
+            Envelope::caused_by(&other, "committer/a", failure).msg_id(),
+            handled.msg_id()
         );
     }
 
