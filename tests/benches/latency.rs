@@ -72,6 +72,7 @@ async fn measure(webhook: bool, pushes: usize) -> Vec<f64> {
         concurrency: 4,
         registry_rps: 1000.0,
         registry_burst: 1000,
+        registry_timeout: Duration::from_secs(30),
     };
     let committer_args = tagrelay_committer::process::CommitterArgs {
         cache_dir: dirs.path().join("cache"),

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tagrelay_proto::bus::Bus;
 use tagrelay_proto::runtime::ServeError;
@@ -42,6 +43,19 @@ pub struct ScannerArgs {
     /// Requests to one registry host allowed in a burst.
     #[arg(long, env = "TAGRELAY_REGISTRY_BURST", default_value_t = 40)]
     pub registry_burst: u32,
+    /// Time limit of one registry request (Go duration: `30s`, `1m`); a
+    /// request that takes longer is retried with back-off, within the
+    /// repository's scan timeout.
+    #[arg(long, env = "TAGRELAY_REGISTRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub registry_timeout: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match tagrelay_proto::config::parse_go_duration(text) {
+        Ok(duration) if duration > Duration::ZERO => Ok(duration),
+        Ok(_) => Err("must be more than zero".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Runs the scanner and its webhook + health server until `shutdown`
@@ -67,6 +81,7 @@ pub async fn serve(
         registry: RegistrySettings {
             rate: args.registry_rps,
             burst: args.registry_burst,
+            request_timeout: args.registry_timeout,
             ..RegistrySettings::default()
         },
         ..ScannerSettings::default()

@@ -28,7 +28,9 @@ use oci_client::manifest::{
     OciManifest, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
     OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
 };
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, LINK, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -287,10 +289,9 @@ impl Registries {
         let mut pages = 0;
         let mut followed_link = false;
         loop {
-            let response = self
-                .send(target, Method::GET, &url, &["application/json"])
+            let (status, headers, body) = self
+                .fetch(target, &url, &["application/json"], "the tag list")
                 .await?;
-            let status = response.status();
             if status == StatusCode::NOT_FOUND {
                 return Err(RegistryError::NotFound {
                     registry: target.registry.clone(),
@@ -300,12 +301,10 @@ impl Registries {
             if !status.is_success() {
                 return Err(status_error(target, status, "the tag list"));
             }
-            let link = response
-                .headers()
+            let link = headers
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let body = read_body(target, response, "the tag list").await?;
             let page: TagList = decode_json(target, &body, "the tag list")?;
             let tags = page.tags.unwrap_or_default();
             pages += 1;
@@ -401,11 +400,12 @@ impl Registries {
             "/v2/{}/blobs/{}",
             target.path, image.config.digest
         ))?;
-        let response = self.send(target, Method::GET, &url, &["*/*"]).await?;
-        if !response.status().is_success() {
-            return Err(status_error(target, response.status(), "an image config"));
+        let (status, _, body) = self
+            .fetch(target, &url, &["*/*"], "an image config")
+            .await?;
+        if !status.is_success() {
+            return Err(status_error(target, status, "an image config"));
         }
-        let body = read_body(target, response, "an image config").await?;
         let config: ImageConfig = decode_json(target, &body, "an image config")?;
         Ok(config.created)
     }
@@ -416,16 +416,47 @@ impl Registries {
         reference: &str,
     ) -> Result<(OciManifest, String), RegistryError> {
         let url = target.url(&format!("/v2/{}/manifests/{reference}", target.path))?;
-        let response = self
-            .send(target, Method::GET, &url, &MANIFEST_ACCEPT)
+        let (status, _, body) = self
+            .fetch(target, &url, &MANIFEST_ACCEPT, "a manifest")
             .await?;
-        if !response.status().is_success() {
-            return Err(status_error(target, response.status(), "a manifest"));
+        if !status.is_success() {
+            return Err(status_error(target, status, "a manifest"));
         }
-        let body = read_body(target, response, "a manifest").await?;
         let digest = format!("sha256:{:x}", Sha256::digest(&body));
         let manifest = decode_json(target, &body, "a manifest")?;
         Ok((manifest, digest))
+    }
+
+    /// A `GET` through [`send`](Registries::send), with the body of a
+    /// successful answer read (up to [`MAX_RESPONSE_BYTES`]): a connection
+    /// that breaks mid-body is retried with back-off, as one that breaks
+    /// before the answer is. An unsuccessful answer's body is not read.
+    async fn fetch(
+        &self,
+        target: &Target,
+        url: &Url,
+        accept: &[&str],
+        what: &str,
+    ) -> Result<(StatusCode, HeaderMap, bytes::Bytes), RegistryError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let response = self.send(target, Method::GET, url, accept).await?;
+            let (status, headers) = (response.status(), response.headers().clone());
+            if !status.is_success() {
+                return Ok((status, headers, bytes::Bytes::new()));
+            }
+            match read_body(target, response, what).await {
+                Ok(body) => return Ok((status, headers, body)),
+                Err(RegistryError::Unreachable { reason, .. })
+                    if attempt < self.settings.attempts =>
+                {
+                    tracing::debug!(registry = %target.registry, %reason, attempt, "answer broken off; retrying");
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Sends one request with authentication, the registry's budget and
@@ -463,6 +494,7 @@ impl Registries {
                 Ok(response) => response,
                 Err(e) => {
                     if attempt < self.settings.attempts {
+                        tracing::debug!(registry = %target.registry, error = %error_chain(&e), attempt, "request failed; retrying");
                         tokio::time::sleep(self.backoff(attempt)).await;
                         continue;
                     }
@@ -829,8 +861,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// The body of a successful response, read up to [`MAX_RESPONSE_BYTES`]; a
-/// connection that breaks mid-body is the registry being unreachable, so the
-/// scan is retried.
+/// connection that breaks mid-body is the registry being unreachable, which
+/// [`Registries::fetch`] retries.
 async fn read_body(
     target: &Target,
     mut response: reqwest::Response,

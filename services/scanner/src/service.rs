@@ -15,10 +15,12 @@
 //! **Only changes are published.** The previous tag set is the last
 //! `TagsDiscovered` on the repository's subject (the log is the state); an
 //! equal set publishes nothing. A new set is published conditionally on the
-//! subject's last sequence, so two instances scanning at once publish one
-//! change, and its `Nats-Msg-Id` is [`Envelope::msg_id`] (repository,
-//! previous and new digest). A set too large for a message goes to the
-//! tag-lists object store ([`Bus::put_tag_list`]).
+//! subject's last sequence *read before listing*, so two instances scanning
+//! at once publish one change, and a listing older than the last published
+//! one never replaces it (the repository is listed again instead). Its
+//! `Nats-Msg-Id` is [`Envelope::msg_id`] (repository, previous and new
+//! digest). A set too large for a message goes to the tag-lists object
+//! store ([`Bus::put_tag_list`]).
 //!
 //! **A failed scan keeps the last good set**: it publishes `ScanFailed` and
 //! a not-ready status, never an empty list. Transient failures are retried
@@ -492,6 +494,15 @@ impl Scanner {
         })
     }
 
+    /// Lists the repository and publishes its tag set when it changed.
+    ///
+    /// What is published is read *before* listing, and the new set is
+    /// published only if nothing was published since: a listing that
+    /// started before the last publication may be older than it (a slow
+    /// scan, a redelivered or webhook request running beside a scheduled
+    /// one) and must not replace it, or a policy would move back. On such a
+    /// race the repository is listed again, so each publication comes from a
+    /// listing begun after the one before it was published.
     async fn scan(
         &self,
         key: &ObjectKey,
@@ -500,13 +511,12 @@ impl Scanner {
         (needs_digests, needs_created): (bool, bool),
         attempt: u32,
     ) -> Result<Outcome, BusError> {
-        let scanned_at = Utc::now();
         let object = ObjectRef::new(&key.namespace, &key.name);
         let target = match self.target(key, repository) {
             Ok(target) => target,
             Err(error) => {
                 return self
-                    .fail(key, &object, scanned_at, Problem::permanent(error), attempt)
+                    .fail(key, &object, Utc::now(), Problem::permanent(error), attempt)
                     .await
             }
         };
@@ -514,27 +524,10 @@ impl Scanner {
             Ok(exclusions) => exclusions,
             Err(e) => {
                 let problem = Problem::permanent(format!("spec.exclusionList: {e}"));
-                return self.fail(key, &object, scanned_at, problem, attempt).await;
+                return self.fail(key, &object, Utc::now(), problem, attempt).await;
             }
         };
         let limit = scan_timeout(repository);
-        let listing = match tokio::time::timeout(limit, self.registries.list_tags(&target)).await {
-            Ok(Ok(listing)) => listing,
-            Ok(Err(e)) => {
-                let problem = Problem::registry("", &e);
-                return self.fail(key, &object, scanned_at, problem, attempt).await;
-            }
-            Err(_) => {
-                let problem =
-                    Problem::transient(format!("scan timed out after {}s", limit.as_secs()));
-                return self.fail(key, &object, scanned_at, problem, attempt).await;
-            }
-        };
-        let filtered = filter_tags(listing.tags, &exclusions);
-        if let Some(report) = filtered.invalid_report() {
-            tracing::warn!(repository = %key, "{report}");
-        }
-        let digest = tag_set_digest(filtered.tags.iter().map(String::as_str));
         let subject = names::tags_subject(&key.namespace, &key.name);
         for _ in 0..MAX_RACES {
             let previous = self.bus.last_event(&subject).await?;
@@ -545,6 +538,26 @@ impl Scanner {
                 },
                 None => (None, 0),
             };
+            let scanned_at = Utc::now();
+            let listing = match tokio::time::timeout(limit, self.registries.list_tags(&target))
+                .await
+            {
+                Ok(Ok(listing)) => listing,
+                Ok(Err(e)) => {
+                    let problem = Problem::registry("", &e);
+                    return self.fail(key, &object, scanned_at, problem, attempt).await;
+                }
+                Err(_) => {
+                    let problem =
+                        Problem::transient(format!("scan timed out after {}s", limit.as_secs()));
+                    return self.fail(key, &object, scanned_at, problem, attempt).await;
+                }
+            };
+            let filtered = filter_tags(listing.tags, &exclusions);
+            if let Some(report) = filtered.invalid_report() {
+                tracing::warn!(repository = %key, "{report}");
+            }
+            let digest = tag_set_digest(filtered.tags.iter().map(String::as_str));
             if previous_event.is_some_and(|p| p.tag_set_digest == digest) {
                 self.succeeded(key, scanned_at, &filtered.tags, filtered.invalid_report())
                     .await;
@@ -605,7 +618,10 @@ impl Scanner {
                         tags: filtered.tags.len(),
                     });
                 }
-                Err(PublishFailure::Conflict) => continue,
+                Err(PublishFailure::Conflict) => {
+                    tracing::debug!(repository = %key, "a tag set was published during the listing; listing again");
+                    continue;
+                }
                 Err(PublishFailure::Bus(e)) => return Err(e),
             }
         }

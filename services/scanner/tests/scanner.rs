@@ -14,6 +14,7 @@ use tagrelay_proto::names;
 use tagrelay_proto::scan::{interval_slot, slot_offset, ScanRequest};
 use tagrelay_proto::status::ObjectStatus;
 use tagrelay_scanner::registry::RegistrySettings;
+use tagrelay_scanner::service::Outcome;
 use tagrelay_scanner::webhook::WebhookSecret;
 use tagrelay_scanner::{Scanner, ScannerSettings};
 use tagrelay_testkit::fault_proxy::{Fault, FaultProxy, Paging};
@@ -499,12 +500,13 @@ async fn two_instances_scan_each_repository_once_per_interval() {
 }
 
 #[tokio::test]
-async fn rate_limiting_is_honoured_and_5xx_are_retried() {
+async fn rate_limiting_is_honoured_and_5xx_and_broken_bodies_are_retried() {
     let (registry, server, bus, store, secrets) = registry_with(&["1.0.0"]).await;
     let proxy = FaultProxy::start(&registry.url()).await;
     proxy.inject(Fault::TooManyRequests { retry_after: 1 });
     proxy.inject(Fault::Status(500));
     proxy.inject(Fault::Status(503));
+    proxy.inject(Fault::Dropped);
     apply(
         &store,
         &repository("app", &format!("{}/demo/app", proxy.host()), "1h", ""),
@@ -521,8 +523,8 @@ async fn rate_limiting_is_honoured_and_5xx_are_retried() {
         .map(|(at, _)| at)
         .collect();
     assert!(
-        lists.len() >= 4,
-        "429, 500, 503, then the answer: {lists:?}"
+        lists.len() >= 5,
+        "429, 500, 503, an answer broken off mid-body, then the answer: {lists:?}"
     );
     assert!(
         lists[1] - lists[0] >= Duration::from_secs(1),
@@ -581,6 +583,75 @@ async fn a_failing_registry_keeps_the_last_good_set_and_the_scan_is_retried() {
         "never an empty or changed set from failures: {got:#?}"
     );
     scanners.stop().await;
+}
+
+#[tokio::test]
+async fn a_listing_older_than_the_published_set_never_replaces_it() {
+    // Two instances scan one repository at once (a scheduled scan and a
+    // webhook, say); the first one's listing comes back late, after a tag
+    // was pushed and the second one published the newer set. The late,
+    // older listing must not be published over it: the policy would move
+    // back to the older tag and the committer would commit a downgrade.
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0"]).await;
+    let proxy = FaultProxy::start(&registry.url()).await;
+    apply(
+        &store,
+        &repository("app", &format!("{}/demo/app", proxy.host()), "1h", ""),
+    )
+    .await;
+    let scanner = |name: &'static str| {
+        let (url, settings) = (server.url(), settings(secrets.path()));
+        async move {
+            let bus = Bus::connect(&url, name, BusSettings::default())
+                .await
+                .unwrap();
+            Arc::new(Scanner::new(&bus, settings).await.unwrap())
+        }
+    };
+    let (late, quick) = (
+        scanner("scanner/late").await,
+        scanner("scanner/quick").await,
+    );
+    let request = |id: &str| {
+        ScanRequest::new(
+            ObjectRef::new(NS, "app"),
+            ScanTrigger::Reconcile,
+            id.to_string(),
+        )
+    };
+    // Both learn that the registry ignores `last` (one call per listing).
+    quick.handle_request(&request("warm-1"), 1).await.unwrap();
+    late.handle_request(&request("warm-2"), 1).await.unwrap();
+    assert_eq!(discovered(&bus).await.len(), 1);
+
+    registry.push_tags("demo/app", &["1.0.1"]).await;
+    proxy.clear_requests();
+    proxy.inject(Fault::Late(Duration::from_millis(1500)));
+    let stale = tokio::spawn({
+        let late = late.clone();
+        let request = request("late");
+        async move { late.handle_request(&request, 1).await }
+    });
+    wait_until("the late listing", || async {
+        (proxy.tag_list_requests() > 0).then_some(())
+    })
+    .await;
+    registry.push_tags("demo/app", &["1.0.2"]).await;
+    let fresh = quick.handle_request(&request("fresh"), 1).await.unwrap();
+    assert_eq!(fresh, Outcome::Changed { tags: 3 });
+    let stale = stale.await.unwrap().unwrap();
+    assert_eq!(
+        stale,
+        Outcome::Unchanged { tags: 3 },
+        "listed again after the newer publication"
+    );
+    let got = discovered(&bus).await;
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!(
+        got[1].tags.as_deref(),
+        Some(&strings(&["1.0.0", "1.0.1", "1.0.2"])[..])
+    );
+    assert_eq!(proxy.tag_list_requests(), 3, "late, fresh, listed again");
 }
 
 #[tokio::test]
