@@ -556,15 +556,19 @@ impl Committer {
                 Ok(_) => {}
                 Err(PushError::Rejected { target, reason }) => {
                     // Stale (the branch moved) or refused for good?
-                    let moved = match self.fetch(a, auth, cache, &remote).await? {
-                        Ok(now) => now.push_tip != tips.push_tip,
-                        Err(_) => false,
-                    };
-                    if moved {
-                        tracing::info!(automation = %key, attempt, "branch moved during push; re-applying on the new tip");
-                        continue;
-                    }
                     let error = format!("push to {target} rejected: {reason}");
+                    let error = match self.fetch(a, auth, cache, &remote).await? {
+                        Ok(now) if now.push_tip != tips.push_tip => {
+                            tracing::info!(automation = %key, attempt, "branch moved during push; re-applying on the new tip");
+                            continue;
+                        }
+                        Ok(_) => error,
+                        // The remote went away right after refusing: whether
+                        // the refusal was a moved branch cannot be told yet.
+                        Err(e) => format!(
+                            "{error}; the branch could not be fetched again to tell whether it moved: {e}"
+                        ),
+                    };
                     return self.fail(key, trigger, error, true, attempt).await;
                 }
                 Err(e) => return self.fail(key, trigger, e.to_string(), true, attempt).await,

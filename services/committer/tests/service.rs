@@ -758,6 +758,40 @@ async fn a_giant_manifest_is_skipped_unread_and_every_other_file_still_updated()
 }
 
 #[tokio::test]
+async fn a_remote_gone_right_after_refusing_a_push_is_said_so_in_the_failure() {
+    // The hook refuses the push and takes the repository away, as a server
+    // going down just after answering does: the committer cannot fetch to
+    // tell a moved branch from a refusal, and says both.
+    let env = env().await;
+    let repo = seeded();
+    let away = repo.scratch().join("away.git");
+    repo.install_hook(
+        "pre-receive",
+        &format!(
+            "#!/bin/sh\necho 'down for maintenance'\nmv \"$(git rev-parse --absolute-git-dir)\" '{}'\nexit 1\n",
+            away.display()
+        ),
+    );
+    env.apply(&config(&repo.url(), "", "apps")).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.7.0")
+        .await;
+    let committer = env.committer("a").await;
+    let outcome = committer.reconcile(&automation_key(), None).await.unwrap();
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    let failed = env.failed().await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let error = &failed[0].error;
+    assert!(error.contains("down for maintenance"), "{error}");
+    assert!(
+        error.contains("the branch could not be fetched again to tell whether it moved"),
+        "{error}"
+    );
+    assert!(failed[0].will_retry);
+    std::fs::rename(&away, repo.path()).unwrap();
+    assert_eq!(repo.log("main").len(), 1, "nothing landed");
+}
+
+#[tokio::test]
 async fn a_protected_branch_is_commit_failed_with_the_servers_words_and_nothing_lands() {
     let env = env().await;
     let repo = seeded();
