@@ -56,10 +56,13 @@ pub fn image_objects(host: &str, i: usize) -> String {
     )
 }
 
+/// The author email of the automation's commits.
+pub const BOT_EMAIL: &str = "tagrelay@example.com";
+
 /// The GitRepository and the ImageUpdateAutomation over `./apps`.
 pub fn automation(git_url: &str) -> String {
     format!(
-        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: fleet\nspec:\n  url: {git_url}\n  interval: 1m\n  ref:\n    branch: main\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageUpdateAutomation\nmetadata:\n  name: fleet\nspec:\n  interval: 3s\n  sourceRef:\n    kind: GitRepository\n    name: fleet\n  git:\n    commit:\n      author:\n        name: tagrelay\n        email: tagrelay@example.com\n      messageTemplate: 'Update images'\n    push:\n      branch: main\n  update:\n    path: ./apps\n    strategy: Setters\n"
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: fleet\nspec:\n  url: {git_url}\n  interval: 1m\n  ref:\n    branch: main\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageUpdateAutomation\nmetadata:\n  name: fleet\nspec:\n  interval: 3s\n  sourceRef:\n    kind: GitRepository\n    name: fleet\n  git:\n    commit:\n      author:\n        name: tagrelay\n        email: {BOT_EMAIL}\n      messageTemplate: 'Update images'\n    push:\n      branch: main\n  update:\n    path: ./apps\n    strategy: Setters\n"
     )
 }
 
@@ -85,6 +88,7 @@ pub struct Service {
     pub instance: String,
     nats_url: String,
     replicas: usize,
+    env: Vec<(String, String)>,
     work: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -101,6 +105,7 @@ impl Service {
             instance,
             nats_url: stack.nats_url.clone(),
             replicas: stack.replicas,
+            env: stack.env.clone(),
             work: stack.work.path().to_path_buf(),
             child: None,
             starts: 0,
@@ -133,6 +138,7 @@ impl Service {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -157,9 +163,14 @@ impl Service {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// Everything the instance logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last lines of the instance's log, for a failure message.
     pub fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         format!(
             "--- {} ({}):\n{}",
@@ -208,6 +219,9 @@ pub struct Setup {
     /// The `host:port` the image objects and manifests name: the registry's
     /// own, or a fault proxy's in front of it.
     pub image_host: String,
+    /// Extra environment of every service process (flags such as
+    /// `TAGRELAY_REGISTRY_TIMEOUT`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -222,6 +236,7 @@ impl Setup {
             configured: repos,
             image_host: registry.host(),
             registry,
+            env: Vec::new(),
         }
     }
 }
@@ -237,6 +252,7 @@ pub struct Stack {
     pub repos: usize,
     pub work: tempfile::TempDir,
     pub seed: String,
+    pub env: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -249,6 +265,7 @@ impl Stack {
             configured,
             registry,
             image_host,
+            env,
         } = setup;
         for i in 0..repos {
             registry
@@ -272,6 +289,7 @@ impl Stack {
                 .tempdir()
                 .unwrap(),
             seed,
+            env,
         };
         stack
             .apply(&configuration(
@@ -364,20 +382,26 @@ pub fn semver(tag: &str) -> (u64, u64, u64) {
 /// What the branch's history says.
 #[derive(Debug, Default)]
 pub struct History {
+    /// Commits by the automation's author (the bot).
     pub commits: usize,
+    /// Commits by anyone else (people pushing to the branch too).
+    pub human_commits: usize,
     pub lost: usize,
     pub duplicates: usize,
     pub backwards: usize,
     pub unannounced: usize,
     pub announced_twice: usize,
     pub announced_elsewhere: usize,
+    /// Lines people added that the tip no longer holds.
+    pub overwritten: usize,
     pub problems: Vec<String>,
 }
 
 impl History {
-    /// Nothing lost, duplicated, moved back or misannounced.
+    /// Nothing lost, duplicated, moved back, misannounced or overwritten.
     pub fn clean(&self) -> bool {
-        self.lost == 0
+        self.overwritten == 0
+            && self.lost == 0
             && self.duplicates == 0
             && self.backwards == 0
             && self.unannounced == 0
@@ -386,20 +410,39 @@ impl History {
     }
 }
 
-/// Walks the branch from the seed: every commit changes at least one file
-/// (else it duplicates its parent), every changed file's tag goes strictly
-/// up, the tip holds `highest`, and the audit log holds exactly one
-/// `CommitPushed` per bot commit and none for a commit not on the branch.
+/// Walks the branch from the seed: every bot commit (authored by
+/// [`BOT_EMAIL`]) changes at least one file (else it duplicates its
+/// parent), every changed file's tag goes strictly up, the tip holds
+/// `highest`, and the audit log holds exactly one `CommitPushed` per bot
+/// commit and none for a commit not on the branch or by someone else.
+/// Commits by anyone else (people pushing too) are counted apart: they
+/// change no tag, so they are no duplicates, but no tag may go down in them
+/// either, and every line they add (other than an image reference) must
+/// still be at the tip: the bot re-applies its change over theirs, never
+/// over-writes it.
 pub fn check_history(stack: &Stack, highest: &[String]) -> History {
     let mut history = History::default();
     let mut log = stack.repo.log("main");
     log.reverse();
     assert_eq!(log.first(), Some(&stack.seed), "the seed is the root");
+    let authors: HashMap<String, String> = stack
+        .repo
+        .git(&["log", "--first-parent", "--format=%H %ae", "main"])
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(commit, email)| (commit.to_string(), email.to_string()))
+        .collect();
+    let is_bot = |commit: &String| authors.get(commit).map(String::as_str) == Some(BOT_EMAIL);
     let mut previous = stack.tags_at(&stack.seed);
     for commit in &log[1..] {
-        history.commits += 1;
+        let bot = is_bot(commit);
+        if bot {
+            history.commits += 1;
+        } else {
+            history.human_commits += 1;
+        }
         let tags = stack.tags_at(commit);
-        if tags == previous {
+        if bot && tags == previous {
             history.duplicates += 1;
             history
                 .problems
@@ -422,6 +465,10 @@ pub fn check_history(stack: &Stack, highest: &[String]) -> History {
                 }
             }
         }
+        if !bot {
+            let tip = log.last().expect("the branch has commits");
+            check_kept(stack, commit, tip, &mut history);
+        }
         previous = tags;
     }
     for (i, want) in highest.iter().enumerate() {
@@ -434,25 +481,22 @@ pub fn check_history(stack: &Stack, highest: &[String]) -> History {
         }
     }
 
-    let audit = Command::new(env!("CARGO_BIN_EXE_tagrelay"))
-        .args(["audit", "-o", "json", "--kind", "commit"])
-        .env("NATS_URL", &stack.nats_url)
-        .output()
-        .unwrap();
-    assert!(
-        audit.status.success(),
-        "{}",
-        String::from_utf8_lossy(&audit.stderr)
-    );
     let mut announced: HashMap<String, usize> = HashMap::new();
-    for line in String::from_utf8_lossy(&audit.stdout).lines() {
-        let envelope: serde_json::Value = serde_json::from_str(line).unwrap();
+    for envelope in audit(stack, "commit") {
         if envelope["type"] == "CommitPushed" {
             let commit = envelope["payload"]["commit"].as_str().unwrap().to_string();
             *announced.entry(commit).or_default() += 1;
         }
     }
-    for commit in &log[1..] {
+    for commit in log[1..].iter().filter(|c| !is_bot(c)) {
+        if announced.contains_key(commit) {
+            history.announced_elsewhere += 1;
+            history.problems.push(format!(
+                "CommitPushed {commit} announces a commit the bot did not author"
+            ));
+        }
+    }
+    for commit in log[1..].iter().filter(|c| is_bot(c)) {
         match announced.get(commit).copied().unwrap_or(0) {
             0 => {
                 history.unannounced += 1;
@@ -478,6 +522,69 @@ pub fn check_history(stack: &Stack, highest: &[String]) -> History {
         }
     }
     history
+}
+
+/// The audit log's events of `kind` (`tagrelay audit -o json --kind
+/// <kind>`: `tags`, `policy`, `commit` or `failed`), in order.
+pub fn audit(stack: &Stack, kind: &str) -> Vec<serde_json::Value> {
+    let output = Command::new(env!("CARGO_BIN_EXE_tagrelay"))
+        .args(["audit", "-o", "json", "--kind", kind])
+        .env("NATS_URL", &stack.nats_url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Counts in `history` the lines `commit` added (image references aside)
+/// that `tip` no longer holds.
+fn check_kept(stack: &Stack, commit: &str, tip: &str, history: &mut History) {
+    let diff = stack.repo.git(&[
+        "diff",
+        "--unified=0",
+        "--no-color",
+        &format!("{commit}^"),
+        commit,
+    ]);
+    let mut file = None;
+    let mut kept: HashMap<String, String> = HashMap::new();
+    for line in diff.lines() {
+        if let Some(path) = line.strip_prefix("+++ ") {
+            file = path.strip_prefix("b/").map(str::to_string);
+            continue;
+        }
+        let (Some(path), Some(added)) = (&file, line.strip_prefix('+')) else {
+            continue;
+        };
+        if added.contains("/soak/app") {
+            continue;
+        }
+        let text = kept.entry(path.clone()).or_insert_with(|| {
+            String::from_utf8_lossy(
+                &Command::new("git")
+                    .arg("--git-dir")
+                    .arg(stack.repo.path())
+                    .args(["cat-file", "blob", &format!("{tip}:{path}")])
+                    .output()
+                    .expect("git")
+                    .stdout,
+            )
+            .into_owned()
+        });
+        if !text.lines().any(|l| l == added) {
+            history.overwritten += 1;
+            history.problems.push(format!(
+                "{path}: the line {added:?} of human commit {commit} is not at the tip"
+            ));
+        }
+    }
 }
 
 /// Waits until every file holds its highest tag (or the deadline passes).

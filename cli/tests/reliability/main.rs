@@ -19,6 +19,7 @@
 //! --all` processes stand in for it (they are just as killable).
 
 mod cluster;
+mod faults;
 mod harness;
 
 use std::collections::BTreeMap;
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use harness::{
     app, check_history, command_for, fastrand_seed, image_objects, logs, request_scan,
-    wait_for_tags, Rng, Service, Setup, Stack,
+    wait_for_tags, History, Rng, Service, Setup, Stack,
 };
 use tagrelay_testkit::NatsServer;
 
@@ -160,6 +161,9 @@ trait Chaos {
     fn heal(&mut self, stack: &Stack, services: &mut [Service]);
     /// What was done, for the report line.
     fn report(&self) -> String;
+    /// Checks of its own once the history is clean, with the stack and the
+    /// services' logs still there.
+    fn verify(&mut self, _stack: &Stack, _services: &[Service], _history: &History) {}
 }
 
 /// Kills a random service instance every 1–2 s and starts it again 200–700
@@ -305,9 +309,10 @@ async fn soak(stack: Stack, pushes: usize, budget: Duration, chaos: &mut dyn Cha
     std::thread::sleep(Duration::from_secs(5));
     let history = check_history(&stack, &highest);
     println!(
-        "soak: pushes={pushes} repositories={repos} {} restarts={restarts} commits={} lost={} duplicates={} backwards={} unannounced={} announced_twice={} announced_elsewhere={} pushed_in={pushed_in:?} total={:?} services={}",
+        "soak: pushes={pushes} repositories={repos} {} restarts={restarts} commits={} human_commits={} lost={} duplicates={} backwards={} unannounced={} announced_twice={} announced_elsewhere={} pushed_in={pushed_in:?} total={:?} services={}",
         chaos.report(),
         history.commits,
+        history.human_commits,
         history.lost,
         history.duplicates,
         history.backwards,
@@ -323,6 +328,7 @@ async fn soak(stack: Stack, pushes: usize, budget: Duration, chaos: &mut dyn Cha
         history.problems,
         logs(&services)
     );
+    chaos.verify(&stack, &services, &history);
     drop(services);
 }
 
