@@ -348,25 +348,69 @@ impl Stack {
     }
 }
 
-/// Asks for a scan now (any scanner takes it); failures are ignored, the
-/// repositories' 2 s interval scans anyway.
-pub async fn request_scan(nats_url: &str, bus: &mut Option<Bus>, name: &str) {
-    if bus.is_none() {
-        *bus = tokio::time::timeout(
-            Duration::from_secs(2),
-            Bus::connect(nats_url, "test-pusher", BusSettings::default()),
-        )
-        .await
-        .ok()
-        .and_then(Result::ok);
+/// The test's side of a soak: pushes the next `1.0.N` of a repository and
+/// asks for its scan at once, remembering the highest tag of each.
+pub struct Pusher {
+    nats_url: String,
+    bus: Option<Bus>,
+    next: Vec<u64>,
+    /// The highest tag pushed to each repository (`1.0.0` at the start).
+    pub highest: Vec<String>,
+    /// Tags pushed so far.
+    pub pushes: usize,
+}
+
+impl Pusher {
+    /// Nothing pushed yet to the stack's repositories.
+    pub fn new(stack: &Stack) -> Self {
+        Self {
+            nats_url: stack.nats_url.clone(),
+            bus: None,
+            next: vec![0; stack.repos],
+            highest: vec!["1.0.0".into(); stack.repos],
+            pushes: 0,
+        }
     }
-    if let Some(bus) = bus {
-        let request = ScanRequest::new(
-            ObjectRef::new("flux-system", name),
-            ScanTrigger::Reconcile,
-            ulid::Ulid::new().to_string(),
-        );
-        let _ = tokio::time::timeout(Duration::from_secs(2), bus.request_scan(&request)).await;
+
+    /// Pushes the next tag of repository `i` and asks for its scan.
+    pub async fn push(&mut self, stack: &Stack, i: usize) {
+        self.next[i] += 1;
+        let tag = format!("1.0.{}", self.next[i]);
+        stack
+            .registry
+            .push_tags(&format!("soak/{}", app(i)), &[&tag])
+            .await;
+        self.request_scan(&app(i)).await;
+        self.highest[i] = tag;
+        self.pushes += 1;
+    }
+
+    /// Forgets the bus connection (NATS was restarted): the next scan
+    /// request connects again.
+    pub fn reconnect(&mut self) {
+        self.bus = None;
+    }
+
+    /// Asks for a scan now (any scanner takes it); failures are ignored,
+    /// the repositories' 2 s interval scans anyway.
+    async fn request_scan(&mut self, name: &str) {
+        if self.bus.is_none() {
+            self.bus = tokio::time::timeout(
+                Duration::from_secs(2),
+                Bus::connect(&self.nats_url, "test-pusher", BusSettings::default()),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok);
+        }
+        if let Some(bus) = &self.bus {
+            let request = ScanRequest::new(
+                ObjectRef::new("flux-system", name),
+                ScanTrigger::Reconcile,
+                ulid::Ulid::new().to_string(),
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(2), bus.request_scan(&request)).await;
+        }
     }
 }
 

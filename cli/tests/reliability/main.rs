@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use harness::{
-    app, check_history, command_for, fastrand_seed, image_objects, logs, request_scan,
-    wait_for_tags, History, Rng, Service, Setup, Stack,
+    check_history, command_for, fastrand_seed, image_objects, logs, wait_for_tags, History, Pusher,
+    Rng, Service, Setup, Stack,
 };
 use tagrelay_testkit::NatsServer;
 
@@ -43,25 +43,13 @@ async fn nats_restarted_mid_run_loses_nothing() {
     })
     .await;
     let mut services = stack.services(1);
-    let nats_url = stack.nats_url.clone();
-    let mut bus = None;
-    let mut next = vec![0u64; stack.repos];
-    let mut highest: Vec<String> = vec!["1.0.0".into(); stack.repos];
-    let mut pushes = 0;
+    let mut pusher = Pusher::new(&stack);
 
-    // Pushes one more tag to every repository.
+    // Pushes one more tag to every configured repository.
     macro_rules! push_round {
         () => {
             for i in 0..configured {
-                next[i] += 1;
-                let tag = format!("1.0.{}", next[i]);
-                stack
-                    .registry
-                    .push_tags(&format!("soak/{}", app(i)), &[&tag])
-                    .await;
-                request_scan(&nats_url, &mut bus, &app(i)).await;
-                highest[i] = tag;
-                pushes += 1;
+                pusher.push(&stack, i).await;
             }
         };
     }
@@ -70,9 +58,9 @@ async fn nats_restarted_mid_run_loses_nothing() {
     push_round!();
     push_round!();
     assert!(
-        wait_for_tags(&stack, &highest, Duration::from_secs(60)),
+        wait_for_tags(&stack, &pusher.highest, Duration::from_secs(60)),
         "before the restart: {:?} not in Git\n{}",
-        highest,
+        pusher.highest,
         logs(&services)
     );
     let before = stack.repo.log("main").len() - 1;
@@ -80,20 +68,18 @@ async fn nats_restarted_mid_run_loses_nothing() {
     // A round in flight when NATS dies, then the restart.
     push_round!();
     nats.restart();
-    bus = None;
+    pusher.reconnect();
     let restarted = Instant::now();
 
     // After the restart: two more rounds, and a repository and policy
     // applied now, with a tag the file does not hold yet.
     push_round!();
-    stack.registry.push_tags("soak/app2", &["1.0.1"]).await;
+    pusher.push(&stack, configured).await;
     stack
         .apply(&image_objects(&stack.image_host, configured))
         .await;
-    highest[configured] = "1.0.1".into();
-    pushes += 1;
     push_round!();
-    let landed = wait_for_tags(&stack, &highest, Duration::from_secs(90));
+    let landed = wait_for_tags(&stack, &pusher.highest, Duration::from_secs(90));
     for service in &mut services {
         assert!(
             service.exited().is_none(),
@@ -104,15 +90,17 @@ async fn nats_restarted_mid_run_loses_nothing() {
     }
     assert!(
         landed,
-        "after the NATS restart: {highest:?} not in Git (tip holds {:?})\n{}",
+        "after the NATS restart: {:?} not in Git (tip holds {:?})\n{}",
+        pusher.highest,
         stack.tip_tags(),
         logs(&services)
     );
     // Settle: a late duplicate would land now.
     std::thread::sleep(Duration::from_secs(4));
-    let history = check_history(&stack, &highest);
+    let history = check_history(&stack, &pusher.highest);
     println!(
-        "nats restart: pushes={pushes} commits={} (before restart {before}) recovered_in={:?} lost={} duplicates={} backwards={} unannounced={} announced_twice={}",
+        "nats restart: pushes={} commits={} (before restart {before}) recovered_in={:?} lost={} duplicates={} backwards={} unannounced={} announced_twice={}",
+        pusher.pushes,
         history.commits,
         restarted.elapsed(),
         history.lost,
@@ -229,12 +217,8 @@ fn assert_all_running(services: &mut [Service]) {
 async fn soak(stack: Stack, pushes: usize, budget: Duration, chaos: &mut dyn Chaos) {
     let repos = stack.repos;
     let mut services = stack.services(2);
-    let nats_url = stack.nats_url.clone();
-    let mut bus = None;
+    let mut pusher = Pusher::new(&stack);
     let started = Instant::now();
-
-    let mut next = vec![0u64; repos];
-    let mut highest: Vec<String> = vec!["1.0.0".into(); repos];
     let mut rng = fastrand_seed();
     let push_gap = budget
         .checked_div(pushes as u32)
@@ -242,15 +226,7 @@ async fn soak(stack: Stack, pushes: usize, budget: Duration, chaos: &mut dyn Cha
         .min(Duration::from_millis(500));
 
     for k in 0..pushes {
-        let i = k % repos;
-        next[i] += 1;
-        let tag = format!("1.0.{}", next[i]);
-        stack
-            .registry
-            .push_tags(&format!("soak/{}", app(i)), &[&tag])
-            .await;
-        request_scan(&nats_url, &mut bus, &app(i)).await;
-        highest[i] = tag;
+        pusher.push(&stack, k % repos).await;
         chaos.tick(&stack, &mut services, &mut rng);
         let until = Instant::now() + push_gap;
         while Instant::now() < until {
@@ -269,36 +245,29 @@ async fn soak(stack: Stack, pushes: usize, budget: Duration, chaos: &mut dyn Cha
     }
     chaos.heal(&stack, &mut services);
     let restarts: usize = services.iter().map(|s| s.starts - 1).sum();
-    let landed = wait_for_tags(&stack, &highest, Duration::from_secs(120));
+    let landed = wait_for_tags(&stack, &pusher.highest, Duration::from_secs(120));
     assert_all_running(&mut services);
     assert!(
         landed,
-        "{highest:?} not in Git after the soak (tip holds {:?})\n{}",
+        "{:?} not in Git after the soak (tip holds {:?})\n{}",
+        pusher.highest,
         stack.tip_tags(),
         logs(&services)
     );
     // Every instance came back for real: each half (one instance of each
     // stage) alone, the other half SIGKILLed, carries one more round.
-    let mut pushes = pushes;
     for survivor in 0..2 {
         for service in services.iter_mut().filter(|s| s.index != survivor) {
             service.kill();
         }
         for i in 0..repos {
-            next[i] += 1;
-            let tag = format!("1.0.{}", next[i]);
-            stack
-                .registry
-                .push_tags(&format!("soak/{}", app(i)), &[&tag])
-                .await;
-            request_scan(&nats_url, &mut bus, &app(i)).await;
-            highest[i] = tag;
-            pushes += 1;
+            pusher.push(&stack, i).await;
         }
-        let alone = wait_for_tags(&stack, &highest, Duration::from_secs(90));
+        let alone = wait_for_tags(&stack, &pusher.highest, Duration::from_secs(90));
         assert!(
             alone,
-            "instances *-{survivor} alone did not carry a round: {highest:?} not in Git (tip holds {:?})\n{}",
+            "instances *-{survivor} alone did not carry a round: {:?} not in Git (tip holds {:?})\n{}",
+            pusher.highest,
             stack.tip_tags(),
             logs(&services)
         );
@@ -307,9 +276,10 @@ async fn soak(stack: Stack, pushes: usize, budget: Duration, chaos: &mut dyn Cha
         }
     }
     std::thread::sleep(Duration::from_secs(5));
-    let history = check_history(&stack, &highest);
+    let history = check_history(&stack, &pusher.highest);
     println!(
-        "soak: pushes={pushes} repositories={repos} {} restarts={restarts} commits={} human_commits={} lost={} duplicates={} backwards={} unannounced={} announced_twice={} announced_elsewhere={} pushed_in={pushed_in:?} total={:?} services={}",
+        "soak: pushes={} repositories={repos} {} restarts={restarts} commits={} human_commits={} lost={} duplicates={} backwards={} unannounced={} announced_twice={} announced_elsewhere={} pushed_in={pushed_in:?} total={:?} services={}",
+        pusher.pushes,
         chaos.report(),
         history.commits,
         history.human_commits,
