@@ -145,6 +145,23 @@ impl Drop for NatsServer {
     }
 }
 
+/// Stops a process the way a supervisor does: SIGTERM, up to 10 s to finish
+/// what it has in hand, then SIGKILL. For every drop of a service process.
+pub fn stop_gracefully(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Waits until something listens on `port`, panicking with the server's log
 /// when it does not come up.
 pub fn wait_for_port(port: u16, timeout: Duration, log: &Path) {

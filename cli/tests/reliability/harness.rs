@@ -183,21 +183,9 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(mut child) = self.child.take() {
+            tagrelay_testkit::stop_gracefully(&mut child);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
