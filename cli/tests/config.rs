@@ -1,5 +1,7 @@
 //! `tagrelay apply / get / delete` against a real nats-server.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -74,25 +76,7 @@ spec:
 "#;
 
 fn tagrelay(server: &NatsServer, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tagrelay"))
-        .args(args)
-        .env("NATS_URL", server.url())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run tagrelay");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    common::tagrelay(&server.url(), args, stdin)
 }
 
 fn stdout(output: &Output) -> String {

@@ -15,34 +15,16 @@
 //! `services/scanner/tests/scanner.rs`); an unauthenticated webhook in
 //! `services/scanner/src/webhook/`.
 
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::{Child, Command, Stdio};
+
+use common::tagrelay;
 use std::time::{Duration, Instant};
 
 use tagrelay_testkit::git::{BareRepo, Seed};
 use tagrelay_testkit::registry::Registry;
 use tagrelay_testkit::NatsServer;
-
-fn tagrelay(nats: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tagrelay"))
-        .args(args)
-        .env("NATS_URL", nats)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
 
 /// `tagrelay run --all`, stopped (SIGTERM) when dropped.
 struct Pipeline {
