@@ -472,11 +472,15 @@ impl GitFaults {
                 || error(e).starts_with("git push failed")
                 || error(e).contains("could not be fetched again")
         };
+        // A person's commit before every other push, and the other committer
+        // pushing to the same branch, can move it on every attempt.
+        let is_outraced = |e: &serde_json::Value| error(e).starts_with("the branch kept moving");
         let refused = failed.iter().filter(|e| is_refused(e)).count();
         let unreachable = failed.iter().filter(|e| is_unreachable(e)).count();
+        let outraced = failed.iter().filter(|e| is_outraced(e)).count();
         let others: std::collections::BTreeSet<String> = failed
             .iter()
-            .filter(|e| !is_refused(e) && !is_unreachable(e))
+            .filter(|e| !is_refused(e) && !is_unreachable(e) && !is_outraced(e))
             .map(error)
             .collect();
         let logged = log_lines(services, "committer", &["commit failed"]);
@@ -511,7 +515,7 @@ impl GitFaults {
         assert!(reapplied > 0, "no bot push was re-applied after a race");
         assert_nowhere(GIT_USER, &self.password, stack, services);
         format!(
-            "git: downs={} refusals={} commit_failed={} (remote_down={unreachable} refused={refused}) human_commits={humans} reapplied_after_race={reapplied} overwritten={}",
+            "git: downs={} refusals={} commit_failed={} (remote_down={unreachable} refused={refused} outraced={outraced}) human_commits={humans} reapplied_after_race={reapplied} overwritten={}",
             self.downs,
             self.refusals,
             failed.len(),
