@@ -196,7 +196,12 @@ fn detail(event: &Event) -> String {
             format!("{short} to {} ({})", e.branch, changes.join("; "))
         }
         Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => format!(
-            "{} (attempt {}{})",
+            "{}{} (attempt {}{})",
+            if f.reason.is_other() {
+                String::new()
+            } else {
+                format!("{}: ", f.reason)
+            },
             f.error,
             f.attempt,
             if f.will_retry { ", will retry" } else { "" }

@@ -150,6 +150,7 @@ fn decide(
     let rules =
         policy_rules(&policy.metadata, &policy.spec, exclusion).map_err(|e| e.to_string())?;
     select_image(&rules, reflects_digest(&policy.spec), tags, &scan.images)
+        .map_err(|e| e.to_string())
 }
 
 /// The determinism check.

@@ -5,8 +5,8 @@ use std::process::{Command, Output};
 
 use tagrelay_proto::bus::{Bus, BusSettings};
 use tagrelay_proto::event::{
-    tag_set_digest, CommitPushed, Envelope, Event, Failure, FileChange, ObjectRef, PolicyResolved,
-    ResolveCause, ScanTrigger, SelectedImage, TagsDiscovered,
+    tag_set_digest, CommitPushed, Envelope, Event, Failure, FailureReason, FileChange, ObjectRef,
+    PolicyResolved, ResolveCause, ScanTrigger, SelectedImage, TagsDiscovered,
 };
 use tagrelay_testkit::NatsServer;
 
@@ -85,6 +85,7 @@ async fn record_a_chain(server: &NatsServer) -> String {
             error: "registry answered 503".into(),
             will_retry: true,
             attempt: 3,
+            reason: FailureReason::RegistryUnavailable,
         }),
     );
     for event in [&scan, &resolved, &pushed, &failure] {
@@ -145,7 +146,7 @@ async fn audit_prints_a_timeline_filtered_by_kind_and_name() {
         assert!(line.contains(event), "oldest first: {text}");
     }
     assert!(
-        lines[4].contains("registry answered 503 (attempt 3, will retry)"),
+        lines[4].contains("RegistryUnavailable: registry answered 503 (attempt 3, will retry)"),
         "{text}"
     );
 

@@ -222,6 +222,8 @@ fn an_update_path_through_a_symlink_or_out_with_dotdot_writes_nothing() {
         failure.contains("apps is a symlink, which is never followed"),
         "{failure}"
     );
+    let failure: serde_json::Value = serde_json::from_str(failure).unwrap();
+    assert_eq!(failure["payload"]["reason"], "InvalidSpec", "{failure}");
     assert_eq!(repo.tip("main").unwrap(), seed, "nothing was committed");
     assert_eq!(
         repo.read_text("main", "real/app.yaml").unwrap(),

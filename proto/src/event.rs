@@ -206,6 +206,98 @@ pub struct Failure {
     pub will_retry: bool,
     /// Which attempt failed, from 1.
     pub attempt: u32,
+    /// The kind of failure, for alert rules and scripts. Left out on the
+    /// wire when it is [`FailureReason::Other`], so events written before
+    /// reasons existed read, and validate, the same as new ones.
+    #[serde(default, skip_serializing_if = "FailureReason::is_other")]
+    pub reason: FailureReason,
+}
+
+/// Why a stage failed, as one stable word. `error` is prose for people and
+/// its wording may change; alert rules, dashboards and scripts group and
+/// match on this instead, as they do on the `reason` of a Flux condition.
+/// A reader meets a word it does not know (from a newer writer) as
+/// [`FailureReason::Other`], so adding one never breaks an older reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum FailureReason {
+    /// The registry could not be reached, timed out or answered 5xx.
+    RegistryUnavailable,
+    /// The registry kept answering 429 (Too Many Requests).
+    RateLimited,
+    /// Credentials were refused, or the secret holding them is missing or
+    /// unusable (registry or Git).
+    AuthenticationFailed,
+    /// The image repository does not exist on its registry.
+    RepositoryNotFound,
+    /// The registry answered something that cannot be read: malformed,
+    /// over the size limit, or paging that does not end.
+    InvalidResponse,
+    /// The object cannot work as written: a bad image reference,
+    /// exclusion pattern, policy, commit template, ref or update path.
+    InvalidSpec,
+    /// An object this one refers to does not exist (yet).
+    DependencyNotReady,
+    /// There are tags, but the policy can choose none of them.
+    NoTagSelected,
+    /// The Git remote could not be reached, or fetching or pushing failed
+    /// before the server answered.
+    GitUnavailable,
+    /// The Git server refused the push (a hook, a protected branch).
+    PushRejected,
+    /// Someone else pushed to the branch before every attempt.
+    BranchMoved,
+    /// Anything else (a local fault such as the Git cache), or a word this
+    /// reader does not know.
+    #[default]
+    #[serde(other)]
+    Other,
+}
+
+impl FailureReason {
+    /// Every reason, for the schemas' test and for dashboards.
+    pub const ALL: [FailureReason; 12] = [
+        FailureReason::RegistryUnavailable,
+        FailureReason::RateLimited,
+        FailureReason::AuthenticationFailed,
+        FailureReason::RepositoryNotFound,
+        FailureReason::InvalidResponse,
+        FailureReason::InvalidSpec,
+        FailureReason::DependencyNotReady,
+        FailureReason::NoTagSelected,
+        FailureReason::GitUnavailable,
+        FailureReason::PushRejected,
+        FailureReason::BranchMoved,
+        FailureReason::Other,
+    ];
+
+    /// Whether this is the catch-all, which is not written out.
+    pub fn is_other(&self) -> bool {
+        *self == FailureReason::Other
+    }
+
+    /// The word on the wire, as a metric attribute and in `audit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::RegistryUnavailable => "RegistryUnavailable",
+            FailureReason::RateLimited => "RateLimited",
+            FailureReason::AuthenticationFailed => "AuthenticationFailed",
+            FailureReason::RepositoryNotFound => "RepositoryNotFound",
+            FailureReason::InvalidResponse => "InvalidResponse",
+            FailureReason::InvalidSpec => "InvalidSpec",
+            FailureReason::DependencyNotReady => "DependencyNotReady",
+            FailureReason::NoTagSelected => "NoTagSelected",
+            FailureReason::GitUnavailable => "GitUnavailable",
+            FailureReason::PushRejected => "PushRejected",
+            FailureReason::BranchMoved => "BranchMoved",
+            FailureReason::Other => "Other",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The six event types.
@@ -537,6 +629,7 @@ pub(crate) mod samples {
             error: "registry answered 503".into(),
             will_retry: true,
             attempt: 2,
+            reason: FailureReason::RegistryUnavailable,
         };
         vec![
             Event::TagsDiscovered(TagsDiscovered {
@@ -645,6 +738,43 @@ mod tests {
             Envelope::from_json(json.to_string().as_bytes()),
             Err(DecodeError::Payload { .. })
         ));
+    }
+
+    #[test]
+    fn a_failure_reason_missing_or_unknown_reads_as_other_and_each_known_one_round_trips() {
+        let failure = samples::all()
+            .into_iter()
+            .find(|e| matches!(e, Event::ScanFailed(_)))
+            .unwrap();
+        let envelope = Envelope::new("scanner/a", failure);
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&envelope.to_json().unwrap()).unwrap();
+        let reason_of =
+            |json: &serde_json::Value| match Envelope::from_json(json.to_string().as_bytes())
+                .unwrap()
+                .payload
+            {
+                Event::ScanFailed(f) => f.reason,
+                other => panic!("not a failure: {other:?}"),
+            };
+        assert_eq!(reason_of(&json), FailureReason::RegistryUnavailable);
+        json["payload"].as_object_mut().unwrap().remove("reason");
+        assert_eq!(
+            reason_of(&json),
+            FailureReason::Other,
+            "an event from before reasons"
+        );
+        json["payload"]["reason"] = "QuotaExceeded".into();
+        assert_eq!(
+            reason_of(&json),
+            FailureReason::Other,
+            "a word from a newer writer"
+        );
+        for reason in FailureReason::ALL {
+            json["payload"]["reason"] = reason.as_str().into();
+            assert_eq!(reason_of(&json), reason);
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
     }
 
     #[test]

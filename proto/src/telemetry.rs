@@ -9,6 +9,7 @@
 
 use std::sync::OnceLock;
 
+use crate::event::FailureReason;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
@@ -162,12 +163,27 @@ pub struct Metrics {
     pub resolutions: Counter<u64>,
     /// Commits pushed.
     pub commits: Counter<u64>,
-    /// Failures, by `stage` (`scan`, `resolve`, `commit`).
+    /// Failures, by `stage` (`scan`, `resolve`, `commit`) and `reason`
+    /// (a [`FailureReason`]): see [`Metrics::record_failure`].
     pub failures: Counter<u64>,
     /// Messages waiting for a stage's durable consumer, by `consumer`.
     pub consumer_lag: Gauge<u64>,
     /// Seconds from an image's push (its scan) to the commit that wrote it.
     pub push_to_commit: Histogram<f64>,
+}
+
+impl Metrics {
+    /// Counts one failure event of `stage`, labelled as the event is, so an
+    /// alert can fire on rate limiting without firing on a bad policy.
+    pub fn record_failure(&self, stage: &'static str, reason: FailureReason) {
+        self.failures.add(
+            1,
+            &[
+                KeyValue::new("stage", stage),
+                KeyValue::new("reason", reason.as_str()),
+            ],
+        );
+    }
 }
 
 /// The process's instruments.
@@ -199,7 +215,7 @@ pub fn metrics() -> &'static Metrics {
                 .build(),
             failures: meter
                 .u64_counter(FAILURES)
-                .with_description("Failures by stage")
+                .with_description("Failure events by stage and reason")
                 .build(),
             consumer_lag: meter
                 .u64_gauge(CONSUMER_LAG)

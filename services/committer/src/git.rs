@@ -17,6 +17,7 @@ use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 use gix::ObjectId;
 use sha2::{Digest, Sha256};
+use tagrelay_proto::event::FailureReason;
 
 use crate::credentials::GitAuth;
 use crate::rewrite::{is_setters_candidate, is_v1_candidate, may_contain_markers};
@@ -59,6 +60,17 @@ pub enum GitError {
     /// Reading or writing an object failed.
     #[error("git objects: {0}")]
     Objects(String),
+}
+
+impl GitError {
+    /// The kind of failure a `CommitFailed` records for this error.
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            GitError::Fetch { .. } => FailureReason::GitUnavailable,
+            GitError::MissingRef { .. } | GitError::UpdatePath { .. } => FailureReason::InvalidSpec,
+            GitError::Cache { .. } | GitError::Objects(_) => FailureReason::Other,
+        }
+    }
 }
 
 /// gix errors chain their causes; `{:#}` shows the whole chain, which is

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use tagrelay_proto::event::FailureReason;
+
 use crate::credentials::GitAuth;
 use crate::git::ssh_command;
 
@@ -45,6 +47,16 @@ pub enum PushError {
     /// It took longer than the GitRepository's timeout.
     #[error("git push timed out after {0:?}")]
     Timeout(Duration),
+}
+
+impl PushError {
+    /// The kind of failure a `CommitFailed` records for this error.
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            PushError::Rejected { .. } => FailureReason::PushRejected,
+            PushError::Failed(_) | PushError::Timeout(_) => FailureReason::GitUnavailable,
+        }
+    }
 }
 
 /// What the server did with a ref that was accepted.

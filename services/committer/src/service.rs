@@ -35,7 +35,9 @@ use tagrelay_proto::bus::{
     decode_message, Bus, BusError, CasBucket, ConfigChange, ConfigStore, PublishFailure, Received,
 };
 use tagrelay_proto::config::{Kind, Object, ObjectKey};
-use tagrelay_proto::event::{CommitPushed, Envelope, Event, Failure, FileChange, ObjectRef};
+use tagrelay_proto::event::{
+    CommitPushed, Envelope, Event, Failure, FailureReason, FileChange, ObjectRef,
+};
 use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::reference::ImageReference;
 use tagrelay_proto::runtime::Readiness;
@@ -412,12 +414,18 @@ impl Committer {
             )
         };
         let Some(Object::GitRepository(source)) = self.store.get(&source_key).await? else {
-            let reason = format!("source {source_key} not found");
-            return self.fail(key, trigger, reason, true, 1).await;
+            let error = format!("source {source_key} not found");
+            let reason = FailureReason::DependencyNotReady;
+            return self.fail(key, trigger, reason, error, true, 1).await;
         };
         let resolved = match Automation::resolve(&automation, &source) {
             Ok(resolved) => resolved,
-            Err(e) => return self.fail(key, trigger, e.to_string(), false, 1).await,
+            Err(e) => {
+                let reason = FailureReason::InvalidSpec;
+                return self
+                    .fail(key, trigger, reason, e.to_string(), false, 1)
+                    .await;
+            }
         };
         if resolved.suspend {
             self.status(key, true, "suspended".into(), None).await;
@@ -426,7 +434,12 @@ impl Committer {
         let auth = match &resolved.secret {
             Some((ns, name)) => match credentials::load(&self.settings.secrets_dir, ns, name) {
                 Ok(auth) => auth,
-                Err(e) => return self.fail(key, trigger, e.to_string(), true, 1).await,
+                Err(e) => {
+                    let reason = FailureReason::AuthenticationFailed;
+                    return self
+                        .fail(key, trigger, reason, e.to_string(), true, 1)
+                        .await;
+                }
             },
             None => GitAuth::Anonymous,
         };
@@ -450,7 +463,10 @@ impl Committer {
             // 1. Fetch and find the commit to build on.
             let tips = match self.fetch(a, auth, cache, &remote).await? {
                 Ok(tips) => tips,
-                Err(e) => return self.fail(key, trigger, e.to_string(), true, attempt).await,
+                Err(e) => {
+                    let (reason, error) = (e.reason(), e.to_string());
+                    return self.fail(key, trigger, reason, error, true, attempt).await;
+                }
             };
             // A push that landed unannounced is announced before anything
             // new is built on top of it.
@@ -461,7 +477,10 @@ impl Committer {
             // 2. Read the tree: candidate blobs and v1 discovery.
             let scan = match self.scan(cache, tips.base, &a.path).await? {
                 Ok(scan) => scan,
-                Err(e) => return self.fail(key, trigger, e.to_string(), false, attempt).await,
+                Err(e) => {
+                    let (reason, error) = (e.reason(), e.to_string());
+                    return self.fail(key, trigger, reason, error, false, attempt).await;
+                }
             };
             // 3. Derived v1 objects, then the desired state from policy state.
             let containers: Vec<(String, rewrite::V1Container)> = scan
@@ -499,8 +518,9 @@ impl Committer {
             ) {
                 Ok(body) => body,
                 Err(e) => {
-                    let reason = format!("spec.git.commit.messageTemplate: {e}");
-                    return self.fail(key, trigger, reason, false, attempt).await;
+                    let error = format!("spec.git.commit.messageTemplate: {e}");
+                    let reason = FailureReason::InvalidSpec;
+                    return self.fail(key, trigger, reason, error, false, attempt).await;
                 }
             };
             let file_changes: Vec<FileChange> = changes.iter().map(|c| c.change.clone()).collect();
@@ -569,16 +589,21 @@ impl Committer {
                             "{error}; the branch could not be fetched again to tell whether it moved: {e}"
                         ),
                     };
-                    return self.fail(key, trigger, error, true, attempt).await;
+                    let reason = FailureReason::PushRejected;
+                    return self.fail(key, trigger, reason, error, true, attempt).await;
                 }
-                Err(e) => return self.fail(key, trigger, e.to_string(), true, attempt).await,
+                Err(e) => {
+                    let (reason, error) = (e.reason(), e.to_string());
+                    return self.fail(key, trigger, reason, error, true, attempt).await;
+                }
             }
             if let Some(target) = &a.refspec_target {
                 let spec = vec![format!("{commit}:{target}")];
                 if let Err(e) = push::push(&request(spec), &self.askpass).await {
                     let error =
                         format!("pushed to {} but not to refspec target: {e}", a.push_branch);
-                    self.fail(key, trigger, error, true, attempt).await?;
+                    self.fail(key, trigger, e.reason(), error, true, attempt)
+                        .await?;
                 }
             }
             // 7. Announce.
@@ -607,7 +632,8 @@ impl Committer {
         let error = format!(
             "the branch kept moving: gave up after {MAX_PUSH_ATTEMPTS} attempts; will try again"
         );
-        self.fail(key, trigger, error, true, MAX_PUSH_ATTEMPTS as u32)
+        let reason = FailureReason::BranchMoved;
+        self.fail(key, trigger, reason, error, true, MAX_PUSH_ATTEMPTS as u32)
             .await
     }
 
@@ -962,6 +988,7 @@ impl Committer {
         &self,
         key: &ObjectKey,
         trigger: Option<&Envelope>,
+        reason: FailureReason,
         error: String,
         will_retry: bool,
         attempt: u32,
@@ -971,17 +998,16 @@ impl Committer {
             error: error.clone(),
             will_retry,
             attempt,
+            reason,
         });
         let envelope = match trigger {
             Some(cause) => Envelope::caused_by(cause, self.bus.source(), event),
             None => Envelope::new(self.bus.source(), event),
         };
         self.bus.publish(&envelope).await?;
-        tagrelay_proto::telemetry::metrics()
-            .failures
-            .add(1, &tagrelay_proto::telemetry::attribute("stage", "commit"));
+        tagrelay_proto::telemetry::metrics().record_failure("commit", reason);
         self.status(key, false, error.clone(), None).await;
-        tracing::warn!(automation = %key, %error, "commit failed");
+        tracing::warn!(automation = %key, %reason, %error, "commit failed");
         Ok(Outcome::Failed(error))
     }
 }

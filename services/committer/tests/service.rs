@@ -16,7 +16,8 @@ use tagrelay_committer::service::{Committer, Outcome, Settings};
 use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey, FLUX_V1_FILTER_ANNOTATION};
 use tagrelay_proto::event::{
-    CommitPushed, Envelope, Event, Failure, ObjectRef, PolicyResolved, ResolveCause, SelectedImage,
+    CommitPushed, Envelope, Event, Failure, FailureReason, ObjectRef, PolicyResolved, ResolveCause,
+    SelectedImage,
 };
 use tagrelay_proto::names;
 use tagrelay_proto::state::PolicySelection;
@@ -787,6 +788,7 @@ async fn a_remote_gone_right_after_refusing_a_push_is_said_so_in_the_failure() {
         "{error}"
     );
     assert!(failed[0].will_retry);
+    assert_eq!(failed[0].reason, FailureReason::PushRejected);
     std::fs::rename(&away, repo.path()).unwrap();
     assert_eq!(repo.log("main").len(), 1, "nothing landed");
 }
@@ -818,6 +820,7 @@ async fn a_protected_branch_is_commit_failed_with_the_servers_words_and_nothing_
         "{}",
         failed[0].error
     );
+    assert_eq!(failed[0].reason, FailureReason::PushRejected);
     assert!(
         failed[0]
             .error
@@ -1019,6 +1022,7 @@ async fn a_template_go_would_refuse_is_commit_failed_and_not_retried() {
         failed[0].error
     );
     assert!(!failed[0].will_retry);
+    assert_eq!(failed[0].reason, FailureReason::InvalidSpec);
     assert_eq!(repo.log("main"), vec![seed_tip]);
 }
 

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 use tagrelay_proto::config::{ImagePolicySpec, ObjectMeta, FLUX_V1_FILTER_ANNOTATION};
-use tagrelay_proto::event::{ImageMetadata, SelectedImage};
+use tagrelay_proto::event::{FailureReason, ImageMetadata, SelectedImage};
 
 use crate::policy::{
     compile, Candidate, Choice, CompiledPolicy, FilterTags, Order, PolicyError, PolicyRules,
-    V1Filter, ALPHABETICAL_ORDER_FIELD, NUMERICAL_ORDER_FIELD,
+    SelectError, V1Filter, ALPHABETICAL_ORDER_FIELD, NUMERICAL_ORDER_FIELD,
 };
 
 /// Why a stored ImagePolicy cannot become engine rules.
@@ -23,6 +23,27 @@ pub enum RulesError {
     /// The engine refused the rules.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+}
+
+/// Why [`select_image`] chose no image: the policy's fault or the tags'.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectImageError {
+    /// The rules do not compile.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The tags give the policy nothing it can choose.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+}
+
+impl SelectImageError {
+    /// The kind of failure a `ResolveFailed` records for this error.
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            SelectImageError::Policy(_) => FailureReason::InvalidSpec,
+            SelectImageError::Select(_) => FailureReason::NoTagSelected,
+        }
+    }
 }
 
 /// The engine rules of an ImagePolicy, given its repository's
@@ -127,13 +148,13 @@ pub fn select_image(
     reflect_digest: bool,
     tags: &[String],
     images: &BTreeMap<String, ImageMetadata>,
-) -> Result<SelectedImage, String> {
-    let compiled = compile(rules).map_err(|e| e.to_string())?;
+) -> Result<SelectedImage, SelectImageError> {
+    let compiled = compile(rules)?;
     let candidates = tags.iter().map(|tag| Candidate {
         tag,
         created: images.get(tag).and_then(|m| m.created),
     });
-    let selected = compiled.select(candidates).map_err(|e| e.to_string())?;
+    let selected = compiled.select(candidates)?;
     Ok(SelectedImage {
         tag: selected.tag.to_string(),
         digest: reflect_digest

@@ -26,8 +26,8 @@ use tagrelay_proto::bus::{
 };
 use tagrelay_proto::config::{ImagePolicy, Kind, Object, ObjectKey};
 use tagrelay_proto::event::{
-    Envelope, Event, Failure, ObjectRef, PolicyResolved, ResolveCause, SelectedImage,
-    TagsDiscovered,
+    Envelope, Event, Failure, FailureReason, ObjectRef, PolicyResolved, ResolveCause,
+    SelectedImage, TagsDiscovered,
 };
 use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::runtime::Readiness;
@@ -283,7 +283,12 @@ impl Resolver {
             let (current, revision) = self.state.read::<PolicySelection>(&bucket_key).await?;
             let rules = match policy_rules(&policy.metadata, &policy.spec, exclusion_list.clone()) {
                 Ok(rules) => rules,
-                Err(e) => return self.fail(key, cause, e.to_string()).await,
+                Err(e) => {
+                    let error = e.to_string();
+                    return self
+                        .fail(key, cause, FailureReason::InvalidSpec, error)
+                        .await;
+                }
             };
             let hash = rules_hash(&rules, reflect);
             if let Some(state) = &current {
@@ -295,7 +300,7 @@ impl Resolver {
             }
             let new = match select_image(&rules, reflect, &tags, &discovered.images) {
                 Ok(new) => new,
-                Err(e) => return self.fail(key, cause, e).await,
+                Err(e) => return self.fail(key, cause, e.reason(), e.to_string()).await,
             };
             let previous = current.as_ref().map(|s| s.selected.clone());
             let mut next = PolicySelection {
@@ -427,6 +432,7 @@ impl Resolver {
         &self,
         key: &ObjectKey,
         cause: &Envelope,
+        reason: FailureReason,
         error: String,
     ) -> Result<Outcome, BusError> {
         let envelope = Envelope::caused_by(
@@ -437,6 +443,7 @@ impl Resolver {
                 error: error.clone(),
                 will_retry: false,
                 attempt: 1,
+                reason,
             }),
         );
         self.bus.publish(&envelope).await?;
@@ -457,7 +464,8 @@ impl Resolver {
         if let Err(e) = self.store.put_status(key, &status).await {
             tracing::warn!(error = %e, policy = %key, "cannot write status");
         }
-        tracing::warn!(policy = %key, %error, "policy not resolved");
+        tagrelay_proto::telemetry::metrics().record_failure("resolve", reason);
+        tracing::warn!(policy = %key, %reason, %error, "policy not resolved");
         Ok(Outcome::Failed(error))
     }
 }

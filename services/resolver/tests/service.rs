@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey};
 use tagrelay_proto::event::{
-    tag_set_digest, Envelope, Event, Failure, ObjectRef, PolicyResolved, ScanTrigger,
-    TagsDiscovered,
+    tag_set_digest, Envelope, Event, Failure, FailureReason, ObjectRef, PolicyResolved,
+    ScanTrigger, TagsDiscovered,
 };
 use tagrelay_proto::names;
 use tagrelay_testkit::{events, NatsServer};
@@ -342,6 +342,7 @@ async fn nothing_qualifying_is_a_resolve_failure_with_the_reason() {
     };
     assert_eq!(failure.object, ObjectRef::new("apps", "app"));
     assert!(failure.error.contains(">=5.0.0"), "{}", failure.error);
+    assert_eq!(failure.reason, FailureReason::NoTagSelected);
     assert!(resolved(&events(&bus, names::POLICY_FILTER).await).is_empty());
     let status = store
         .status(&ObjectKey::new(Kind::ImagePolicy, "apps", "app"))

@@ -34,6 +34,7 @@ use reqwest::header::{
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tagrelay_proto::event::FailureReason;
 
 use crate::backoff::{backoff_delay, parse_retry_after, TokenBucket};
 use crate::credentials::{parse_challenge, Challenge, Credentials, TlsMaterial};
@@ -181,6 +182,25 @@ impl RegistryError {
             | RegistryError::Malformed { .. } => true,
             RegistryError::Status { status, .. } => *status >= 500 || *status == 408,
             _ => false,
+        }
+    }
+
+    /// The kind of failure a `ScanFailed` records for this error.
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            RegistryError::Unreachable { .. } => FailureReason::RegistryUnavailable,
+            RegistryError::Status { status, .. } if *status >= 500 || *status == 408 => {
+                FailureReason::RegistryUnavailable
+            }
+            RegistryError::Status { .. } => FailureReason::Other,
+            RegistryError::RateLimited { .. } => FailureReason::RateLimited,
+            RegistryError::Unauthorized { .. } => FailureReason::AuthenticationFailed,
+            RegistryError::NotFound { .. } => FailureReason::RepositoryNotFound,
+            RegistryError::Malformed { .. } | RegistryError::Paging(_) => {
+                FailureReason::InvalidResponse
+            }
+            RegistryError::Tls(_) => FailureReason::AuthenticationFailed,
+            RegistryError::Address(_) => FailureReason::InvalidSpec,
         }
     }
 }

@@ -44,7 +44,8 @@ use tagrelay_proto::config::{
     parse_go_duration, ImageRepository, Kind, ObjectKey, FLUX_V1_FILTER_ANNOTATION,
 };
 use tagrelay_proto::event::{
-    tag_set_digest, Envelope, Event, Failure, ImageMetadata, ObjectRef, ScanTrigger, TagsDiscovered,
+    tag_set_digest, Envelope, Event, Failure, FailureReason, ImageMetadata, ObjectRef, ScanTrigger,
+    TagsDiscovered,
 };
 use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::reference::Repository;
@@ -131,6 +132,8 @@ pub enum Outcome {
     },
     /// The scan failed; `ScanFailed` published.
     Failed {
+        /// The kind of failure.
+        reason: FailureReason,
         /// The error.
         error: String,
         /// Whether the request will be redelivered.
@@ -514,16 +517,15 @@ impl Scanner {
         let object = ObjectRef::new(&key.namespace, &key.name);
         let target = match self.target(key, repository) {
             Ok(target) => target,
-            Err(error) => {
-                return self
-                    .fail(key, &object, Utc::now(), Problem::permanent(error), attempt)
-                    .await
-            }
+            Err(problem) => return self.fail(key, &object, Utc::now(), problem, attempt).await,
         };
         let exclusions = match compile_exclusions(&repository.spec.effective_exclusion_list()) {
             Ok(exclusions) => exclusions,
             Err(e) => {
-                let problem = Problem::permanent(format!("spec.exclusionList: {e}"));
+                let problem = Problem::permanent(
+                    FailureReason::InvalidSpec,
+                    format!("spec.exclusionList: {e}"),
+                );
                 return self.fail(key, &object, Utc::now(), problem, attempt).await;
             }
         };
@@ -539,20 +541,18 @@ impl Scanner {
                 None => (None, 0),
             };
             let scanned_at = Utc::now();
-            let listing = match tokio::time::timeout(limit, self.registries.list_tags(&target))
-                .await
-            {
-                Ok(Ok(listing)) => listing,
-                Ok(Err(e)) => {
-                    let problem = Problem::registry("", &e);
-                    return self.fail(key, &object, scanned_at, problem, attempt).await;
-                }
-                Err(_) => {
-                    let problem =
-                        Problem::transient(format!("scan timed out after {}s", limit.as_secs()));
-                    return self.fail(key, &object, scanned_at, problem, attempt).await;
-                }
-            };
+            let listing =
+                match tokio::time::timeout(limit, self.registries.list_tags(&target)).await {
+                    Ok(Ok(listing)) => listing,
+                    Ok(Err(e)) => {
+                        let problem = Problem::registry("", &e);
+                        return self.fail(key, &object, scanned_at, problem, attempt).await;
+                    }
+                    Err(_) => {
+                        let problem = Problem::timed_out("scan", limit);
+                        return self.fail(key, &object, scanned_at, problem, attempt).await;
+                    }
+                };
             let filtered = filter_tags(listing.tags, &exclusions);
             if let Some(report) = filtered.invalid_report() {
                 tracing::warn!(repository = %key, "{report}");
@@ -579,10 +579,7 @@ impl Scanner {
                         return self.fail(key, &object, scanned_at, problem, attempt).await;
                     }
                     Err(_) => {
-                        let problem = Problem::transient(format!(
-                            "image metadata timed out after {}s",
-                            limit.as_secs()
-                        ));
+                        let problem = Problem::timed_out("image metadata", limit);
                         return self.fail(key, &object, scanned_at, problem, attempt).await;
                     }
                 }
@@ -706,21 +703,25 @@ impl Scanner {
         Ok(Some(metadata))
     }
 
-    fn target(&self, key: &ObjectKey, repository: &ImageRepository) -> Result<Target, String> {
-        let parsed =
-            Repository::parse(&repository.spec.image).map_err(|e| format!("spec.image: {e}"))?;
+    fn target(&self, key: &ObjectKey, repository: &ImageRepository) -> Result<Target, Problem> {
+        let unusable_secret = |field: &str, e: &dyn std::fmt::Display| {
+            Problem::permanent(FailureReason::AuthenticationFailed, format!("{field}: {e}"))
+        };
+        let parsed = Repository::parse(&repository.spec.image).map_err(|e| {
+            Problem::permanent(FailureReason::InvalidSpec, format!("spec.image: {e}"))
+        })?;
         let credentials = match &repository.spec.secret_ref {
             Some(secret) => self
                 .secrets
                 .credentials(&key.namespace, &secret.name, parsed.registry())
-                .map_err(|e| format!("spec.secretRef: {e}"))?,
+                .map_err(|e| unusable_secret("spec.secretRef", &e))?,
             None => Credentials::Anonymous,
         };
         let tls = match &repository.spec.cert_secret_ref {
             Some(secret) => self
                 .secrets
                 .tls(&key.namespace, &secret.name)
-                .map_err(|e| format!("spec.certSecretRef: {e}"))?,
+                .map_err(|e| unusable_secret("spec.certSecretRef", &e))?,
             None => TlsMaterial::default(),
         };
         Ok(Target {
@@ -767,6 +768,7 @@ impl Scanner {
         attempt: u32,
     ) -> Result<Outcome, BusError> {
         let Problem {
+            reason,
             error,
             transient,
             retry_after,
@@ -786,6 +788,7 @@ impl Scanner {
                 error: error.clone(),
                 will_retry,
                 attempt,
+                reason,
             }),
         );
         self.bus.publish(&envelope).await?;
@@ -809,8 +812,9 @@ impl Scanner {
         if let Err(e) = self.store.put_status(key, &status).await {
             tracing::warn!(error = %e, repository = %key, "cannot write status");
         }
-        tracing::warn!(repository = %key, %error, will_retry, attempt, "scan failed");
+        tracing::warn!(repository = %key, %reason, %error, will_retry, attempt, "scan failed");
         Ok(Outcome::Failed {
+            reason,
             error,
             will_retry,
             retry_in,
@@ -820,6 +824,7 @@ impl Scanner {
 
 /// Why a scan failed and whether and when to try again.
 struct Problem {
+    reason: FailureReason,
     error: String,
     transient: bool,
     retry_after: Option<Duration>,
@@ -827,18 +832,21 @@ struct Problem {
 
 impl Problem {
     /// Will not go away by itself (bad configuration, refused credentials).
-    fn permanent(error: String) -> Self {
+    fn permanent(reason: FailureReason, error: String) -> Self {
         Self {
+            reason,
             error,
             transient: false,
             retry_after: None,
         }
     }
 
-    /// May go away by itself (timeouts).
-    fn transient(error: String) -> Self {
+    /// The registry took longer than the scan's time limit to answer `what`:
+    /// may go away by itself.
+    fn timed_out(what: &str, limit: Duration) -> Self {
         Self {
-            error,
+            reason: FailureReason::RegistryUnavailable,
+            error: format!("{what} timed out after {}s", limit.as_secs()),
             transient: true,
             retry_after: None,
         }
@@ -852,6 +860,7 @@ impl Problem {
             _ => None,
         };
         Self {
+            reason: error.reason(),
             error: format!("{prefix}{error}"),
             transient: error.is_transient(),
             retry_after,
@@ -890,6 +899,12 @@ fn record_scan(request: &ScanRequest, result: &Result<Outcome, BusError>, took: 
             u64::try_from(tags).unwrap_or(u64::MAX),
             &attribute("repository", request.repository.to_string()),
         ),
-        None => metrics.failures.add(1, &attribute("stage", "scan")),
+        None => {
+            let reason = match result {
+                Ok(Outcome::Failed { reason, .. }) => *reason,
+                _ => FailureReason::Other,
+            };
+            metrics.record_failure("scan", reason);
+        }
     }
 }

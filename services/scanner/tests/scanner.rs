@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey};
-use tagrelay_proto::event::{Event, Failure, ObjectRef, ScanTrigger, TagsDiscovered};
+use tagrelay_proto::event::{
+    Event, Failure, FailureReason, ObjectRef, ScanTrigger, TagsDiscovered,
+};
 use tagrelay_proto::names;
 use tagrelay_proto::scan::{interval_slot, slot_offset, ScanRequest};
 use tagrelay_proto::status::ObjectStatus;
@@ -334,6 +336,7 @@ async fn htpasswd_basic_auth_with_a_mounted_docker_config_and_never_leaking_it()
     })
     .await;
     assert_eq!(failure.object, ObjectRef::new(NS, "anonymous"));
+    assert_eq!(failure.reason, FailureReason::AuthenticationFailed);
     assert!(
         failure.error.contains("requires credentials"),
         "{}",
@@ -556,6 +559,7 @@ async fn a_failing_registry_keeps_the_last_good_set_and_the_scan_is_retried() {
     .await;
     assert!(failure.will_retry);
     assert_eq!(failure.attempt, 1);
+    assert_eq!(failure.reason, FailureReason::RegistryUnavailable);
     assert!(failure.error.contains("502"), "{}", failure.error);
     let failed = status(&store, "app").await.unwrap();
     assert!(!failed.ready);
@@ -575,6 +579,7 @@ async fn a_failing_registry_keeps_the_last_good_set_and_the_scan_is_retried() {
         "{}",
         failures[1].error
     );
+    assert_eq!(failures[1].reason, FailureReason::InvalidResponse);
     assert_eq!(failures[1].attempt, 2);
     let got = discovered(&bus).await;
     assert_eq!(
@@ -879,7 +884,29 @@ async fn a_registry_requiring_a_client_certificate_is_scanned_with_cert_secret_r
     .await;
     assert_eq!(failure.object.name, "nocert");
     assert!(failure.error.contains("cannot reach"), "{}", failure.error);
+    assert_eq!(failure.reason, FailureReason::RegistryUnavailable);
     assert!(!failure.will_retry);
+    scanners.stop().await;
+}
+
+#[tokio::test]
+async fn a_repository_missing_from_the_registry_fails_for_good_as_not_found() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0"]).await;
+    apply(
+        &store,
+        &repository("gone", &format!("{}/demo/gone", registry.host()), "1h", ""),
+    )
+    .await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+    let failure = wait_until("the scan of a missing repository to fail", || async {
+        failures(&bus).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(failure.object.name, "gone");
+    assert_eq!(failure.reason, FailureReason::RepositoryNotFound);
+    assert!(failure.error.contains("not found"), "{}", failure.error);
+    assert!(!failure.will_retry, "a missing repository is not retried");
+    assert!(discovered(&bus).await.is_empty());
     scanners.stop().await;
 }
 
@@ -923,6 +950,7 @@ async fn a_long_retry_after_fails_the_scan_and_the_retry_waits_for_it() {
         "{}",
         failure.error
     );
+    assert_eq!(failure.reason, FailureReason::RateLimited);
     let got = wait_for_discovered(&bus, 1).await;
     assert_eq!(got[0].tags.as_deref(), Some(&strings(&["1.0.0"])[..]));
     let lists: Vec<Instant> = proxy
@@ -997,6 +1025,7 @@ async fn an_endless_tag_list_is_cut_at_the_response_limit_and_reported() {
         "{}",
         failure.error
     );
+    assert_eq!(failure.reason, FailureReason::InvalidResponse);
     let status = status(&store, "app").await.unwrap();
     assert!(!status.ready);
     assert_eq!(status.tag_count, None, "nothing was taken from the body");
