@@ -87,6 +87,72 @@ pub fn cache_path(root: &Path, url: &str) -> PathBuf {
     root.join(format!("{name}.git"))
 }
 
+/// Exclusive use of one cache by this process, among processes: a `flock`
+/// on `<cache>.flock` beside it, which the kernel releases when the file is
+/// dropped or the process exits, however it dies.
+#[derive(Debug)]
+pub struct CacheLease {
+    _file: std::fs::File,
+}
+
+/// Waits until no other process works on the cache at `path` (this
+/// process's own tasks are already serialised per cache), then removes the
+/// lock files a process killed mid-write left in it.
+///
+/// Git takes a `*.lock` file beside every ref, `packed-refs`, `HEAD` or
+/// `config` it updates and renames it into place; a process SIGKILLed in
+/// between leaves it, and from then on every fetch into that ref fails with
+/// "the lock could not be obtained", for good. With the lease held no other
+/// process can be writing, so any such file is stale.
+pub fn lease_cache(path: &Path) -> Result<CacheLease, GitError> {
+    let cache_err = |e: &dyn std::fmt::Display| GitError::Cache {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let mut lease_path = path.as_os_str().to_owned();
+    lease_path.push(".flock");
+    if let Some(root) = path.parent() {
+        std::fs::create_dir_all(root).map_err(|e| cache_err(&e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lease_path)
+        .map_err(|e| cache_err(&e))?;
+    file.lock().map_err(|e| cache_err(&e))?;
+    for stale in stale_locks(path).map_err(|e| cache_err(&e))? {
+        std::fs::remove_file(&stale).map_err(|e| cache_err(&e))?;
+        tracing::warn!(lock = %stale.display(), "removed a lock file left by a process that died mid-write");
+    }
+    Ok(CacheLease { _file: file })
+}
+
+/// The `*.lock` files at the top of the bare clone at `path` and anywhere
+/// under its `refs/`, where Git writes them; symlinks are not followed.
+fn stale_locks(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut dirs = vec![(path.to_path_buf(), false)];
+    while let Some((dir, is_refs)) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let entry_path = entry.path();
+            if kind.is_dir() && (is_refs || entry.file_name() == "refs") {
+                dirs.push((entry_path, true));
+            } else if kind.is_file() && entry.file_name().to_string_lossy().ends_with(".lock") {
+                found.push(entry_path);
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Opens the bare clone at `path`, creating it empty the first time.
 pub fn open_or_init(path: &Path) -> Result<gix::ThreadSafeRepository, GitError> {
     let cache_err = |e: &dyn std::fmt::Display| GitError::Cache {
@@ -547,6 +613,50 @@ pub fn commit_info(repo: &gix::Repository, id: ObjectId) -> Result<CommitInfo, G
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_is_exclusive_and_clears_lock_files_only_where_git_leaves_them() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = root.path().join("remote.git");
+        let outside = root.path().join("elsewhere");
+        for dir in ["refs/remotes/origin/team", "objects/pack"] {
+            std::fs::create_dir_all(cache.join(dir)).unwrap();
+        }
+        std::fs::create_dir_all(outside.join("refs")).unwrap();
+        std::os::unix::fs::symlink(&outside, cache.join("refs/linked")).unwrap();
+        let stale = [
+            "HEAD.lock",
+            "packed-refs.lock",
+            "refs/remotes/origin/main.lock",
+            "refs/remotes/origin/team/a.lock",
+        ];
+        let kept = ["objects/pack/tmp.lock", "refs/remotes/origin/main"];
+        for file in stale.iter().chain(&kept) {
+            std::fs::write(cache.join(file), "x").unwrap();
+        }
+        std::fs::write(outside.join("refs/other.lock"), "x").unwrap();
+
+        let lease = lease_cache(&cache).unwrap();
+        for file in stale {
+            assert!(!cache.join(file).exists(), "{file} was left");
+        }
+        for file in kept {
+            assert!(cache.join(file).exists(), "{file} was removed");
+        }
+        assert!(
+            outside.join("refs/other.lock").exists(),
+            "a symlink was followed"
+        );
+
+        let flock = root.path().join("remote.git.flock");
+        let other = std::fs::File::open(&flock).unwrap();
+        assert!(
+            matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            "another holder got the cache while it was leased"
+        );
+        drop(lease);
+        other.try_lock().unwrap();
+    }
 
     #[test]
     fn symlink_targets_are_judged_lexically_against_the_root() {

@@ -446,6 +446,17 @@ impl Committer {
         let cache = git::cache_path(&self.settings.cache_dir, &resolved.url);
         let lock = self.lock_for(&cache);
         let _guard = lock.lock().await;
+        let lease = {
+            let cache = cache.clone();
+            blocking(move || git::lease_cache(&cache)).await?
+        };
+        let _lease = match lease {
+            Ok(lease) => lease,
+            Err(e) => {
+                let (reason, error) = (e.reason(), e.to_string());
+                return self.fail(key, trigger, reason, error, true, 1).await;
+            }
+        };
         self.reconcile_locked(key, &resolved, &auth, &cache, trigger)
             .await
     }

@@ -759,6 +759,48 @@ async fn a_giant_manifest_is_skipped_unread_and_every_other_file_still_updated()
 }
 
 #[tokio::test]
+async fn lock_files_left_by_a_process_killed_mid_fetch_do_not_wedge_the_cache() {
+    // A committer SIGKILLed while Git updates a ref leaves `<ref>.lock`
+    // behind; the next process must not fail every fetch on it for good.
+    let env = env().await;
+    let repo = seeded();
+    env.apply(&config(&repo.url(), "", "apps")).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.5.0")
+        .await;
+    let first = env.committer("a").await;
+    assert!(matches!(
+        first.reconcile(&automation_key(), None).await.unwrap(),
+        Outcome::Pushed(_)
+    ));
+    drop(first);
+    let cache = tagrelay_committer::git::cache_path(&env.settings("a").cache_dir, &repo.url());
+    let left_behind = [
+        cache.join("refs/remotes/origin/main.lock"),
+        cache.join("packed-refs.lock"),
+    ];
+    for lock in &left_behind {
+        std::fs::write(lock, format!("{}\n", "0".repeat(40))).unwrap();
+    }
+
+    env.resolve("flux-system", "app", "registry.example/app", "1.6.0")
+        .await;
+    let restarted = env.committer("a").await;
+    let outcome = restarted.reconcile(&automation_key(), None).await.unwrap();
+    assert!(
+        matches!(outcome, Outcome::Pushed(_)),
+        "{outcome:?}; failures: {:?}",
+        env.failed().await
+    );
+    assert!(repo
+        .read_text("main", "apps/app.yaml")
+        .unwrap()
+        .contains("registry.example/app:1.6.0"));
+    for lock in &left_behind {
+        assert!(!lock.exists(), "{} is still there", lock.display());
+    }
+}
+
+#[tokio::test]
 async fn a_remote_gone_right_after_refusing_a_push_is_said_so_in_the_failure() {
     // The hook refuses the push and takes the repository away, as a server
     // going down just after answering does: the committer cannot fetch to
