@@ -33,7 +33,9 @@ use tagrelay_testkit::git::HttpRemote;
 use tagrelay_testkit::registry::{Registry, RegistryOptions};
 use tagrelay_testkit::NatsServer;
 
-use super::harness::{audit, automation, image_objects, History, Rng, Service, Setup, Stack};
+use super::harness::{
+    audit, automation, image_objects, log_lines, History, Rng, Service, Setup, Stack,
+};
 use super::{soak, Chaos};
 
 /// The scanners' time limit on one registry request
@@ -142,21 +144,6 @@ fn assert_nowhere(user: &str, password: &str, stack: &Stack, services: &[Service
             service.instance
         );
     }
-}
-
-/// How many lines of the logs of `role`'s instances contain every one of
-/// `needles` (a message, its module: field names come with colour codes).
-fn log_lines(services: &[Service], role: &str, needles: &[&str]) -> usize {
-    services
-        .iter()
-        .filter(|s| s.role == role)
-        .map(|s| {
-            s.log_text()
-                .lines()
-                .filter(|l| needles.iter().all(|n| l.contains(n)))
-                .count()
-        })
-        .sum()
 }
 
 /// The fault proxy on a runtime of its own: the soak blocks the test's

@@ -674,3 +674,18 @@ pub fn fastrand_seed() -> Rng {
     println!("chaos seed: TAGRELAY_CHAOS_SEED={seed}");
     Rng(seed)
 }
+
+/// How many lines of the logs of `role`'s instances contain every one of
+/// `needles` (a message, its module: field names come with colour codes).
+pub fn log_lines(services: &[Service], role: &str, needles: &[&str]) -> usize {
+    services
+        .iter()
+        .filter(|s| s.role == role)
+        .map(|s| {
+            s.log_text()
+                .lines()
+                .filter(|l| needles.iter().all(|n| l.contains(n)))
+                .count()
+        })
+        .sum()
+}

@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use harness::{
-    check_history, command_for, fastrand_seed, image_objects, logs, wait_for_tags, History, Pusher,
-    Rng, Service, Setup, Stack,
+    check_history, command_for, fastrand_seed, image_objects, log_lines, logs, wait_for_tags,
+    History, Pusher, Rng, Service, Setup, Stack,
 };
 use tagrelay_testkit::NatsServer;
 
@@ -194,6 +194,11 @@ impl Chaos for KillServices {
     fn report(&self) -> String {
         assert!(self.kills > 0, "the chaos driver killed nothing");
         format!("kills={} {:?}", self.kills, self.kills_by_role)
+    }
+
+    fn verify(&mut self, _: &Stack, services: &[Service], _: &History) {
+        let cleared = log_lines(services, "committer", &["removed a lock file"]);
+        println!("chaos: Git lock files left by killed committers and cleared: {cleared}");
     }
 }
 
