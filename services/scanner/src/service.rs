@@ -541,18 +541,16 @@ impl Scanner {
                 None => (None, 0),
             };
             let scanned_at = Utc::now();
-            let listing =
-                match tokio::time::timeout(limit, self.registries.list_tags(&target)).await {
-                    Ok(Ok(listing)) => listing,
-                    Ok(Err(e)) => {
-                        let problem = Problem::registry("", &e);
-                        return self.fail(key, &object, scanned_at, problem, attempt).await;
-                    }
-                    Err(_) => {
-                        let problem = Problem::timed_out("scan", limit);
-                        return self.fail(key, &object, scanned_at, problem, attempt).await;
-                    }
-                };
+            let listing = match within(
+                limit,
+                RegistryCall::TagList,
+                self.registries.list_tags(&target),
+            )
+            .await
+            {
+                Ok(listing) => listing,
+                Err(problem) => return self.fail(key, &object, scanned_at, problem, attempt).await,
+            };
             let filtered = filter_tags(listing.tags, &exclusions);
             if let Some(report) = filtered.invalid_report() {
                 tracing::warn!(repository = %key, "{report}");
@@ -567,20 +565,11 @@ impl Scanner {
             }
             let images = if needs_digests {
                 let known = previous_event.map(|p| &p.images);
-                match tokio::time::timeout(
-                    limit,
-                    self.images(&target, &filtered.tags, known, needs_created),
-                )
-                .await
-                {
-                    Ok(Ok(images)) => images,
-                    Ok(Err(e)) => {
-                        let problem = Problem::registry("image metadata: ", &e);
-                        return self.fail(key, &object, scanned_at, problem, attempt).await;
-                    }
-                    Err(_) => {
-                        let problem = Problem::timed_out("image metadata", limit);
-                        return self.fail(key, &object, scanned_at, problem, attempt).await;
+                let call = self.images(&target, &filtered.tags, known, needs_created);
+                match within(limit, RegistryCall::ImageMetadata, call).await {
+                    Ok(images) => images,
+                    Err(problem) => {
+                        return self.fail(key, &object, scanned_at, problem, attempt).await
                     }
                 }
             } else {
@@ -841,9 +830,13 @@ impl Problem {
         }
     }
 
-    /// The registry took longer than the scan's time limit to answer `what`:
+    /// The registry took longer than the scan's time limit to answer:
     /// may go away by itself.
-    fn timed_out(what: &str, limit: Duration) -> Self {
+    fn timed_out(call: RegistryCall, limit: Duration) -> Self {
+        let what = match call {
+            RegistryCall::TagList => "scan",
+            RegistryCall::ImageMetadata => "image metadata",
+        };
         Self {
             reason: FailureReason::RegistryUnavailable,
             error: format!("{what} timed out after {}s", limit.as_secs()),
@@ -854,7 +847,11 @@ impl Problem {
 
     /// A registry error, with the registry's `Retry-After` when it rate
     /// limited us, so the retry waits at least that long.
-    fn registry(prefix: &str, error: &RegistryError) -> Self {
+    fn registry(call: RegistryCall, error: &RegistryError) -> Self {
+        let prefix = match call {
+            RegistryCall::TagList => "",
+            RegistryCall::ImageMetadata => "image metadata: ",
+        };
         let retry_after = match error {
             RegistryError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
@@ -865,6 +862,29 @@ impl Problem {
             transient: error.is_transient(),
             retry_after,
         }
+    }
+}
+
+/// The two registry calls of a scan, named in the words of their failures.
+#[derive(Debug, Clone, Copy)]
+enum RegistryCall {
+    /// Listing the tags.
+    TagList,
+    /// Digests and creation times of the tags.
+    ImageMetadata,
+}
+
+/// Runs a registry call under the scan's time limit; its error or its
+/// timeout becomes the scan's [`Problem`].
+async fn within<T>(
+    limit: Duration,
+    call: RegistryCall,
+    request: impl Future<Output = Result<T, RegistryError>>,
+) -> Result<T, Problem> {
+    match tokio::time::timeout(limit, request).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(Problem::registry(call, &e)),
+        Err(_) => Err(Problem::timed_out(call, limit)),
     }
 }
 
