@@ -13,7 +13,7 @@ use tagrelay_proto::config::{
     DEFAULT_NAMESPACE,
 };
 
-use tagrelay_resolver::rules::{compile_policy, error_field};
+use tagrelay_policy::rules::{compile_policy, error_field};
 
 use crate::{Cli, Failure};
 

@@ -8,11 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use tagrelay_policy::rules::compile_policy;
+use tagrelay_policy::{compile, Candidate, Choice, CompiledPolicy, PolicyRules, V1Filter};
 use tagrelay_proto::config::{load_documents, validate, Object};
-use tagrelay_resolver::policy::{
-    compile, Candidate, Choice, CompiledPolicy, PolicyRules, V1Filter,
-};
-use tagrelay_resolver::rules::compile_policy;
 
 use crate::Failure;
 

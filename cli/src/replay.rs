@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use tagrelay_policy::rules::{policy_rules, reflects_digest, select_image};
 use tagrelay_proto::bus::Revision;
 use tagrelay_proto::config::{load_documents, ImagePolicy, Kind, Object, ObjectKey};
 use tagrelay_proto::event::{
     Envelope, Event, ObjectRef, PolicyResolved, SelectedImage, TagsDiscovered,
 };
-use tagrelay_resolver::rules::{policy_rules, reflects_digest, select_image};
 
 use crate::audit::parse_since;
 use crate::{Cli, Failure};

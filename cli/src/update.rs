@@ -18,13 +18,13 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use tagrelay_committer::rewrite::{
+use tagrelay_policy::{compile, Candidate, Choice, PolicyRules, V1Filter};
+use tagrelay_proto::config::DEFAULT_NAMESPACE;
+use tagrelay_proto::reference::ImageReference;
+use tagrelay_rewrite::{
     discover_v1, is_setters_candidate, is_v1_candidate, may_contain_markers, rewrite_file,
     UpdateSet, V1Update,
 };
-use tagrelay_proto::config::DEFAULT_NAMESPACE;
-use tagrelay_proto::reference::ImageReference;
-use tagrelay_resolver::policy::{compile, Candidate, Choice, PolicyRules, V1Filter};
 
 use crate::Failure;
 

@@ -1,5 +1,7 @@
 //! `tagrelay audit` and `tagrelay why` over a real event log.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 

@@ -1,5 +1,7 @@
 //! `tagrelay apply / get / delete` against a real nats-server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 mod common;
 
 use std::path::Path;

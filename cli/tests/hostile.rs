@@ -15,6 +15,8 @@
 //! `services/scanner/tests/scanner.rs`); an unauthenticated webhook in
 //! `services/scanner/src/webhook/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 mod common;
 
 use std::process::{Child, Command, Stdio};

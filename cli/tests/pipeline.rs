@@ -3,6 +3,8 @@
 //! the webhook-triggered scan; `replay` reproduces every decision; an
 //! OTLP/HTTP receiver sees one trace id across the three services' spans.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};

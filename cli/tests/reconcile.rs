@@ -1,6 +1,8 @@
 //! `tagrelay reconcile image repository` against a real nats-server, a real
 //! registry and a scanner running in the test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::process::Output;
 use std::sync::Arc;
 

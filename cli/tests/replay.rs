@@ -2,6 +2,8 @@
 //! reproduced; a tampered decision is reported; proposed policies are
 //! evaluated over the recorded tag sets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use tagrelay_committer::rewrite::{rewrite_file, UpdateSet};
+use tagrelay_rewrite::{rewrite_file, UpdateSet};
 use tagrelay_proto::reference::ImageReference;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tagrelay_resolver::policy::{compile, Choice, PolicyRules, V1Filter};
+use tagrelay_policy::{compile, Choice, PolicyRules, V1Filter};
 
 const TAGS: [&str; 12] = [
     "1.0.0", "1.2.3", "v1.10.0", "2.0.0-rc.1", "2.0.0", "0.0.1", "1.2", "10.20.30+build.1",

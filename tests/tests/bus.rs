@@ -3,6 +3,8 @@
 //! JetStream cluster (the shipped cluster template), what differs from a
 //! single server and once broke tagrelay there.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! users in `deploy/nats/permissions.conf` let each service do its own work
 //! and nothing else.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,7 @@
 //! The registry harness and the fault proxy against the real registry.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::time::Duration;
 
 use tagrelay_testkit::fault_proxy::{Fault, FaultProxy, Paging, Scope, Storm};

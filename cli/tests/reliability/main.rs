@@ -18,6 +18,8 @@
 //! them first after changing a service); when one is missing, `tagrelay run
 //! --all` processes stand in for it (they are just as killable).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 mod cluster;
 mod faults;
 mod harness;

@@ -13,6 +13,8 @@
 //! Run with `cargo bench -p tagrelay-committer --bench git`. Timings are
 //! reported, never asserted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

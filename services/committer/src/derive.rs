@@ -17,7 +17,7 @@ use tagrelay_proto::config::{LocalObjectReference, Object, FLUX_V1_FILTER_ANNOTA
 use tagrelay_proto::reference::Repository;
 
 use crate::automation::Automation;
-use crate::rewrite::{V1Container, WorkloadId};
+use tagrelay_rewrite::{V1Container, WorkloadId};
 
 /// Annotation naming the automation that derived an object:
 /// `ImageUpdateAutomation/<namespace>/<name>`.

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tagrelay_proto::event::FailureReason;
 
 use crate::credentials::GitAuth;
-use crate::rewrite::{is_setters_candidate, is_v1_candidate, may_contain_markers};
+use tagrelay_rewrite::{is_setters_candidate, is_v1_candidate, may_contain_markers};
 
 /// What went wrong on the Git side, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

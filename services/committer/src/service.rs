@@ -49,10 +49,10 @@ use crate::automation::{Automation, Checkout};
 use crate::credentials::{self, redact_url, GitAuth};
 use crate::derive;
 use crate::git::{self, BlobScreens, CommitSpec, FileEntry, GitError, NewFile, Screen, Skipped};
-use crate::message::{self, MessageChange, Trailers};
-use crate::objects::Documents;
 use crate::push::{self, PushError};
-use crate::rewrite::{self, Cause, RewriteError, UpdateSet, V1Discovery, V1Update};
+use tagrelay_rewrite::message::{self, MessageChange, Trailers};
+use tagrelay_rewrite::objects::Documents;
+use tagrelay_rewrite::{self as rewrite, Cause, RewriteError, UpdateSet, V1Discovery, V1Update};
 
 /// How many times one reconcile re-applies its change on a moved branch tip
 /// before giving up until the next trigger.

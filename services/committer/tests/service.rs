@@ -6,6 +6,8 @@
 //! `PolicyResolved` whose stream sequence the selection records): that
 //! record is the contract between the two stages.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -37,7 +37,7 @@ use tagrelay_proto::telemetry::{attribute, metrics};
 use tokio::sync::RwLock;
 use tracing::Instrument;
 
-use crate::rules::{policy_rules, reflects_digest, rules_hash, select_image};
+use tagrelay_policy::rules::{policy_rules, reflects_digest, rules_hash, select_image};
 
 /// How many times one evaluation re-reads state after losing a race before
 /// leaving the message for redelivery.

@@ -1,5 +1,7 @@
 //! The `tagrelay-resolver` binary: health endpoints and a graceful SIGTERM.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};

@@ -1,5 +1,7 @@
 //! The resolver service against a real nats-server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -8,6 +8,8 @@
 //!
 //! `cargo bench -p tagrelay-scanner --bench scan -- [REPOS] [TAGS] [CONCURRENCY]`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,8 @@
 //! real nats-server, with the fault-injecting proxy in front of the
 //! registry for what the registry cannot do by itself.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

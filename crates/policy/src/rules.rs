@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use tagrelay_proto::config::{ImagePolicySpec, ObjectMeta, FLUX_V1_FILTER_ANNOTATION};
 use tagrelay_proto::event::{FailureReason, ImageMetadata, SelectedImage};
 
-use crate::policy::{
+use crate::{
     compile, Candidate, Choice, CompiledPolicy, FilterTags, Order, PolicyError, PolicyRules,
     SelectError, V1Filter, ALPHABETICAL_ORDER_FIELD, NUMERICAL_ORDER_FIELD,
 };

@@ -20,7 +20,7 @@
 
 use std::fmt;
 
-use tagrelay_proto::reference::{is_valid_tag, split_tag, Repository};
+use tagrelay_reference::{is_valid_tag, split_tag, Repository};
 
 use super::yaml::{self, Node, Parsed, Scalar};
 use super::{as_text, helm, Batch, Cause, Plan, RefusalReason, RewriteError};

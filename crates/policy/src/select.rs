@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use tagrelay_proto::reference::is_valid_tag;
+use tagrelay_reference::is_valid_tag;
 
 use super::filter::{FilterScratch, TagFilter};
 use super::numeric::Decimal;

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use tagrelay_proto::reference::{is_valid_digest, is_valid_tag, ImageReference};
+use tagrelay_reference::{is_valid_digest, is_valid_tag, ImageReference};
 
 use super::yaml::{Node, Parsed, Scalar};
 use super::{Cause, Plan, RefusalReason};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use tagrelay_proto::reference::{ImageReference, Repository};
+use tagrelay_reference::{ImageReference, Repository};
 
 use super::*;
 
@@ -1114,7 +1114,7 @@ fn a_quoted_scalar_folded_over_lines_is_refused_not_reflowed() {
     let mut updates = UpdateSet::default();
     updates.policies.insert(
         "flux-system:app".to_string(),
-        tagrelay_proto::reference::ImageReference::parse("registry.example/app:1.10").unwrap(),
+        tagrelay_reference::ImageReference::parse("registry.example/app:1.10").unwrap(),
     );
     let rewrite = super::rewrite_file(file.as_bytes(), &updates).unwrap();
     assert_eq!(rewrite.content, file.as_bytes());

@@ -20,6 +20,7 @@ mod error;
 mod filter;
 mod numeric;
 mod range;
+pub mod rules;
 mod select;
 mod v1;
 mod version;

@@ -5,11 +5,13 @@
 //! and without `v`, prereleases, branch and sha tags, cosign signatures and
 //! attestations, calver, timestamps, and a few odd ones.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tagrelay_resolver::policy::{compile, Choice, CompiledPolicy, FilterTags, Order, PolicyRules};
+use tagrelay_policy::{compile, Choice, CompiledPolicy, FilterTags, Order, PolicyRules};
 
 /// A small deterministic generator (no `rand` dependency for a bench).
 struct Lcg(u64);

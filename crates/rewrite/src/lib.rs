@@ -17,15 +17,18 @@
 //!   position-aware YAML tree they work on.
 
 pub mod helm;
+pub mod message;
+pub mod objects;
 mod scalar;
 pub mod setters;
+pub mod template;
 pub mod v1;
 mod yaml;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use tagrelay_proto::reference::ImageReference;
+use tagrelay_reference::ImageReference;
 
 pub use setters::{is_setters_candidate, may_contain_markers, Setter, SetterField, SETTER_TOKEN};
 pub use v1::{
