@@ -203,48 +203,6 @@ pub struct LoggedEvent {
     pub envelope: Result<Envelope, DecodeError>,
 }
 
-/// An event read from a consumer, with what the transport knew about it.
-#[derive(Debug, Clone)]
-pub struct Received {
-    /// The decoded event.
-    pub envelope: Envelope,
-    /// The `Nats-Msg-Id` it was published with.
-    pub msg_id: Option<String>,
-    /// The W3C `traceparent` it was published with.
-    pub traceparent: Option<String>,
-    /// Its sequence in the stream: the order every stage compares against.
-    pub stream_sequence: u64,
-    /// How many times it has been delivered, from 1.
-    pub delivered: i64,
-    /// How many messages were still waiting for the consumer behind it: the
-    /// consumer lag an operator watches.
-    pub pending: u64,
-}
-
-/// Decodes a JetStream message into an event, reading the headers back.
-pub fn decode_message(message: &jetstream::Message) -> Result<Received, DecodeError> {
-    let envelope = Envelope::from_json(&message.payload)?;
-    let header = |name: &str| {
-        message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .map(|v| v.as_str().to_string())
-    };
-    let (stream_sequence, delivered, pending) = message
-        .info()
-        .map(|info| (info.stream_sequence, info.delivered, info.pending))
-        .unwrap_or((0, 1, 0));
-    Ok(Received {
-        msg_id: header(MSG_ID_HEADER),
-        traceparent: header(TRACEPARENT),
-        envelope,
-        stream_sequence,
-        delivered,
-        pending,
-    })
-}
-
 /// The stream configurations, from the settings.
 pub fn stream_configs(settings: &BusSettings) -> Vec<stream::Config> {
     vec![

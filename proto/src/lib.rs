@@ -5,6 +5,8 @@
 //! - [`names`]: subjects, streams, durable consumers and buckets, defined once.
 //! - [`bus`]: connecting, declaring the topology idempotently, publishing with
 //!   `Nats-Msg-Id` and `traceparent`, consuming, and the configuration store.
+//! - [`consume`]: the one consume loop every stage runs (decode, trace,
+//!   heartbeat, ack/nak, lag, readiness, drain) and the one `fail`.
 //! - [`config`]: the Flux kinds, strict decoding and Flux's validation.
 //! - [`reference`]: image references and the OCI tag grammar.
 //! - [`runtime`]: logging, TLS provider, instance names, shutdown.
@@ -23,6 +25,8 @@
 #[cfg(feature = "bus")]
 pub mod bus;
 pub mod config;
+#[cfg(feature = "bus")]
+pub mod consume;
 pub mod event;
 pub mod names;
 pub use tagrelay_reference as reference;

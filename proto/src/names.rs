@@ -62,6 +62,15 @@ impl Stage {
             Stage::Commit => "commit",
         }
     }
+
+    /// The stage's durable consumer: its name in metrics and errors.
+    pub fn consumer(self) -> &'static str {
+        match self {
+            Stage::Scan => SCANNER_CONSUMER,
+            Stage::Resolve => RESOLVER_CONSUMER,
+            Stage::Commit => COMMITTER_CONSUMER,
+        }
+    }
 }
 
 /// Makes a name safe as one subject token (and one KV key token): Kubernetes

@@ -144,19 +144,35 @@ impl BusArgs {
 
 /// Whether a service is ready to take work: false until its consumer is
 /// bound, false again once it starts shutting down, so a load balancer or
-/// Kubernetes stops sending it traffic before it stops.
+/// Kubernetes stops sending it traffic before it stops. One made with
+/// [`Readiness::watching`] is also not ready while its NATS connection is
+/// down.
 #[derive(Clone, Default)]
-pub struct Readiness(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub struct Readiness {
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connection: Option<async_nats::Client>,
+}
 
 impl Readiness {
+    /// Readiness that also requires `bus`'s connection to be up.
+    pub fn watching(bus: &crate::bus::Bus) -> Self {
+        Self {
+            ready: Default::default(),
+            connection: Some(bus.client().clone()),
+        }
+    }
+
     /// Marks the service ready or not.
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, std::sync::atomic::Ordering::SeqCst);
+        self.ready.store(ready, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether the service is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        self.ready.load(std::sync::atomic::Ordering::SeqCst)
+            && self.connection.as_ref().is_none_or(|client| {
+                client.connection_state() == async_nats::connection::State::Connected
+            })
     }
 }
 

@@ -11,10 +11,10 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::pull::Config as PullConfig;
 use futures::StreamExt;
 use tagrelay_proto::bus::{
-    decode_message, ensure_topology, Bus, BusSettings, CasBucket, ConfigChange, PublishFailure,
-    MSG_ID_HEADER,
+    ensure_topology, Bus, BusSettings, CasBucket, ConfigChange, PublishFailure, MSG_ID_HEADER,
 };
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey};
+use tagrelay_proto::consume::Delivery;
 use tagrelay_proto::event::{
     tag_set_digest, Envelope, Event, ObjectRef, ScanTrigger, TagsDiscovered,
 };
@@ -77,14 +77,23 @@ async fn an_event_published_twice_is_stored_once_with_its_headers() {
         .await
         .unwrap();
     let message = messages.next().await.unwrap().unwrap();
-    let received = decode_message(&message).unwrap();
-    assert_eq!(received.envelope, first);
-    assert_eq!(received.msg_id.as_deref(), Some(first.msg_id().as_str()));
+    let delivery = Delivery::of(&message);
+    assert_eq!(Envelope::from_json(&message.payload).unwrap(), first);
+    assert_eq!(delivery.msg_id.as_deref(), Some(first.msg_id().as_str()));
+    assert_eq!(
+        delivery.traceparent.as_deref(),
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(TRACEPARENT))
+            .map(|v| v.as_str())
+    );
     let headers = message.headers.as_ref().unwrap();
     assert!(headers.get(MSG_ID_HEADER).is_some());
     let context = parse_traceparent(headers.get(TRACEPARENT).unwrap().as_str()).unwrap();
     assert!(context.is_valid());
-    assert_eq!(received.stream_sequence, a.sequence);
+    assert_eq!(delivery.stream_sequence, a.sequence);
+    assert_eq!(delivery.attempt, 1);
     message.ack().await.unwrap();
 }
 
@@ -114,8 +123,8 @@ async fn three_instances_on_one_durable_split_the_messages_without_loss_or_doubl
                 let mut got = 0;
                 while let Some(message) = batch.next().await {
                     let message = message.unwrap();
-                    let received = decode_message(&message).unwrap();
-                    let Event::TagsDiscovered(e) = received.envelope.payload else {
+                    let envelope = Envelope::from_json(&message.payload).unwrap();
+                    let Event::TagsDiscovered(e) = envelope.payload else {
                         panic!("unexpected event")
                     };
                     seen.push(e.repository.name);

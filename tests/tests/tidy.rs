@@ -11,7 +11,11 @@ use std::process::Command;
 
 /// The service crates: each may depend on `tagrelay-proto` and the pure
 /// crates, never on one another.
-const SERVICES: &[&str] = &["tagrelay-scanner", "tagrelay-resolver", "tagrelay-committer"];
+const SERVICES: &[&str] = &[
+    "tagrelay-scanner",
+    "tagrelay-resolver",
+    "tagrelay-committer",
+];
 
 /// The crates that must do no I/O: selection, rewriting, references.
 const PURE: &[&str] = &["tagrelay-reference", "tagrelay-policy", "tagrelay-rewrite"];

@@ -27,14 +27,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::AckKind;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use gix::ObjectId;
-use tagrelay_proto::bus::{
-    decode_message, Bus, BusError, CasBucket, ConfigChange, ConfigStore, PublishFailure, Received,
-};
+use tagrelay_proto::bus::{Bus, BusError, CasBucket, ConfigChange, ConfigStore, PublishFailure};
 use tagrelay_proto::config::{Kind, Object, ObjectKey};
+use tagrelay_proto::consume::{
+    consume, fail, failed_object, follow_config, ConsumeSettings, Delivery, Disposition, Handler,
+};
 use tagrelay_proto::event::{
     CommitPushed, Envelope, Event, Failure, FailureReason, FileChange, ObjectRef,
 };
@@ -43,7 +42,6 @@ use tagrelay_proto::reference::ImageReference;
 use tagrelay_proto::runtime::Readiness;
 use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
-use tracing::Instrument;
 
 use crate::automation::{Automation, Checkout};
 use crate::credentials::{self, redact_url, GitAuth};
@@ -139,11 +137,13 @@ pub struct Committer {
 }
 
 /// Runs the committer until `shutdown` resolves: consumes `PolicyResolved`
-/// on the shared durable consumer, reconciles each automation every
-/// `interval`, and at once when it or its source is applied.
+/// on the shared durable consumer through the one consume loop
+/// (`tagrelay_proto::consume`, which heartbeats while a reconcile runs its
+/// fetch + push cycles and sets `readiness`), reconciles each automation
+/// every `interval`, and at once when it or its source is applied.
 ///
-/// `readiness` is set once the consumer and the watch are bound and cleared
-/// when shutdown begins; the reconcile in hand is finished first.
+/// On shutdown the message in hand and the scheduled reconcile in hand are
+/// finished first.
 pub async fn run(
     bus: &Bus,
     settings: Settings,
@@ -151,21 +151,45 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BusError> {
     let committer = Arc::new(Committer::new(bus, settings).await?);
-    let consumer = bus.consumer(Stage::Commit).await?;
-    let mut messages = consumer.messages().await.map_err(|e| BusError::Setup {
-        what: "committer consumer".into(),
-        reason: e.to_string(),
-    })?;
-    let mut changes = Box::pin(committer.store.watch().await?);
+    let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = tokio::spawn(follow_config(committer.store.clone(), move |change| {
+        let changes = changes.clone();
+        async move {
+            let _ = changes.send(change);
+        }
+    }));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(schedule(committer.clone(), changed, stopped));
+    let result = consume(
+        bus,
+        committer,
+        ConsumeSettings::new(Stage::Commit),
+        readiness,
+        shutdown,
+    )
+    .await;
+    let _ = stop.send(true);
+    watcher.abort();
+    if let Err(e) = scheduler.await {
+        tracing::error!(error = %e, "the reconcile scheduler panicked");
+    }
+    result
+}
+
+/// Reconciles automations when they fall due: at once when they (or their
+/// GitRepository) are applied, then every `interval` (sooner after a
+/// failure). Stops between reconciles once `stopped` turns true.
+async fn schedule(
+    committer: Arc<Committer>,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<ConfigChange>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
     let mut due: BTreeMap<ObjectKey, Instant> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    readiness.set(true);
-    tracing::info!(source = bus.source(), "committer ready");
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
-            change = changes.next() => {
+            _ = stopped.changed() => break,
+            change = changes.recv() => {
                 let Some(change) = change else { break };
                 match &change {
                     ConfigChange::Applied(object) => match object.as_ref() {
@@ -184,16 +208,6 @@ pub async fn run(
                     }
                 }
             }
-            message = messages.next() => {
-                let Some(message) = message else { break };
-                match message {
-                    Ok(message) => committer.handle_message(message).await,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "consumer error; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
             _ = tick.tick() => {
                 let now = Instant::now();
                 let ready: Vec<ObjectKey> = due
@@ -202,6 +216,9 @@ pub async fn run(
                     .map(|(k, _)| k.clone())
                     .collect();
                 for key in ready {
+                    if *stopped.borrow() {
+                        break;
+                    }
                     let next = match committer.reconcile(&key, None).await {
                         Ok(Outcome::Failed(_)) => committer
                             .interval_of(&key)
@@ -221,9 +238,18 @@ pub async fn run(
             }
         }
     }
-    readiness.set(false);
-    tracing::info!("committer stopped");
-    Ok(())
+}
+
+impl Handler for Committer {
+    type Item = Envelope;
+
+    fn span(&self, envelope: &Envelope, delivery: &Delivery) -> tracing::Span {
+        tracing::info_span!("commit", event = %envelope.id, attempt = delivery.attempt)
+    }
+
+    async fn handle(&self, envelope: Envelope, _delivery: Delivery) -> Disposition {
+        self.handle_resolved(&envelope).await
+    }
 }
 
 impl Committer {
@@ -336,38 +362,17 @@ impl Committer {
         Ok(out)
     }
 
-    async fn handle_message(&self, message: async_nats::jetstream::Message) {
-        let received = match decode_message(&message) {
-            Ok(received) => received,
-            Err(e) => {
-                tracing::error!(error = %e, subject = %message.subject, "undecodable event; dropping it");
-                let _ = message.ack_with(AckKind::Term).await;
-                return;
-            }
-        };
-        tagrelay_proto::telemetry::metrics().consumer_lag.record(
-            received.pending,
-            &tagrelay_proto::telemetry::attribute("consumer", names::COMMITTER_CONSUMER),
-        );
-        let span = tracing::info_span!("commit", event = %received.envelope.id);
-        tagrelay_proto::trace::continue_trace(&span, received.traceparent.as_deref());
-        self.handle_resolved(message, received)
-            .instrument(span)
-            .await;
-    }
-
-    /// Reconciles every automation a `PolicyResolved` concerns, then acks
-    /// (or nacks for redelivery).
-    async fn handle_resolved(&self, message: async_nats::jetstream::Message, received: Received) {
-        let Event::PolicyResolved(resolved) = &received.envelope.payload else {
-            let _ = message.ack().await;
-            return;
+    /// Reconciles every automation a `PolicyResolved` concerns; any that
+    /// could not be reconciled leaves the event for redelivery.
+    async fn handle_resolved(&self, envelope: &Envelope) -> Disposition {
+        let Event::PolicyResolved(resolved) = &envelope.payload else {
+            return Disposition::Done;
         };
         let mut failed = false;
         match self.automations_for_policy(&resolved.policy).await {
             Ok(keys) => {
                 for key in keys {
-                    if let Err(e) = self.reconcile(&key, Some(&received.envelope)).await {
+                    if let Err(e) = self.reconcile(&key, Some(envelope)).await {
                         tracing::warn!(automation = %key, error = %e, "reconcile failed; the event will be redelivered");
                         failed = true;
                     }
@@ -379,11 +384,9 @@ impl Committer {
             }
         }
         if failed {
-            let _ = message
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
-                .await;
+            Disposition::Retry(Duration::from_secs(2))
         } else {
-            let _ = message.ack().await;
+            Disposition::Done
         }
     }
 
@@ -1004,21 +1007,23 @@ impl Committer {
         will_retry: bool,
         attempt: u32,
     ) -> Result<Outcome, ReconcileError> {
-        let event = Event::CommitFailed(Failure {
-            object: ObjectRef::new(&key.namespace, &key.name),
+        let failure = Failure {
+            object: failed_object(key),
             error: error.clone(),
             will_retry,
             attempt,
             reason,
-        });
-        let envelope = match trigger {
-            Some(cause) => Envelope::caused_by(cause, self.bus.source(), event),
-            None => Envelope::new(self.bus.source(), event),
         };
-        self.bus.publish(&envelope).await?;
-        tagrelay_proto::telemetry::metrics().record_failure("commit", reason);
-        self.status(key, false, error.clone(), None).await;
-        tracing::warn!(automation = %key, %reason, %error, "commit failed");
+        fail(
+            &self.bus,
+            &self.store,
+            Stage::Commit,
+            key,
+            trigger,
+            failure,
+            |_| {},
+        )
+        .await?;
         Ok(Outcome::Failed(error))
     }
 }

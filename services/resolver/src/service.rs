@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use tagrelay_proto::bus::{
-    decode_message, Bus, BusError, CasBucket, ConfigChange, ConfigIndex, ConfigStore,
-    PublishFailure,
+    Bus, BusError, CasBucket, ConfigChange, ConfigIndex, ConfigStore, PublishFailure,
 };
 use tagrelay_proto::config::{ImagePolicy, Kind, Object, ObjectKey};
+use tagrelay_proto::consume::{
+    consume, fail, failed_object, follow_config, ConsumeSettings, Delivery, Disposition, Handler,
+};
 use tagrelay_proto::event::{
     Envelope, Event, Failure, FailureReason, ObjectRef, PolicyResolved, ResolveCause,
     SelectedImage, TagsDiscovered,
@@ -35,7 +36,6 @@ use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
 use tagrelay_proto::telemetry::{attribute, metrics};
 use tokio::sync::RwLock;
-use tracing::Instrument;
 
 use tagrelay_policy::rules::{policy_rules, reflects_digest, rules_hash, select_image};
 
@@ -70,58 +70,49 @@ pub struct Resolver {
     config: RwLock<ConfigIndex>,
 }
 
-/// Runs the resolver until `shutdown` resolves: watches configuration, and
-/// consumes `TagsDiscovered` on the shared durable consumer. `readiness` is
-/// set once the consumer is bound and cleared when shutdown begins; the
-/// message in hand is finished (acked or nacked) before returning.
+/// Runs the resolver until `shutdown` resolves: follows the configuration
+/// and consumes `TagsDiscovered` on the shared durable consumer through
+/// the one consume loop (`tagrelay_proto::consume`), which sets
+/// `readiness` and finishes the message in hand before returning.
 pub async fn run(
     bus: &Bus,
     readiness: Readiness,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BusError> {
     let resolver = Arc::new(Resolver::new(bus).await?);
-    let watcher = tokio::spawn(watch_config(resolver.clone()));
-    let consumer = bus.consumer(Stage::Resolve).await?;
-    let mut messages = consumer.messages().await.map_err(|e| BusError::Setup {
-        what: "resolver consumer".into(),
-        reason: e.to_string(),
-    })?;
-    readiness.set(true);
-    tracing::info!(source = bus.source(), "resolver ready");
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            message = messages.next() => {
-                let Some(message) = message else { break };
-                match message {
-                    Ok(message) => resolver.handle_message(message).await,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "consumer error; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
+    let watcher = tokio::spawn(follow_config(resolver.store.clone(), {
+        let resolver = resolver.clone();
+        move |change| {
+            let resolver = resolver.clone();
+            async move { resolver.on_config_watch(change).await }
         }
-    }
-    readiness.set(false);
+    }));
+    let result = consume(
+        bus,
+        resolver,
+        ConsumeSettings::new(Stage::Resolve),
+        readiness,
+        shutdown,
+    )
+    .await;
     watcher.abort();
-    tracing::info!("resolver stopped");
-    Ok(())
+    result
 }
 
-async fn watch_config(resolver: Arc<Resolver>) {
-    let mut changes = match resolver.store.watch().await {
-        Ok(changes) => Box::pin(changes),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch configuration");
-            return;
-        }
-    };
-    while let Some(change) = changes.next().await {
-        resolver.config.write().await.apply(&change);
-        if let Err(e) = resolver.on_config_change(&change).await {
-            tracing::warn!(error = %e, "re-evaluation after a configuration change failed");
+impl Handler for Resolver {
+    type Item = Envelope;
+
+    fn span(&self, envelope: &Envelope, delivery: &Delivery) -> tracing::Span {
+        tracing::info_span!("resolve", event = %envelope.id, attempt = delivery.attempt)
+    }
+
+    async fn handle(&self, envelope: Envelope, delivery: Delivery) -> Disposition {
+        match self.handle_tags(&envelope, delivery.stream_sequence).await {
+            Ok(_) => Disposition::Done,
+            Err(e) => {
+                tracing::warn!(error = %e, "evaluation failed; the event will be redelivered");
+                Disposition::Retry(Duration::from_secs(1))
+            }
         }
     }
 }
@@ -188,37 +179,11 @@ impl Resolver {
         Ok(outcomes)
     }
 
-    async fn handle_message(&self, message: async_nats::jetstream::Message) {
-        let received = match decode_message(&message) {
-            Ok(received) => received,
-            Err(e) => {
-                tracing::error!(error = %e, subject = %message.subject, "undecodable event; dropping it");
-                let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
-                return;
-            }
-        };
-        metrics().consumer_lag.record(
-            received.pending,
-            &attribute("consumer", names::RESOLVER_CONSUMER),
-        );
-        let span = tracing::info_span!("resolve", event = %received.envelope.id);
-        tagrelay_proto::trace::continue_trace(&span, received.traceparent.as_deref());
-        match self
-            .handle_tags(&received.envelope, received.stream_sequence)
-            .instrument(span)
-            .await
-        {
-            Ok(_) => {
-                let _ = message.ack().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "evaluation failed; the event will be redelivered");
-                let _ = message
-                    .ack_with(async_nats::jetstream::AckKind::Nak(Some(
-                        Duration::from_secs(1),
-                    )))
-                    .await;
-            }
+    /// Applies one configuration change and re-evaluates what it affects.
+    async fn on_config_watch(&self, change: ConfigChange) {
+        self.config.write().await.apply(&change);
+        if let Err(e) = self.on_config_change(&change).await {
+            tracing::warn!(error = %e, "re-evaluation after a configuration change failed");
         }
     }
 
@@ -435,37 +400,23 @@ impl Resolver {
         reason: FailureReason,
         error: String,
     ) -> Result<Outcome, BusError> {
-        let envelope = Envelope::caused_by(
-            cause,
-            self.bus.source(),
-            Event::ResolveFailed(Failure {
-                object: ObjectRef::new(&key.namespace, &key.name),
-                error: error.clone(),
-                will_retry: false,
-                attempt: 1,
-                reason,
-            }),
-        );
-        self.bus.publish(&envelope).await?;
-        let previous = self
-            .store
-            .status(key)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let status = ObjectStatus {
-            ready: false,
-            message: error.clone(),
-            updated_at: Some(Utc::now()),
-            latest_image: previous.latest_image,
-            ..Default::default()
+        let failure = Failure {
+            object: failed_object(key),
+            error: error.clone(),
+            will_retry: false,
+            attempt: 1,
+            reason,
         };
-        if let Err(e) = self.store.put_status(key, &status).await {
-            tracing::warn!(error = %e, policy = %key, "cannot write status");
-        }
-        tagrelay_proto::telemetry::metrics().record_failure("resolve", reason);
-        tracing::warn!(policy = %key, %reason, %error, "policy not resolved");
+        fail(
+            &self.bus,
+            &self.store,
+            Stage::Resolve,
+            key,
+            Some(cause),
+            failure,
+            |_| {},
+        )
+        .await?;
         Ok(Outcome::Failed(error))
     }
 }

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, AckKind};
+use async_nats::jetstream::kv;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -43,12 +43,16 @@ use tagrelay_proto::bus::{
 use tagrelay_proto::config::{
     parse_go_duration, ImageRepository, Kind, ObjectKey, FLUX_V1_FILTER_ANNOTATION,
 };
+use tagrelay_proto::consume::{
+    consume, fail, follow_config, ConsumeSettings, Delivery, Disposition, Handler,
+};
 use tagrelay_proto::event::{
     tag_set_digest, Envelope, Event, Failure, FailureReason, ImageMetadata, ObjectRef, ScanTrigger,
     TagsDiscovered,
 };
 use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::reference::Repository;
+use tagrelay_proto::runtime::Readiness;
 use tagrelay_proto::scan::{interval_slot, slot_offset, ScanRequest};
 use tagrelay_proto::status::ObjectStatus;
 use tokio::sync::RwLock;
@@ -92,8 +96,6 @@ impl Default for ScannerSettings {
 /// The longest scan when the repository sets no `timeout` and its interval
 /// is longer.
 const DEFAULT_SCAN_TIMEOUT: Duration = Duration::from_secs(300);
-/// How often a long scan tells JetStream it is still working on its request.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// Conditional publications lost in a row before giving up on a scan.
 const MAX_RACES: usize = 8;
 
@@ -171,72 +173,59 @@ pub struct Scanner {
     secrets: SecretsDir,
     settings: ScannerSettings,
     config: RwLock<ConfigIndex>,
-    ready: std::sync::atomic::AtomicBool,
+    readiness: Readiness,
 }
 
 /// Runs a scanner until `shutdown` resolves: configuration watch,
-/// scheduler and the scan-request consumer. The scanner is built first so
-/// that the webhook server can share it.
+/// scheduler and the scan-request consumer (the one consume loop of
+/// `tagrelay_proto::consume`: up to `concurrency` scans at once, every scan
+/// in hand finished before returning). The scanner is built first so that
+/// the webhook server can share it.
 pub async fn run_scanner(
     scanner: Arc<Scanner>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BusError> {
-    let watcher = tokio::spawn(watch_config(scanner.clone()));
-    let scheduler = tokio::spawn(schedule(scanner.clone()));
-    let consumer = scanner.bus.consumer(Stage::Scan).await?;
-    let messages = consumer
-        .stream()
-        .max_messages_per_batch(scanner.settings.concurrency.max(1))
-        .messages()
-        .await
-        .map_err(|e| BusError::Setup {
-            what: "scanner consumer".into(),
-            reason: e.to_string(),
-        })?;
-    scanner
-        .ready
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(source = scanner.bus.source(), "scanner ready");
-    let work = messages.for_each_concurrent(scanner.settings.concurrency.max(1), |message| {
+    let watcher = tokio::spawn(follow_config(scanner.store.clone(), {
         let scanner = scanner.clone();
-        async move {
-            match message {
-                Ok(message) => scanner.handle_message(message).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "consumer error; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
+        move |change| {
+            let scanner = scanner.clone();
+            async move { scanner.on_config_change(change).await }
         }
-    });
-    tokio::select! {
-        _ = shutdown => {},
-        _ = work => {},
-    }
-    scanner
-        .ready
-        .store(false, std::sync::atomic::Ordering::Relaxed);
+    }));
+    let scheduler = tokio::spawn(schedule(scanner.clone()));
+    let settings = ConsumeSettings::new(Stage::Scan).with_concurrency(scanner.settings.concurrency);
+    let bus = scanner.bus.clone();
+    let readiness = scanner.readiness.clone();
+    let result = consume(&bus, scanner, settings, readiness, shutdown).await;
     watcher.abort();
     scheduler.abort();
-    tracing::info!("scanner stopped");
-    Ok(())
+    result
 }
 
-async fn watch_config(scanner: Arc<Scanner>) {
-    let mut changes = match scanner.store.watch().await {
-        Ok(changes) => Box::pin(changes),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch configuration");
-            return;
-        }
-    };
-    while let Some(change) = changes.next().await {
-        scanner.config.write().await.apply(&change);
-        if let ConfigChange::Deleted(key) = &change {
-            if key.kind == Kind::ImageRepository {
-                if let Err(e) = scanner.records.purge(&key.bucket_key()).await {
-                    tracing::warn!(error = %e, repository = %key, "cannot forget the scan record");
-                }
+impl Handler for Scanner {
+    type Item = ScanRequest;
+
+    fn span(&self, request: &ScanRequest, delivery: &Delivery) -> tracing::Span {
+        tracing::info_span!("scan", repository = %request.repository, trigger = ?request.trigger, attempt = delivery.attempt)
+    }
+
+    async fn handle(&self, request: ScanRequest, delivery: Delivery) -> Disposition {
+        let started = std::time::Instant::now();
+        let result = self.handle_request(&request, delivery.attempt).await;
+        record_scan(&request, &result, started.elapsed());
+        match result {
+            Ok(Outcome::Failed {
+                will_retry: true,
+                retry_in,
+                ..
+            }) => Disposition::Retry(retry_in),
+            Ok(outcome) => {
+                tracing::debug!(?outcome, "scan request handled");
+                Disposition::Done
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "scan request not handled; it will be redelivered");
+                Disposition::Retry(Duration::from_secs(1))
             }
         }
     }
@@ -314,7 +303,7 @@ impl Scanner {
             store: store.clone(),
             settings,
             config: RwLock::new(ConfigIndex::default()),
-            ready: std::sync::atomic::AtomicBool::new(false),
+            readiness: Readiness::watching(bus),
         };
         {
             let mut config = scanner.config.write().await;
@@ -330,10 +319,10 @@ impl Scanner {
         &self.bus
     }
 
-    /// Whether the scanner takes work (for `/readyz`).
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(std::sync::atomic::Ordering::Relaxed)
-            && self.bus.client().connection_state() == async_nats::connection::State::Connected
+    /// Whether the scanner takes work: its consumer is bound, it is not
+    /// shutting down and NATS is connected (`/readyz`).
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
     }
 
     /// Registry requests sent so far by this instance.
@@ -377,52 +366,15 @@ impl Scanner {
             .collect()
     }
 
-    async fn handle_message(&self, message: jetstream::Message) {
-        let request: ScanRequest = match serde_json::from_slice(&message.payload) {
-            Ok(request) => request,
-            Err(e) => {
-                tracing::error!(error = %e, subject = %message.subject, "unreadable scan request; dropping it");
-                let _ = message.ack_with(AckKind::Term).await;
-                return;
-            }
-        };
-        let attempt = message
-            .info()
-            .map(|info| u32::try_from(info.delivered).unwrap_or(u32::MAX))
-            .unwrap_or(1)
-            .max(1);
-        let span = tracing::info_span!("scan", repository = %request.repository, trigger = ?request.trigger, attempt);
-        let started = std::time::Instant::now();
-        let work = tracing::Instrument::instrument(self.handle_request(&request, attempt), span);
-        tokio::pin!(work);
-        let mut progress = tokio::time::interval(PROGRESS_EVERY);
-        progress.tick().await;
-        let result = loop {
-            tokio::select! {
-                result = &mut work => break result,
-                _ = progress.tick() => {
-                    let _ = message.ack_with(AckKind::Progress).await;
+    /// Applies one configuration change; a deleted repository's scan
+    /// record is purged.
+    async fn on_config_change(&self, change: ConfigChange) {
+        self.config.write().await.apply(&change);
+        if let ConfigChange::Deleted(key) = &change {
+            if key.kind == Kind::ImageRepository {
+                if let Err(e) = self.records.purge(&key.bucket_key()).await {
+                    tracing::warn!(error = %e, repository = %key, "cannot forget the scan record");
                 }
-            }
-        };
-        record_scan(&request, &result, started.elapsed());
-        match result {
-            Ok(Outcome::Failed {
-                will_retry: true,
-                retry_in,
-                ..
-            }) => {
-                let _ = message.ack_with(AckKind::Nak(Some(retry_in))).await;
-            }
-            Ok(outcome) => {
-                tracing::debug!(?outcome, "scan request handled");
-                let _ = message.ack().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "scan request not handled; it will be redelivered");
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                    .await;
             }
         }
     }
@@ -770,38 +722,23 @@ impl Scanner {
             fastrand::f64(),
         );
         let retry_in = retry_after.map_or(backoff, |asked| asked.max(backoff));
-        let envelope = Envelope::new(
-            self.bus.source(),
-            Event::ScanFailed(Failure {
-                object: object.clone(),
-                error: error.clone(),
-                will_retry,
-                attempt,
-                reason,
-            }),
-        );
-        self.bus.publish(&envelope).await?;
-        let previous = self
-            .store
-            .status(key)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let status = ObjectStatus {
-            ready: false,
-            message: error.clone(),
-            updated_at: Some(Utc::now()),
-            last_scan_time: Some(scanned_at),
-            tag_count: previous.tag_count,
-            latest_tags: previous.latest_tags,
-            last_error: Some(error.clone()),
-            ..Default::default()
+        let failure = Failure {
+            object: object.clone(),
+            error: error.clone(),
+            will_retry,
+            attempt,
+            reason,
         };
-        if let Err(e) = self.store.put_status(key, &status).await {
-            tracing::warn!(error = %e, repository = %key, "cannot write status");
-        }
-        tracing::warn!(repository = %key, %reason, %error, will_retry, attempt, "scan failed");
+        fail(
+            &self.bus,
+            &self.store,
+            Stage::Scan,
+            key,
+            None,
+            failure,
+            |status| status.last_scan_time = Some(scanned_at),
+        )
+        .await?;
         Ok(Outcome::Failed {
             reason,
             error,
@@ -914,17 +851,14 @@ fn record_scan(request: &ScanRequest, result: &Result<Outcome, BusError>, took: 
     };
     metrics.scans.add(1, &attribute("outcome", outcome));
     metrics.scan_duration.record(took.as_secs_f64(), &[]);
-    match tags {
-        Some(tags) => metrics.tags.record(
+    match (tags, result) {
+        (Some(tags), _) => metrics.tags.record(
             u64::try_from(tags).unwrap_or(u64::MAX),
             &attribute("repository", request.repository.to_string()),
         ),
-        None => {
-            let reason = match result {
-                Ok(Outcome::Failed { reason, .. }) => *reason,
-                _ => FailureReason::Other,
-            };
-            metrics.record_failure("scan", reason);
-        }
+        // A failure event is counted where it is published (`consume::fail`);
+        // a bus error publishes none, so it is counted here.
+        (None, Err(_)) => metrics.record_failure("scan", FailureReason::Other),
+        (None, Ok(_)) => {}
     }
 }

@@ -22,10 +22,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use tagrelay_proto::event::ScanTrigger;
+use tagrelay_proto::runtime::health_router;
 use tagrelay_proto::scan::ScanRequest;
 
 use crate::service::Scanner;
@@ -66,19 +67,11 @@ struct AppState {
 
 /// The router: webhooks and health endpoints of `scanner`.
 pub fn router(scanner: Arc<Scanner>, secret: WebhookSecret) -> Router {
+    let health = health_router(scanner.readiness());
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
         .route("/hooks/{provider}", post(hook))
         .with_state(AppState { scanner, secret })
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    if state.scanner.is_ready() {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
-    }
+        .merge(health)
 }
 
 #[derive(Deserialize)]
