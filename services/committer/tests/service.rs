@@ -664,6 +664,63 @@ async fn killed_after_the_push_landed_announces_it_once_after_restart_without_a_
     assert_eq!(env.pushed().await.len(), 1);
 }
 
+/// Sends SIGTERM, the way Kubernetes stops a pod.
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sigterm_during_a_push_finishes_the_push_announces_it_and_exits_cleanly() {
+    let env = env().await;
+    let repo = seeded();
+    repo.install_hook("pre-receive", HOLDING_HOOK);
+    env.apply(&config(&repo.url(), "", "apps")).await;
+    let seed_tip = repo.tip("main").unwrap();
+    let cause = env
+        .resolve("flux-system", "app", "registry.example/app", "3.0.0")
+        .await;
+    let mut committer = start_binary(&env, "one");
+    wait_for_file(&repo.path().join("started")).await;
+    terminate(&committer);
+    // The push is in hand: the process must wait for it, not exit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        committer.try_wait().unwrap().is_none(),
+        "exited with a push in hand"
+    );
+    std::fs::write(repo.path().join("accept"), "").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = committer.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "never exited after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let log = repo.log("main");
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1], seed_tip);
+    let pushed = env.pushed().await;
+    assert_eq!(pushed.len(), 1, "announced before exiting: {pushed:#?}");
+    assert_eq!(pushed[0].commit, log[0]);
+    assert_eq!(pushed[0].causes, vec![cause.id]);
+    let mut consumer = env
+        .bus
+        .consumer(tagrelay_proto::names::Stage::Commit)
+        .await
+        .unwrap();
+    assert_eq!(
+        consumer.info().await.unwrap().num_ack_pending,
+        0,
+        "the PolicyResolved in hand was acknowledged before exiting"
+    );
+}
+
 #[tokio::test]
 async fn a_symlink_out_of_the_repository_and_a_malformed_file_are_skipped_and_reported() {
     let env = env().await;

@@ -429,3 +429,74 @@ async fn a_tag_list_kept_in_the_object_store_is_read_and_a_missing_one_ignored()
     assert_eq!(resolved(&all).len(), 1, "a missing list changes nothing");
     resolvers.stop().await;
 }
+
+#[tokio::test]
+async fn sigterm_during_an_evaluation_finishes_it_publishes_it_and_exits_cleanly() {
+    let (server, bus, store) = setup().await;
+    apply(&store, REPO).await;
+    apply(&store, &policy("app", ">=1.0.0")).await;
+    // Enough tags that reading and ranking them keeps the message in hand
+    // for a while, so SIGTERM arrives mid-evaluation.
+    let tags: Vec<String> = (0..1_000_000).map(|i| format!("1.{i}.0")).collect();
+    let reference = bus.put_tag_list(&tags).await.unwrap();
+    let Event::TagsDiscovered(mut large) = discovered(&[], None) else {
+        unreachable!()
+    };
+    large.tags = None;
+    large.tags_ref = Some(reference.clone());
+    large.tag_count = tags.len();
+    large.tag_set_digest = reference.key.clone();
+    bus.publish(&Envelope::new("scanner/t", Event::TagsDiscovered(large)))
+        .await
+        .unwrap();
+
+    let mut resolver = std::process::Command::new(env!("CARGO_BIN_EXE_tagrelay-resolver"))
+        .args(["--nats-url", &server.url(), "--instance", "one"])
+        .args(["--http-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env("TAGRELAY_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut consumer = bus.consumer(names::Stage::Resolve).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while consumer.info().await.unwrap().num_ack_pending == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the resolver never took the event"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        resolved(&events(&bus, names::POLICY_FILTER).await).is_empty(),
+        "already resolved: the event was not in hand at SIGTERM"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &resolver.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = resolver.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "never exited after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut resolver.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("finishing the messages in hand") && l.contains(r#""in_hand":1"#)),
+        "SIGTERM did not find the event in hand:\n{log}"
+    );
+    let got = resolved(&events(&bus, names::POLICY_FILTER).await);
+    assert_eq!(got.len(), 1, "the evaluation in hand was published");
+    assert_eq!(got[0].current.tag, "1.999999.0");
+    let info = consumer.info().await.unwrap();
+    assert_eq!(info.num_ack_pending, 0, "acknowledged before exiting");
+    assert_eq!(info.num_redelivered, 0);
+}

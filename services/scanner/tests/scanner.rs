@@ -1038,3 +1038,63 @@ async fn an_endless_tag_list_is_cut_at_the_response_limit_and_reported() {
         "the scanner read {read} bytes of an endless body"
     );
 }
+
+#[tokio::test]
+async fn sigterm_during_a_scan_finishes_the_scan_publishes_it_and_exits_cleanly() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0", "1.1.0"]).await;
+    let proxy = FaultProxy::start(&registry.url()).await;
+    proxy.inject(Fault::Slow(Duration::from_secs(3)));
+    apply(
+        &store,
+        &repository("app", &format!("{}/demo/app", proxy.host()), "1h", ""),
+    )
+    .await;
+    let mut scanner = std::process::Command::new(env!("CARGO_BIN_EXE_tagrelay-scanner"))
+        .args(["--nats-url", &server.url(), "--instance", "one"])
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--secrets-dir")
+        .arg(secrets.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the slow tag list to be asked for", || async {
+        (proxy.tag_list_requests() > 0).then_some(())
+    })
+    .await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &scanner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        scanner.try_wait().unwrap().is_none(),
+        "exited with a scan in hand"
+    );
+    // Polled, not waited on: the proxy answering the scan runs on this
+    // test's runtime.
+    let status = wait_until("the scanner to exit", || {
+        let exited = scanner.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+    let got = discovered(&bus).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "the scan in hand was published before exiting"
+    );
+    assert_eq!(got[0].tags, Some(strings(&["1.0.0", "1.1.0"])));
+    let mut queue = bus
+        .jetstream()
+        .get_stream(names::SCAN_REQUESTS_STREAM)
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.info().await.unwrap().state.messages,
+        0,
+        "the request in hand was acknowledged (a work queue keeps it until then)"
+    );
+}
