@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use tagrelay_policy::rules::{policy_rules, reflects_digest, select_image};
+use tagrelay_policy::rules::{policy_rules, reflects_digest, PolicyCache};
 use tagrelay_proto::bus::Revision;
 use tagrelay_proto::config::{load_documents, ImagePolicy, Kind, Object, ObjectKey};
 use tagrelay_proto::event::{
@@ -141,6 +141,7 @@ fn progress(len: usize, what: &str) -> ProgressBar {
 
 /// What `policy` selects from `scan`, exactly as the resolver decides.
 fn decide(
+    policies: &PolicyCache,
     policy: &ImagePolicy,
     scan: &TagsDiscovered,
     exclusions: &BTreeMap<ObjectKey, Option<Vec<String>>>,
@@ -149,7 +150,8 @@ fn decide(
     let exclusion = exclusions.get(&policy.repository_key()).cloned().flatten();
     let rules =
         policy_rules(&policy.metadata, &policy.spec, exclusion).map_err(|e| e.to_string())?;
-    select_image(&rules, reflects_digest(&policy.spec), tags, &scan.images)
+    policies
+        .select_image(&rules, reflects_digest(&policy.spec), tags, &scan.images)
         .map_err(|e| e.to_string())
 }
 
@@ -165,6 +167,7 @@ async fn check(
         .map(|(_, scan)| ((&scan.repository, scan.tag_set_digest.as_str()), scan))
         .collect();
     let mut histories: BTreeMap<ObjectKey, Vec<Revision>> = BTreeMap::new();
+    let compiled = PolicyCache::default();
     let (mut reproduced, mut unverifiable, mut failures) = (0usize, 0usize, Vec::new());
     let bar = progress(log.resolutions.len(), "replaying decisions");
     for (at, recorded) in &log.resolutions {
@@ -203,7 +206,7 @@ async fn check(
             unverifiable += 1;
             continue;
         }
-        match decide(policy, scan, exclusions) {
+        match decide(&compiled, policy, scan, exclusions) {
             Ok(selected) if selected == recorded.current => reproduced += 1,
             Ok(selected) => failures.push(format!(
                 "{at}: {}: recorded {} but the engine now chooses {} from the same tag set",
@@ -245,6 +248,7 @@ fn what_if(
         log.scans.len() * policies.len().max(1),
         "evaluating proposed policies",
     );
+    let compiled = PolicyCache::default();
     for policy in policies {
         let name = format!(
             "{}/{}",
@@ -265,7 +269,7 @@ fn what_if(
             if scan.tags.as_ref().is_none_or(Vec::is_empty) {
                 continue;
             }
-            let chosen = match decide(policy, scan, exclusions) {
+            let chosen = match decide(&compiled, policy, scan, exclusions) {
                 Ok(chosen) => chosen,
                 Err(e) => {
                     println!("  {at}: no tag: {e}");

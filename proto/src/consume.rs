@@ -330,7 +330,17 @@ pub async fn fail(
     if let Err(e) = store.put_status(key, &status).await {
         tracing::warn!(error = %e, object = %key, "cannot write status");
     }
-    tracing::warn!(stage = stage.as_str(), object = %key, %reason, %error, will_retry, attempt, "failed");
+    match stage {
+        Stage::Scan => {
+            tracing::warn!(repository = %key, %reason, %error, will_retry, attempt, "scan failed")
+        }
+        Stage::Resolve => {
+            tracing::warn!(policy = %key, %reason, %error, will_retry, attempt, "policy not resolved")
+        }
+        Stage::Commit => {
+            tracing::warn!(automation = %key, %reason, %error, will_retry, attempt, "commit failed")
+        }
+    }
     Ok(())
 }
 

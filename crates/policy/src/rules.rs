@@ -2,7 +2,8 @@
 //! both the configuration kinds and the engine, so the engine stays free of
 //! configuration types and the service free of ranking details.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use tagrelay_proto::config::{ImagePolicySpec, ObjectMeta, FLUX_V1_FILTER_ANNOTATION};
@@ -25,7 +26,7 @@ pub enum RulesError {
     Policy(#[from] PolicyError),
 }
 
-/// Why [`select_image`] chose no image: the policy's fault or the tags'.
+/// Why [`PolicyCache::select_image`] chose no image: the policy's fault or the tags'.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectImageError {
     /// The rules do not compile.
@@ -139,34 +140,114 @@ pub fn error_field(error: &RulesError) -> (String, String) {
     (field, reason)
 }
 
-/// The image a policy selects from a tag set: the resolver's one decision,
-/// shared by the service and `tagrelay replay`, so a replay runs exactly the
-/// code that made the recorded decisions. The digest is attached when the
-/// policy reflects digests and the scan recorded one.
-pub fn select_image(
-    rules: &PolicyRules,
-    reflect_digest: bool,
-    tags: &[String],
-    images: &BTreeMap<String, ImageMetadata>,
-) -> Result<SelectedImage, SelectImageError> {
-    let compiled = compile(rules)?;
-    let candidates = tags.iter().map(|tag| Candidate {
-        tag,
-        created: images.get(tag).and_then(|m| m.created),
-    });
-    let selected = compiled.select(candidates)?;
-    Ok(SelectedImage {
-        tag: selected.tag.to_string(),
-        digest: reflect_digest
-            .then(|| images.get(selected.tag).and_then(|m| m.digest.clone()))
-            .flatten(),
-    })
+/// How many compiled policies a [`PolicyCache`] keeps before starting
+/// over: far more than a fleet's distinct policies, small in memory.
+const POLICY_CACHE_CAPACITY: usize = 4096;
+
+/// Compiled policies keyed by the hash of their rules, so a policy's
+/// ranges and regular expressions are compiled once, not on every
+/// evaluation, retry and replayed decision. Rules that change hash
+/// differently and are compiled afresh; nothing is ever stale.
+#[derive(Default)]
+pub struct PolicyCache {
+    compiled: Mutex<HashMap<String, Arc<CompiledPolicy>>>,
+}
+
+impl PolicyCache {
+    /// `rules` compiled, from the cache when the same rules were compiled
+    /// before.
+    pub fn compiled(&self, rules: &PolicyRules) -> Result<Arc<CompiledPolicy>, PolicyError> {
+        let key = rules_hash(rules, false);
+        if let Some(hit) = self.lock().get(&key) {
+            return Ok(hit.clone());
+        }
+        let compiled = Arc::new(compile(rules)?);
+        let mut cache = self.lock();
+        if cache.len() >= POLICY_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(key, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// How many compiled policies are kept.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none is kept yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The image a policy selects from a tag set: the resolver's one
+    /// decision, shared by the service and `tagrelay replay`, so a replay
+    /// runs exactly the code that made the recorded decisions. The digest
+    /// is attached when the policy reflects digests and the scan recorded
+    /// one.
+    pub fn select_image(
+        &self,
+        rules: &PolicyRules,
+        reflect_digest: bool,
+        tags: &[String],
+        images: &BTreeMap<String, ImageMetadata>,
+    ) -> Result<SelectedImage, SelectImageError> {
+        let compiled = self.compiled(rules)?;
+        let candidates = tags.iter().map(|tag| Candidate {
+            tag,
+            created: images.get(tag).and_then(|m| m.created),
+        });
+        let selected = compiled.select(candidates)?;
+        Ok(SelectedImage {
+            tag: selected.tag.to_string(),
+            digest: reflect_digest
+                .then(|| images.get(selected.tag).and_then(|m| m.digest.clone()))
+                .flatten(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CompiledPolicy>>> {
+        // A panic elsewhere while holding the lock leaves a valid map.
+        self.compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use tagrelay_proto::config::{load_documents, Object};
+
+    #[test]
+    fn the_cache_compiles_each_set_of_rules_once_and_tells_rules_apart() {
+        let cache = PolicyCache::default();
+        let semver = |range: &str| PolicyRules {
+            choice: Choice::Semver {
+                range: range.to_string(),
+            },
+            filter_tags: None,
+            exclusion_list: None,
+        };
+        let first = cache.compiled(&semver(">=1.0.0")).unwrap();
+        let again = cache.compiled(&semver(">=1.0.0")).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "compiled twice");
+        let other = cache.compiled(&semver("<1.0.0")).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(cache.len(), 2);
+        let tags = vec!["0.9.0".to_string(), "1.2.0".to_string()];
+        let none = BTreeMap::new();
+        assert_eq!(
+            cache
+                .select_image(&semver("<1.0.0"), false, &tags, &none)
+                .unwrap()
+                .tag,
+            "0.9.0",
+            "the cached policy for the other range chose for the wrong one"
+        );
+        assert!(cache.compiled(&semver("not a range")).is_err());
+        assert_eq!(cache.len(), 2, "a refused policy is not kept");
+    }
 
     fn policy(yaml: &str) -> (ObjectMeta, ImagePolicySpec) {
         let docs = load_documents(yaml).unwrap();

@@ -37,7 +37,7 @@ use tagrelay_proto::status::ObjectStatus;
 use tagrelay_proto::telemetry::{attribute, metrics};
 use tokio::sync::RwLock;
 
-use tagrelay_policy::rules::{policy_rules, reflects_digest, rules_hash, select_image};
+use tagrelay_policy::rules::{policy_rules, reflects_digest, rules_hash, PolicyCache};
 
 /// How many times one evaluation re-reads state after losing a race before
 /// leaving the message for redelivery.
@@ -68,6 +68,7 @@ pub struct Resolver {
     store: ConfigStore,
     state: CasBucket,
     config: RwLock<ConfigIndex>,
+    policies: PolicyCache,
 }
 
 /// Runs the resolver until `shutdown` resolves: follows the configuration
@@ -129,6 +130,7 @@ impl Resolver {
             ),
             store: store.clone(),
             config: RwLock::new(ConfigIndex::default()),
+            policies: PolicyCache::default(),
         };
         {
             let mut config = resolver.config.write().await;
@@ -263,7 +265,10 @@ impl Resolver {
                     return Ok(Outcome::AlreadyCurrent);
                 }
             }
-            let new = match select_image(&rules, reflect, &tags, &discovered.images) {
+            let new = match self
+                .policies
+                .select_image(&rules, reflect, &tags, &discovered.images)
+            {
                 Ok(new) => new,
                 Err(e) => return self.fail(key, cause, e.reason(), e.to_string()).await,
             };
