@@ -6,6 +6,8 @@
 //!   resolved with Flux's defaults.
 //! - [`git`] (gix: cached bare clones, fetch, tree walk, object writes),
 //!   [`push`] (the `git` CLI) and [`credentials`] (mounted Secrets).
+//! - [`plan`]: the decision (which files change, the commit for them),
+//!   pure, with the one `Failed` error a reconcile stops with.
 //! - [`derive`]: ImageRepository / ImagePolicy objects for Flux v1
 //!   annotated workloads.
 //! - [`service`]: the reconcile loop, events and status.
@@ -17,6 +19,7 @@ pub mod automation;
 pub mod credentials;
 pub mod derive;
 pub mod git;
+pub mod plan;
 pub mod process;
 pub mod push;
 pub mod service;

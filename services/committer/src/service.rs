@@ -34,9 +34,7 @@ use tagrelay_proto::config::{Kind, Object, ObjectKey};
 use tagrelay_proto::consume::{
     consume, fail, failed_object, follow_config, ConsumeSettings, Delivery, Disposition, Handler,
 };
-use tagrelay_proto::event::{
-    CommitPushed, Envelope, Event, Failure, FailureReason, FileChange, ObjectRef,
-};
+use tagrelay_proto::event::{CommitPushed, Envelope, Event, Failure, FailureReason, ObjectRef};
 use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::reference::ImageReference;
 use tagrelay_proto::runtime::Readiness;
@@ -46,10 +44,10 @@ use tagrelay_proto::status::ObjectStatus;
 use crate::automation::{Automation, Checkout};
 use crate::credentials::{self, redact_url, GitAuth};
 use crate::derive;
-use crate::git::{self, BlobScreens, CommitSpec, FileEntry, GitError, NewFile, Screen, Skipped};
+use crate::git::{self, BlobScreens, CommitSpec, GitError, Skipped};
+use crate::plan::{plan, Failed, Plan, Scan};
 use crate::push::{self, PushError};
-use tagrelay_rewrite::message::{self, MessageChange, Trailers};
-use tagrelay_rewrite::objects::Documents;
+use tagrelay_rewrite::message;
 use tagrelay_rewrite::{self as rewrite, Cause, RewriteError, UpdateSet, V1Discovery, V1Update};
 
 /// How many times one reconcile re-applies its change on a moved branch tip
@@ -91,27 +89,6 @@ pub enum Outcome {
     Pushed(CommitPushed),
     /// The automation could not be carried out; `CommitFailed` published.
     Failed(String),
-}
-
-/// A file that parsed and will change.
-#[derive(Debug, Clone)]
-struct Rewritten {
-    entry: FileEntry,
-    content: Vec<u8>,
-    changes: Vec<MessageChange>,
-    /// The policy of each change (bucket key), for its cause.
-    policies: Vec<Option<ObjectKey>>,
-}
-
-/// What reading the tree found.
-#[derive(Debug, Default)]
-struct Scan {
-    /// Files that may hold a marker or annotation, with their bytes.
-    files: Vec<(FileEntry, Screen, Vec<u8>)>,
-    /// v1 discovery per v1 file, in file order.
-    v1: Vec<(String, V1Discovery)>,
-    /// Files that failed to parse for discovery, and walk skips.
-    problems: Vec<String>,
 }
 
 /// The state of the remote at one fetch.
@@ -173,6 +150,7 @@ pub async fn run(
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "the reconcile scheduler panicked");
     }
+    tracing::info!("committer stopped");
     result
 }
 
@@ -419,14 +397,16 @@ impl Committer {
         let Some(Object::GitRepository(source)) = self.store.get(&source_key).await? else {
             let error = format!("source {source_key} not found");
             let reason = FailureReason::DependencyNotReady;
-            return self.fail(key, trigger, reason, error, true, 1).await;
+            return self
+                .fail(key, trigger, Failed::transient(reason, error), 1)
+                .await;
         };
         let resolved = match Automation::resolve(&automation, &source) {
             Ok(resolved) => resolved,
             Err(e) => {
                 let reason = FailureReason::InvalidSpec;
                 return self
-                    .fail(key, trigger, reason, e.to_string(), false, 1)
+                    .fail(key, trigger, Failed::permanent(reason, e.to_string()), 1)
                     .await;
             }
         };
@@ -440,7 +420,7 @@ impl Committer {
                 Err(e) => {
                     let reason = FailureReason::AuthenticationFailed;
                     return self
-                        .fail(key, trigger, reason, e.to_string(), true, 1)
+                        .fail(key, trigger, Failed::transient(reason, e.to_string()), 1)
                         .await;
                 }
             },
@@ -457,7 +437,9 @@ impl Committer {
             Ok(lease) => lease,
             Err(e) => {
                 let (reason, error) = (e.reason(), e.to_string());
-                return self.fail(key, trigger, reason, error, true, 1).await;
+                return self
+                    .fail(key, trigger, Failed::transient(reason, error), 1)
+                    .await;
             }
         };
         self.reconcile_locked(key, &resolved, &auth, &cache, trigger)
@@ -479,7 +461,9 @@ impl Committer {
                 Ok(tips) => tips,
                 Err(e) => {
                     let (reason, error) = (e.reason(), e.to_string());
-                    return self.fail(key, trigger, reason, error, true, attempt).await;
+                    return self
+                        .fail(key, trigger, Failed::transient(reason, error), attempt)
+                        .await;
                 }
             };
             // A push that landed unannounced is announced before anything
@@ -493,7 +477,9 @@ impl Committer {
                 Ok(scan) => scan,
                 Err(e) => {
                     let (reason, error) = (e.reason(), e.to_string());
-                    return self.fail(key, trigger, reason, error, false, attempt).await;
+                    return self
+                        .fail(key, trigger, Failed::permanent(reason, error), attempt)
+                        .await;
                 }
             };
             // 3. Derived v1 objects, then the desired state from policy state.
@@ -506,59 +492,35 @@ impl Committer {
                 containers.iter().map(|(_, c)| c.clone()).collect();
             let policy_names = self.sync_derived(a, &plain).await?;
             let (updates, selections) = self.desired(a, &plain, &policy_names).await?;
-            // 4. Rewrite.
-            let (rewritten, mut problems) = rewrite_scan(&scan, &updates, &selections);
-            problems.extend(scan.problems.iter().cloned());
-            let mut seen = BTreeSet::new();
-            problems.retain(|p| seen.insert(p.clone()));
-            for problem in &problems {
+            // 4. The decision: which files change, and the commit for them.
+            let planned = plan(&scan, &updates, &selections);
+            for problem in planned.problems() {
                 tracing::warn!(automation = %key, %problem, "file not updated");
             }
-            if rewritten.is_empty() {
-                let message = with_problems("repository up-to-date".into(), &problems);
-                self.status(key, true, message, None).await;
-                return Ok(Outcome::UpToDate);
-            }
-            // 5. The commit, deterministic from parent and state.
-            let causes = self.causes(&rewritten).await?;
-            let changes: Vec<MessageChange> =
-                rewritten.iter().flat_map(|r| r.changes.clone()).collect();
-            let body = match message::render(
-                a.message_template.as_deref(),
-                &a.namespace,
-                &a.name,
-                &changes,
-                &a.message_values,
-            ) {
-                Ok(body) => body,
-                Err(e) => {
-                    let error = format!("spec.git.commit.messageTemplate: {e}");
-                    let reason = FailureReason::InvalidSpec;
-                    return self.fail(key, trigger, reason, error, false, attempt).await;
+            let rewrite = match planned {
+                Plan::UpToDate { problems } => {
+                    let message = with_problems("repository up-to-date".into(), &problems);
+                    self.status(key, true, message, None).await;
+                    return Ok(Outcome::UpToDate);
                 }
+                Plan::Rewrite(rewrite) => rewrite,
             };
-            let file_changes: Vec<FileChange> = changes.iter().map(|c| c.change.clone()).collect();
-            let trailers = Trailers {
-                automation: format!("{}/{}", a.namespace, a.name),
-                changes: file_changes.clone(),
-                causes: causes.iter().map(|c| c.id.clone()).collect(),
+            let problems = rewrite.problems.clone();
+            let causes = self.causes(&rewrite.cause_policies()).await?;
+            let planned = match rewrite.commit(a, &causes) {
+                Ok(planned) => planned,
+                Err(failed) => return self.fail(key, trigger, failed, attempt).await,
             };
-            let full_message = message::with_trailers(&body, &trailers);
-            let files: Vec<NewFile> = rewritten
-                .iter()
-                .map(|r| NewFile {
-                    path: r.entry.path.clone(),
-                    executable: r.entry.executable,
-                    content: r.content.clone(),
-                })
-                .collect();
+            // 5. The commit, deterministic from parent and state.
             let (commit, parent_time) = {
                 let cache = cache.to_path_buf();
                 let base = tips.base;
-                let cause_times: Vec<DateTime<Utc>> =
-                    causes.iter().map(|c| c.occurred_at).collect();
                 let (name, email) = (a.author_name.clone(), a.author_email.clone());
-                let message = full_message.clone();
+                let (message, files, cause_times) = (
+                    planned.message.clone(),
+                    planned.files.clone(),
+                    planned.cause_times.clone(),
+                );
                 blocking(move || {
                     let repo = git::open_or_init(&cache)?.to_thread_local();
                     let parent = git::commit_info(&repo, base)?;
@@ -604,11 +566,15 @@ impl Committer {
                         ),
                     };
                     let reason = FailureReason::PushRejected;
-                    return self.fail(key, trigger, reason, error, true, attempt).await;
+                    return self
+                        .fail(key, trigger, Failed::transient(reason, error), attempt)
+                        .await;
                 }
                 Err(e) => {
                     let (reason, error) = (e.reason(), e.to_string());
-                    return self.fail(key, trigger, reason, error, true, attempt).await;
+                    return self
+                        .fail(key, trigger, Failed::transient(reason, error), attempt)
+                        .await;
                 }
             }
             if let Some(target) = &a.refspec_target {
@@ -616,7 +582,7 @@ impl Committer {
                 if let Err(e) = push::push(&request(spec), &self.askpass).await {
                     let error =
                         format!("pushed to {} but not to refspec target: {e}", a.push_branch);
-                    self.fail(key, trigger, e.reason(), error, true, attempt)
+                    self.fail(key, trigger, Failed::transient(e.reason(), error), attempt)
                         .await?;
                 }
             }
@@ -627,8 +593,8 @@ impl Committer {
                 branch: a.push_branch.clone(),
                 commit: commit.to_string(),
                 parent: Some(tips.base.to_string()),
-                changes: file_changes,
-                causes: trailers.causes.clone(),
+                changes: planned.changes.clone(),
+                causes: planned.causes.clone(),
             };
             let cause = trigger.cloned().or_else(|| causes.last().cloned());
             self.announce(key, &pushed, cause.as_ref()).await?;
@@ -647,8 +613,13 @@ impl Committer {
             "the branch kept moving: gave up after {MAX_PUSH_ATTEMPTS} attempts; will try again"
         );
         let reason = FailureReason::BranchMoved;
-        self.fail(key, trigger, reason, error, true, MAX_PUSH_ATTEMPTS as u32)
-            .await
+        self.fail(
+            key,
+            trigger,
+            Failed::transient(reason, error),
+            MAX_PUSH_ATTEMPTS as u32,
+        )
+        .await
     }
 
     async fn fetch(
@@ -824,14 +795,12 @@ impl Committer {
 
     /// The `PolicyResolved` events behind the rewritten values, oldest
     /// first, read back from the log by the sequences the state recorded.
-    async fn causes(&self, rewritten: &[Rewritten]) -> Result<Vec<Envelope>, BusError> {
+    async fn causes(&self, policies: &BTreeSet<ObjectKey>) -> Result<Vec<Envelope>, BusError> {
         let mut sequences = BTreeSet::new();
-        for r in rewritten {
-            for key in r.policies.iter().flatten() {
-                if let Some(selection) = self.selection(key).await? {
-                    if selection.resolved_sequence > 0 {
-                        sequences.insert(selection.resolved_sequence);
-                    }
+        for key in policies {
+            if let Some(selection) = self.selection(key).await? {
+                if selection.resolved_sequence > 0 {
+                    sequences.insert(selection.resolved_sequence);
                 }
             }
         }
@@ -1002,11 +971,14 @@ impl Committer {
         &self,
         key: &ObjectKey,
         trigger: Option<&Envelope>,
-        reason: FailureReason,
-        error: String,
-        will_retry: bool,
+        failed: Failed,
         attempt: u32,
     ) -> Result<Outcome, ReconcileError> {
+        let Failed {
+            reason,
+            error,
+            will_retry,
+        } = failed;
         let failure = Failure {
             object: failed_object(key),
             error: error.clone(),
@@ -1063,71 +1035,6 @@ fn v1_setter(workload: &rewrite::WorkloadId, container: &str) -> String {
         container: container.to_string(),
     }
     .to_string()
-}
-
-/// Runs the engine over the scanned files. Returns the files that change
-/// and a line per file skipped or value refused.
-fn rewrite_scan(
-    scan: &Scan,
-    updates: &UpdateSet,
-    selections: &BTreeMap<String, (ObjectKey, PolicySelection)>,
-) -> (Vec<Rewritten>, Vec<String>) {
-    let setters_only = UpdateSet {
-        policies: updates.policies.clone(),
-        v1: Vec::new(),
-    };
-    let mut out = Vec::new();
-    let mut problems = Vec::new();
-    if updates.is_empty() {
-        return (out, problems);
-    }
-    for (entry, screen, data) in &scan.files {
-        let set = if screen.v1 { updates } else { &setters_only };
-        if set.is_empty() {
-            continue;
-        }
-        match rewrite::rewrite_file(data, set) {
-            Ok(result) => {
-                for refusal in &result.refusals {
-                    problems.push(format!(
-                        "{}:{}: {} not written: {}",
-                        entry.path, refusal.line, refusal.cause, refusal.reason
-                    ));
-                }
-                if !result.is_changed() {
-                    continue;
-                }
-                let docs = Documents::read(&String::from_utf8_lossy(data));
-                let mut changes = Vec::new();
-                let mut policies = Vec::new();
-                for change in &result.changes {
-                    let setter = change.cause.to_string();
-                    let policy_setter = match &change.cause {
-                        Cause::Setter(s) => s.policy.clone(),
-                        Cause::V1 { .. } => setter.clone(),
-                    };
-                    policies.push(selections.get(&policy_setter).map(|(k, _)| k.clone()));
-                    changes.push(MessageChange {
-                        change: FileChange {
-                            file: entry.path.clone(),
-                            old: change.old.clone(),
-                            new: change.new.clone(),
-                            setter,
-                        },
-                        object: docs.at(change.line),
-                    });
-                }
-                out.push(Rewritten {
-                    entry: entry.clone(),
-                    content: result.content,
-                    changes,
-                    policies,
-                });
-            }
-            Err(e) => problems.push(format!("{}: skipped: {e}", entry.path)),
-        }
-    }
-    (out, problems)
 }
 
 /// When the fact happened, for commit times: the newest cause, never before

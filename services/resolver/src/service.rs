@@ -97,6 +97,7 @@ pub async fn run(
     )
     .await;
     watcher.abort();
+    tracing::info!("resolver stopped");
     result
 }
 

@@ -199,6 +199,7 @@ pub async fn run_scanner(
     let result = consume(&bus, scanner, settings, readiness, shutdown).await;
     watcher.abort();
     scheduler.abort();
+    tracing::info!("scanner stopped");
     result
 }
 
