@@ -444,11 +444,15 @@ impl NatsAuth {
             options = options.token(token.clone());
         }
         if let Some(path) = &self.nkey_file {
-            let seed = std::fs::read_to_string(path)?;
+            let seed = std::fs::read_to_string(path)
+                .map_err(|e| secret_file_error("nkey seed file", path, e))?;
             options = options.nkey(seed.trim().to_string());
         }
         if let Some(path) = &self.creds_file {
-            options = options.credentials_file(path).await?;
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| secret_file_error("NATS credentials file", path, e))?;
         }
         if let Some(ca) = &self.tls_ca {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
@@ -460,6 +464,27 @@ impl NatsAuth {
         }
         Ok(options)
     }
+}
+
+/// `e`, from reading the secret file `path`, rewritten to name the file and
+/// to tell a missing file from one that is there but cannot be read or used
+/// (a directory, no permission, not UTF-8); never the content.
+fn secret_file_error(what: &str, path: &std::path::Path, e: std::io::Error) -> std::io::Error {
+    let message = if e.kind() == std::io::ErrorKind::NotFound {
+        format!("there is no {what} {}", path.display())
+    } else {
+        let reason = match e.kind() {
+            std::io::ErrorKind::InvalidData => {
+                "not UTF-8 text, or not in the expected format".into()
+            }
+            kind => kind.to_string(),
+        };
+        format!(
+            "the {what} {} is there but cannot be read or used: {reason}",
+            path.display()
+        )
+    };
+    std::io::Error::new(e.kind(), message)
 }
 
 /// A connection to the bus with the topology declared.
@@ -1222,7 +1247,42 @@ fn bucket_error(bucket: &str, key: &str, error: impl std::fmt::Display) -> BusEr
 
 #[cfg(test)]
 mod tests {
-    use super::redact_urls;
+    use super::{redact_urls, NatsAuth};
+
+    #[tokio::test]
+    async fn a_missing_and_an_unreadable_nkey_file_are_different_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("binary");
+        std::fs::write(&binary, b"SUs3cret\xff").unwrap();
+        let error = |path: std::path::PathBuf| async move {
+            let auth = NatsAuth {
+                nkey_file: Some(path),
+                ..NatsAuth::default()
+            };
+            match auth.apply(async_nats::ConnectOptions::new()).await {
+                Ok(_) => panic!("an nkey file that cannot be read was accepted"),
+                Err(e) => e,
+            }
+        };
+        let missing = error(dir.path().join("absent")).await;
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            missing
+                .to_string()
+                .starts_with("there is no nkey seed file"),
+            "{missing}"
+        );
+        for (path, reason) in [(dir.path().to_path_buf(), "directory"), (binary, "UTF-8")] {
+            let e = error(path).await;
+            let text = e.to_string();
+            assert_ne!(e.kind(), std::io::ErrorKind::NotFound, "{text}");
+            assert!(
+                text.contains("is there but cannot be read") && text.contains(reason),
+                "{text}"
+            );
+            assert!(!text.contains("s3cret"), "{text}");
+        }
+    }
 
     #[test]
     fn credentials_in_nats_urls_never_reach_an_error() {

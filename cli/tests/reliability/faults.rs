@@ -126,7 +126,7 @@ fn count_reasons(failed: &[serde_json::Value], injected: &[&str]) -> BTreeMap<St
 /// Panics when the password of `user`, or their basic-auth header value,
 /// is in any event of the audit log or any service log.
 fn assert_nowhere(user: &str, password: &str, stack: &Stack, services: &[Service]) {
-    let header = tagrelay_committer::credentials::base64(format!("{user}:{password}").as_bytes());
+    let header = tagrelay_committer::credentials::basic_credentials(user, password);
     for kind in ["tags", "policy", "commit", "failed"] {
         for event in audit(stack, kind) {
             let text = event.to_string();

@@ -1133,11 +1133,7 @@ fn sprintf(format: &str, args: &[Value]) -> Result<String, String> {
                 Value::Int(i) => {
                     let _ = write!(out, "{i:x}");
                 }
-                other => {
-                    for b in to_display(other).bytes() {
-                        let _ = write!(out, "{b:02x}");
-                    }
-                }
+                other => out.push_str(&hex::encode(to_display(other))),
             },
             other => return Err(format!("printf verb %{other} is not supported")),
         }

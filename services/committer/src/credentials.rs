@@ -10,19 +10,47 @@
 //! an argument or a log line. `Debug` of a credential shows no secret.
 
 use std::fmt;
+use std::fs::File;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
-/// Why a Secret could not be used.
+use base64::Engine;
+
+/// Why a Secret could not be used. Names the Secret and the key, never a
+/// value, so it can go into a status and a log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
-    /// The directory is missing or holds none of the known keys.
-    #[error("secret {namespace}/{name}: {reason}")]
-    Unusable {
+    /// The `secretRef` cannot name a directory (empty, `..`, a slash).
+    #[error("secret {namespace}/{name}: not a valid Secret name")]
+    InvalidName {
         /// The Secret's namespace.
         namespace: String,
         /// Its name.
         name: String,
-        /// What is wrong, without any value.
+    },
+    /// Nothing usable is mounted: no directory, or not the keys a Git
+    /// Secret needs. Fixed by mounting or completing the Secret.
+    #[error("secret {namespace}/{name}: {reason}")]
+    Missing {
+        /// The Secret's namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// A key's file is there but cannot be read: a directory in its place,
+    /// no permission, or not UTF-8 text where text is expected. Fixed by
+    /// repairing the mount, not by adding keys.
+    #[error("secret {namespace}/{name}: key {key} is there but cannot be read: {reason}")]
+    Unreadable {
+        /// The Secret's namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The key (file name) that cannot be read.
+        key: String,
+        /// Why, from the file system (never the content).
         reason: String,
     },
 }
@@ -66,75 +94,144 @@ impl fmt::Debug for GitAuth {
     }
 }
 
-fn read_value(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let value = text.strip_suffix('\n').unwrap_or(&text);
-    let value = value.strip_suffix('\r').unwrap_or(value);
-    Some(value.to_string())
+/// One mounted Secret: its directory and name, to read keys from and to
+/// name in errors.
+struct Secret<'a> {
+    dir: PathBuf,
+    namespace: &'a str,
+    name: &'a str,
 }
 
-/// Loads the Secret `namespace/name` from `secrets_dir`.
+impl Secret<'_> {
+    fn missing(&self, reason: String) -> CredentialError {
+        CredentialError::Missing {
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+            reason,
+        }
+    }
+
+    fn unreadable(&self, key: &str, reason: String) -> CredentialError {
+        CredentialError::Unreadable {
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+            key: key.to_string(),
+            reason,
+        }
+    }
+
+    /// The open file of `key`: `None` when the Secret has no such key, an
+    /// error when the file is there but is not a readable regular file.
+    fn open(&self, key: &str) -> Result<Option<(PathBuf, File)>, CredentialError> {
+        let path = self.dir.join(key);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.unreadable(key, e.kind().to_string())),
+        };
+        match file.metadata() {
+            Ok(meta) if meta.is_file() => Ok(Some((path, file))),
+            Ok(meta) if meta.is_dir() => {
+                Err(self.unreadable(key, "a directory, not a file".into()))
+            }
+            Ok(_) => Err(self.unreadable(key, "not a regular file".into())),
+            Err(e) => Err(self.unreadable(key, e.kind().to_string())),
+        }
+    }
+
+    /// The path of `key`, for keys handed to `ssh` by path; checked to be a
+    /// readable file now so that a broken mount is reported as such.
+    fn path(&self, key: &str) -> Result<Option<PathBuf>, CredentialError> {
+        Ok(self.open(key)?.map(|(path, _)| path))
+    }
+
+    /// The text of `key` without its final line break (`kubectl create
+    /// secret --from-file` keeps one).
+    fn text(&self, key: &str) -> Result<Option<String>, CredentialError> {
+        let Some((_, mut file)) = self.open(key)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| self.unreadable(key, e.kind().to_string()))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| self.unreadable(key, "not UTF-8 text".into()))?;
+        let value = text.strip_suffix('\n').unwrap_or(&text);
+        let value = value.strip_suffix('\r').unwrap_or(value);
+        Ok(Some(value.to_string()))
+    }
+}
+
+/// Loads the Secret `namespace/name` from `secrets_dir`: SSH when it has
+/// `identity`, else `bearerToken`, else `username` + `password`. A key
+/// that is absent and a key that is there but unreadable are different
+/// errors, since they are fixed differently.
 pub fn load(secrets_dir: &Path, namespace: &str, name: &str) -> Result<GitAuth, CredentialError> {
-    let unusable = |reason: String| CredentialError::Unusable {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-        reason,
-    };
     if [namespace, name]
         .iter()
         .any(|part| part.is_empty() || part.contains(['/', '\\']) || *part == "..")
     {
-        return Err(unusable("not a valid Secret name".into()));
-    }
-    let dir = secrets_dir.join(namespace).join(name);
-    if !dir.is_dir() {
-        return Err(unusable(format!(
-            "no directory {} (mount the Secret there)",
-            dir.display()
-        )));
-    }
-    let identity = dir.join("identity");
-    if identity.is_file() {
-        let known_hosts = dir.join("known_hosts");
-        return Ok(GitAuth::Ssh {
-            identity,
-            known_hosts: known_hosts.is_file().then_some(known_hosts),
+        return Err(CredentialError::InvalidName {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
         });
     }
-    if let Some(token) = read_value(&dir.join("bearerToken")) {
+    let secret = Secret {
+        dir: secrets_dir.join(namespace).join(name),
+        namespace,
+        name,
+    };
+    match std::fs::metadata(&secret.dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(secret.missing(format!(
+                "{} is not a directory (mount the Secret there)",
+                secret.dir.display()
+            )))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(secret.missing(format!(
+                "no directory {} (mount the Secret there)",
+                secret.dir.display()
+            )))
+        }
+        Err(e) => {
+            return Err(secret.missing(format!(
+                "cannot open the directory {}: {}",
+                secret.dir.display(),
+                e.kind()
+            )))
+        }
+    }
+    if let Some(identity) = secret.path("identity")? {
+        return Ok(GitAuth::Ssh {
+            identity,
+            known_hosts: secret.path("known_hosts")?,
+        });
+    }
+    if let Some(token) = secret.text("bearerToken")? {
         return Ok(GitAuth::Bearer { token });
     }
-    match (
-        read_value(&dir.join("username")),
-        read_value(&dir.join("password")),
-    ) {
+    match (secret.text("username")?, secret.text("password")?) {
         (Some(username), Some(password)) => Ok(GitAuth::Basic {
-            dir,
+            dir: secret.dir,
             username,
             password,
         }),
-        _ => Err(unusable(
-            "holds none of identity, bearerToken, or username and password".into(),
-        )),
+        (Some(_), None) => Err(secret.missing("has username but no password".into())),
+        (None, Some(_)) => Err(secret.missing("has password but no username".into())),
+        (None, None) => {
+            Err(secret
+                .missing("holds none of identity, bearerToken, or username and password".into()))
+        }
     }
 }
 
-/// Standard base64 (RFC 4648), for the basic-auth header.
-pub fn base64(input: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let at = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let n = (at(0) << 16) | (at(1) << 8) | at(2);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// The base64 of `username:password` that follows `Basic ` in an HTTP
+/// `Authorization` header (RFC 7617), through the `base64` crate. Public so
+/// that tests can look for it where it must never appear.
+pub fn basic_credentials(username: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
 }
 
 /// Removes credentials from a URL, for events and logs: all user info of an
@@ -199,15 +296,92 @@ mod tests {
 
         let err = load(dir.path(), "ns", "missing").unwrap_err();
         assert!(err.to_string().contains("mount the Secret"), "{err}");
-        assert!(load(dir.path(), "..", "ns").is_err());
+        assert!(matches!(
+            load(dir.path(), "..", "ns"),
+            Err(CredentialError::InvalidName { .. })
+        ));
     }
 
     #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    fn basic_credentials_are_rfc_7617_base64() {
+        assert_eq!(basic_credentials("", ""), "Og==");
+        assert_eq!(basic_credentials("bot", "s3cret"), "Ym90OnMzY3JldA==");
+        assert_eq!(
+            basic_credentials("Aladdin", "open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+    }
+
+    /// A Secret `ns/<name>` under `root` with `files` (key, content).
+    fn mount(root: &Path, name: &str, files: &[(&str, &[u8])]) {
+        let dir = root.join("ns").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (key, content) in files {
+            std::fs::write(dir.join(key), content).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_missing_key_and_an_unreadable_key_are_different_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        // Missing: no directory, no keys, half a pair.
+        mount(root, "empty", &[]);
+        mount(root, "half", &[("username", b"bot")]);
+        for name in ["absent", "empty", "half"] {
+            let err = load(root, "ns", name).unwrap_err();
+            assert!(
+                matches!(err, CredentialError::Missing { .. }),
+                "{name}: {err}"
+            );
+        }
+        assert!(load(root, "ns", "half")
+            .unwrap_err()
+            .to_string()
+            .contains("no password"));
+
+        // Unreadable: a directory where a key's file should be, or text
+        // keys that are not UTF-8. The value never shows.
+        for (name, key, files) in [
+            ("dir-token", "bearerToken", &[][..]),
+            ("dir-password", "password", &[("username", &b"bot"[..])][..]),
+            ("dir-identity", "identity", &[][..]),
+            (
+                "dir-known-hosts",
+                "known_hosts",
+                &[("identity", &b"KEY"[..])][..],
+            ),
+            (
+                "binary-token",
+                "bearerToken",
+                &[("bearerToken", &b"s3cret\xff"[..])][..],
+            ),
+            (
+                "binary-user",
+                "username",
+                &[("username", &b"\xfe"[..]), ("password", &b"s3cret"[..])][..],
+            ),
+        ] {
+            mount(root, name, files);
+            if files.iter().all(|(k, _)| *k != key) {
+                std::fs::create_dir(root.join("ns").join(name).join(key)).unwrap();
+            }
+            let err = load(root, "ns", name).unwrap_err();
+            assert!(
+                matches!(&err, CredentialError::Unreadable { key: k, .. } if k == key),
+                "{name}: {err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("ns/{name}")) && text.contains(key),
+                "{text}"
+            );
+            assert!(!text.contains("s3cret"), "{text}");
+        }
+        let dir = load(root, "ns", "dir-token").unwrap_err().to_string();
+        assert!(dir.contains("a directory"), "{dir}");
+        let binary = load(root, "ns", "binary-token").unwrap_err().to_string();
+        assert!(binary.contains("not UTF-8"), "{binary}");
     }
 
     #[test]

@@ -52,7 +52,7 @@ fn slug(text: &str, max: usize) -> String {
 
 fn name(kind: &str, readable: &str, identity: &str) -> String {
     let digest = Sha256::digest(identity.as_bytes());
-    let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    let hash = hex::encode(&digest[..5]);
     let readable = slug(readable, 40);
     if readable.is_empty() {
         format!("fluxv1-{kind}-{hash}")

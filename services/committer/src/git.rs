@@ -83,7 +83,7 @@ fn objects_err(e: impl std::fmt::Display) -> GitError {
 /// remote, named by a hash of the URL so that any URL maps to a safe name.
 pub fn cache_path(root: &Path, url: &str) -> PathBuf {
     let digest = Sha256::digest(url.as_bytes());
-    let name: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+    let name = hex::encode(&digest[..10]);
     root.join(format!("{name}.git"))
 }
 
@@ -223,7 +223,7 @@ pub fn fetch(
             username, password, ..
         } => Some(format!(
             "Authorization: Basic {}",
-            crate::credentials::base64(format!("{username}:{password}").as_bytes())
+            crate::credentials::basic_credentials(username, password)
         )),
         _ => None,
     };

@@ -66,7 +66,8 @@ impl fmt::Debug for TlsMaterial {
 /// Why a Secret could not be used. Never carries the Secret's content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
-    /// The Secret's directory or the expected file is missing.
+    /// The Secret's directory or the expected file is missing: the Secret
+    /// is not mounted or lacks the key.
     #[error("secret {secret}: no {expected} in {dir}")]
     Missing {
         /// `namespace/name`.
@@ -76,8 +77,9 @@ pub enum CredentialsError {
         /// The directory looked in.
         dir: String,
     },
-    /// A file exists but cannot be read.
-    #[error("secret {secret}: cannot read {file}: {reason}")]
+    /// A file exists but cannot be read (no permission, a directory in its
+    /// place): the mount is broken, which adding keys will not fix.
+    #[error("secret {secret}: {file} is there but cannot be read: {reason}")]
     Unreadable {
         /// `namespace/name`.
         secret: String,
@@ -186,14 +188,22 @@ impl SecretsDir {
 }
 
 fn read_optional(path: &Path, secret: &str) -> Result<Option<Vec<u8>>, CredentialsError> {
+    read_secret_file(path).map_err(|e| CredentialsError::Unreadable {
+        secret: secret.to_string(),
+        file: path.display().to_string(),
+        reason: e.kind().to_string(),
+    })
+}
+
+/// The bytes of a mounted secret file: `None` when there is no such file,
+/// an error when there is one that cannot be read (no permission, a
+/// directory in its place). The one way the scanner reads secret files, so
+/// that "not mounted" and "mounted but broken" are never confused.
+pub fn read_secret_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CredentialsError::Unreadable {
-            secret: secret.to_string(),
-            file: path.display().to_string(),
-            reason: e.kind().to_string(),
-        }),
+        Err(e) => Err(e),
     }
 }
 
@@ -462,6 +472,61 @@ mod tests {
         let tls = secrets.tls("apps", "regcred").unwrap();
         assert_eq!(tls.ca.as_deref(), Some(&b"CA"[..]));
         assert_eq!(tls.identity.as_deref(), Some(&b"CERT\nKEY"[..]));
+    }
+
+    #[test]
+    fn a_missing_key_and_an_unreadable_key_are_different_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let secrets = SecretsDir::new(root.path());
+        // Missing: no directory at all, then a directory without the keys.
+        for _ in 0..2 {
+            assert!(matches!(
+                secrets.credentials("apps", "regcred", "r"),
+                Err(CredentialsError::Missing { .. })
+            ));
+            assert!(matches!(
+                secrets.tls("apps", "regcred"),
+                Err(CredentialsError::Missing { .. })
+            ));
+            std::fs::create_dir_all(root.path().join("apps/regcred")).unwrap();
+        }
+        // Unreadable: a directory in place of each key (tests run as root,
+        // so permission bits would not stop a read).
+        for key in [
+            ".dockerconfigjson",
+            "config.json",
+            "ca.crt",
+            "tls.crt",
+            "tls.key",
+        ] {
+            let dir = root.path().join("apps").join(key);
+            std::fs::create_dir_all(dir.join(key)).unwrap();
+            // Fails where the key itself is the directory; that is the point.
+            let _ = std::fs::write(dir.join("tls.crt"), "CERT");
+            let _ = std::fs::write(dir.join("tls.key"), "s3cret KEY");
+            let err = if key.contains("config") {
+                secrets.credentials("apps", key, "r").unwrap_err()
+            } else {
+                secrets.tls("apps", key).unwrap_err()
+            };
+            assert!(
+                matches!(&err, CredentialsError::Unreadable { secret, file, .. }
+                    if secret == &format!("apps/{key}") && file.ends_with(key)),
+                "{key}: {err:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains("cannot be read") && !text.contains("s3cret"),
+                "{text}"
+            );
+        }
+        // A file where the Secret's directory should be: its keys cannot be
+        // read, which is not the same as the Secret not being mounted.
+        std::fs::write(root.path().join("apps/flat"), "x").unwrap();
+        assert!(matches!(
+            secrets.credentials("apps", "flat", "r"),
+            Err(CredentialsError::Unreadable { .. })
+        ));
     }
 
     #[test]

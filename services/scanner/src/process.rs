@@ -4,13 +4,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tagrelay_proto::bus::Bus;
 use tagrelay_proto::runtime::ServeError;
 
+use crate::credentials::read_secret_file;
 use crate::registry::RegistrySettings;
 use crate::webhook::{self, WebhookSecret};
 use crate::{run_scanner, Scanner, ScannerSettings};
@@ -58,6 +59,47 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// The webhook secret in `path` (none without a path): a file that is not
+/// there and one that is there but cannot be read (a directory, no
+/// permission, not UTF-8 text) are different errors; neither shows the
+/// content.
+fn webhook_secret(path: Option<&Path>) -> Result<WebhookSecret, ServeError> {
+    let Some(path) = path else {
+        return Ok(WebhookSecret::none());
+    };
+    let unreadable = |source| ServeError::Io {
+        what: format!(
+            "the webhook secret file {} is there but cannot be read",
+            path.display()
+        ),
+        source,
+    };
+    let bytes = match read_secret_file(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            return Err(ServeError::Io {
+                what: format!(
+                    "there is no webhook secret file {} (mount the secret there, or leave --webhook-secret-file unset)",
+                    path.display()
+                ),
+                source: std::io::ErrorKind::NotFound.into(),
+            })
+        }
+        Err(source) => return Err(unreadable(source)),
+    };
+    let text = String::from_utf8(bytes).map_err(|_| {
+        unreadable(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not UTF-8 text",
+        ))
+    })?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        tracing::warn!(file = %path.display(), "the webhook secret file is empty: webhooks are refused");
+    }
+    Ok(WebhookSecret::new(secret.as_bytes()))
+}
+
 /// Runs the scanner and its webhook + health server until `shutdown`
 /// resolves.
 pub async fn serve(
@@ -65,16 +107,7 @@ pub async fn serve(
     args: &ScannerArgs,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let secret = match &args.webhook_secret_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ServeError::Io {
-                what: format!("reading the webhook secret file {}", path.display()),
-                source,
-            })?;
-            WebhookSecret::new(text.trim().as_bytes())
-        }
-        None => WebhookSecret::none(),
-    };
+    let secret = webhook_secret(args.webhook_secret_file.as_deref())?;
     let settings = ScannerSettings {
         secrets_dir: args.secrets_dir.clone(),
         concurrency: args.concurrency.max(1),
@@ -99,4 +132,46 @@ pub async fn serve(
     let result = run_scanner(scanner, shutdown).await;
     server.abort();
     Ok(result?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_and_an_unreadable_webhook_secret_file_are_different_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(webhook_secret(None).is_ok());
+        let good = dir.path().join("good");
+        std::fs::write(&good, "s3cret\n").unwrap();
+        assert!(format!("{:?}", webhook_secret(Some(&good)).unwrap()).contains("redacted"));
+
+        let missing = webhook_secret(Some(&dir.path().join("absent"))).unwrap_err();
+        assert!(
+            matches!(&missing, ServeError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            "{missing}"
+        );
+        assert!(
+            missing
+                .to_string()
+                .contains("there is no webhook secret file"),
+            "{missing}"
+        );
+
+        let directory = dir.path().join("directory");
+        std::fs::create_dir(&directory).unwrap();
+        let binary = dir.path().join("binary");
+        std::fs::write(&binary, b"s3cret\xff").unwrap();
+        for (path, reason) in [(&directory, "directory"), (&binary, "not utf-8")] {
+            let err = webhook_secret(Some(path)).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(&err, ServeError::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound),
+                "{text}"
+            );
+            assert!(text.contains("is there but cannot be read"), "{text}");
+            assert!(text.to_lowercase().contains(reason), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
+        }
+    }
 }

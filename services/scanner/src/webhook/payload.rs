@@ -6,8 +6,10 @@
 //! A notification only says "this repository changed"; the scanner then
 //! scans the repository itself, so a notification can never inject tags.
 
+use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// Who sent a notification, from the URL path it was posted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +78,7 @@ fn shape(provider: &'static str) -> impl Fn(serde_json::Error) -> PayloadError {
 }
 
 fn body_id(body: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(body))
+    hex::encode(Sha256::digest(body))
 }
 
 /// Parses a notification body from `provider` into the repositories it
@@ -389,12 +391,10 @@ pub fn authenticate(secret: &[u8], proof: &Proof<'_>, body: &[u8]) -> bool {
         return false;
     }
     if let Some(signature) = proof.signature {
-        let expected = hmac_sha256(secret, body);
         return signature
             .trim()
             .strip_prefix("sha256=")
-            .and_then(decode_hex)
-            .is_some_and(|given| constant_time_eq(&given, &expected));
+            .is_some_and(|hex| signature_matches(secret, body, hex));
     }
     let offered = proof.authorization.map(|value| {
         let value = value.trim();
@@ -405,41 +405,21 @@ pub fn authenticate(secret: &[u8], proof: &Proof<'_>, body: &[u8]) -> bool {
     });
     offered
         .or(proof.token)
-        .is_some_and(|token| constant_time_eq(token.as_bytes(), secret))
+        .is_some_and(|token| bool::from(token.as_bytes().ct_eq(secret)))
 }
 
-/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// Compares without an early exit, so timing does not reveal how much of
-/// a guessed secret was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `hex` is the hex HMAC-SHA256 of `body` under `key`, checked by
+/// RustCrypto's `verify_slice` (constant time); text that is not hex of
+/// the right length matches nothing.
+fn signature_matches(key: &[u8], body: &[u8], hex: &str) -> bool {
+    let Ok(given) = hex::decode(hex) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
 }
 
 #[cfg(test)]
@@ -569,24 +549,59 @@ mod tests {
         ));
     }
 
+    /// The hex HMAC-SHA256 of `body` under `key`, as GitHub sends it.
+    fn sign(key: &[u8], body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// RFC 4231 test cases 2 (short key) and 6 (key longer than the block),
+    /// checked through the path a GitHub signature takes.
+    const RFC_4231: [(&[u8], &[u8], &str); 2] = [
+        (
+            b"Jefe",
+            b"what do ya want for nothing?",
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+        ),
+        (
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+        ),
+    ];
+
     #[test]
     fn hmac_matches_rfc_4231() {
-        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex,
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        let long_key = [0xaau8; 131];
-        let mac = hmac_sha256(
-            &long_key,
-            b"Test Using Larger Than Block-Size Key - Hash Key First",
-        );
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex,
-            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
-        );
+        for (key, message, expected) in RFC_4231 {
+            assert_eq!(sign(key, message), expected);
+            assert!(signature_matches(key, message, expected));
+            assert!(signature_matches(key, message, &expected.to_uppercase()));
+            let header = format!("sha256={expected}");
+            let proof = Proof {
+                signature: Some(&header),
+                ..Default::default()
+            };
+            assert!(authenticate(key, &proof, message));
+        }
+    }
+
+    #[test]
+    fn signatures_that_are_not_the_mac_in_hex_match_nothing() {
+        let (key, message, expected) = RFC_4231[0];
+        let mut flipped = expected.to_string();
+        flipped.replace_range(63.., "2");
+        for bad in [
+            flipped.as_str(),
+            &expected[..62],
+            &expected[..63],
+            "",
+            "zz",
+            &format!("{expected}00"),
+            &format!("+{}", &expected[1..]),
+        ] {
+            assert!(!signature_matches(key, message, bad), "{bad:?}");
+        }
     }
 
     #[test]
@@ -606,11 +621,7 @@ mod tests {
             token: Some("s3cret"),
             ..Default::default()
         }));
-        let signature: String = hmac_sha256(secret, body)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let header = format!("sha256={signature}");
+        let header = format!("sha256={}", sign(secret, body));
         assert!(ok(Proof {
             signature: Some(&header),
             ..Default::default()
