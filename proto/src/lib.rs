@@ -9,7 +9,8 @@
 //!   heartbeat, ack/nak, lag, readiness, drain) and the one `fail`.
 //! - [`config`]: the Flux kinds, strict decoding and Flux's validation.
 //! - [`reference`]: image references and the OCI tag grammar.
-//! - [`runtime`]: logging, TLS provider, instance names, shutdown.
+//! - [`runtime`]: TLS provider, bus flags, instance names, shutdown,
+//!   readiness and health endpoints.
 //! - [`scan`]: scan requests on the scanner's work queue, interval slots.
 //! - [`state`]: state records stages share through KV (policy selections).
 //! - [`status`]: status records shown by `tagrelay get`.

@@ -7,7 +7,7 @@
 //! keeping quoting, comments, indentation, key order and line endings, and
 //! every rewritten file is re-parsed and compared with the original before it
 //! is returned. There is no I/O here, so the committer, the CLI's
-//! `update --dry-run` and the fuzzer all share one implementation.
+//! `update --diff` and the fuzzer all share one implementation.
 //!
 //! - [`setters`]: Flux's `# {"$imagepolicy": "NS:NAME"}` markers.
 //! - [`v1`]: Flux v1's workload annotations (`fluxcd.io/automated`, …):

@@ -19,7 +19,7 @@ use base64::Engine;
 /// Why a Secret could not be used. Names the Secret and the key, never a
 /// value, so it can go into a status and a log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CredentialError {
+pub enum CredentialsError {
     /// The `secretRef` cannot name a directory (empty, `..`, a slash).
     #[error("secret {namespace}/{name}: not a valid Secret name")]
     InvalidName {
@@ -103,16 +103,16 @@ struct Secret<'a> {
 }
 
 impl Secret<'_> {
-    fn missing(&self, reason: String) -> CredentialError {
-        CredentialError::Missing {
+    fn missing(&self, reason: String) -> CredentialsError {
+        CredentialsError::Missing {
             namespace: self.namespace.to_string(),
             name: self.name.to_string(),
             reason,
         }
     }
 
-    fn unreadable(&self, key: &str, reason: String) -> CredentialError {
-        CredentialError::Unreadable {
+    fn unreadable(&self, key: &str, reason: String) -> CredentialsError {
+        CredentialsError::Unreadable {
             namespace: self.namespace.to_string(),
             name: self.name.to_string(),
             key: key.to_string(),
@@ -122,7 +122,7 @@ impl Secret<'_> {
 
     /// The open file of `key`: `None` when the Secret has no such key, an
     /// error when the file is there but is not a readable regular file.
-    fn open(&self, key: &str) -> Result<Option<(PathBuf, File)>, CredentialError> {
+    fn open(&self, key: &str) -> Result<Option<(PathBuf, File)>, CredentialsError> {
         let path = self.dir.join(key);
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -141,13 +141,13 @@ impl Secret<'_> {
 
     /// The path of `key`, for keys handed to `ssh` by path; checked to be a
     /// readable file now so that a broken mount is reported as such.
-    fn path(&self, key: &str) -> Result<Option<PathBuf>, CredentialError> {
+    fn path(&self, key: &str) -> Result<Option<PathBuf>, CredentialsError> {
         Ok(self.open(key)?.map(|(path, _)| path))
     }
 
     /// The text of `key` without its final line break (`kubectl create
     /// secret --from-file` keeps one).
-    fn text(&self, key: &str) -> Result<Option<String>, CredentialError> {
+    fn text(&self, key: &str) -> Result<Option<String>, CredentialsError> {
         let Some((_, mut file)) = self.open(key)? else {
             return Ok(None);
         };
@@ -166,12 +166,12 @@ impl Secret<'_> {
 /// `identity`, else `bearerToken`, else `username` + `password`. A key
 /// that is absent and a key that is there but unreadable are different
 /// errors, since they are fixed differently.
-pub fn load(secrets_dir: &Path, namespace: &str, name: &str) -> Result<GitAuth, CredentialError> {
+pub fn load(secrets_dir: &Path, namespace: &str, name: &str) -> Result<GitAuth, CredentialsError> {
     if [namespace, name]
         .iter()
         .any(|part| part.is_empty() || part.contains(['/', '\\']) || *part == "..")
     {
-        return Err(CredentialError::InvalidName {
+        return Err(CredentialsError::InvalidName {
             namespace: namespace.to_string(),
             name: name.to_string(),
         });
@@ -298,7 +298,7 @@ mod tests {
         assert!(err.to_string().contains("mount the Secret"), "{err}");
         assert!(matches!(
             load(dir.path(), "..", "ns"),
-            Err(CredentialError::InvalidName { .. })
+            Err(CredentialsError::InvalidName { .. })
         ));
     }
 
@@ -331,7 +331,7 @@ mod tests {
         for name in ["absent", "empty", "half"] {
             let err = load(root, "ns", name).unwrap_err();
             assert!(
-                matches!(err, CredentialError::Missing { .. }),
+                matches!(err, CredentialsError::Missing { .. }),
                 "{name}: {err}"
             );
         }
@@ -368,7 +368,7 @@ mod tests {
             }
             let err = load(root, "ns", name).unwrap_err();
             assert!(
-                matches!(&err, CredentialError::Unreadable { key: k, .. } if k == key),
+                matches!(&err, CredentialsError::Unreadable { key: k, .. } if k == key),
                 "{name}: {err}"
             );
             let text = err.to_string();
