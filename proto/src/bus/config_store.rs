@@ -1,0 +1,255 @@
+//! The configuration store: applied objects, their status, history and watch.
+
+use std::collections::BTreeSet;
+
+use async_nats::jetstream::kv;
+use futures::StreamExt;
+
+use super::{bucket_error, Bus, BusError};
+use crate::config::{Kind, Object, ObjectKey};
+use crate::names;
+use crate::status::ObjectStatus;
+
+impl Bus {
+    /// The configuration store.
+    pub async fn config_store(&self) -> Result<ConfigStore, BusError> {
+        Ok(ConfigStore {
+            config: self.bucket(names::CONFIG_BUCKET).await?,
+            status: self.bucket(names::STATUS_BUCKET).await?,
+        })
+    }
+}
+
+/// The applied configuration and its status, as `tagrelay apply/get/delete`
+/// and the services' watchers see them.
+#[derive(Clone)]
+pub struct ConfigStore {
+    config: kv::Store,
+    status: kv::Store,
+}
+
+impl ConfigStore {
+    /// Stores (creates or replaces) an object; returns the bucket revision.
+    pub async fn put(&self, object: &Object) -> Result<u64, BusError> {
+        let key = object.key().bucket_key();
+        let bytes = serde_json::to_vec(object)?;
+        self.config
+            .put(&key, bytes.into())
+            .await
+            .map_err(|e| bucket_error(names::CONFIG_BUCKET, &key, e))
+    }
+
+    /// Reads one object.
+    pub async fn get(&self, key: &ObjectKey) -> Result<Option<Object>, BusError> {
+        let bucket_key = key.bucket_key();
+        let entry = self
+            .config
+            .get(&bucket_key)
+            .await
+            .map_err(|e| bucket_error(names::CONFIG_BUCKET, &bucket_key, e))?;
+        entry
+            .map(|bytes| decode_object(&bucket_key, &bytes))
+            .transpose()
+    }
+
+    /// Every stored key.
+    pub async fn keys(&self) -> Result<BTreeSet<ObjectKey>, BusError> {
+        let mut keys = BTreeSet::new();
+        let mut listing = match self.config.keys().await {
+            Ok(listing) => listing,
+            Err(e) => return Err(bucket_error(names::CONFIG_BUCKET, ">", e)),
+        };
+        while let Some(key) = listing.next().await {
+            let key = key.map_err(|e| bucket_error(names::CONFIG_BUCKET, ">", e))?;
+            if let Some(parsed) = ObjectKey::from_bucket_key(&key) {
+                keys.insert(parsed);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Every stored object of `kind` (all kinds when `None`), in key order.
+    pub async fn list(&self, kind: Option<Kind>) -> Result<Vec<Object>, BusError> {
+        let mut objects = Vec::new();
+        for key in self.keys().await? {
+            if kind.is_none_or(|k| k == key.kind) {
+                if let Some(object) = self.get(&key).await? {
+                    objects.push(object);
+                }
+            }
+        }
+        Ok(objects)
+    }
+
+    /// Deletes an object and its status; returns whether it existed.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<bool, BusError> {
+        let existed = self.get(key).await?.is_some();
+        let bucket_key = key.bucket_key();
+        if existed {
+            self.config
+                .delete(&bucket_key)
+                .await
+                .map_err(|e| bucket_error(names::CONFIG_BUCKET, &bucket_key, e))?;
+            self.status
+                .delete(&bucket_key)
+                .await
+                .map_err(|e| bucket_error(names::STATUS_BUCKET, &bucket_key, e))?;
+        }
+        Ok(existed)
+    }
+
+    /// Writes an object's status.
+    pub async fn put_status(&self, key: &ObjectKey, status: &ObjectStatus) -> Result<(), BusError> {
+        let bucket_key = key.bucket_key();
+        let bytes = serde_json::to_vec(status)?;
+        self.status
+            .put(&bucket_key, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| bucket_error(names::STATUS_BUCKET, &bucket_key, e))
+    }
+
+    /// Reads an object's status; `None` until a service has written one.
+    pub async fn status(&self, key: &ObjectKey) -> Result<Option<ObjectStatus>, BusError> {
+        let bucket_key = key.bucket_key();
+        let entry = self
+            .status
+            .get(&bucket_key)
+            .await
+            .map_err(|e| bucket_error(names::STATUS_BUCKET, &bucket_key, e))?;
+        entry
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|e| BusError::Corrupt {
+                    bucket: names::STATUS_BUCKET.to_string(),
+                    key: bucket_key.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Every kept revision of an object (the bucket keeps 5), oldest first,
+    /// with when it was written; `None` marks a deletion. `tagrelay replay`
+    /// uses it to evaluate each recorded decision with the policy in force
+    /// at the time.
+    pub async fn history(&self, key: &ObjectKey) -> Result<Vec<Revision>, BusError> {
+        let bucket_key = key.bucket_key();
+        let mut entries = self
+            .config
+            .history(&bucket_key)
+            .await
+            .map_err(|e| bucket_error(names::CONFIG_BUCKET, &bucket_key, e))?;
+        let mut revisions = Vec::new();
+        while let Some(entry) = entries.next().await {
+            let entry = entry.map_err(|e| bucket_error(names::CONFIG_BUCKET, &bucket_key, e))?;
+            let written = chrono::DateTime::from_timestamp_nanos(
+                i64::try_from(entry.created.unix_timestamp_nanos()).unwrap_or(0),
+            );
+            let object = match entry.operation {
+                kv::Operation::Put => Some(decode_object(&bucket_key, &entry.value)?),
+                kv::Operation::Delete | kv::Operation::Purge => None,
+            };
+            revisions.push(Revision { written, object });
+        }
+        Ok(revisions)
+    }
+
+    /// Watches configuration changes, starting with the current value of
+    /// every key, so a service that starts late sees everything applied.
+    pub async fn watch(
+        &self,
+    ) -> Result<impl futures::Stream<Item = ConfigChange> + use<>, BusError> {
+        let watch = self
+            .config
+            .watch_with_history(">")
+            .await
+            .map_err(|e| bucket_error(names::CONFIG_BUCKET, ">", e))?;
+        Ok(watch.filter_map(|entry| async move {
+            let entry = entry.ok()?;
+            let key = ObjectKey::from_bucket_key(&entry.key)?;
+            Some(match entry.operation {
+                kv::Operation::Put => match decode_object(&entry.key, &entry.value) {
+                    Ok(object) => ConfigChange::Applied(Box::new(object)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping unreadable configuration entry");
+                        return None;
+                    }
+                },
+                kv::Operation::Delete | kv::Operation::Purge => ConfigChange::Deleted(key),
+            })
+        }))
+    }
+}
+
+/// The ImageRepositories and ImagePolicies a service acts on, kept current
+/// from [`ConfigStore::watch`]: what the scanner and the resolver both need
+/// to know which policies read which repository.
+#[derive(Debug, Default)]
+pub struct ConfigIndex {
+    /// Every ImageRepository, by key.
+    pub repositories: std::collections::BTreeMap<ObjectKey, crate::config::ImageRepository>,
+    /// Every ImagePolicy, by key.
+    pub policies: std::collections::BTreeMap<ObjectKey, crate::config::ImagePolicy>,
+}
+
+impl ConfigIndex {
+    /// Records one change.
+    pub fn apply(&mut self, change: &ConfigChange) {
+        match change {
+            ConfigChange::Applied(object) => match object.as_ref() {
+                Object::ImageRepository(r) => {
+                    self.repositories.insert(object.key(), r.clone());
+                }
+                Object::ImagePolicy(p) => {
+                    self.policies.insert(object.key(), p.clone());
+                }
+                _ => {}
+            },
+            ConfigChange::Deleted(key) => {
+                self.repositories.remove(key);
+                self.policies.remove(key);
+            }
+        }
+    }
+
+    /// Every policy reading `repository`.
+    pub fn policies_of(
+        &self,
+        repository: &ObjectKey,
+    ) -> Vec<(ObjectKey, crate::config::ImagePolicy)> {
+        self.policies
+            .iter()
+            .filter(|(_, p)| p.repository_key() == *repository)
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect()
+    }
+}
+
+/// One kept revision of a configuration object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    /// When it was written.
+    pub written: chrono::DateTime<chrono::Utc>,
+    /// The object, or `None` for a deletion.
+    pub object: Option<Object>,
+}
+
+/// One change seen by [`ConfigStore::watch`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigChange {
+    /// An object was applied (or already existed when the watch started).
+    Applied(Box<Object>),
+    /// An object was deleted.
+    Deleted(ObjectKey),
+}
+
+fn decode_object(key: &str, bytes: &[u8]) -> Result<Object, BusError> {
+    let corrupt = |reason: String| BusError::Corrupt {
+        bucket: names::CONFIG_BUCKET.to_string(),
+        key: key.to_string(),
+        reason,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    Object::decode(&value).map_err(|e| corrupt(e.to_string()))
+}

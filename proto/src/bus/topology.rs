@@ -1,0 +1,211 @@
+//! What the bus must hold: the streams, durable consumers, KV buckets and
+//! object store, and declaring them idempotently.
+
+use async_nats::jetstream::{self, consumer, kv, object_store, stream};
+
+use super::{setup, Bus, BusError, BusSettings};
+use crate::names::{self, Stage};
+
+/// The stream configurations, from the settings.
+pub fn stream_configs(settings: &BusSettings) -> Vec<stream::Config> {
+    vec![
+        stream::Config {
+            name: names::EVENTS_STREAM.to_string(),
+            description: Some("tagrelay events: the audit log".to_string()),
+            subjects: vec![
+                names::TAGS_FILTER.to_string(),
+                names::POLICY_FILTER.to_string(),
+                names::COMMIT_FILTER.to_string(),
+                names::FAILED_FILTER.to_string(),
+            ],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            duplicate_window: settings.duplicate_window,
+            max_age: settings.max_age,
+            ..Default::default()
+        },
+        stream::Config {
+            name: names::SCAN_REQUESTS_STREAM.to_string(),
+            description: Some("tagrelay scan requests: a work queue".to_string()),
+            subjects: vec![names::SCAN_REQUEST_FILTER.to_string()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            duplicate_window: settings.duplicate_window,
+            ..Default::default()
+        },
+    ]
+}
+
+/// The durable pull consumer of one stage.
+pub fn consumer_config(
+    stage: Stage,
+    settings: &BusSettings,
+) -> (&'static str, consumer::pull::Config) {
+    let (stream, durable, filter) = match stage {
+        Stage::Scan => (
+            names::SCAN_REQUESTS_STREAM,
+            names::SCANNER_CONSUMER,
+            names::SCAN_REQUEST_FILTER,
+        ),
+        Stage::Resolve => (
+            names::EVENTS_STREAM,
+            names::RESOLVER_CONSUMER,
+            names::TAGS_FILTER,
+        ),
+        Stage::Commit => (
+            names::EVENTS_STREAM,
+            names::COMMITTER_CONSUMER,
+            names::POLICY_FILTER,
+        ),
+    };
+    (
+        stream,
+        consumer::pull::Config {
+            durable_name: Some(durable.to_string()),
+            description: Some(format!("tagrelay {} stage", stage.as_str())),
+            filter_subject: filter.to_string(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: settings.ack_wait,
+            max_deliver: settings.max_deliver,
+            // 0: as many as the stream, so the consumer's state (what was
+            // acked) is exactly as durable as the messages it tracks.
+            num_replicas: 0,
+            ..Default::default()
+        },
+    )
+}
+
+/// The KV bucket configurations.
+pub fn bucket_configs(settings: &BusSettings) -> Vec<kv::Config> {
+    let bucket = |name: &str, description: &str, history: i64| kv::Config {
+        bucket: name.to_string(),
+        description: description.to_string(),
+        history,
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        ..Default::default()
+    };
+    vec![
+        bucket(names::CONFIG_BUCKET, "applied configuration objects", 5),
+        bucket(names::STATUS_BUCKET, "status per configuration object", 1),
+        bucket(
+            names::POLICY_STATE_BUCKET,
+            "latest selection per ImagePolicy",
+            5,
+        ),
+        bucket(
+            names::TAG_SETS_BUCKET,
+            "last good tag set per ImageRepository",
+            1,
+        ),
+        bucket(
+            names::IMAGE_METADATA_BUCKET,
+            "digest and creation time per image",
+            1,
+        ),
+    ]
+}
+
+/// The object store configurations: the tag lists too large for an event.
+/// Kept as long as the events that refer to them.
+pub fn object_store_configs(settings: &BusSettings) -> Vec<object_store::Config> {
+    vec![object_store::Config {
+        bucket: names::TAG_LISTS_BUCKET.to_string(),
+        description: Some(
+            "tag lists too large for a TagsDiscovered, by tag-set digest".to_string(),
+        ),
+        max_age: settings.max_age,
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        ..Default::default()
+    }]
+}
+
+/// Declares every stream, consumer and bucket, creating what is missing and
+/// updating what differs. Safe to call from any number of services at once.
+pub async fn ensure_topology(
+    js: &jetstream::Context,
+    settings: &BusSettings,
+) -> Result<(), BusError> {
+    for mut config in stream_configs(settings) {
+        let what = format!("stream {}", config.name);
+        config.num_replicas = kept_replicas(js, &config.name, config.num_replicas)
+            .await
+            .map_err(|e| setup(what.clone(), e))?;
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| setup(what, e))?;
+    }
+    for mut config in bucket_configs(settings) {
+        let what = format!("bucket {}", config.bucket);
+        let stream = format!("KV_{}", config.bucket);
+        config.num_replicas = kept_replicas(js, &stream, config.num_replicas)
+            .await
+            .map_err(|e| setup(what.clone(), e))?;
+        js.create_or_update_key_value(config)
+            .await
+            .map_err(|e| setup(what, e))?;
+    }
+    for mut config in object_store_configs(settings) {
+        let what = format!("object store {}", config.bucket);
+        let stream = format!("OBJ_{}", config.bucket);
+        config.num_replicas = kept_replicas(js, &stream, config.num_replicas)
+            .await
+            .map_err(|e| setup(what.clone(), e))?;
+        js.create_object_store(config)
+            .await
+            .map_err(|e| setup(what, e))?;
+    }
+    for stage in [Stage::Scan, Stage::Resolve, Stage::Commit] {
+        let (stream, config) = consumer_config(stage, settings);
+        let what = format!(
+            "consumer {stream}/{}",
+            config.durable_name.as_deref().unwrap_or("")
+        );
+        js.create_consumer_on_stream(config, stream)
+            .await
+            .map_err(|e| setup(what, e))?;
+    }
+    Ok(())
+}
+
+/// The replicas to declare the stream `stream` with: `wanted`, or the
+/// existing stream's count when it is higher (see [`BusSettings::replicas`]).
+/// Declaring fewer would scale an R3 stream down (`create_or_update`), or fail
+/// outright for an object store, whose creation refuses any difference.
+async fn kept_replicas(
+    js: &jetstream::Context,
+    stream: &str,
+    wanted: usize,
+) -> Result<usize, jetstream::context::GetStreamError> {
+    match js.get_stream(stream).await {
+        Ok(existing) => Ok(existing.cached_info().config.num_replicas.max(wanted)),
+        Err(e) if is_stream_not_found(&e) => Ok(wanted),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        error.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(e)
+            if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+impl Bus {
+    /// The durable pull consumer of `stage`, shared by every instance of it.
+    pub async fn consumer(&self, stage: Stage) -> Result<consumer::PullConsumer, BusError> {
+        let (stream, config) = consumer_config(stage, &self.settings);
+        let what = format!(
+            "consumer {stream}/{}",
+            config.durable_name.as_deref().unwrap_or("")
+        );
+        self.js
+            .create_consumer_on_stream(config, stream)
+            .await
+            .map_err(|e| setup(what, e))
+    }
+}
