@@ -327,9 +327,7 @@ pub async fn fail(
     let previous = store.status(key).await.ok().flatten().unwrap_or_default();
     let mut status = failed_status(previous, &error, Utc::now());
     amend(&mut status);
-    if let Err(e) = store.put_status(key, &status).await {
-        tracing::warn!(error = %e, object = %key, "cannot write status");
-    }
+    store.record_status(key, &status).await;
     match stage {
         Stage::Scan => {
             tracing::warn!(repository = %key, %reason, %error, will_retry, attempt, "scan failed")

@@ -210,6 +210,42 @@ pub async fn serve_health(
         .await
 }
 
+/// The way every service binary runs: the crypto provider, telemetry
+/// (`tagrelay-<service>`), the bus (waited for, see
+/// [`BusArgs::connect_waiting`]), then `serve` until SIGTERM or Ctrl-C,
+/// which it is handed as its shutdown future.
+pub async fn run_service<F, Fut>(service: &str, bus: &BusArgs, serve: F) -> Result<(), ServeError>
+where
+    F: FnOnce(
+        crate::bus::Bus,
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ServeError>>,
+{
+    install_crypto_provider();
+    let _telemetry = crate::telemetry::init(&format!("tagrelay-{service}"));
+    let bus = bus.connect_waiting(service).await?;
+    serve(bus, Box::pin(shutdown_signal())).await
+}
+
+/// Serves `work` (a service's consume loop) with its `/healthz` and
+/// `/readyz` on `address`, when one is given, until `work` returns; the
+/// endpoints stop with it.
+pub async fn serve_with_health(
+    address: Option<std::net::SocketAddr>,
+    readiness: Readiness,
+    work: impl std::future::Future<Output = Result<(), crate::bus::BusError>>,
+) -> Result<(), ServeError> {
+    let (stop_health, health) = spawn_health(address, readiness);
+    let result = work.await;
+    let _ = stop_health.send(());
+    result?;
+    health.await.map_err(|e| ServeError::Io {
+        what: "health endpoints".into(),
+        source: std::io::Error::other(e),
+    })?
+}
+
 /// Why a service process stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

@@ -109,6 +109,15 @@ impl ConfigStore {
             .map_err(|e| bucket_error(names::STATUS_BUCKET, &bucket_key, e))
     }
 
+    /// Writes an object's status as a service's side effect: status is for
+    /// people (`tagrelay get`), never what a stage decides on, so a failed
+    /// write is logged and the work goes on.
+    pub async fn record_status(&self, key: &ObjectKey, status: &ObjectStatus) {
+        if let Err(e) = self.put_status(key, status).await {
+            tracing::warn!(error = %e, object = %key, "cannot write status");
+        }
+    }
+
     /// Reads an object's status; `None` until a service has written one.
     pub async fn status(&self, key: &ObjectKey) -> Result<Option<ObjectStatus>, BusError> {
         let bucket_key = key.bucket_key();

@@ -16,10 +16,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    runtime::install_crypto_provider();
-    let _telemetry = tagrelay_proto::telemetry::init("tagrelay-committer");
     let args = Args::parse();
-    let bus = args.bus.connect_waiting("committer").await?;
-    serve(&bus, &args.committer, runtime::shutdown_signal()).await?;
+    let own = args.committer;
+    runtime::run_service("committer", &args.bus, |bus, shutdown| async move {
+        serve(&bus, &own, shutdown).await
+    })
+    .await?;
     Ok(())
 }

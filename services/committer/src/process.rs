@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use tagrelay_proto::bus::Bus;
-use tagrelay_proto::runtime::{spawn_health, Readiness, ServeError};
+use tagrelay_proto::runtime::{serve_with_health, Readiness, ServeError};
 
 use crate::service::{run, Settings};
 
@@ -41,17 +41,15 @@ pub async fn serve(
     args: &CommitterArgs,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let readiness = Readiness::default();
-    let (stop_health, health) = spawn_health(args.http_addr, readiness.clone());
+    let readiness = Readiness::watching(bus);
     let settings = Settings {
         cache_dir: args.cache_dir.clone(),
         secrets_dir: args.secrets_dir.clone(),
     };
-    let result = run(bus, settings, readiness, shutdown).await;
-    let _ = stop_health.send(());
-    result?;
-    health.await.map_err(|e| ServeError::Io {
-        what: "health endpoints".into(),
-        source: std::io::Error::other(e),
-    })?
+    serve_with_health(
+        args.http_addr,
+        readiness.clone(),
+        run(bus, settings, readiness, shutdown),
+    )
+    .await
 }

@@ -962,9 +962,7 @@ impl Committer {
             last_push_time: time,
             ..Default::default()
         };
-        if let Err(e) = self.store.put_status(key, &status).await {
-            tracing::warn!(error = %e, automation = %key, "cannot write status");
-        }
+        self.store.record_status(key, &status).await;
     }
 
     async fn fail(

@@ -17,10 +17,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    runtime::install_crypto_provider();
-    let _telemetry = tagrelay_proto::telemetry::init("tagrelay-resolver");
     let args = Args::parse();
-    let bus = args.bus.connect_waiting("resolver").await?;
-    serve(&bus, &args.resolver, runtime::shutdown_signal()).await?;
+    let own = args.resolver;
+    runtime::run_service("resolver", &args.bus, |bus, shutdown| async move {
+        serve(&bus, &own, shutdown).await
+    })
+    .await?;
     Ok(())
 }

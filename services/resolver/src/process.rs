@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use tagrelay_proto::bus::Bus;
-use tagrelay_proto::runtime::{spawn_health, Readiness, ServeError};
+use tagrelay_proto::runtime::{serve_with_health, Readiness, ServeError};
 
 /// The resolver's own flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -22,13 +22,11 @@ pub async fn serve(
     args: &ResolverArgs,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let readiness = Readiness::default();
-    let (stop_health, health) = spawn_health(args.http_addr, readiness.clone());
-    let result = crate::service::run(bus, readiness, shutdown).await;
-    let _ = stop_health.send(());
-    result?;
-    health.await.map_err(|e| ServeError::Io {
-        what: "health endpoints".into(),
-        source: std::io::Error::other(e),
-    })?
+    let readiness = Readiness::watching(bus);
+    serve_with_health(
+        args.http_addr,
+        readiness.clone(),
+        crate::service::run(bus, readiness, shutdown),
+    )
+    .await
 }

@@ -394,9 +394,7 @@ impl Resolver {
             latest_image: Some(state.reference()),
             ..Default::default()
         };
-        if let Err(e) = self.store.put_status(key, &status).await {
-            tracing::warn!(error = %e, policy = %key, "cannot write status");
-        }
+        self.store.record_status(key, &status).await;
     }
 
     async fn fail(

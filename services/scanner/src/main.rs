@@ -16,10 +16,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    runtime::install_crypto_provider();
-    let _telemetry = tagrelay_proto::telemetry::init("tagrelay-scanner");
     let args = Args::parse();
-    let bus = args.bus.connect_waiting("scanner").await?;
-    serve(&bus, &args.scanner, runtime::shutdown_signal()).await?;
+    let own = args.scanner;
+    runtime::run_service("scanner", &args.bus, |bus, shutdown| async move {
+        serve(&bus, &own, shutdown).await
+    })
+    .await?;
     Ok(())
 }

@@ -696,9 +696,7 @@ impl Scanner {
             latest_tags: latest_tags(tags),
             ..Default::default()
         };
-        if let Err(e) = self.store.put_status(key, &status).await {
-            tracing::warn!(error = %e, repository = %key, "cannot write status");
-        }
+        self.store.record_status(key, &status).await;
     }
 
     async fn fail(
