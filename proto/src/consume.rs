@@ -20,7 +20,7 @@
 //! - **drain**: on shutdown no new message is taken and every message in
 //!   hand is finished (acked or nacked) before [`consume`] returns.
 //!
-//! [`fail`] is the other half: a stage that gives up on an object publishes
+//! [`Failures::record`] is the other half: a stage that gives up on an object publishes
 //! the failure event, counts it and marks the object not ready while keeping
 //! the rest of its status (last scan, latest image, last push).
 
@@ -35,7 +35,7 @@ use tracing::Instrument;
 
 use crate::bus::{Bus, BusError, ConfigChange, ConfigStore, MSG_ID_HEADER};
 use crate::config::ObjectKey;
-use crate::event::{Envelope, Event, Failure, ObjectRef};
+use crate::event::{Envelope, Event, Failure, FailureReason, ObjectRef};
 use crate::names::Stage;
 use crate::runtime::Readiness;
 use crate::scan::ScanRequest;
@@ -290,56 +290,121 @@ async fn handle_one<H: Handler>(
     }
 }
 
-/// The failure event of `stage`, published once a stage gives up on
-/// `key` for now: counted by stage and reason, logged, and reflected in
-/// the object's status (not ready, the error as its message) while the
-/// rest of the status (last scan, tags, latest image, last push) is kept.
-/// `amend` adjusts the new status (a scanner records when it tried).
-///
-/// The event is caused by `cause` when there is one, so `why` and `audit`
-/// can follow the chain.
-pub async fn fail(
-    bus: &Bus,
-    store: &ConfigStore,
-    stage: Stage,
-    key: &ObjectKey,
-    cause: Option<&Envelope>,
-    failure: Failure,
-    amend: impl FnOnce(&mut ObjectStatus),
-) -> Result<(), BusError> {
-    let (reason, error, will_retry, attempt) = (
-        failure.reason,
-        failure.error.clone(),
-        failure.will_retry,
-        failure.attempt,
-    );
-    let event = match stage {
-        Stage::Scan => Event::ScanFailed(failure),
-        Stage::Resolve => Event::ResolveFailed(failure),
-        Stage::Commit => Event::CommitFailed(failure),
-    };
-    let envelope = match cause {
-        Some(cause) => Envelope::caused_by(cause, bus.source(), event),
-        None => Envelope::new(bus.source(), event),
-    };
-    bus.publish(&envelope).await?;
-    metrics().record_failure(stage.as_str(), reason);
-    let previous = store.status(key).await.ok().flatten().unwrap_or_default();
-    let mut status = failed_status(previous, &error, Utc::now());
-    amend(&mut status);
-    store.record_status(key, &status).await;
-    match stage {
-        Stage::Scan => {
-            tracing::warn!(repository = %key, %reason, %error, will_retry, attempt, "scan failed")
-        }
-        Stage::Resolve => {
-            tracing::warn!(policy = %key, %reason, %error, will_retry, attempt, "policy not resolved")
-        }
-        Stage::Commit => {
-            tracing::warn!(automation = %key, %reason, %error, will_retry, attempt, "commit failed")
+/// Why a stage gave up on an object for now: the failure reason the
+/// failure event records, the error in words an operator can act on (never
+/// credentials), and whether the stage will try again by itself (a remote
+/// down) or needs someone to change something (a template Go would refuse).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct Failed {
+    /// The kind of failure, for alerts and scripts.
+    pub reason: FailureReason,
+    /// The error, in words.
+    pub error: String,
+    /// Whether the stage will try again by itself.
+    pub will_retry: bool,
+}
+
+impl Failed {
+    /// A failure that may go away by itself.
+    pub fn transient(reason: FailureReason, error: impl Into<String>) -> Self {
+        Self {
+            reason,
+            error: error.into(),
+            will_retry: true,
         }
     }
-    Ok(())
+
+    /// A failure that needs someone to change something.
+    pub fn permanent(reason: FailureReason, error: impl Into<String>) -> Self {
+        Self {
+            reason,
+            error: error.into(),
+            will_retry: false,
+        }
+    }
+}
+
+/// Where one stage records its failures: its failure events on the bus,
+/// and the objects' statuses.
+#[derive(Clone)]
+pub struct Failures {
+    bus: Bus,
+    store: ConfigStore,
+    stage: Stage,
+}
+
+impl Failures {
+    /// Failures of `stage`, published on `bus`, reflected in `store`.
+    pub fn new(bus: &Bus, store: &ConfigStore, stage: Stage) -> Self {
+        Self {
+            bus: bus.clone(),
+            store: store.clone(),
+            stage,
+        }
+    }
+
+    /// Publishes the stage's failure event for `key` (caused by `cause`
+    /// when there is one, so `why` and `audit` can follow the chain),
+    /// counts it by stage and reason, logs it, and marks the object not
+    /// ready with the error as its message while the rest of its status
+    /// (last scan, tags, latest image, last push) is kept. `amend` adjusts
+    /// the new status (a scanner records when it tried).
+    pub async fn record(
+        &self,
+        key: &ObjectKey,
+        cause: Option<&Envelope>,
+        failed: &Failed,
+        attempt: u32,
+        amend: impl FnOnce(&mut ObjectStatus),
+    ) -> Result<(), BusError> {
+        let Failed {
+            reason,
+            error,
+            will_retry,
+        } = failed;
+        let (reason, will_retry) = (*reason, *will_retry);
+        let failure = Failure {
+            object: ObjectRef::new(&key.namespace, &key.name),
+            error: error.clone(),
+            will_retry,
+            attempt,
+            reason,
+        };
+        let event = match self.stage {
+            Stage::Scan => Event::ScanFailed(failure),
+            Stage::Resolve => Event::ResolveFailed(failure),
+            Stage::Commit => Event::CommitFailed(failure),
+        };
+        let envelope = match cause {
+            Some(cause) => Envelope::caused_by(cause, self.bus.source(), event),
+            None => Envelope::new(self.bus.source(), event),
+        };
+        self.bus.publish(&envelope).await?;
+        metrics().record_failure(self.stage.as_str(), reason);
+        let previous = self
+            .store
+            .status(key)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let mut status = failed_status(previous, error, Utc::now());
+        amend(&mut status);
+        self.store.record_status(key, &status).await;
+        match self.stage {
+            Stage::Scan => {
+                tracing::warn!(repository = %key, %reason, %error, will_retry, attempt, "scan failed")
+            }
+            Stage::Resolve => {
+                tracing::warn!(policy = %key, %reason, %error, will_retry, attempt, "policy not resolved")
+            }
+            Stage::Commit => {
+                tracing::warn!(automation = %key, %reason, %error, will_retry, attempt, "commit failed")
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Follows the configuration bucket for the life of the process, calling
@@ -371,11 +436,6 @@ where
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(10));
     }
-}
-
-/// The failure of `key` as an event payload's object.
-pub fn failed_object(key: &ObjectKey) -> ObjectRef {
-    ObjectRef::new(&key.namespace, &key.name)
 }
 
 /// `previous` with the failure written over what a failure changes.

@@ -6,7 +6,8 @@
 //! - [`bus`]: connecting, declaring the topology idempotently, publishing with
 //!   `Nats-Msg-Id` and `traceparent`, consuming, and the configuration store.
 //! - [`consume`]: the one consume loop every stage runs (decode, trace,
-//!   heartbeat, ack/nak, lag, readiness, drain) and the one `fail`.
+//!   heartbeat, ack/nak, lag, readiness, drain) and `Failures`, the one
+//!   way a stage records a failure.
 //! - [`config`]: the Flux kinds, strict decoding and Flux's validation.
 //! - [`reference`]: image references and the OCI tag grammar.
 //! - [`runtime`]: TLS provider, bus flags, instance names, shutdown,

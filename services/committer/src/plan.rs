@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use tagrelay_proto::config::ObjectKey;
+pub use tagrelay_proto::consume::Failed;
 use tagrelay_proto::event::{Envelope, FailureReason, FileChange};
 use tagrelay_proto::state::PolicySelection;
 use tagrelay_rewrite::message::{self, MessageChange, Trailers};
@@ -23,41 +24,6 @@ use tagrelay_rewrite::{self as rewrite, Cause, UpdateSet, V1Discovery};
 
 use crate::automation::Automation;
 use crate::git::{FileEntry, NewFile, Screen};
-
-/// Why a reconcile stopped: one error type for every step, carrying the
-/// failure reason the `CommitFailed` event records and whether the
-/// committer will try again by itself.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{error}")]
-pub struct Failed {
-    /// The kind of failure, for alerts and scripts.
-    pub reason: FailureReason,
-    /// The error in words an operator can act on; never credentials.
-    pub error: String,
-    /// Whether a later reconcile may succeed without anyone changing
-    /// anything (a remote down) or not (a template Go would refuse).
-    pub will_retry: bool,
-}
-
-impl Failed {
-    /// A failure that may go away by itself.
-    pub fn transient(reason: FailureReason, error: impl Into<String>) -> Self {
-        Self {
-            reason,
-            error: error.into(),
-            will_retry: true,
-        }
-    }
-
-    /// A failure that needs someone to change something.
-    pub fn permanent(reason: FailureReason, error: impl Into<String>) -> Self {
-        Self {
-            reason,
-            error: error.into(),
-            will_retry: false,
-        }
-    }
-}
 
 /// What reading the tree found.
 #[derive(Debug, Default)]

@@ -32,9 +32,9 @@ use gix::ObjectId;
 use tagrelay_proto::bus::{Bus, BusError, CasBucket, ConfigChange, ConfigStore, PublishFailure};
 use tagrelay_proto::config::{Kind, Object, ObjectKey};
 use tagrelay_proto::consume::{
-    consume, fail, failed_object, follow_config, ConsumeSettings, Delivery, Disposition, Handler,
+    consume, follow_config, ConsumeSettings, Delivery, Disposition, Failed, Failures, Handler,
 };
-use tagrelay_proto::event::{CommitPushed, Envelope, Event, Failure, FailureReason, ObjectRef};
+use tagrelay_proto::event::{CommitPushed, Envelope, Event, FailureReason, ObjectRef};
 use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::reference::ImageReference;
 use tagrelay_proto::runtime::Readiness;
@@ -45,7 +45,7 @@ use crate::automation::{Automation, Checkout};
 use crate::credentials::{self, redact_url, GitAuth};
 use crate::derive;
 use crate::git::{self, BlobScreens, CommitSpec, GitError, Skipped};
-use crate::plan::{plan, Failed, Plan, Scan};
+use crate::plan::{plan, Plan, Scan};
 use crate::push::{self, PushError};
 use tagrelay_rewrite::message;
 use tagrelay_rewrite::{self as rewrite, Cause, RewriteError, UpdateSet, V1Discovery, V1Update};
@@ -111,6 +111,7 @@ pub struct Committer {
     screens: Arc<BlobScreens>,
     discoveries: Arc<Mutex<HashMap<ObjectId, Result<V1Discovery, RewriteError>>>>,
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    failures: Failures,
 }
 
 /// Runs the committer until `shutdown` resolves: consumes `PolicyResolved`
@@ -237,9 +238,11 @@ impl Committer {
             what: format!("cache directory {}", settings.cache_dir.display()),
             reason: e.to_string(),
         })?;
+        let store = bus.config_store().await?;
         Ok(Self {
             bus: bus.clone(),
-            store: bus.config_store().await?,
+            failures: Failures::new(bus, &store, Stage::Commit),
+            store,
             state: CasBucket::new(
                 bus.bucket(names::POLICY_STATE_BUCKET).await?,
                 names::POLICY_STATE_BUCKET,
@@ -972,29 +975,10 @@ impl Committer {
         failed: Failed,
         attempt: u32,
     ) -> Result<Outcome, ReconcileError> {
-        let Failed {
-            reason,
-            error,
-            will_retry,
-        } = failed;
-        let failure = Failure {
-            object: failed_object(key),
-            error: error.clone(),
-            will_retry,
-            attempt,
-            reason,
-        };
-        fail(
-            &self.bus,
-            &self.store,
-            Stage::Commit,
-            key,
-            trigger,
-            failure,
-            |_| {},
-        )
-        .await?;
-        Ok(Outcome::Failed(error))
+        self.failures
+            .record(key, trigger, &failed, attempt, |_| {})
+            .await?;
+        Ok(Outcome::Failed(failed.error))
     }
 }
 

@@ -24,11 +24,11 @@ use tagrelay_proto::bus::{
 };
 use tagrelay_proto::config::{ImagePolicy, Kind, Object, ObjectKey};
 use tagrelay_proto::consume::{
-    consume, fail, failed_object, follow_config, ConsumeSettings, Delivery, Disposition, Handler,
+    consume, follow_config, ConsumeSettings, Delivery, Disposition, Failed, Failures, Handler,
 };
 use tagrelay_proto::event::{
-    Envelope, Event, Failure, FailureReason, ObjectRef, PolicyResolved, ResolveCause,
-    SelectedImage, TagsDiscovered,
+    Envelope, Event, FailureReason, ObjectRef, PolicyResolved, ResolveCause, SelectedImage,
+    TagsDiscovered,
 };
 use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::runtime::Readiness;
@@ -69,6 +69,7 @@ pub struct Resolver {
     state: CasBucket,
     config: RwLock<ConfigIndex>,
     policies: PolicyCache,
+    failures: Failures,
 }
 
 /// Runs the resolver until `shutdown` resolves: follows the configuration
@@ -132,6 +133,7 @@ impl Resolver {
             store: store.clone(),
             config: RwLock::new(ConfigIndex::default()),
             policies: PolicyCache::default(),
+            failures: Failures::new(bus, &store, Stage::Resolve),
         };
         {
             let mut config = resolver.config.write().await;
@@ -404,23 +406,10 @@ impl Resolver {
         reason: FailureReason,
         error: String,
     ) -> Result<Outcome, BusError> {
-        let failure = Failure {
-            object: failed_object(key),
-            error: error.clone(),
-            will_retry: false,
-            attempt: 1,
-            reason,
-        };
-        fail(
-            &self.bus,
-            &self.store,
-            Stage::Resolve,
-            key,
-            Some(cause),
-            failure,
-            |_| {},
-        )
-        .await?;
-        Ok(Outcome::Failed(error))
+        let failed = Failed::permanent(reason, error);
+        self.failures
+            .record(key, Some(cause), &failed, 1, |_| {})
+            .await?;
+        Ok(Outcome::Failed(failed.error))
     }
 }

@@ -44,10 +44,10 @@ use tagrelay_proto::config::{
     parse_go_duration, ImageRepository, Kind, ObjectKey, FLUX_V1_FILTER_ANNOTATION,
 };
 use tagrelay_proto::consume::{
-    consume, fail, follow_config, ConsumeSettings, Delivery, Disposition, Handler,
+    consume, follow_config, ConsumeSettings, Delivery, Disposition, Failed, Failures, Handler,
 };
 use tagrelay_proto::event::{
-    tag_set_digest, Envelope, Event, Failure, FailureReason, ImageMetadata, ObjectRef, ScanTrigger,
+    tag_set_digest, Envelope, Event, FailureReason, ImageMetadata, ObjectRef, ScanTrigger,
     TagsDiscovered,
 };
 use tagrelay_proto::names::{self, Stage};
@@ -174,6 +174,7 @@ pub struct Scanner {
     settings: ScannerSettings,
     config: RwLock<ConfigIndex>,
     readiness: Readiness,
+    failures: Failures,
 }
 
 /// Runs a scanner until `shutdown` resolves: configuration watch,
@@ -305,6 +306,7 @@ impl Scanner {
             settings,
             config: RwLock::new(ConfigIndex::default()),
             readiness: Readiness::watching(bus),
+            failures: Failures::new(bus, &store, Stage::Scan),
         };
         {
             let mut config = scanner.config.write().await;
@@ -470,7 +472,7 @@ impl Scanner {
         let object = ObjectRef::new(&key.namespace, &key.name);
         let target = match self.target(key, repository) {
             Ok(target) => target,
-            Err(problem) => return self.fail(key, &object, Utc::now(), problem, attempt).await,
+            Err(problem) => return self.fail(key, Utc::now(), problem, attempt).await,
         };
         let exclusions = match compile_exclusions(&repository.spec.effective_exclusion_list()) {
             Ok(exclusions) => exclusions,
@@ -479,7 +481,7 @@ impl Scanner {
                     FailureReason::InvalidSpec,
                     format!("spec.exclusionList: {e}"),
                 );
-                return self.fail(key, &object, Utc::now(), problem, attempt).await;
+                return self.fail(key, Utc::now(), problem, attempt).await;
             }
         };
         let limit = scan_timeout(repository);
@@ -502,7 +504,7 @@ impl Scanner {
             .await
             {
                 Ok(listing) => listing,
-                Err(problem) => return self.fail(key, &object, scanned_at, problem, attempt).await,
+                Err(problem) => return self.fail(key, scanned_at, problem, attempt).await,
             };
             let filtered = filter_tags(listing.tags, &exclusions);
             if let Some(report) = filtered.invalid_report() {
@@ -521,9 +523,7 @@ impl Scanner {
                 let call = self.images(&target, &filtered.tags, known, needs_created);
                 match within(limit, RegistryCall::ImageMetadata, call).await {
                     Ok(images) => images,
-                    Err(problem) => {
-                        return self.fail(key, &object, scanned_at, problem, attempt).await
-                    }
+                    Err(problem) => return self.fail(key, scanned_at, problem, attempt).await,
                 }
             } else {
                 BTreeMap::new()
@@ -702,7 +702,6 @@ impl Scanner {
     async fn fail(
         &self,
         key: &ObjectKey,
-        object: &ObjectRef,
         scanned_at: DateTime<Utc>,
         problem: Problem,
         attempt: u32,
@@ -721,23 +720,17 @@ impl Scanner {
             fastrand::f64(),
         );
         let retry_in = retry_after.map_or(backoff, |asked| asked.max(backoff));
-        let failure = Failure {
-            object: object.clone(),
-            error: error.clone(),
-            will_retry,
-            attempt,
+        let failed = Failed {
             reason,
+            error,
+            will_retry,
         };
-        fail(
-            &self.bus,
-            &self.store,
-            Stage::Scan,
-            key,
-            None,
-            failure,
-            |status| status.last_scan_time = Some(scanned_at),
-        )
-        .await?;
+        self.failures
+            .record(key, None, &failed, attempt, |status| {
+                status.last_scan_time = Some(scanned_at)
+            })
+            .await?;
+        let Failed { reason, error, .. } = failed;
         Ok(Outcome::Failed {
             reason,
             error,
