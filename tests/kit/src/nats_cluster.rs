@@ -27,7 +27,7 @@ use crate::{find_executable, free_port, wait_for_port, NATS_INSTALL_HINT};
 /// from the repository so the tests and the users run the same file.
 pub const CLUSTER_TEMPLATE: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../deploy/nats/cluster.conf.template"
+    "/../../deploy/nats/cluster.conf.template"
 ));
 
 /// How many nodes the cluster has: three, the smallest cluster in which R3

@@ -38,7 +38,10 @@ const IO_CRATES: &[&str] = &[
 ];
 
 fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
 }
 
 fn cargo(args: &[&str]) -> String {

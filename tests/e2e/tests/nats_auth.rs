@@ -15,7 +15,7 @@ use tagrelay_proto::event::{
 use tagrelay_proto::names;
 use tagrelay_testkit::NatsServer;
 
-const PERMISSIONS: &str = include_str!("../../deploy/nats/permissions.conf");
+const PERMISSIONS: &str = include_str!("../../../deploy/nats/permissions.conf");
 
 fn user(name: &str) -> NatsAuth {
     NatsAuth {
