@@ -382,13 +382,7 @@ impl Failures {
         };
         self.bus.publish(&envelope).await?;
         metrics().record_failure(self.stage.as_str(), reason);
-        let previous = self
-            .store
-            .status(key)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let previous = self.store.last_status(key).await;
         let mut status = failed_status(previous, error, Utc::now());
         amend(&mut status);
         self.store.record_status(key, &status).await;

@@ -118,6 +118,13 @@ impl ConfigStore {
         }
     }
 
+    /// The object's last status to build the next one on: empty when none
+    /// was written yet or it cannot be read (status is for people; a stage
+    /// never stops for it).
+    pub async fn last_status(&self, key: &ObjectKey) -> ObjectStatus {
+        self.status(key).await.ok().flatten().unwrap_or_default()
+    }
+
     /// Reads an object's status; `None` until a service has written one.
     pub async fn status(&self, key: &ObjectKey) -> Result<Option<ObjectStatus>, BusError> {
         let bucket_key = key.bucket_key();

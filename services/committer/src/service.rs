@@ -946,13 +946,7 @@ impl Committer {
     }
 
     async fn status(&self, key: &ObjectKey, ready: bool, message: String, pushed: Option<&str>) {
-        let previous = self
-            .store
-            .status(key)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let previous = self.store.last_status(key).await;
         let (commit, time) = match pushed {
             Some(c) => (Some(c.to_string()), Some(Utc::now())),
             None => (previous.last_push_commit, previous.last_push_time),
