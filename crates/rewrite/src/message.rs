@@ -2,7 +2,8 @@
 //! trailers that carry the event chain into Git.
 //!
 //! Flux gives the template a `TemplateData { AutomationObject, Changed,
-//! Values }`; [`template_data`] builds the same shape (see
+//! Values }` (and, up to its `v1beta2` API, `Updated`, the `v1beta1` data);
+//! [`template_data`] builds the same shape, `.Updated` included (see
 //! [`crate::template`] for how it is rendered). Where Flux's order is Go map
 //! order (random: `.Changed.Changes`, and which file wins in
 //! `.Changed.Objects`), ours is fixed (files, then objects, in sorted order),
@@ -18,6 +19,7 @@
 use std::collections::BTreeMap;
 
 use tagrelay_proto::event::FileChange;
+use tagrelay_reference::{ImageReference, DEFAULT_REGISTRY};
 
 use crate::template::{string_map, Struct, Template, TemplateError, Value};
 
@@ -54,6 +56,21 @@ pub struct MessageChange {
     pub change: FileChange,
     /// The object holding the value.
     pub object: ObjectId,
+    /// The policy whose selection made a Setters change, for `.Updated`.
+    pub updated: Option<UpdatedImage>,
+}
+
+/// What Flux's `v1beta1` template data (`.Updated`) knew of a Setters
+/// change: the policy and its whole latest image, whichever part of it
+/// (`:tag`, `:name`) the marker wrote.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UpdatedImage {
+    /// The policy's namespace.
+    pub policy_namespace: String,
+    /// The policy's name.
+    pub policy_name: String,
+    /// The policy's latest image, `repository:tag[@digest]`, as written.
+    pub image: String,
 }
 
 fn text_struct(fields: &[(&str, &str)]) -> Value {
@@ -90,12 +107,163 @@ fn change_value(change: &FileChange) -> Value {
     ])
 }
 
+/// The registry go-containerregistry names Docker Hub by, which Flux's
+/// `ImageRef.Registry` and `.Name` print.
+const DOCKER_HUB_INDEX: &str = "index.docker.io";
+
+/// Flux's `v1beta1` `ImageRef`: prints as the image exactly as the policy
+/// reported it, and has go-containerregistry's methods.
+fn image_ref_value(updated: &UpdatedImage) -> Value {
+    let reference = ImageReference::parse(&updated.image).ok();
+    let (registry, repository, identifier) = match &reference {
+        Some(r) => {
+            let registry = match r.repository.registry() {
+                DEFAULT_REGISTRY => DOCKER_HUB_INDEX.to_string(),
+                other => other.to_string(),
+            };
+            let identifier = r
+                .digest
+                .clone()
+                .or_else(|| r.tag.clone())
+                .unwrap_or_else(|| "latest".to_string());
+            (registry, r.repository.path().to_string(), identifier)
+        }
+        None => (String::new(), String::new(), String::new()),
+    };
+    let context = format!("{registry}/{repository}");
+    let separator = if identifier.contains(':') { "@" } else { ":" };
+    let policy = Value::record(Struct {
+        fields: vec![
+            (
+                "Namespace".into(),
+                Value::str(&updated.policy_namespace),
+                false,
+            ),
+            ("Name".into(), Value::str(&updated.policy_name), false),
+        ],
+        methods: Vec::new(),
+        stringer: Some(format!(
+            "{}/{}",
+            updated.policy_namespace, updated.policy_name
+        )),
+    });
+    Value::record(Struct {
+        fields: Vec::new(),
+        methods: vec![
+            ("String".into(), Value::str(&updated.image)),
+            ("Identifier".into(), Value::str(&identifier)),
+            ("Repository".into(), Value::str(&repository)),
+            ("Registry".into(), Value::str(&registry)),
+            (
+                "Name".into(),
+                Value::str(format!("{context}{separator}{identifier}")),
+            ),
+            ("Context".into(), Value::str(context)),
+            ("Policy".into(), policy),
+        ],
+        stringer: Some(updated.image.clone()),
+    })
+}
+
+/// Flux's `v1beta1` `.Updated`: `Files` (file → `Objects` → images),
+/// `Objects()` (object → images, over all files) and `Images()` (every
+/// distinct image). Where Flux walks Go maps (random order), ours is files,
+/// then objects, in sorted order. Only Setters changes appear, as in Flux.
+fn updated_value(changes: &[MessageChange]) -> Value {
+    let mut by_file: BTreeMap<&str, BTreeMap<&ObjectId, Vec<&UpdatedImage>>> = BTreeMap::new();
+    for c in changes {
+        if let Some(updated) = &c.updated {
+            let images = by_file
+                .entry(c.change.file.as_str())
+                .or_default()
+                .entry(&c.object)
+                .or_default();
+            if !images.contains(&updated) {
+                images.push(updated);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    let mut objects: BTreeMap<&ObjectId, Vec<&UpdatedImage>> = BTreeMap::new();
+    let mut images: Vec<&UpdatedImage> = Vec::new();
+    for (file, per_object) in &by_file {
+        let mut entries = Vec::new();
+        for (object, list) in per_object {
+            entries.push((
+                object_value(object),
+                Value::List(list.iter().map(|u| image_ref_value(u)).collect()),
+            ));
+            objects
+                .entry(object)
+                .or_default()
+                .extend(list.iter().copied());
+            for updated in list {
+                if !images.contains(updated) {
+                    images.push(updated);
+                }
+            }
+        }
+        let file_result = Value::record(Struct {
+            fields: vec![("Objects".into(), Value::map(entries), false)],
+            ..Default::default()
+        });
+        files.push((Value::str(*file), file_result));
+    }
+    Value::record(Struct {
+        fields: vec![("Files".into(), Value::map(files), false)],
+        methods: vec![
+            (
+                "Images".into(),
+                Value::List(images.into_iter().map(image_ref_value).collect()),
+            ),
+            (
+                "Objects".into(),
+                Value::map(
+                    objects
+                        .into_iter()
+                        .map(|(id, list)| {
+                            (
+                                object_value(id),
+                                Value::List(list.into_iter().map(image_ref_value).collect()),
+                            )
+                        })
+                        .collect(),
+                ),
+            ),
+        ],
+        stringer: None,
+    })
+}
+
+/// Which template data an automation's API version gets: Flux gave
+/// `.Updated` (the `v1beta1` data) up to `image.toolkit.fluxcd.io/v1beta2`
+/// and removed it in `v1`, where a template using it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateApi {
+    /// `v1beta1` and `v1beta2`: `.Updated` as well as `.Changed`.
+    Beta,
+    /// `v1`: `.Changed` only.
+    V1,
+}
+
+impl TemplateApi {
+    /// The data an ImageUpdateAutomation of `api_version` gets.
+    pub fn of(api_version: &str) -> Self {
+        if api_version.ends_with("/v1beta1") || api_version.ends_with("/v1beta2") {
+            TemplateApi::Beta
+        } else {
+            TemplateApi::V1
+        }
+    }
+}
+
 /// The value Flux passes to the message template.
 pub fn template_data(
     namespace: &str,
     name: &str,
     changes: &[MessageChange],
     values: &BTreeMap<String, String>,
+    api: TemplateApi,
 ) -> Value {
     let mut by_file: BTreeMap<&str, BTreeMap<&ObjectId, Vec<&FileChange>>> = BTreeMap::new();
     for c in changes {
@@ -153,12 +321,14 @@ pub fn template_data(
         methods: Vec::new(),
         stringer: Some(format!("{namespace}/{name}")),
     });
+    let mut fields = vec![("AutomationObject".into(), automation, false)];
+    if api == TemplateApi::Beta {
+        fields.push(("Updated".into(), updated_value(changes), false));
+    }
+    fields.push(("Changed".into(), changed, false));
+    fields.push(("Values".into(), string_map(values), false));
     Value::record(Struct {
-        fields: vec![
-            ("AutomationObject".into(), automation, false),
-            ("Changed".into(), changed, false),
-            ("Values".into(), string_map(values), false),
-        ],
+        fields,
         ..Default::default()
     })
 }
@@ -171,11 +341,12 @@ pub fn render(
     name: &str,
     changes: &[MessageChange],
     values: &BTreeMap<String, String>,
+    api: TemplateApi,
 ) -> Result<String, TemplateError> {
     let text = template
         .filter(|t| !t.is_empty())
         .unwrap_or(DEFAULT_MESSAGE);
-    Template::parse(text)?.render(&template_data(namespace, name, changes, values))
+    Template::parse(text)?.render(&template_data(namespace, name, changes, values, api))
 }
 
 /// What the trailers of a commit say.

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use tagrelay_rewrite::message::TemplateApi;
+
 use tagrelay_proto::config::{
     parse_go_duration, GitRepository, GitRepositoryRef, ImageUpdateAutomation, LabelSelector,
     DEFAULT_NAMESPACE,
@@ -87,6 +89,8 @@ pub struct Automation {
     pub message_template: Option<String>,
     /// `.Values` of the template.
     pub message_values: BTreeMap<String, String>,
+    /// The template data its API version gets (`.Updated` up to `v1beta2`).
+    pub template_api: TemplateApi,
     /// Which policies apply.
     pub selector: LabelSelector,
     /// How often to reconcile.
@@ -232,6 +236,7 @@ impl Automation {
             author_email: author.email.clone(),
             message_template: git.commit.message_template.clone(),
             message_values: git.commit.message_template_values.clone(),
+            template_api: TemplateApi::of(&automation.api_version),
             selector: spec.policy_selector.clone().unwrap_or_default(),
             interval: interval.max(Duration::from_secs(1)),
             timeout,

@@ -213,6 +213,7 @@ mod tests {
             author_email: "bot@example.com".into(),
             message_template: None,
             message_values: BTreeMap::new(),
+            template_api: tagrelay_rewrite::message::TemplateApi::V1,
             selector: Default::default(),
             interval: std::time::Duration::from_secs(60),
             timeout: std::time::Duration::from_secs(60),

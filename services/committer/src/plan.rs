@@ -18,7 +18,7 @@ use tagrelay_proto::config::ObjectKey;
 pub use tagrelay_proto::consume::Failed;
 use tagrelay_proto::event::{Envelope, FailureReason, FileChange};
 use tagrelay_proto::state::PolicySelection;
-use tagrelay_rewrite::message::{self, MessageChange, Trailers};
+use tagrelay_rewrite::message::{self, MessageChange, Trailers, UpdatedImage};
 use tagrelay_rewrite::objects::Documents;
 use tagrelay_rewrite::{self as rewrite, Cause, UpdateSet, V1Discovery};
 
@@ -142,6 +142,7 @@ impl Rewrite {
             &a.name,
             &changes,
             &a.message_values,
+            a.template_api,
         )
         .map_err(|e| {
             Failed::permanent(
@@ -215,7 +216,16 @@ fn rewrite_files(
                         Cause::Setter(s) => s.policy.clone(),
                         Cause::V1 { .. } => setter.clone(),
                     };
-                    policies.push(selections.get(&policy_setter).map(|(k, _)| k.clone()));
+                    let selected = selections.get(&policy_setter);
+                    policies.push(selected.map(|(k, _)| k.clone()));
+                    let updated = match (&change.cause, selected) {
+                        (Cause::Setter(_), Some((key, selection))) => Some(UpdatedImage {
+                            policy_namespace: key.namespace.clone(),
+                            policy_name: key.name.clone(),
+                            image: selection.reference(),
+                        }),
+                        _ => None,
+                    };
                     changes.push(MessageChange {
                         change: FileChange {
                             file: entry.path.clone(),
@@ -224,6 +234,7 @@ fn rewrite_files(
                             setter,
                         },
                         object: docs.at(change.line),
+                        updated,
                     });
                 }
                 out.push(Rewritten {

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use tagrelay_proto::event::FileChange;
 
 use super::*;
-use crate::message::{render, template_data, MessageChange, ObjectId};
+use crate::message::{render, template_data, MessageChange, ObjectId, TemplateApi};
 
 fn object(api: &str, kind: &str, name: &str, namespace: &str) -> ObjectId {
     ObjectId {
@@ -37,6 +37,7 @@ fn change(file: &str, object: ObjectId, old: &str, new: &str, setter: &str) -> M
             setter: setter.into(),
         },
         object,
+        updated: None,
     }
 }
 
@@ -291,6 +292,7 @@ fn flux_documented_templates_render_as_go_renders_them() {
             "fleet",
             &changes(),
             &values(),
+            TemplateApi::V1,
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(got, *expected, "{name}");
@@ -299,9 +301,25 @@ fn flux_documented_templates_render_as_go_renders_them() {
 
 #[test]
 fn no_template_is_flux_default_message() {
-    let got = render(None, "flux-system", "fleet", &changes(), &values()).unwrap();
+    let got = render(
+        None,
+        "flux-system",
+        "fleet",
+        &changes(),
+        &values(),
+        TemplateApi::V1,
+    )
+    .unwrap();
     assert_eq!(got, "Update from image update automation");
-    let got = render(Some(""), "flux-system", "fleet", &changes(), &values()).unwrap();
+    let got = render(
+        Some(""),
+        "flux-system",
+        "fleet",
+        &changes(),
+        &values(),
+        TemplateApi::V1,
+    )
+    .unwrap();
     assert_eq!(got, "Update from image update automation");
 }
 
@@ -311,10 +329,22 @@ fn change_order_does_not_depend_on_input_order() {
     // file's own, and stays).
     let mut reversed = changes();
     reversed.rotate_left(1);
-    let data = template_data("flux-system", "fleet", &changes(), &values());
+    let data = template_data(
+        "flux-system",
+        "fleet",
+        &changes(),
+        &values(),
+        TemplateApi::V1,
+    );
     assert_eq!(
         data,
-        template_data("flux-system", "fleet", &reversed, &values())
+        template_data(
+            "flux-system",
+            "fleet",
+            &reversed,
+            &values(),
+            TemplateApi::V1
+        )
     );
 }
 
@@ -341,7 +371,15 @@ fn errors_name_the_line_and_the_problem_as_go_does() {
         ("{{ repeat 100000000000 \"ab\" }}", "result longer than"),
     ];
     for (template, expected) in cases {
-        let err = render(Some(template), "ns", "a", &changes(), &values()).unwrap_err();
+        let err = render(
+            Some(template),
+            "ns",
+            "a",
+            &changes(),
+            &values(),
+            TemplateApi::V1,
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains(expected),
             "{template:?}: {err} (wanted {expected:?})"
@@ -392,5 +430,160 @@ fn hostile_nesting_is_refused_not_a_stack_overflow() {
     assert_eq!(
         Template::parse(&fine).unwrap().render(&Value::Nil).unwrap(),
         "x"
+    );
+}
+
+/// Two Setters changes of two policies in two files, a third marker of the
+/// first policy (`:tag`) in the second file, and a Flux v1 change that
+/// `.Updated` never saw.
+fn updated_changes() -> Vec<MessageChange> {
+    let updated = |policy: &str, image: &str| crate::message::UpdatedImage {
+        policy_namespace: "flux-system".into(),
+        policy_name: policy.into(),
+        image: image.into(),
+    };
+    let deployment = object("apps/v1", "Deployment", "podinfo", "apps");
+    let release = object("helm.toolkit.fluxcd.io/v2", "HelmRelease", "myapp", "apps");
+    let mut podinfo = change(
+        "apps/podinfo.yaml",
+        deployment.clone(),
+        "ghcr.io/stefanprodan/podinfo:5.0.0",
+        "ghcr.io/stefanprodan/podinfo:5.0.3",
+        "flux-system:podinfo",
+    );
+    podinfo.updated = Some(updated("podinfo", "ghcr.io/stefanprodan/podinfo:5.0.3"));
+    let mut myapp = change(
+        "apps/myapp.yaml",
+        release.clone(),
+        "3.9.0",
+        "4.0.0",
+        "flux-system:myapp:tag",
+    );
+    myapp.updated = Some(updated("myapp", "nginx:4.0.0"));
+    let mut podinfo_tag = change(
+        "apps/myapp.yaml",
+        release,
+        "5.0.0",
+        "5.0.3",
+        "flux-system:podinfo:tag",
+    );
+    podinfo_tag.updated = Some(updated("podinfo", "ghcr.io/stefanprodan/podinfo:5.0.3"));
+    let v1 = change(
+        "apps/legacy.yaml",
+        deployment,
+        "1.0",
+        "1.1",
+        "v1:deployment/legacy/app",
+    );
+    vec![podinfo, myapp, podinfo_tag, v1]
+}
+
+#[test]
+fn flux_v1beta1_updated_images_render_as_flux_guides_show() {
+    let changes = updated_changes();
+    let none = BTreeMap::new();
+    let got = render(
+        Some("{{range .Updated.Images}}{{println .}}{{end}}"),
+        "flux-system",
+        "flux-system",
+        &changes,
+        &none,
+        TemplateApi::Beta,
+    )
+    .unwrap();
+    assert_eq!(
+        got, "nginx:4.0.0\nghcr.io/stefanprodan/podinfo:5.0.3\n",
+        "each distinct image once, as the policy reported it, one per line"
+    );
+    let got = render(
+        Some("Auto-update images\n{{ range .Updated.Images }}\n- {{.}}\n{{ end }}"),
+        "flux-system",
+        "flux-system",
+        &changes,
+        &none,
+        TemplateApi::Beta,
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        "Auto-update images\n\n- nginx:4.0.0\n\n- ghcr.io/stefanprodan/podinfo:5.0.3\n"
+    );
+}
+
+#[test]
+fn flux_v1beta1_updated_files_objects_and_image_methods() {
+    let changes = updated_changes();
+    let none = BTreeMap::new();
+    let template = "Automated image update
+
+Automation name: {{ .AutomationObject }}
+
+Files:
+{{ range $filename, $_ := .Updated.Files -}}
+- {{ $filename }}
+{{ end -}}
+
+Objects:
+{{ range $resource, $_ := .Updated.Objects -}}
+- {{ $resource.Kind }} {{ $resource.Name }}
+{{ end -}}
+
+Images:
+{{ range .Updated.Images -}}
+- {{.}}
+{{ end -}}
+";
+    let got = render(
+        Some(template),
+        "flux-system",
+        "fleet",
+        &changes,
+        &none,
+        TemplateApi::Beta,
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        "Automated image update
+
+Automation name: flux-system/fleet
+
+Files:
+- apps/myapp.yaml
+- apps/podinfo.yaml
+Objects:
+- Deployment podinfo
+- HelmRelease myapp
+Images:
+- nginx:4.0.0
+- ghcr.io/stefanprodan/podinfo:5.0.3
+"
+    );
+    let got = render(
+        Some("{{range .Updated.Images}}{{.Registry}} {{.Repository}} {{.Identifier}} {{.Name}} {{.Policy}} {{.Policy.Name}};{{end}}"),
+        "flux-system",
+        "fleet",
+        &changes,
+        &none,
+        TemplateApi::Beta,
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        "index.docker.io library/nginx 4.0.0 index.docker.io/library/nginx:4.0.0 flux-system/myapp myapp;\
+ghcr.io stefanprodan/podinfo 5.0.3 ghcr.io/stefanprodan/podinfo:5.0.3 flux-system/podinfo podinfo;"
+    );
+    let got = render(
+        Some("{{range $f, $r := .Updated.Files}}{{$f}}:{{range $o, $i := $r.Objects}} {{$o.Kind}}={{len $i}}{{end}};{{end}}"),
+        "flux-system",
+        "fleet",
+        &changes,
+        &none,
+        TemplateApi::Beta,
+    )
+    .unwrap();
+    assert_eq!(
+        got, "apps/myapp.yaml: HelmRelease=2;apps/podinfo.yaml: Deployment=1;",
+        "a file's objects list every policy image written in them; Flux v1 changes are not in .Updated"
     );
 }
