@@ -1,19 +1,27 @@
 //! `tagrelay apply -f FILE|DIR|-`: validate everything, then store
 //! everything, or store nothing. Beyond Flux's schema rules, policies are
-//! compiled with the resolver's engine, so a range or pattern the resolver
-//! would refuse is refused here, with its field.
+//! compiled with the resolver's engine, message templates parsed with the
+//! committer's, and each automation resolved against its GitRepository as
+//! the committer will (checkout, push branch, refspec), so what a stage
+//! would refuse at run time is refused here, with its field.
+//!
+//! Deprecated versions and fields are stored with a warning. `Secret`
+//! documents, which Flux guides put beside the objects, are never stored on
+//! the bus: they are skipped with a warning saying where to mount them.
 
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use tagrelay_proto::config::{
-    load_documents, validate, validate_references, Document, FieldError, Kind, Object, ObjectKey,
-    DEFAULT_NAMESPACE,
-};
-
+use tagrelay_committer::automation::Automation;
 use tagrelay_policy::rules::{compile_policy, error_field};
+use tagrelay_proto::bus::ConfigStore;
+use tagrelay_proto::config::{
+    deprecations, load_documents, validate, validate_references, Document, FieldError,
+    ImageUpdateAutomation, Kind, Object, ObjectKey, DEFAULT_NAMESPACE,
+};
+use tagrelay_rewrite::template::Template;
 
 use crate::{Cli, Failure};
 
@@ -36,6 +44,7 @@ struct Applied {
 /// Runs `apply`.
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let mut batch = Vec::new();
     let mut decoded_keys = BTreeSet::new();
     for (source, text) in read_sources(&args.files)? {
@@ -51,7 +60,10 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
                 &source,
                 document,
                 &mut batch,
-                &mut errors,
+                &mut Found {
+                    errors: &mut errors,
+                    warnings: &mut warnings,
+                },
                 &mut decoded_keys,
             );
         }
@@ -88,6 +100,21 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             ));
         }
     }
+    for applied in &batch {
+        if let Object::ImageUpdateAutomation(automation) = &applied.object {
+            if let Some(error) = resolve_automation(automation, &batch, &store).await? {
+                errors.push(format!(
+                    "{}:{}: {}: {error}",
+                    applied.source,
+                    applied.line,
+                    applied.object.key()
+                ));
+            }
+        }
+    }
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
     if !errors.is_empty() {
         return refuse(&errors);
     }
@@ -120,33 +147,52 @@ fn refuse(errors: &[String]) -> Result<(), Failure> {
     Err(Failure::Invalid)
 }
 
+/// The problems and warnings found so far, as printed lines.
+struct Found<'a> {
+    errors: &'a mut Vec<String>,
+    warnings: &'a mut Vec<String>,
+}
+
 fn decode_and_validate(
     source: &str,
     document: Document,
     batch: &mut Vec<Applied>,
-    errors: &mut Vec<String>,
+    found: &mut Found<'_>,
     decoded_keys: &mut BTreeSet<ObjectKey>,
 ) {
-    let report = |errors: &mut Vec<String>, error: &FieldError| {
-        errors.push(format!(
+    let line = |error: &FieldError| {
+        format!(
             "{source}:{}: {}: {error}",
             document.line_of(&error.path),
             label(&document.value)
-        ));
+        )
     };
+    if is_secret(&document.value) {
+        let namespace = document.value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or(DEFAULT_NAMESPACE);
+        let name = document.value["metadata"]["name"]
+            .as_str()
+            .unwrap_or("<name>");
+        found.warnings.push(line(&FieldError::new(
+            "kind",
+            format!("Secrets are never stored on the bus; skipped. Mount its keys as files in <secrets-dir>/{namespace}/{name}/ on the services that read it"),
+        )));
+        return;
+    }
     match Object::decode(&document.value) {
-        Err(error) => report(errors, &error),
+        Err(error) => found.errors.push(line(&error)),
         Ok(object) => {
             decoded_keys.insert(object.key());
             let mut problems = validate(&object);
-            if let (true, Object::ImagePolicy(policy)) = (problems.is_empty(), &object) {
-                if let Err(e) = compile_policy(&policy.metadata, &policy.spec, None) {
-                    let (path, reason) = error_field(&e);
-                    problems.push(FieldError::new(path, reason));
-                }
+            if problems.is_empty() {
+                problems.extend(engine_problems(&object));
             }
             for error in &problems {
-                report(errors, error);
+                found.errors.push(line(error));
+            }
+            for warning in deprecations(&object) {
+                found.warnings.push(line(&warning));
             }
             if problems.is_empty() {
                 batch.push(Applied {
@@ -157,6 +203,68 @@ fn decode_and_validate(
             }
         }
     }
+}
+
+/// A Kubernetes `Secret` (`apiVersion: v1`), as Flux guides show them.
+fn is_secret(value: &serde_json::Value) -> bool {
+    value["kind"].as_str() == Some("Secret") && value["apiVersion"].as_str() == Some("v1")
+}
+
+/// What the stages' own engines refuse: a policy the resolver cannot
+/// compile, a message template the committer cannot parse.
+fn engine_problems(object: &Object) -> Vec<FieldError> {
+    match object {
+        Object::ImagePolicy(policy) => compile_policy(&policy.metadata, &policy.spec, None)
+            .err()
+            .map(|e| {
+                let (path, reason) = error_field(&e);
+                FieldError::new(path, reason)
+            })
+            .into_iter()
+            .collect(),
+        Object::ImageUpdateAutomation(automation) => automation
+            .spec
+            .git
+            .as_ref()
+            .and_then(|git| git.commit.message_template.as_deref())
+            .and_then(|template| Template::parse(template).err())
+            .map(|e| FieldError::new("spec.git.commit.messageTemplate", e.to_string()))
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Resolves an automation against its GitRepository (from this apply, else
+/// the bus) exactly as the committer will, so a checkout, push branch or
+/// refspec it would refuse is refused now. `None` when it resolves, or when
+/// its source is missing (reported by the reference check).
+async fn resolve_automation(
+    automation: &ImageUpdateAutomation,
+    batch: &[Applied],
+    store: &ConfigStore,
+) -> Result<Option<String>, Failure> {
+    let key = Object::ImageUpdateAutomation(automation.clone()).key();
+    let reference = &automation.spec.source_ref;
+    let source_key = ObjectKey::new(
+        Kind::GitRepository,
+        reference.namespace.as_deref().unwrap_or(&key.namespace),
+        &reference.name,
+    );
+    let in_batch = batch.iter().find_map(|a| match &a.object {
+        Object::GitRepository(source) if a.object.key() == source_key => Some(source.clone()),
+        _ => None,
+    });
+    let source = match in_batch {
+        Some(source) => source,
+        None => match store.get(&source_key).await? {
+            Some(Object::GitRepository(source)) => source,
+            _ => return Ok(None),
+        },
+    };
+    Ok(Automation::resolve(automation, &source)
+        .err()
+        .map(|e| format!("{}: {}", e.field, e.reason)))
 }
 
 /// `kind/namespace/name` of a document that may not even decode.

@@ -19,8 +19,21 @@ pub const IMAGE_API_VERSIONS: [&str; 2] = [
     "image.toolkit.fluxcd.io/v1beta2",
     "image.toolkit.fluxcd.io/v1",
 ];
-/// The `apiVersion` accepted for `GitRepository`.
+/// The `apiVersion`s accepted for `ImageUpdateAutomation`: `v1beta1` is
+/// still in many repositories and guides.
+pub const AUTOMATION_API_VERSIONS: [&str; 3] = [
+    "image.toolkit.fluxcd.io/v1beta1",
+    "image.toolkit.fluxcd.io/v1beta2",
+    "image.toolkit.fluxcd.io/v1",
+];
+/// The current `apiVersion` of `GitRepository`.
 pub const SOURCE_API_VERSION: &str = "source.toolkit.fluxcd.io/v1";
+/// The `apiVersion`s accepted for `GitRepository`.
+pub const SOURCE_API_VERSIONS: [&str; 3] = [
+    SOURCE_API_VERSION,
+    "source.toolkit.fluxcd.io/v1beta2",
+    "source.toolkit.fluxcd.io/v1beta1",
+];
 /// Annotation on an ImagePolicy that makes it a Flux v1 policy: its value is
 /// the v1 filter (`semver:~1.0`, `glob:main-*`, `regex:^v`), or empty for
 /// "newest image by creation time". The committer writes such policies for
@@ -118,16 +131,16 @@ pub struct ImageRepositorySpec {
     /// Secret holding a docker `config.json` for the registry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalObjectReference>,
-    /// Kubernetes service account for cloud registries; accepted, unused.
+    /// Kubernetes service account for cloud registries; refused at apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
     /// Secret holding a CA bundle and client certificate for the registry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_secret_ref: Option<LocalObjectReference>,
-    /// Secret holding proxy settings; accepted, unused.
+    /// Secret holding proxy settings; refused at apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_secret_ref: Option<LocalObjectReference>,
-    /// Cross-namespace access rules.
+    /// Cross-namespace access rules; refused at apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_from: Option<AccessFrom>,
     /// Stops scanning while true.
@@ -287,7 +300,8 @@ pub struct GitCheckoutSpec {
 pub struct CommitSpec {
     /// The commit author.
     pub author: CommitUser,
-    /// Secret with an OpenPGP key to sign commits; accepted, not yet used.
+    /// Secret with a key to sign commits with; refused at apply until
+    /// signing exists, so no commit is ever pushed unsigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<SigningKey>,
     /// A Go template for the commit message.
@@ -315,6 +329,9 @@ pub struct CommitUser {
 pub struct SigningKey {
     /// The Secret holding the key.
     pub secret_ref: LocalObjectReference,
+    /// `openpgp` (default) or `ssh`, as current Flux takes it.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<String>,
 }
 
 /// `spec.git.push`.
@@ -411,7 +428,7 @@ pub struct GitRepositorySpec {
     /// Commit verification; accepted, unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<serde_json::Value>,
-    /// Proxy secret; accepted, unused.
+    /// Proxy secret; refused at apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_secret_ref: Option<LocalObjectReference>,
     /// `.sourceignore`-style patterns; accepted, unused by automation.
@@ -429,6 +446,13 @@ pub struct GitRepositorySpec {
     /// Sparse checkout paths; accepted, unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparse_checkout: Option<Vec<String>>,
+    /// `v1beta2`'s Git library choice; deprecated, without effect in Flux
+    /// 2 and here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_implementation: Option<String>,
+    /// `v1beta2`'s cross-namespace access rules; refused at apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_from: Option<AccessFrom>,
 }
 
 /// `GitRepository.spec.ref`.

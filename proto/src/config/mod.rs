@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use duration::{parse_go_duration, DurationError};
 pub use kinds::*;
 pub use load::{load_documents, Document, LoadError};
-pub use validate::{validate, validate_references};
+pub use validate::{deprecations, validate, validate_references};
 
 use crate::names::subject_token;
 
@@ -82,8 +82,17 @@ impl Kind {
     /// The `apiVersion`s accepted for this kind.
     pub fn api_versions(self) -> &'static [&'static str] {
         match self {
-            Kind::GitRepository => std::slice::from_ref(&SOURCE_API_VERSION),
+            Kind::GitRepository => &SOURCE_API_VERSIONS,
+            Kind::ImageUpdateAutomation => &AUTOMATION_API_VERSIONS,
             _ => &IMAGE_API_VERSIONS,
+        }
+    }
+
+    /// The version Flux serves as current; the others are deprecated.
+    pub fn current_api_version(self) -> &'static str {
+        match self {
+            Kind::GitRepository => SOURCE_API_VERSION,
+            _ => "image.toolkit.fluxcd.io/v1",
         }
     }
 }
@@ -226,6 +235,16 @@ impl Object {
             meta.namespace = Some(DEFAULT_NAMESPACE.to_string());
         }
         Ok(object)
+    }
+
+    /// The object's `apiVersion`.
+    pub fn api_version(&self) -> &str {
+        match self {
+            Object::ImageRepository(o) => &o.api_version,
+            Object::ImagePolicy(o) => &o.api_version,
+            Object::ImageUpdateAutomation(o) => &o.api_version,
+            Object::GitRepository(o) => &o.api_version,
+        }
     }
 
     /// Serialises the object as stored in the configuration bucket.

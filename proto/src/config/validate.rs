@@ -18,18 +18,61 @@ use crate::reference::Repository;
 /// Flux's limit on `exclusionList` entries.
 pub const MAX_EXCLUSIONS: usize = 25;
 
+/// Why `proxySecretRef` is refused rather than ignored.
+const UNSUPPORTED_PROXY: &str = "connecting through a proxy is not supported by tagrelay yet; it refuses the object rather than connect directly";
+
+/// Why `accessFrom` is refused rather than ignored.
+const UNSUPPORTED_ACCESS_FROM: &str = "cross-namespace access rules are not enforced by tagrelay yet; it refuses them rather than let every namespace refer to the object";
+
+/// What a Flux user should change but that still works as Flux's own
+/// deprecation promises: a deprecated `apiVersion`, `.Updated` in a
+/// `v1beta1`/`v1beta2` template, `gitImplementation`. `apply` prints them
+/// as warnings and stores the object.
+pub fn deprecations(object: &Object) -> Vec<FieldError> {
+    let kind = object.kind();
+    let api_version = object.api_version();
+    let mut warnings = Vec::new();
+    if kind.api_versions().contains(&api_version) && api_version != kind.current_api_version() {
+        warnings.push(FieldError::new(
+            "apiVersion",
+            format!(
+                "{api_version} is deprecated; use {}",
+                kind.current_api_version()
+            ),
+        ));
+    }
+    match object {
+        Object::ImageUpdateAutomation(o) => {
+            let template = o
+                .spec
+                .git
+                .as_ref()
+                .and_then(|g| g.commit.message_template.as_deref());
+            if template.is_some_and(|t| t.contains(".Updated")) && !api_version.ends_with("/v1") {
+                warnings.push(FieldError::new(
+                    "spec.git.commit.messageTemplate",
+                    "'.Updated' is deprecated (Flux removed it in image.toolkit.fluxcd.io/v1); use '.Changed'",
+                ));
+            }
+        }
+        Object::GitRepository(o) if o.spec.git_implementation.is_some() => {
+            warnings.push(FieldError::new(
+                "spec.gitImplementation",
+                "deprecated and without effect, as in Flux 2",
+            ));
+        }
+        _ => {}
+    }
+    warnings
+}
+
 /// Every rule violation of one object, each with its field path.
 pub fn validate(object: &Object) -> Vec<FieldError> {
     let mut errors = Errors::default();
     let kind = object.kind();
     let meta = object.metadata();
-    let api_version = match object {
-        Object::ImageRepository(o) => &o.api_version,
-        Object::ImagePolicy(o) => &o.api_version,
-        Object::ImageUpdateAutomation(o) => &o.api_version,
-        Object::GitRepository(o) => &o.api_version,
-    };
-    if !kind.api_versions().contains(&api_version.as_str()) {
+    let api_version = object.api_version();
+    if !kind.api_versions().contains(&api_version) {
         errors.push(
             "apiVersion",
             format!(
@@ -181,6 +224,18 @@ fn image_repository(o: &ImageRepository, errors: &mut Errors) {
             errors.regex(&format!("spec.exclusionList[{i}]"), pattern);
         }
     }
+    if spec.service_account_name.is_some() {
+        errors.push(
+            "spec.serviceAccountName",
+            "tagrelay runs without a Kubernetes API, so it has no service accounts to take image pull secrets from; mount the docker config.json and name it in secretRef",
+        );
+    }
+    if spec.proxy_secret_ref.is_some() {
+        errors.push("spec.proxySecretRef", UNSUPPORTED_PROXY);
+    }
+    if spec.access_from.is_some() {
+        errors.push("spec.accessFrom", UNSUPPORTED_ACCESS_FROM);
+    }
     if let Some(provider) = &spec.provider {
         errors.one_of(
             "spec.provider",
@@ -275,9 +330,50 @@ fn image_update_automation(o: &ImageUpdateAutomation, errors: &mut Errors) {
     } else {
         errors.dns_subdomain("spec.sourceRef.name", &spec.source_ref.name);
     }
+    if let Some(selector) = &spec.policy_selector {
+        for (i, requirement) in selector.match_expressions.iter().enumerate() {
+            let path = format!("spec.policySelector.matchExpressions[{i}]");
+            match requirement.operator.as_str() {
+                "In" | "NotIn" if requirement.values.is_empty() => errors.push(
+                    format!("{path}.values"),
+                    format!("must not be empty for operator {}", requirement.operator),
+                ),
+                "Exists" | "DoesNotExist" if !requirement.values.is_empty() => errors.push(
+                    format!("{path}.values"),
+                    format!("must be empty for operator {}", requirement.operator),
+                ),
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                other => errors.push(
+                    format!("{path}.operator"),
+                    format!("{other:?} is not one of In, NotIn, Exists, DoesNotExist"),
+                ),
+            }
+        }
+    }
     if let Some(git) = &spec.git {
         if git.commit.author.email.trim().is_empty() {
             errors.push("spec.git.commit.author.email", "required");
+        }
+        if let Some(key) = &git.commit.signing_key {
+            if let Some(key_type) = &key.key_type {
+                errors.one_of(
+                    "spec.git.commit.signingKey.type",
+                    key_type,
+                    &["openpgp", "ssh"],
+                );
+            }
+            errors.push(
+                "spec.git.commit.signingKey",
+                "signing commits is not supported by tagrelay yet; it refuses the automation rather than push commits unsigned",
+            );
+        }
+        if let Some(template) = &git.commit.message_template {
+            if o.api_version.ends_with("/v1") && template.contains(".Updated") {
+                errors.push(
+                    "spec.git.commit.messageTemplate",
+                    "template uses the '.Updated' field, removed in image.toolkit.fluxcd.io/v1; use '.Changed' instead (or apiVersion v1beta2, where it is deprecated)",
+                );
+            }
         }
         if let Some(push) = &git.push {
             if let Some(branch) = &push.branch {
@@ -343,6 +439,18 @@ fn git_repository(o: &GitRepository, errors: &mut Errors) {
     errors.secret_ref("spec.secretRef", spec.secret_ref.as_ref());
     if let Some(provider) = &spec.provider {
         errors.one_of("spec.provider", provider, &["generic", "azure", "github"]);
+        if provider != "generic" {
+            errors.push(
+                "spec.provider",
+                format!("{provider:?} credentials are not supported by tagrelay yet; use provider: generic with a secretRef"),
+            );
+        }
+    }
+    if spec.proxy_secret_ref.is_some() {
+        errors.push("spec.proxySecretRef", UNSUPPORTED_PROXY);
+    }
+    if spec.access_from.is_some() {
+        errors.push("spec.accessFrom", UNSUPPORTED_ACCESS_FROM);
     }
     if let Some(branch) = spec.reference.as_ref().and_then(|r| r.branch.as_ref()) {
         check_branch(errors, "spec.ref.branch", branch);
@@ -431,7 +539,7 @@ mod tests {
                 "{expected} missing in {errors:#?}"
             );
         }
-        let yaml = "apiVersion: source.toolkit.fluxcd.io/v1beta1\nkind: GitRepository\nmetadata:\n  name: r\nspec:\n  url: git@github.com:org/repo\n  interval: 1m\n";
+        let yaml = "apiVersion: source.toolkit.fluxcd.io/v1alpha1\nkind: GitRepository\nmetadata:\n  name: r\nspec:\n  url: git@github.com:org/repo\n  interval: 1m\n";
         let errors = errors_of(yaml);
         assert!(
             errors.iter().any(|e| e.starts_with("apiVersion")),
@@ -441,6 +549,27 @@ mod tests {
             errors.iter().any(|e| e.starts_with("spec.url")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn deprecated_versions_and_fields_are_warnings_not_errors() {
+        let yaml = "apiVersion: source.toolkit.fluxcd.io/v1beta2\nkind: GitRepository\nmetadata:\n  name: r\nspec:\n  url: https://git.example/r\n  interval: 1m\n  gitImplementation: libgit2\n";
+        assert!(errors_of(yaml).is_empty(), "{:?}", errors_of(yaml));
+        let docs = load_documents(yaml).unwrap();
+        let warnings: Vec<String> = deprecations(&Object::decode(&docs[0].value).unwrap())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("apiVersion: source.toolkit.fluxcd.io/v1beta2 is deprecated")
+        );
+        assert!(warnings[1].starts_with("spec.gitImplementation: deprecated"));
+        let current = yaml
+            .replace("v1beta2", "v1")
+            .replace("  gitImplementation: libgit2\n", "");
+        let docs = load_documents(&current).unwrap();
+        assert!(deprecations(&Object::decode(&docs[0].value).unwrap()).is_empty());
     }
 
     #[test]

@@ -1240,3 +1240,37 @@ async fn an_unannounced_landed_push_is_announced_before_the_next_change_is_built
         "the orphan first, then the new commit, each once"
     );
 }
+
+#[tokio::test]
+async fn a_v1beta1_automation_renders_the_guides_updated_images_template_into_the_commit() {
+    let env = env().await;
+    let repo = seeded();
+    let yaml = config(
+        &repo.url(),
+        "      messageTemplate: '{{range .Updated.Images}}{{println .}}{{end}}'\n",
+        "./apps",
+    )
+    .replace(
+        "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageUpdateAutomation",
+        "apiVersion: image.toolkit.fluxcd.io/v1beta1\nkind: ImageUpdateAutomation",
+    );
+    assert!(yaml.contains("v1beta1\nkind: ImageUpdateAutomation"));
+    env.apply(&yaml).await;
+    let cause = env
+        .resolve("flux-system", "app", "registry.example/app", "1.2.0")
+        .await;
+    let outcome = env
+        .committer("a")
+        .await
+        .reconcile(&automation_key(), Some(&cause))
+        .await
+        .unwrap();
+    let Outcome::Pushed(pushed) = outcome else {
+        panic!("expected a push, got {outcome:?}")
+    };
+    let message = repo.message(&pushed.commit);
+    assert!(
+        message.starts_with("registry.example/app:1.2.0\n\nTagrelay-Automation: flux-system/fleet\n"),
+        "the policy's image once (two markers of one policy), as Flux v1beta1 printed it: {message:?}"
+    );
+}

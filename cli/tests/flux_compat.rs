@@ -1,0 +1,209 @@
+//! A Flux user's YAML through `tagrelay apply`, against a real nats-server:
+//! what Flux accepts applies (deprecated versions and fields with a
+//! warning, exit 0), and every field tagrelay cannot honour is refused with
+//! `file:line: kind/ns/name: field: reason` (exit 2), never stored and
+//! ignored. Examples under `flux-guides/` are Flux's documentation,
+//! verbatim, each naming its source on its first line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
+mod common;
+
+use std::process::Output;
+
+use tagrelay_testkit::NatsServer;
+
+/// The GitRepository Flux's bootstrap creates, which the guides' automations
+/// refer to.
+const FLUX_SYSTEM_SOURCE: &str = "apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  url: ssh://git@github.com/org/fleet
+  interval: 1m
+  ref:
+    branch: main
+";
+
+fn apply(server: &NatsServer, yaml: &str) -> Output {
+    common::tagrelay(&server.url(), &["apply", "-f", "-"], Some(yaml))
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stored(server: &NatsServer) -> Vec<String> {
+    let out = common::tagrelay(
+        &server.url(),
+        &["get", "image", "all", "-A", "-o", "json"],
+        None,
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            format!(
+                "{}/{}",
+                item["kind"].as_str().unwrap_or_default(),
+                item["metadata"]["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_guides_v1beta1_automation_with_updated_images_applies_with_deprecation_warnings() {
+    let server = NatsServer::start();
+    let guide = include_str!("flux-guides/029-v1beta1-automation-updated-images.yaml");
+    let out = apply(&server, &format!("{FLUX_SYSTEM_SOURCE}---\n{guide}"));
+    let errors = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{errors}");
+    assert!(
+        errors.contains("warning: <stdin>:13: ImageUpdateAutomation/flux-system/flux-system: apiVersion: image.toolkit.fluxcd.io/v1beta1 is deprecated; use image.toolkit.fluxcd.io/v1"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("spec.git.commit.messageTemplate: '.Updated' is deprecated"),
+        "{errors}"
+    );
+    assert!(stored(&server).contains(&"ImageUpdateAutomation/flux-system".to_string()));
+}
+
+#[test]
+fn older_git_repository_versions_apply_with_a_warning() {
+    let server = NatsServer::start();
+    for (version, extra) in [
+        ("v1beta2", "  gitImplementation: go-git\n"),
+        ("v1beta1", ""),
+    ] {
+        let yaml = FLUX_SYSTEM_SOURCE.replace(
+            "source.toolkit.fluxcd.io/v1\n",
+            &format!("source.toolkit.fluxcd.io/{version}\n"),
+        ) + extra;
+        let out = apply(&server, &yaml);
+        let errors = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{version}: {errors}");
+        assert!(
+            errors.contains(&format!(
+                "GitRepository/flux-system/flux-system: apiVersion: source.toolkit.fluxcd.io/{version} is deprecated"
+            )),
+            "{errors}"
+        );
+        assert_eq!(
+            errors.contains("spec.gitImplementation: deprecated"),
+            !extra.is_empty(),
+            "{errors}"
+        );
+    }
+}
+
+#[test]
+fn a_secret_beside_the_objects_is_skipped_and_said_where_to_mount() {
+    let server = NatsServer::start();
+    let guide = include_str!("flux-guides/033-image-repository-with-secret.yaml");
+    let out = apply(&server, guide);
+    let errors = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{errors}");
+    assert!(
+        errors.contains("Secret/default/regcred: kind: Secrets are never stored on the bus; skipped. Mount its keys as files in <secrets-dir>/default/regcred/"),
+        "{errors}"
+    );
+    assert!(
+        !errors.contains("eyJhdXRocyI6"),
+        "the Secret's data must never be printed"
+    );
+    assert_eq!(stored(&server), vec!["ImageRepository/podinfo".to_string()]);
+}
+
+/// One field tagrelay cannot honour: the YAML, and what `apply` must say.
+struct Refused {
+    yaml: String,
+    expected: &'static str,
+}
+
+fn automation(extra_git: &str, extra_spec: &str, api: &str) -> String {
+    format!(
+        "{FLUX_SYSTEM_SOURCE}---
+apiVersion: image.toolkit.fluxcd.io/{api}
+kind: ImageUpdateAutomation
+metadata:
+  name: fleet
+  namespace: flux-system
+spec:
+  interval: 30m
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+  git:
+    commit:
+      author:
+        email: fluxcdbot@users.noreply.github.com
+{extra_git}  update:
+    path: ./clusters
+{extra_spec}"
+    )
+}
+
+#[test]
+fn fields_tagrelay_cannot_honour_are_refused_with_the_field_and_the_reason() {
+    let server = NatsServer::start();
+    let cases = [
+        Refused {
+            yaml: automation("      signingKey:\n        type: ssh\n        secretRef:\n          name: signing-key\n", "", "v1"),
+            expected: "<stdin>:26: ImageUpdateAutomation/flux-system/fleet: spec.git.commit.signingKey: signing commits is not supported by tagrelay yet",
+        },
+        Refused {
+            yaml: automation("      messageTemplate: '{{ range .Changed.Changes }}'\n", "", "v1"),
+            expected: "ImageUpdateAutomation/flux-system/fleet: spec.git.commit.messageTemplate: ",
+        },
+        Refused {
+            yaml: automation("      messageTemplate: '{{range .Updated.Images}}{{println .}}{{end}}'\n", "", "v1"),
+            expected: "ImageUpdateAutomation/flux-system/fleet: spec.git.commit.messageTemplate: template uses the '.Updated' field, removed in image.toolkit.fluxcd.io/v1",
+        },
+        Refused {
+            yaml: automation("", "  policySelector:\n    matchExpressions:\n      - key: team\n        operator: Equals\n        values: [web]\n", "v1"),
+            expected: "ImageUpdateAutomation/flux-system/fleet: spec.policySelector.matchExpressions[0].operator: \"Equals\" is not one of In, NotIn, Exists, DoesNotExist",
+        },
+        Refused {
+            yaml: automation("    checkout:\n      ref:\n        semver: '>=1.0.0'\n    push:\n      branch: auto\n", "", "v1"),
+            expected: "ImageUpdateAutomation/flux-system/fleet: spec.git.checkout.ref.semver: checking out by semver range is not supported",
+        },
+        Refused {
+            yaml: automation("    push:\n      refspec: '+refs/heads/main:refs/heads/auto'\n", "", "v1"),
+            expected: "ImageUpdateAutomation/flux-system/fleet: spec.git.push.refspec: force-push refspecs",
+        },
+        Refused {
+            yaml: include_str!("flux-guides/036-image-repository-proxy.yaml").to_string(),
+            expected: "ImageRepository/default/example: spec.proxySecretRef: connecting through a proxy is not supported by tagrelay yet",
+        },
+        Refused {
+            yaml: include_str!("flux-guides/037-image-repository-access-from.yaml").to_string(),
+            expected: "ImageRepository/apps/app1: spec.accessFrom: cross-namespace access rules are not enforced by tagrelay yet",
+        },
+        Refused {
+            yaml: "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: app\nspec:\n  image: ghcr.io/org/app\n  interval: 5m\n  serviceAccountName: image-pull\n".to_string(),
+            expected: "<stdin>:8: ImageRepository/flux-system/app: spec.serviceAccountName: tagrelay runs without a Kubernetes API",
+        },
+        Refused {
+            yaml: FLUX_SYSTEM_SOURCE.replace("  interval: 1m\n", "  interval: 1m\n  proxySecretRef:\n    name: proxy\n"),
+            expected: "GitRepository/flux-system/flux-system: spec.proxySecretRef: connecting through a proxy is not supported",
+        },
+        Refused {
+            yaml: FLUX_SYSTEM_SOURCE.replace("  interval: 1m\n", "  interval: 1m\n  provider: github\n"),
+            expected: "GitRepository/flux-system/flux-system: spec.provider: \"github\" credentials are not supported by tagrelay yet",
+        },
+    ];
+    for case in cases {
+        let out = apply(&server, &case.yaml);
+        let errors = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{}\n{errors}", case.yaml);
+        assert!(errors.contains(case.expected), "{}\n{errors}", case.yaml);
+        assert!(errors.contains("nothing was applied"), "{errors}");
+    }
+    assert!(stored(&server).is_empty(), "a refused batch stores nothing");
+}
