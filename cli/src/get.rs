@@ -1,10 +1,10 @@
 //! `tagrelay get image repository|policy|update|all` and `get source git`:
 //! stored objects with the status the services wrote, as `flux get` shows.
 
-use tagrelay_proto::config::{Kind, Object, ObjectKey, DEFAULT_NAMESPACE};
+use tagrelay_proto::config::{Kind, Object, ObjectKey};
 use tagrelay_proto::status::ObjectStatus;
 
-use crate::objects::{short_name, SourceType};
+use crate::objects::{short_name, Scope, SourceType};
 use crate::output::{json_to_yaml, Table};
 use crate::{Cli, Failure};
 
@@ -13,12 +13,8 @@ use crate::{Cli, Failure};
 pub struct Args {
     #[command(subcommand)]
     what: What,
-    /// Only this namespace.
-    #[arg(short = 'n', long, global = true, default_value = DEFAULT_NAMESPACE)]
-    namespace: String,
-    /// Every namespace.
-    #[arg(short = 'A', long, global = true)]
-    all_namespaces: bool,
+    #[command(flatten)]
+    scope: Scope,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
     output: Format,
@@ -81,7 +77,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let mut rows: Vec<(Object, Option<ObjectStatus>)> = Vec::new();
     for kind in &kinds {
         for object in store.list(Some(*kind)).await? {
-            let wanted_namespace = args.all_namespaces || object.namespace() == args.namespace;
+            let wanted_namespace = args.scope.admits(&object);
             let wanted_name = name.as_ref().is_none_or(|n| *n == object.metadata().name);
             if wanted_namespace && wanted_name {
                 let status = store.status(&object.key()).await?;
@@ -90,7 +86,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         }
     }
     if let (Some(name), true) = (name, rows.is_empty()) {
-        let key = ObjectKey::new(kinds[0], &args.namespace, name);
+        let key = ObjectKey::new(kinds[0], &args.scope.namespace, name);
         return Err(Failure::Failed(anyhow::anyhow!("{key} not found")));
     }
     match args.output {
@@ -115,15 +111,18 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
                     println!();
                 }
                 first = false;
-                print!("{}", table(kind, &of_kind, prefix, args.all_namespaces));
+                print!(
+                    "{}",
+                    table(kind, &of_kind, prefix, args.scope.all_namespaces)
+                );
             }
             if first {
                 eprintln!(
                     "no objects found in {}",
-                    if args.all_namespaces {
+                    if args.scope.all_namespaces {
                         "any namespace".to_string()
                     } else {
-                        format!("namespace {}", args.namespace)
+                        format!("namespace {}", args.scope.namespace)
                     }
                 );
             }

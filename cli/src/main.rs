@@ -7,6 +7,7 @@
 mod apply;
 mod audit;
 mod delete;
+mod export;
 mod get;
 mod objects;
 mod output;
@@ -14,6 +15,7 @@ mod policy;
 mod reconcile;
 mod replay;
 mod run;
+mod suspend;
 mod update;
 
 use std::process::ExitCode;
@@ -40,6 +42,12 @@ enum Command {
     Get(get::Args),
     /// Delete a stored object.
     Delete(delete::Args),
+    /// Suspend an object: it keeps its state and does nothing until resumed.
+    Suspend(suspend::Args),
+    /// Resume a suspended object.
+    Resume(suspend::Args),
+    /// Print stored objects as YAML that `apply` takes back unchanged.
+    Export(export::Args),
     /// Ask for a scan now and wait for its result.
     Reconcile(reconcile::Args),
     /// The event log as a timeline.
@@ -112,6 +120,9 @@ async fn main() -> ExitCode {
         Command::Apply(args) => apply::run(&cli, args).await,
         Command::Get(args) => get::run(&cli, args).await,
         Command::Delete(args) => delete::run(&cli, args).await,
+        Command::Suspend(args) => suspend::run(&cli, args, true).await,
+        Command::Resume(args) => suspend::run(&cli, args, false).await,
+        Command::Export(args) => export::run(&cli, args).await,
         Command::Reconcile(args) => reconcile::run(&cli, args).await,
         Command::Audit(args) => audit::audit(&cli, args).await,
         Command::Why(args) => audit::why(&cli, args).await,

@@ -8,10 +8,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use tagrelay_proto::config::{Kind, ObjectKey, DEFAULT_NAMESPACE};
+use tagrelay_proto::config::{Kind, ObjectKey};
 use tagrelay_proto::event::{ObjectRef, ScanTrigger};
 use tagrelay_proto::scan::ScanRequest;
 
+use crate::objects::NamespaceArg;
 use crate::{Cli, Failure};
 
 /// Arguments of `reconcile`.
@@ -19,9 +20,8 @@ use crate::{Cli, Failure};
 pub struct Args {
     #[command(subcommand)]
     what: What,
-    /// The object's namespace.
-    #[arg(short = 'n', long, global = true, default_value = DEFAULT_NAMESPACE)]
-    namespace: String,
+    #[command(flatten)]
+    namespace: NamespaceArg,
     /// How long to wait for the result.
     #[arg(long, global = true, default_value = "60s", value_parser = parse_timeout)]
     timeout: Duration,
@@ -57,7 +57,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let What::Image {
         object: ImageObject::Repository { name },
     } = &args.what;
-    let key = ObjectKey::new(Kind::ImageRepository, &args.namespace, name);
+    let key = ObjectKey::new(Kind::ImageRepository, &args.namespace.namespace, name);
     let bus = cli.bus().await?;
     let store = bus.config_store().await?;
     if store.get(&key).await?.is_none() {
@@ -65,7 +65,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     }
     let asked = chrono::Utc::now();
     let request = ScanRequest::new(
-        ObjectRef::new(&args.namespace, name),
+        ObjectRef::new(&args.namespace.namespace, name),
         ScanTrigger::Reconcile,
         ulid::Ulid::new().to_string(),
     );

@@ -207,3 +207,73 @@ fn fields_tagrelay_cannot_honour_are_refused_with_the_field_and_the_reason() {
     }
     assert!(stored(&server).is_empty(), "a refused batch stores nothing");
 }
+
+#[test]
+fn suspend_resume_and_export_as_the_flux_cli_types_them() {
+    let server = NatsServer::start();
+    let objects = format!(
+        "{FLUX_SYSTEM_SOURCE}---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata:
+  name: podinfo
+  namespace: flux-system
+spec:
+  image: ghcr.io/stefanprodan/podinfo
+  interval: 5m
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata:
+  name: podinfo
+  namespace: flux-system
+spec:
+  imageRepositoryRef:
+    name: podinfo
+  policy:
+    semver:
+      range: 5.0.x
+"
+    );
+    let out = apply(&server, &objects);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let url = server.url();
+    let suspended = |kind: &str| {
+        let out = common::tagrelay(&url, &["get", "image", kind, "podinfo", "-o", "json"], None);
+        let object: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        object["items"][0]["spec"]["suspend"]
+            .as_bool()
+            .unwrap_or(false)
+    };
+    for kind in ["repository", "policy"] {
+        let out = common::tagrelay(&url, &["suspend", "image", kind, "podinfo"], None);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(suspended(kind), "{kind} not suspended");
+        let out = common::tagrelay(&url, &["resume", "image", kind, "podinfo"], None);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(!suspended(kind), "{kind} not resumed");
+    }
+    let out = common::tagrelay(&url, &["suspend", "image", "policy", "nope"], None);
+    assert_eq!(out.status.code(), Some(1), "a missing object is an error");
+
+    let out = common::tagrelay(&url, &["export", "image", "all"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let exported = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(exported.matches("---\n").count(), 2, "{exported}");
+    assert!(exported.contains("kind: ImagePolicy"), "{exported}");
+    let out = apply(&server, &exported);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        said.lines().filter(|l| l.ends_with(" unchanged")).count(),
+        2,
+        "the export applies back unchanged: {said}"
+    );
+    let out = common::tagrelay(&url, &["export", "source", "git", "flux-system"], None);
+    let exported = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        exported.starts_with("---\napiVersion: source.toolkit.fluxcd.io/v1\n")
+            && exported.contains("ssh://git@github.com/org/fleet"),
+        "{exported}"
+    );
+}

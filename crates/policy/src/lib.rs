@@ -15,6 +15,7 @@
 //! | `ImageRepository.spec.exclusionList: L` (absent) | `exclusion_list: Some(L)` (`None`: [`DEFAULT_EXCLUSION`]) |
 //! | `fluxcd.io/tag.<container>: F`, CLI `--filter F` | `Choice::FluxV1(V1Filter::parse(F))` |
 //! | `fluxcd.io/automated` without a tag filter | `Choice::NewestBuild` |
+//! | ImagePolicy without `spec.policy` (`filterTags` allowed) | `Choice::NewestBuild` |
 
 mod error;
 mod filter;
@@ -186,8 +187,7 @@ pub fn compile(rules: &PolicyRules) -> Result<CompiledPolicy, PolicyError> {
         Some(list) => Exclusions::compile(list)?,
         None => Exclusions::compile(&[DEFAULT_EXCLUSION.to_string()])?,
     };
-    let v1 = matches!(rules.choice, Choice::NewestBuild | Choice::FluxV1(_));
-    if v1 && rules.filter_tags.is_some() {
+    if matches!(rules.choice, Choice::FluxV1(_)) && rules.filter_tags.is_some() {
         return Err(PolicyError::FilterTagsWithV1);
     }
     let filter = match &rules.filter_tags {
@@ -222,7 +222,7 @@ pub fn compile(rules: &PolicyRules) -> Result<CompiledPolicy, PolicyError> {
         ),
         Choice::NewestBuild => (
             true,
-            None,
+            filter,
             Ranking::Newest,
             "newest image by creation time".to_string(),
         ),

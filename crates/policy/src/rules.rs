@@ -17,10 +17,6 @@ use crate::{
 /// Why a stored ImagePolicy cannot become engine rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RulesError {
-    /// None of semver, alphabetical, numerical is set (apply refuses this;
-    /// seen only for objects written around it).
-    #[error("spec.policy: one of semver, alphabetical or numerical must be set")]
-    NoChoice,
     /// The engine refused the rules.
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -79,7 +75,9 @@ pub fn policy_rules(
             )?,
         }
     } else {
-        return Err(RulesError::NoChoice);
+        // No `spec.policy`: the guides' "most recent" image, the newest by
+        // creation time, as Flux v1's automation without a filter chose.
+        Choice::NewestBuild
     };
     let filter_tags = spec.filter_tags.as_ref().map(|f| FilterTags {
         pattern: f.pattern.clone().unwrap_or_default(),
@@ -122,7 +120,6 @@ pub fn reflects_digest(spec: &ImagePolicySpec) -> bool {
 /// `tagrelay apply` can print `file:line: kind/ns/name: field: reason`.
 pub fn error_field(error: &RulesError) -> (String, String) {
     let field = match error {
-        RulesError::NoChoice => "spec.policy".to_string(),
         RulesError::Policy(e) => match e {
             PolicyError::Range { field, .. } | PolicyError::Order { field, .. } => {
                 field.to_string()
@@ -295,6 +292,44 @@ mod tests {
             policy_rules(&m, &s, None).unwrap().choice,
             Choice::NewestBuild
         );
+    }
+
+    #[test]
+    fn a_policy_without_a_rule_selects_the_newest_image_among_the_filtered_tags() {
+        let (m, s) = policy(&format!(
+            "{HEAD}spec:\n  imageRepositoryRef: {{name: r}}\n  filterTags:\n    pattern: '^main-'\n"
+        ));
+        let rules = policy_rules(&m, &s, None).unwrap();
+        assert_eq!(rules.choice, Choice::NewestBuild);
+        let at = |hour: u32| ImageMetadata {
+            digest: None,
+            created: chrono::DateTime::parse_from_rfc3339(&format!("2026-12-01T{hour:02}:00:00Z"))
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc)),
+        };
+        let tags: Vec<String> = ["main-a", "main-b", "dev-c", "latest"]
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        let images: BTreeMap<String, ImageMetadata> = [
+            ("main-a", at(3)),
+            ("main-b", at(2)),
+            ("dev-c", at(9)),
+            ("latest", at(9)),
+        ]
+        .into_iter()
+        .map(|(t, m)| (t.to_string(), m))
+        .collect();
+        let cache = PolicyCache::default();
+        let selected = cache.select_image(&rules, false, &tags, &images).unwrap();
+        assert_eq!(
+            selected.tag, "main-a",
+            "newest of the tags the filter keeps; never `latest`"
+        );
+        let (m, s) = policy(&format!("{HEAD}spec:\n  imageRepositoryRef: {{name: r}}\n"));
+        let rules = policy_rules(&m, &s, None).unwrap();
+        let selected = cache.select_image(&rules, false, &tags, &images).unwrap();
+        assert_eq!(selected.tag, "dev-c");
     }
 
     #[test]

@@ -724,7 +724,7 @@ fn v1_filter_errors() {
         "{err}"
     );
     let err = compile(&PolicyRules {
-        choice: Choice::NewestBuild,
+        choice: Choice::FluxV1(V1Filter::parse("glob:*")),
         filter_tags: Some(FilterTags {
             pattern: "x".to_string(),
             extract: None,

@@ -172,7 +172,8 @@ impl ImageRepositorySpec {
 pub struct ImagePolicySpec {
     /// The ImageRepository whose tags are considered.
     pub image_repository_ref: NamespacedObjectReference,
-    /// The ordering rule.
+    /// The ordering rule; without one, the newest image by creation time.
+    #[serde(default, skip_serializing_if = "ImagePolicyChoice::is_empty")]
     pub policy: ImagePolicyChoice,
     /// Optional tag filter and extraction applied before ordering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,7 +190,8 @@ pub struct ImagePolicySpec {
     pub suspend: bool,
 }
 
-/// The ordering rule of an ImagePolicy; exactly one member must be set.
+/// The ordering rule of an ImagePolicy; at most one member may be set, and
+/// none means "the newest image by creation time".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImagePolicyChoice {
@@ -202,6 +204,13 @@ pub struct ImagePolicyChoice {
     /// Greatest (asc) or least (desc) tag read as a number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub numerical: Option<OrderPolicy>,
+}
+
+impl ImagePolicyChoice {
+    /// Whether no rule is set: the policy selects the newest image.
+    pub fn is_empty(&self) -> bool {
+        self.semver.is_none() && self.alphabetical.is_none() && self.numerical.is_none()
+    }
 }
 
 /// `policy.semver`.

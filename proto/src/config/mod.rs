@@ -237,6 +237,17 @@ impl Object {
         Ok(object)
     }
 
+    /// Suspends or resumes the object (`spec.suspend`), as `flux suspend`
+    /// and `flux resume` do.
+    pub fn set_suspend(&mut self, suspend: bool) {
+        match self {
+            Object::ImageRepository(o) => o.spec.suspend = suspend,
+            Object::ImagePolicy(o) => o.spec.suspend = suspend,
+            Object::ImageUpdateAutomation(o) => o.spec.suspend = suspend,
+            Object::GitRepository(o) => o.spec.suspend = suspend,
+        }
+    }
+
     /// The object's `apiVersion`.
     pub fn api_version(&self) -> &str {
         match self {

@@ -271,10 +271,10 @@ fn image_policy(o: &ImagePolicy, errors: &mut Errors) {
     .into_iter()
     .filter(|b| *b)
     .count();
-    if set != 1 {
+    if set > 1 {
         errors.push(
             "spec.policy",
-            format!("exactly one of semver, alphabetical or numerical must be set ({set} are)"),
+            format!("at most one of semver, alphabetical or numerical may be set ({set} are)"),
         );
     }
     if let Some(semver) = &choice.semver {
@@ -509,7 +509,7 @@ mod tests {
         assert!(
             errors
                 .iter()
-                .any(|e| e.starts_with("spec.policy: exactly one")),
+                .any(|e| e.starts_with("spec.policy: at most one")),
             "{errors:?}"
         );
         assert!(errors

@@ -54,6 +54,8 @@ pub enum Outcome {
     Moved(SelectedImage),
     /// The tag set was empty or incomplete: a policy never changes on it.
     IgnoredEmpty,
+    /// The policy is suspended (`spec.suspend`): nothing evaluated.
+    Suspended,
     /// Nothing qualified or the policy is invalid; `ResolveFailed` published.
     Failed(String),
     /// A newer tag set of the repository exists; its evaluation decides.
@@ -236,6 +238,11 @@ impl Resolver {
         cause: &Envelope,
         why: ResolveCause,
     ) -> Result<Outcome, BusError> {
+        if policy.spec.suspend {
+            // Nothing is recorded, so resuming (a configuration change)
+            // evaluates the repository's newest tag set at once.
+            return Ok(Outcome::Suspended);
+        }
         let tags = match self.bus.tag_list(discovered).await? {
             Some(tags) if !tags.is_empty() => tags,
             _ => return Ok(Outcome::IgnoredEmpty),

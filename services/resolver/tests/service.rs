@@ -500,3 +500,67 @@ async fn sigterm_during_an_evaluation_finishes_it_publishes_it_and_exits_cleanly
     assert_eq!(info.num_ack_pending, 0, "acknowledged before exiting");
     assert_eq!(info.num_redelivered, 0);
 }
+
+#[tokio::test]
+async fn a_suspended_policy_does_not_move_until_it_is_resumed() {
+    let (server, bus, store) = setup().await;
+    apply(&store, REPO).await;
+    apply(
+        &store,
+        &format!("{}  suspend: true\n", policy("app", ">=1.0.0")),
+    )
+    .await;
+    let resolvers = start_resolvers(&server, 1).await;
+    bus.publish(&Envelope::new(
+        "scanner/t",
+        discovered(&["1.0.0", "1.5.0"], None),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        resolved(&events(&bus, names::POLICY_FILTER).await).is_empty(),
+        "a suspended policy moved"
+    );
+    apply(&store, &policy("app", ">=1.0.0")).await;
+    let got = wait_for(&bus, "the resolution on resume", |r| r.len() == 1).await;
+    assert_eq!(got[0].current.tag, "1.5.0");
+    resolvers.stop().await;
+}
+
+#[tokio::test]
+async fn a_policy_without_a_rule_resolves_to_the_newest_image() {
+    let (server, bus, store) = setup().await;
+    apply(&store, REPO).await;
+    apply(
+        &store,
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: newest\n  namespace: apps\nspec:\n  imageRepositoryRef:\n    name: app\n",
+    )
+    .await;
+    let resolvers = start_resolvers(&server, 1).await;
+    let Event::TagsDiscovered(mut scan) = discovered(&["2.0.0", "1.0.0", "main-abc"], None) else {
+        unreachable!()
+    };
+    for (tag, hour) in [("2.0.0", 1), ("1.0.0", 3), ("main-abc", 2)] {
+        scan.images.insert(
+            tag.to_string(),
+            tagrelay_proto::event::ImageMetadata {
+                digest: None,
+                created: chrono::DateTime::parse_from_rfc3339(&format!(
+                    "2026-12-01T{hour:02}:00:00Z"
+                ))
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            },
+        );
+    }
+    bus.publish(&Envelope::new("scanner/t", Event::TagsDiscovered(scan)))
+        .await
+        .unwrap();
+    let got = wait_for(&bus, "the newest image", |r| r.len() == 1).await;
+    assert_eq!(
+        got[0].current.tag, "1.0.0",
+        "built last, whatever its version"
+    );
+    resolvers.stop().await;
+}

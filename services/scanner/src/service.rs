@@ -154,11 +154,10 @@ fn metadata_needs(config: &ConfigIndex, repository: &ObjectKey) -> (bool, bool) 
             policy.spec.digest_reflection_policy.as_deref(),
             Some("IfNotPresent" | "Always")
         );
-        created |= policy
-            .metadata
-            .annotations
-            .get(FLUX_V1_FILTER_ANNOTATION)
-            .is_some_and(|filter| !filter.trim().starts_with("semver:"));
+        created |= match policy.metadata.annotations.get(FLUX_V1_FILTER_ANNOTATION) {
+            Some(filter) => !filter.trim().starts_with("semver:"),
+            None => policy.spec.policy.is_empty(),
+        };
     }
     (digests || created, created)
 }

@@ -1098,3 +1098,24 @@ async fn sigterm_during_a_scan_finishes_the_scan_publishes_it_and_exits_cleanly(
         "the request in hand was acknowledged (a work queue keeps it until then)"
     );
 }
+
+#[tokio::test]
+async fn a_policy_without_a_rule_gets_creation_times_for_the_newest_image() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0", "0.9.0"]).await;
+    let image = format!("{}/demo/app", registry.host());
+    apply(&store, &repository("app", &image, "1h", "")).await;
+    apply(
+        &store,
+        &format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: newest\n  namespace: {NS}\nspec:\n  imageRepositoryRef:\n    name: app\n"),
+    )
+    .await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+    let got = wait_for_discovered(&bus, 1).await;
+    let created = |tag: &str| got[0].images[tag].created.unwrap();
+    assert!(
+        created("0.9.0") > created("1.0.0"),
+        "0.9.0 was pushed last: {:#?}",
+        got[0].images
+    );
+    scanners.stop().await;
+}
