@@ -149,25 +149,34 @@ fn as_list(rows: &[(Object, Option<ObjectStatus>)]) -> serde_json::Value {
     serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
 }
 
+/// The table `flux get` prints for `kind`: Flux's columns in Flux's
+/// order (`NAME LAST SCAN SUSPENDED READY MESSAGE` for repositories,
+/// `NAME LATEST IMAGE READY MESSAGE` for policies, `NAME LAST RUN SUSPENDED
+/// READY MESSAGE` for automations), so scripts and habits carry over. Git
+/// sources show their URL where Flux shows the fetched revision, which
+/// tagrelay does not track.
 fn table(
     kind: Kind,
     rows: &[&(Object, Option<ObjectStatus>)],
     prefix: bool,
     namespaces: bool,
 ) -> String {
-    let extra: &[&str] = match kind {
-        Kind::ImageRepository => &["LAST SCAN", "TAGS"],
-        Kind::ImagePolicy => &["LATEST IMAGE"],
-        Kind::ImageUpdateAutomation => &["LAST COMMIT"],
-        Kind::GitRepository => &["URL"],
+    let (middle, with_suspended): (&[&str], bool) = match kind {
+        Kind::ImageRepository => (&["LAST SCAN"], true),
+        Kind::ImagePolicy => (&["LATEST IMAGE"], false),
+        Kind::ImageUpdateAutomation => (&["LAST RUN"], true),
+        Kind::GitRepository => (&["URL"], true),
     };
     let mut header = Vec::new();
     if namespaces {
         header.push("NAMESPACE");
     }
-    header.extend(["NAME", "READY", "MESSAGE"]);
-    header.extend(extra);
-    header.push("SUSPENDED");
+    header.push("NAME");
+    header.extend(middle);
+    if with_suspended {
+        header.push("SUSPENDED");
+    }
+    header.extend(["READY", "MESSAGE"]);
     let mut table = Table::new(&header);
     for (object, status) in rows {
         let mut cells = Vec::new();
@@ -187,20 +196,22 @@ fn table(
             ),
             None => ("Unknown".to_string(), waiting_message(kind).to_string()),
         };
+        let status = status.clone().unwrap_or_default();
+        let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        };
+        cells.push(match object {
+            Object::ImageRepository(_) => time(status.last_scan_time),
+            Object::ImagePolicy(_) => status.latest_image.unwrap_or_default(),
+            Object::ImageUpdateAutomation(_) => time(status.updated_at),
+            Object::GitRepository(o) => o.spec.url.clone(),
+        });
+        if with_suspended {
+            cells.push(if suspended(object) { "True" } else { "False" }.to_string());
+        }
         cells.push(ready);
         cells.push(message);
-        let status = status.clone().unwrap_or_default();
-        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
-        match object {
-            Object::ImageRepository(_) => {
-                cells.push(or_dash(status.last_scan_time.map(|t| t.to_rfc3339())));
-                cells.push(or_dash(status.tag_count.map(|n| n.to_string())));
-            }
-            Object::ImagePolicy(_) => cells.push(or_dash(status.latest_image)),
-            Object::ImageUpdateAutomation(_) => cells.push(or_dash(status.last_push_commit)),
-            Object::GitRepository(o) => cells.push(o.spec.url.clone()),
-        }
-        cells.push(suspended(object).to_string());
         table.row(cells);
     }
     table.render()
