@@ -187,7 +187,8 @@ impl Object {
         }
     }
 
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+    /// The object's metadata, to change (an annotation, a default).
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
         match self {
             Object::ImageRepository(o) => &mut o.metadata,
             Object::ImagePolicy(o) => &mut o.metadata,

@@ -212,15 +212,29 @@ impl Resolver {
             let subject = names::tags_subject(&repository.namespace, &repository.name);
             if let Some((envelope, sequence)) = self.bus.last_event(&subject).await? {
                 if let Event::TagsDiscovered(discovered) = &envelope.payload {
-                    self.evaluate(
-                        &key,
-                        &policy,
-                        discovered,
-                        sequence,
-                        &envelope,
-                        ResolveCause::PolicyChanged,
-                    )
-                    .await?;
+                    let outcome = self
+                        .evaluate(
+                            &key,
+                            &policy,
+                            discovered,
+                            sequence,
+                            &envelope,
+                            ResolveCause::PolicyChanged,
+                        )
+                        .await?;
+                    // A changed object (`tagrelay reconcile image policy`
+                    // among others) is answered with a fresh status even
+                    // when the selection stands.
+                    if matches!(outcome, Outcome::AlreadyCurrent | Outcome::Unchanged) {
+                        if let Some(state) = self
+                            .state
+                            .read::<PolicySelection>(&key.bucket_key())
+                            .await?
+                            .0
+                        {
+                            self.ready(&key, &state).await;
+                        }
+                    }
                 }
             }
         }
