@@ -1102,8 +1102,14 @@ async fn a_push_refspec_gets_the_commit_too_and_a_suspended_automation_commits_n
 async fn a_template_go_would_refuse_is_commit_failed_and_not_retried() {
     let env = env().await;
     let repo = seeded();
+    // `.Updated` is gone from `image.toolkit.fluxcd.io/v1`'s data, as in Flux
+    // (apply refuses it; this object was stored around apply).
     let template = "      messageTemplate: '{{ range .Updated.Images }}{{ . }}{{ end }}'\n";
-    env.apply(&config(&repo.url(), template, "apps")).await;
+    env.apply(&config(&repo.url(), template, "apps").replace(
+        "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageUpdateAutomation",
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageUpdateAutomation",
+    ))
+    .await;
     let seed_tip = repo.tip("main").unwrap();
     env.resolve("flux-system", "app", "registry.example/app", "1.9.0")
         .await;
