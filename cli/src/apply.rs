@@ -43,11 +43,17 @@ struct Applied {
 
 /// Runs `apply`.
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
+    apply_sources(cli, read_sources(&args.files)?).await
+}
+
+/// Validates every document of `sources` (`(name, YAML)`), then stores all
+/// of them or none: `apply` and `create` share it.
+pub async fn apply_sources(cli: &Cli, sources: Vec<(String, String)>) -> Result<(), Failure> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut batch = Vec::new();
     let mut decoded_keys = BTreeSet::new();
-    for (source, text) in read_sources(&args.files)? {
+    for (source, text) in sources {
         let documents = match load_documents(&text) {
             Ok(documents) => documents,
             Err(e) => {

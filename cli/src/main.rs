@@ -6,6 +6,7 @@
 
 mod apply;
 mod audit;
+mod create;
 mod delete;
 mod export;
 mod get;
@@ -40,6 +41,8 @@ enum Command {
     Apply(apply::Args),
     /// Show stored objects and their status.
     Get(get::Args),
+    /// Create an object from flags, as `flux create` does (`--export`: print it).
+    Create(create::Args),
     /// Delete a stored object.
     Delete(delete::Args),
     /// Suspend an object: it keeps its state and does nothing until resumed.
@@ -119,6 +122,7 @@ async fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Apply(args) => apply::run(&cli, args).await,
         Command::Get(args) => get::run(&cli, args).await,
+        Command::Create(args) => create::run(&cli, args).await,
         Command::Delete(args) => delete::run(&cli, args).await,
         Command::Suspend(args) => suspend::run(&cli, args, true).await,
         Command::Resume(args) => suspend::run(&cli, args, false).await,

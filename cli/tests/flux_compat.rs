@@ -277,3 +277,65 @@ spec:
         "{exported}"
     );
 }
+
+#[test]
+fn create_with_the_flux_cli_flags_exports_and_applies_the_same_objects() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let commands: [&[&str]; 4] = [
+        &["create", "source", "git", "flux-system", "--url=ssh://git@github.com/org/fleet", "--branch=main", "--interval=1m"],
+        &["create", "image", "repository", "podinfo", "--image=ghcr.io/stefanprodan/podinfo", "--interval=5m", "--exclusion-list=^.*\\.sig$,^dev-"],
+        &["create", "image", "policy", "podinfo", "--image-ref=podinfo", "--select-semver=5.0.x", "--filter-regex=^(?P<v>[0-9.]+)$", "--filter-extract=$v"],
+        &["create", "image", "update", "flux-system", "--interval=30m", "--git-repo-ref=flux-system", "--git-repo-path=./clusters/my-cluster", "--checkout-branch=main", "--push-branch=main", "--author-name=fluxcdbot", "--author-email=fluxcdbot@users.noreply.github.com", "--commit-template={{range .Changed.Changes}}{{print .OldValue}} -> {{println .NewValue}}{{end}}"],
+    ];
+    let unreachable = "nats://127.0.0.1:1";
+    for command in commands {
+        let mut export = command.to_vec();
+        export.push("--export");
+        let exported = common::tagrelay(unreachable, &export, None);
+        assert_eq!(
+            exported.status.code(),
+            Some(0),
+            "--export needs no bus: {}",
+            stderr(&exported)
+        );
+        let yaml = String::from_utf8(exported.stdout).unwrap();
+        assert!(yaml.starts_with("---\napiVersion: "), "{yaml}");
+        let created = common::tagrelay(&url, command, None);
+        assert_eq!(created.status.code(), Some(0), "{}", stderr(&created));
+        let applied = apply(&server, &yaml);
+        let said = String::from_utf8_lossy(&applied.stdout).to_string();
+        assert!(
+            said.trim_end().ends_with(" unchanged"),
+            "create and apply of its export are the same object: {said}{}",
+            stderr(&applied)
+        );
+    }
+    let out = common::tagrelay(&url, &["export", "image", "policy", "podinfo"], None);
+    let policy = String::from_utf8(out.stdout).unwrap();
+    for expected in ["range: 5.0.x", "extract: $v", "name: podinfo"] {
+        assert!(policy.contains(expected), "{expected} in {policy}");
+    }
+    let refused = common::tagrelay(
+        &url,
+        &[
+            "create",
+            "image",
+            "policy",
+            "bad",
+            "--image-ref=podinfo",
+            "--select-semver=>=1.0 <<2",
+        ],
+        None,
+    );
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "validated as apply validates"
+    );
+    assert!(
+        stderr(&refused).contains("spec.policy.semver.range"),
+        "{}",
+        stderr(&refused)
+    );
+}
