@@ -20,7 +20,7 @@ use tagrelay_proto::event::{Envelope, FailureReason, FileChange};
 use tagrelay_proto::state::PolicySelection;
 use tagrelay_rewrite::message::{self, MessageChange, Trailers, UpdatedImage};
 use tagrelay_rewrite::objects::Documents;
-use tagrelay_rewrite::{self as rewrite, Cause, UpdateSet, V1Discovery};
+use tagrelay_rewrite::{self as rewrite, Cause, UpdateSet, V1Container, V1Discovery};
 
 use crate::automation::Automation;
 use crate::git::{FileEntry, NewFile, Screen};
@@ -173,6 +173,25 @@ impl Rewrite {
             cause_times: causes.iter().map(|c| c.occurred_at).collect(),
         })
     }
+}
+
+/// Flux v1's rule for containers ordered by image creation time (no
+/// filter, `glob:`, `regex:`): a container whose current tag the registry
+/// does not list is left alone, since its age is unknown and moving it
+/// could go backwards. `listed` is the tag set the selection came from;
+/// the answer is the problem to report, `None` when the update may go on.
+pub fn unlisted_current_tag(container: &V1Container, listed: &[String]) -> Option<String> {
+    let by_creation_time = container
+        .filter
+        .as_deref()
+        .is_none_or(|filter| !filter.trim().starts_with("semver:"));
+    let current = container.current_tag.as_deref()?;
+    (by_creation_time && !listed.iter().any(|tag| tag == current)).then(|| {
+        format!(
+            "{} container {}: current tag {current} is not listed by the registry; left alone (its age is unknown, so moving it could go backwards)",
+            container.workload, container.container
+        )
+    })
 }
 
 /// Rewrites every candidate file: Setters markers everywhere, Flux v1

@@ -45,7 +45,7 @@ use crate::automation::{Automation, Checkout};
 use crate::credentials::{self, redact_url, GitAuth};
 use crate::derive;
 use crate::git::{self, BlobScreens, CommitSpec, GitError, Skipped};
-use crate::plan::{plan, Plan, Scan};
+use crate::plan::{self, plan, Plan, Scan};
 use crate::push::{self, PushError};
 use tagrelay_rewrite::message;
 use tagrelay_rewrite::{self as rewrite, Cause, RewriteError, UpdateSet, V1Discovery, V1Update};
@@ -494,7 +494,10 @@ impl Committer {
             let plain: Vec<rewrite::V1Container> =
                 containers.iter().map(|(_, c)| c.clone()).collect();
             let policy_names = self.sync_derived(a, &plain).await?;
-            let (updates, selections) = self.desired(a, &plain, &policy_names).await?;
+            let mut scan = scan;
+            let (updates, selections) = self
+                .desired(a, &plain, &policy_names, &mut scan.problems)
+                .await?;
             // 4. The decision: which files change, and the commit for them.
             let planned = plan(&scan, &updates, &selections);
             for problem in planned.problems() {
@@ -747,6 +750,7 @@ impl Committer {
         a: &Automation,
         containers: &[rewrite::V1Container],
         policy_names: &[Option<String>],
+        problems: &mut Vec<String>,
     ) -> Result<(UpdateSet, BTreeMap<String, (ObjectKey, PolicySelection)>), BusError> {
         let mut updates = UpdateSet::default();
         let mut selections = BTreeMap::new();
@@ -777,12 +781,28 @@ impl Committer {
                 }
             }
         }
+        let mut listings: BTreeMap<u64, Option<Vec<String>>> = BTreeMap::new();
         for (container, name) in containers.iter().zip(policy_names) {
             let Some(name) = name else { continue };
             let key = ObjectKey::new(Kind::ImagePolicy, &a.namespace, name);
             let Some(selection) = self.selection(&key).await? else {
                 continue;
             };
+            if container.current_tag.as_deref() != Some(selection.selected.tag.as_str()) {
+                let listed = match listings.entry(selection.source_sequence) {
+                    std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(unread) => {
+                        unread.insert(self.listed_tags(selection.source_sequence).await?)
+                    }
+                };
+                let unlisted = listed
+                    .as_deref()
+                    .and_then(|listed| plan::unlisted_current_tag(container, listed));
+                if let Some(problem) = unlisted {
+                    problems.push(problem);
+                    continue;
+                }
+            }
             updates.v1.push(V1Update {
                 workload: container.workload.clone(),
                 container: container.container.clone(),
@@ -794,6 +814,28 @@ impl Committer {
             );
         }
         Ok((updates, selections))
+    }
+
+    /// The tags of the `TagsDiscovered` at stream `sequence`, the set a
+    /// selection was made from; `None` when it is no longer in the log (or
+    /// the sequence is not a scan), so nothing is decided on it.
+    async fn listed_tags(&self, sequence: u64) -> Result<Option<Vec<String>>, BusError> {
+        let stream = self
+            .bus
+            .jetstream()
+            .get_stream_no_info(names::EVENTS_STREAM)
+            .await
+            .map_err(|e| BusError::Setup {
+                what: names::EVENTS_STREAM.into(),
+                reason: e.to_string(),
+            })?;
+        let Ok(message) = stream.get_raw_message(sequence).await else {
+            return Ok(None);
+        };
+        match Envelope::from_json(&message.payload).map(|e| e.payload) {
+            Ok(Event::TagsDiscovered(discovered)) => self.bus.tag_list(&discovered).await,
+            _ => Ok(None),
+        }
     }
 
     /// The `PolicyResolved` events behind the rewritten values, oldest

@@ -1280,3 +1280,93 @@ async fn a_v1beta1_automation_renders_the_guides_updated_images_template_into_th
         "the policy's image once (two markers of one policy), as Flux v1beta1 printed it: {message:?}"
     );
 }
+
+#[tokio::test]
+async fn a_v1_container_ordered_by_time_whose_tag_is_not_listed_is_left_alone() {
+    let env = env().await;
+    let deployment = V1_DEPLOYMENT
+        .replace("    fluxcd.io/tag.web: semver:~1.0\n", "")
+        .replace("web:1.0.0", "web:hotfix");
+    let repo = BareRepo::seeded("main", &[Seed::file("apps/web.yaml", &deployment)]);
+    env.apply(&config(&repo.url(), "", "apps")).await;
+    let committer = env.committer("a").await;
+    committer.reconcile(&automation_key(), None).await.unwrap();
+    let policy = env
+        .store
+        .list(Some(Kind::ImagePolicy))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.metadata().name.starts_with("fluxv1-"))
+        .expect("a derived policy");
+    // The scan the selection comes from lists 1.0.0 and 2.0.0, not hotfix.
+    let tags = vec!["1.0.0".to_string(), "2.0.0".to_string()];
+    let scan = env
+        .bus
+        .publish(&Envelope::new(
+            "scanner/test",
+            Event::TagsDiscovered(tagrelay_proto::event::TagsDiscovered {
+                repository: ObjectRef::new("flux-system", "web"),
+                image: "registry.example/web".into(),
+                tag_count: tags.len(),
+                tag_set_digest: tagrelay_proto::event::tag_set_digest(
+                    tags.iter().map(String::as_str),
+                ),
+                tags: Some(tags),
+                tags_ref: None,
+                previous_tag_set_digest: None,
+                scanned_at: chrono::Utc::now(),
+                trigger: tagrelay_proto::event::ScanTrigger::Schedule,
+                images: BTreeMap::new(),
+            }),
+        ))
+        .await
+        .unwrap();
+    let select = |tag: &str| PolicySelection {
+        image: "registry.example/web".into(),
+        selected: SelectedImage {
+            tag: tag.into(),
+            digest: None,
+        },
+        source_sequence: scan.sequence,
+        rules_hash: "test".into(),
+        resolved_sequence: 0,
+        updated_at: chrono::Utc::now(),
+    };
+    let state = env.bus.bucket(names::POLICY_STATE_BUCKET).await.unwrap();
+    state
+        .put(
+            policy.key().bucket_key(),
+            serde_json::to_vec(&select("2.0.0")).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        committer.reconcile(&automation_key(), None).await.unwrap(),
+        Outcome::UpToDate,
+        "an image of unknown age is never replaced"
+    );
+    assert_eq!(repo.read_text("main", "apps/web.yaml").unwrap(), deployment);
+    let status = env.store.status(&automation_key()).await.unwrap().unwrap();
+    assert!(
+        status
+            .message
+            .contains("current tag hotfix is not listed by the registry; left alone"),
+        "{}",
+        status.message
+    );
+
+    repo.human_commit(
+        "main",
+        "apps/web.yaml",
+        &deployment.replace("web:hotfix", "web:1.0.0"),
+        "back to a listed tag",
+    );
+    let Outcome::Pushed(_) = committer.reconcile(&automation_key(), None).await.unwrap() else {
+        panic!("a listed tag moves to the newest image")
+    };
+    assert_eq!(
+        repo.read_text("main", "apps/web.yaml").unwrap(),
+        deployment.replace("web:hotfix", "web:2.0.0")
+    );
+}

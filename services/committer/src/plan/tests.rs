@@ -249,3 +249,43 @@ fn a_template_that_cannot_render_fails_for_good_with_its_field() {
         "{failed}"
     );
 }
+
+#[test]
+fn a_time_ordered_container_whose_tag_the_registry_does_not_list_is_left_alone() {
+    let container = |filter: Option<&str>, current: Option<&str>| V1Container {
+        workload: tagrelay_rewrite::WorkloadId {
+            kind: "Deployment".into(),
+            namespace: Some("apps".into()),
+            name: "web".into(),
+        },
+        container: "web".into(),
+        image: "registry.example/web".into(),
+        current_tag: current.map(str::to_string),
+        filter: filter.map(str::to_string),
+        line: 9,
+    };
+    let listed = vec!["1.0.0".to_string(), "2.0.0".to_string()];
+    for filter in [None, Some("glob:main-*"), Some("regex:^v"), Some("main-*")] {
+        let problem = unlisted_current_tag(&container(filter, Some("hotfix")), &listed)
+            .unwrap_or_else(|| panic!("{filter:?}: an unlisted tag was moved"));
+        assert!(
+            problem.starts_with("apps:deployment/web container web: current tag hotfix is not listed by the registry; left alone"),
+            "{problem}"
+        );
+        assert_eq!(
+            unlisted_current_tag(&container(filter, Some("1.0.0")), &listed),
+            None,
+            "{filter:?}: a listed tag moves"
+        );
+    }
+    assert_eq!(
+        unlisted_current_tag(&container(Some("semver:~1.0"), Some("hotfix")), &listed),
+        None,
+        "versions order themselves: semver filters may move from any tag"
+    );
+    assert_eq!(
+        unlisted_current_tag(&container(None, None), &listed),
+        None,
+        "no tag written: nothing to go back from"
+    );
+}
