@@ -19,6 +19,35 @@ pub struct LoggedEvent {
 }
 
 impl Bus {
+    /// The event stored at `sequence` of the audit log: what a state record
+    /// names by sequence (the scan a selection came from, the
+    /// `PolicyResolved` that announced it). `None` when the log no longer
+    /// holds it or it does not decode (logged).
+    pub async fn event_at(&self, sequence: u64) -> Result<Option<Envelope>, BusError> {
+        let stream = self
+            .jetstream()
+            .get_stream_no_info(names::EVENTS_STREAM)
+            .await
+            .map_err(|e| BusError::Setup {
+                what: names::EVENTS_STREAM.into(),
+                reason: e.to_string(),
+            })?;
+        let message = match stream.get_raw_message(sequence).await {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::debug!(sequence, error = %e, "event no longer in the log");
+                return Ok(None);
+            }
+        };
+        match Envelope::from_json(&message.payload) {
+            Ok(envelope) => Ok(Some(envelope)),
+            Err(e) => {
+                tracing::warn!(sequence, error = %e, "event unreadable");
+                Ok(None)
+            }
+        }
+    }
+
     /// The last event published on `subject` and its stream sequence, the
     /// way a stage finds "the current fact" (a repository's latest tag set, a
     /// policy's latest move) without keeping a copy of its own.

@@ -820,20 +820,8 @@ impl Committer {
     /// selection was made from; `None` when it is no longer in the log (or
     /// the sequence is not a scan), so nothing is decided on it.
     async fn listed_tags(&self, sequence: u64) -> Result<Option<Vec<String>>, BusError> {
-        let stream = self
-            .bus
-            .jetstream()
-            .get_stream_no_info(names::EVENTS_STREAM)
-            .await
-            .map_err(|e| BusError::Setup {
-                what: names::EVENTS_STREAM.into(),
-                reason: e.to_string(),
-            })?;
-        let Ok(message) = stream.get_raw_message(sequence).await else {
-            return Ok(None);
-        };
-        match Envelope::from_json(&message.payload).map(|e| e.payload) {
-            Ok(Event::TagsDiscovered(discovered)) => self.bus.tag_list(&discovered).await,
+        match self.bus.event_at(sequence).await?.map(|e| e.payload) {
+            Some(Event::TagsDiscovered(discovered)) => self.bus.tag_list(&discovered).await,
             _ => Ok(None),
         }
     }
@@ -849,24 +837,9 @@ impl Committer {
                 }
             }
         }
-        let stream = self
-            .bus
-            .jetstream()
-            .get_stream_no_info(names::EVENTS_STREAM)
-            .await
-            .map_err(|e| BusError::Setup {
-                what: names::EVENTS_STREAM.into(),
-                reason: e.to_string(),
-            })?;
         let mut causes = Vec::new();
         for sequence in sequences {
-            match stream.get_raw_message(sequence).await {
-                Ok(message) => match Envelope::from_json(&message.payload) {
-                    Ok(envelope) => causes.push(envelope),
-                    Err(e) => tracing::warn!(sequence, error = %e, "cause event unreadable"),
-                },
-                Err(e) => tracing::debug!(sequence, error = %e, "cause event no longer in the log"),
-            }
+            causes.extend(self.bus.event_at(sequence).await?);
         }
         causes.sort_by_key(|e| e.occurred_at);
         Ok(causes)
