@@ -1,9 +1,14 @@
 //! `tagrelay get image repository|policy|update|all` and `get source git`:
 //! stored objects with the status the services wrote, as `flux get` shows.
 
+use tagrelay_proto::bus::{Bus, CasBucket, ConfigStore};
 use tagrelay_proto::config::{Kind, Object, ObjectKey};
+use tagrelay_proto::event::Event;
+use tagrelay_proto::names;
+use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
 
+use crate::flux_status::{flux_status, Observed};
 use crate::objects::{short_name, Scope, SourceType};
 use crate::output::{json_to_yaml, Table};
 use crate::{Cli, Failure};
@@ -73,7 +78,8 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         ),
         What::Source { name, .. } => (vec![Kind::GitRepository], name),
     };
-    let store = cli.bus().await?.config_store().await?;
+    let bus = cli.bus().await?;
+    let store = bus.config_store().await?;
     let mut rows: Vec<(Object, Option<ObjectStatus>)> = Vec::new();
     for kind in &kinds {
         for object in store.list(Some(*kind)).await? {
@@ -91,7 +97,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     }
     match args.output {
         Format::Json | Format::Yaml => {
-            let list = as_list(&rows);
+            let list = as_list(&bus, &store, &rows).await?;
             let text = if args.output == Format::Json {
                 serde_json::to_string_pretty(&list).map_err(anyhow::Error::from)?
             } else {
@@ -131,22 +137,76 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Objects with their status, in Kubernetes' `List` shape, for scripts.
-fn as_list(rows: &[(Object, Option<ObjectStatus>)]) -> serde_json::Value {
-    let items: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|(object, status)| {
-            let mut value = object.to_json();
-            if let (Some(map), Some(status)) = (value.as_object_mut(), status) {
-                map.insert(
-                    "status".into(),
-                    serde_json::to_value(status).unwrap_or_default(),
-                );
+/// Objects with their status as Flux writes it, in Kubernetes' `List`
+/// shape, for scripts.
+async fn as_list(
+    bus: &Bus,
+    store: &ConfigStore,
+    rows: &[(Object, Option<ObjectStatus>)],
+) -> Result<serde_json::Value, Failure> {
+    let state = CasBucket::new(
+        bus.bucket(names::POLICY_STATE_BUCKET).await?,
+        names::POLICY_STATE_BUCKET,
+    );
+    let mut items = Vec::new();
+    for (object, status) in rows {
+        let observed = observe(bus, store, &state, object).await?;
+        let mut value = object.to_json();
+        if let Some(map) = value.as_object_mut() {
+            map.insert(
+                "status".into(),
+                flux_status(object, status.as_ref(), &observed),
+            );
+        }
+        items.push(value);
+    }
+    Ok(serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}))
+}
+
+/// What Flux's status shows beyond tagrelay's record: a policy's previous
+/// selection (its last `PolicyResolved`), an automation's policies and
+/// their selections.
+async fn observe(
+    bus: &Bus,
+    store: &ConfigStore,
+    state: &CasBucket,
+    object: &Object,
+) -> Result<Observed, Failure> {
+    let mut observed = Observed::default();
+    match object {
+        Object::ImagePolicy(_) => {
+            let key = object.key();
+            let subject = names::policy_subject(&key.namespace, &key.name);
+            if let Some((envelope, _)) = bus.last_event(&subject).await? {
+                if let Event::PolicyResolved(resolved) = envelope.payload {
+                    observed.previous = resolved.previous;
+                }
             }
-            value
-        })
-        .collect();
-    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+        }
+        Object::ImageUpdateAutomation(automation) => {
+            let git = automation.spec.git.as_ref();
+            observed.push_branch = git
+                .and_then(|g| g.push.as_ref().and_then(|p| p.branch.clone()))
+                .or_else(|| git.and_then(|g| g.checkout.as_ref()?.reference.branch.clone()));
+            let selector = automation.spec.policy_selector.clone().unwrap_or_default();
+            for policy in store.list(Some(Kind::ImagePolicy)).await? {
+                let key = policy.key();
+                if key.namespace != object.namespace()
+                    || !selector.matches(&policy.metadata().labels)
+                {
+                    continue;
+                }
+                let (selection, _) = state.read::<PolicySelection>(&key.bucket_key()).await?;
+                if let Some(selection) = selection {
+                    observed
+                        .policies
+                        .insert(key.name.clone(), (selection.image, selection.selected));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(observed)
 }
 
 /// The table `flux get` prints for `kind`: Flux's columns in Flux's

@@ -9,6 +9,7 @@ mod audit;
 mod create;
 mod delete;
 mod export;
+mod flux_status;
 mod get;
 mod objects;
 mod output;

@@ -16,6 +16,7 @@ use tagrelay_proto::config::{Kind, ObjectKey};
 use tagrelay_proto::event::{ObjectRef, ScanTrigger};
 use tagrelay_proto::scan::ScanRequest;
 
+use crate::flux_status::REQUESTED_AT_ANNOTATION;
 use crate::objects::NamespaceArg;
 use crate::{Cli, Failure};
 
@@ -61,9 +62,6 @@ enum ImageObject {
         name: String,
     },
 }
-
-/// The annotation `flux reconcile` sets to ask a controller to act now.
-pub const REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
     tagrelay_proto::config::parse_go_duration(text).map_err(|e| e.to_string())

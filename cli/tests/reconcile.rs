@@ -222,6 +222,32 @@ async fn reconcile_evaluates_a_policy_and_runs_an_automation_now_and_reports_the
         assert!(stdout.contains("reconciliation of"), "{stdout}");
         assert!(stdout.contains(said), "{what}: {stdout}");
     }
+    let status = |what: &'static str, name: &'static str| {
+        let server = &server;
+        async move {
+            let out = tagrelay(
+                server,
+                &["get", "image", what, name, "-n", "apps", "-o", "json"],
+            )
+            .await;
+            let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            list["items"][0]["status"].clone()
+        }
+    };
+    let policy = status("policy", "app").await;
+    assert_eq!(
+        policy["latestRef"],
+        serde_json::json!({"name": "registry.example/app", "tag": "1.2.0"}),
+        "{policy:#}"
+    );
+    assert!(policy["lastHandledReconcileAt"].is_string(), "{policy:#}");
+    assert_eq!(policy["conditions"][0]["reason"], "Succeeded", "{policy:#}");
+    let update = status("update", "fleet").await;
+    assert_eq!(
+        update["observedPolicies"]["app"]["tag"], "1.2.0",
+        "{update:#}"
+    );
+    assert!(update["lastHandledReconcileAt"].is_string(), "{update:#}");
     let _ = stop.send(true);
     resolver.await.unwrap().unwrap();
     committer.await.unwrap().unwrap();
