@@ -412,6 +412,21 @@ impl Event {
     /// failure is only part of its fact: see [`Envelope::msg_id`].
     fn identity(&self) -> String {
         match self {
+            // The same tag set published again means its images changed
+            // (a tag pushed again, seen by `digestReflectionPolicy: Always`):
+            // the images are then part of the fact, so each re-push is one.
+            Event::TagsDiscovered(e)
+                if e.previous_tag_set_digest.as_deref() == Some(e.tag_set_digest.as_str()) =>
+            {
+                let images = serde_json::to_string(&e.images).unwrap_or_default();
+                format!(
+                    "{}|{}|{}|{:x}",
+                    e.repository,
+                    e.tag_set_digest,
+                    e.tag_set_digest,
+                    Sha256::digest(images.as_bytes())
+                )
+            }
             Event::TagsDiscovered(e) => format!(
                 "{}|{}|{}",
                 e.repository,
@@ -775,6 +790,32 @@ mod tests {
             assert_eq!(reason_of(&json), reason);
             assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
         }
+    }
+
+    #[test]
+    fn the_same_tags_published_again_with_new_images_is_a_new_fact() {
+        let Event::TagsDiscovered(mut scan) = samples::all().remove(0) else {
+            unreachable!()
+        };
+        scan.previous_tag_set_digest = Some(scan.tag_set_digest.clone());
+        let mut repushed = scan.clone();
+        repushed.images.insert(
+            "9.9.9".into(),
+            ImageMetadata {
+                digest: Some("sha256:other".into()),
+                created: None,
+            },
+        );
+        let first = Envelope::new("scanner/a", Event::TagsDiscovered(scan.clone()));
+        assert_ne!(
+            first.msg_id(),
+            Envelope::new("scanner/a", Event::TagsDiscovered(repushed)).msg_id()
+        );
+        assert_eq!(
+            first.msg_id(),
+            Envelope::new("scanner/b", Event::TagsDiscovered(scan)).msg_id(),
+            "the same images twice are one fact"
+        );
     }
 
     #[test]

@@ -564,3 +564,42 @@ async fn a_policy_without_a_rule_resolves_to_the_newest_image() {
     );
     resolvers.stop().await;
 }
+
+#[tokio::test]
+async fn a_tag_pushed_again_moves_an_always_policy_to_the_new_digest() {
+    let (server, bus, store) = setup().await;
+    apply(&store, REPO).await;
+    apply(
+        &store,
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: latest\n  namespace: apps\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    alphabetical: {}\n  filterTags:\n    pattern: '^latest$'\n  digestReflectionPolicy: Always\n  interval: 1m\n",
+    )
+    .await;
+    let resolvers = start_resolvers(&server, 1).await;
+    let scan = |digest: &str, previous: Option<&[&str]>| {
+        let Event::TagsDiscovered(mut scan) = discovered(&["latest", "1.0.0"], previous) else {
+            unreachable!()
+        };
+        scan.images.insert(
+            "latest".into(),
+            tagrelay_proto::event::ImageMetadata {
+                digest: Some(digest.into()),
+                created: None,
+            },
+        );
+        Envelope::new("scanner/t", Event::TagsDiscovered(scan))
+    };
+    bus.publish(&scan("sha256:aaaa", None)).await.unwrap();
+    let got = wait_for(&bus, "the first digest", |r| r.len() == 1).await;
+    assert_eq!(got[0].current.digest.as_deref(), Some("sha256:aaaa"));
+    let again = scan("sha256:bbbb", Some(&["latest", "1.0.0"]));
+    let published = bus.publish(&again).await.unwrap();
+    assert!(!published.duplicate, "a re-push is a new fact");
+    let got = wait_for(&bus, "the new digest", |r| r.len() == 2).await;
+    assert_eq!(got[1].current.tag, "latest");
+    assert_eq!(got[1].current.digest.as_deref(), Some("sha256:bbbb"));
+    assert_eq!(
+        got[1].previous.as_ref().and_then(|p| p.digest.as_deref()),
+        Some("sha256:aaaa")
+    );
+    resolvers.stop().await;
+}

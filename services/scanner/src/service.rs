@@ -26,7 +26,7 @@
 //! a not-ready status, never an empty list. Transient failures are retried
 //! by redelivery with back-off, up to [`ScannerSettings::max_attempts`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +54,7 @@ use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::reference::Repository;
 use tagrelay_proto::runtime::Readiness;
 use tagrelay_proto::scan::{interval_slot, slot_offset, ScanRequest};
+use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
 use tokio::sync::RwLock;
 
@@ -145,21 +146,35 @@ pub enum Outcome {
     },
 }
 
-/// Whether any policy of `repository` needs digests, creation times.
-fn metadata_needs(config: &ConfigIndex, repository: &ObjectKey) -> (bool, bool) {
-    let mut digests = false;
-    let mut created = false;
-    for (_, policy) in config.policies_of(repository) {
-        digests |= matches!(
-            policy.spec.digest_reflection_policy.as_deref(),
-            Some("IfNotPresent" | "Always")
-        );
-        created |= match policy.metadata.annotations.get(FLUX_V1_FILTER_ANNOTATION) {
+/// What the policies of a repository need besides its tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct MetadataNeeds {
+    /// Digests (a policy reflects them, or orders by creation time).
+    digests: bool,
+    /// Creation times (a policy orders by them).
+    created: bool,
+    /// Policies with `digestReflectionPolicy: Always`: the digest of the
+    /// tag each selects is looked up again at every scan, so a tag pushed
+    /// again to a new image is noticed.
+    always: Vec<ObjectKey>,
+}
+
+/// What the policies of `repository` need.
+fn metadata_needs(config: &ConfigIndex, repository: &ObjectKey) -> MetadataNeeds {
+    let mut needs = MetadataNeeds::default();
+    for (key, policy) in config.policies_of(repository) {
+        let reflection = policy.spec.digest_reflection_policy.as_deref();
+        needs.digests |= matches!(reflection, Some("IfNotPresent" | "Always"));
+        if reflection == Some("Always") {
+            needs.always.push(key);
+        }
+        needs.created |= match policy.metadata.annotations.get(FLUX_V1_FILTER_ANNOTATION) {
             Some(filter) => !filter.trim().starts_with("semver:"),
             None => policy.spec.policy.is_empty(),
         };
     }
-    (digests || created, created)
+    needs.digests |= needs.created;
+    needs
 }
 
 /// One scanner instance.
@@ -167,6 +182,7 @@ pub struct Scanner {
     bus: Bus,
     store: ConfigStore,
     records: CasBucket,
+    selections: CasBucket,
     metadata: kv::Store,
     registries: Arc<Registries>,
     secrets: SecretsDir,
@@ -297,6 +313,10 @@ impl Scanner {
             records: CasBucket::new(
                 bus.bucket(names::TAG_SETS_BUCKET).await?,
                 names::TAG_SETS_BUCKET,
+            ),
+            selections: CasBucket::new(
+                bus.bucket(names::POLICY_STATE_BUCKET).await?,
+                names::POLICY_STATE_BUCKET,
             ),
             metadata: bus.bucket(names::IMAGE_METADATA_BUCKET).await?,
             registries: Arc::new(Registries::new(settings.registry.clone())),
@@ -465,7 +485,7 @@ impl Scanner {
         key: &ObjectKey,
         repository: &ImageRepository,
         trigger: ScanTrigger,
-        (needs_digests, needs_created): (bool, bool),
+        needs: MetadataNeeds,
         attempt: u32,
     ) -> Result<Outcome, BusError> {
         let object = ObjectRef::new(&key.namespace, &key.name);
@@ -510,16 +530,19 @@ impl Scanner {
                 tracing::warn!(repository = %key, "{report}");
             }
             let digest = tag_set_digest(filtered.tags.iter().map(String::as_str));
-            if previous_event.is_some_and(|p| p.tag_set_digest == digest) {
+            let recheck = self.selected_by(&needs.always, &filtered.tags).await?;
+            let unchanged_set = previous_event.is_some_and(|p| p.tag_set_digest == digest);
+            if unchanged_set && recheck.is_empty() {
                 self.succeeded(key, scanned_at, &filtered.tags, filtered.invalid_report())
                     .await;
                 return Ok(Outcome::Unchanged {
                     tags: filtered.tags.len(),
                 });
             }
-            let images = if needs_digests {
-                let known = previous_event.map(|p| &p.images);
-                let call = self.images(&target, &filtered.tags, known, needs_created);
+            let images = if needs.digests {
+                let mut known = previous_event.map(|p| p.images.clone()).unwrap_or_default();
+                known.retain(|tag, _| !recheck.contains(tag));
+                let call = self.images(&target, &filtered.tags, Some(&known), needs.created);
                 match within(limit, RegistryCall::ImageMetadata, call).await {
                     Ok(images) => images,
                     Err(problem) => return self.fail(key, scanned_at, problem, attempt).await,
@@ -527,6 +550,13 @@ impl Scanner {
             } else {
                 BTreeMap::new()
             };
+            if unchanged_set && previous_event.is_some_and(|p| p.images == images) {
+                self.succeeded(key, scanned_at, &filtered.tags, filtered.invalid_report())
+                    .await;
+                return Ok(Outcome::Unchanged {
+                    tags: filtered.tags.len(),
+                });
+            }
             let (tags, tags_ref) = if tags_json_size(&filtered.tags) > INLINE_TAGS_MAX_BYTES {
                 (None, Some(self.bus.put_tag_list(&filtered.tags).await?))
             } else {
@@ -567,6 +597,28 @@ impl Scanner {
             subject,
             reason: format!("lost {MAX_RACES} races in a row"),
         })
+    }
+
+    /// The tags among `tags` that the `policies` (those reflecting digests
+    /// `Always`) currently select, read from the resolver's state.
+    async fn selected_by(
+        &self,
+        policies: &[ObjectKey],
+        tags: &[String],
+    ) -> Result<BTreeSet<String>, BusError> {
+        let mut selected = BTreeSet::new();
+        for policy in policies {
+            let (selection, _) = self
+                .selections
+                .read::<PolicySelection>(&policy.bucket_key())
+                .await?;
+            if let Some(selection) = selection {
+                if tags.contains(&selection.selected.tag) {
+                    selected.insert(selection.selected.tag);
+                }
+            }
+        }
+        Ok(selected)
     }
 
     /// Digests (and creation times when `needs_created`) of `tags`: those

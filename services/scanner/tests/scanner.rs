@@ -1119,3 +1119,73 @@ async fn a_policy_without_a_rule_gets_creation_times_for_the_newest_image() {
     );
     scanners.stop().await;
 }
+
+#[tokio::test]
+async fn a_tag_pushed_again_is_seen_when_its_policy_reflects_digests_always() {
+    let (registry, server, bus, store, secrets) = registry_with(&["latest", "1.0.0"]).await;
+    let image = format!("{}/demo/app", registry.host());
+    apply(&store, &repository("app", &image, "1h", "")).await;
+    apply(
+        &store,
+        &format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: latest\n  namespace: {NS}\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    alphabetical: {{}}\n  filterTags:\n    pattern: '^latest$'\n  digestReflectionPolicy: Always\n  interval: 1m\n"),
+    )
+    .await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+    let first = wait_for_discovered(&bus, 1).await;
+    let first_digest = first[0].images["latest"].digest.clone().unwrap();
+    // What the resolver records for the policy: `latest`, at that digest.
+    let selection = tagrelay_proto::state::PolicySelection {
+        image: image.clone(),
+        selected: tagrelay_proto::event::SelectedImage {
+            tag: "latest".into(),
+            digest: Some(first_digest.clone()),
+        },
+        source_sequence: 1,
+        rules_hash: "test".into(),
+        resolved_sequence: 0,
+        updated_at: chrono::Utc::now(),
+    };
+    let state = bus.bucket(names::POLICY_STATE_BUCKET).await.unwrap();
+    state
+        .put(
+            tagrelay_proto::config::ObjectKey::new(
+                tagrelay_proto::config::Kind::ImagePolicy,
+                NS,
+                "latest",
+            )
+            .bucket_key(),
+            serde_json::to_vec(&selection).unwrap().into(),
+        )
+        .await
+        .unwrap();
+
+    reconcile(&bus, &store, "app").await;
+    assert_eq!(
+        discovered(&bus).await.len(),
+        1,
+        "nothing new, nothing published"
+    );
+
+    registry
+        .push_image(
+            "demo/app",
+            "latest",
+            chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+        )
+        .await;
+    reconcile(&bus, &store, "app").await;
+    let got = wait_for_discovered(&bus, 2).await;
+    assert_eq!(
+        got[1].tag_set_digest, got[0].tag_set_digest,
+        "the same tags"
+    );
+    let second_digest = got[1].images["latest"].digest.clone().unwrap();
+    assert_ne!(second_digest, first_digest, "the re-pushed image's digest");
+    assert_eq!(
+        got[1].images["1.0.0"], got[0].images["1.0.0"],
+        "tags no policy selects are not looked up again"
+    );
+    scanners.stop().await;
+}
