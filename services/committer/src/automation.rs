@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use tagrelay_policy::{compile, Candidate, Choice, PolicyRules};
 use tagrelay_rewrite::message::TemplateApi;
 
 use tagrelay_proto::config::{
@@ -37,6 +38,24 @@ fn spec_err(field: &str, reason: impl Into<String>) -> SpecError {
     }
 }
 
+/// The highest tag within `range` among `tags` (names without
+/// `refs/tags/`), as a semver checkout picks it; `None` when none is in
+/// range.
+pub fn highest_tag_in_range<'a>(
+    range: &str,
+    tags: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let policy = compile(&PolicyRules::new(Choice::Semver {
+        range: range.to_string(),
+    }))
+    .ok()?;
+    let tags: Vec<&'a str> = tags.collect();
+    let selected = policy
+        .select(tags.iter().map(|tag| Candidate { tag, created: None }))
+        .ok()?;
+    tags.into_iter().find(|tag| *tag == selected.tag)
+}
+
 /// What to check out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Checkout {
@@ -46,6 +65,9 @@ pub enum Checkout {
     Tag(String),
     /// A commit id.
     Commit(String),
+    /// The highest tag within a semver range (Masterminds syntax), as
+    /// Flux's GitRepository `ref.semver` picks it at each fetch.
+    Semver(String),
 }
 
 impl Checkout {
@@ -54,7 +76,7 @@ impl Checkout {
         match self {
             Checkout::Branch(b) => Some(format!("refs/heads/{b}")),
             Checkout::Tag(t) => Some(format!("refs/tags/{t}")),
-            Checkout::Commit(_) => None,
+            Checkout::Commit(_) | Checkout::Semver(_) => None,
         }
     }
 }
@@ -139,14 +161,15 @@ fn checkout_of(reference: &GitRepositoryRef, field: &str) -> Result<Checkout, Sp
             ))
         };
     }
+    if let Some(range) = &reference.semver {
+        compile(&PolicyRules::new(Choice::Semver {
+            range: range.clone(),
+        }))
+        .map_err(|e| spec_err(&format!("{field}.semver"), e.to_string()))?;
+        return Ok(Checkout::Semver(range.clone()));
+    }
     if let Some(tag) = &reference.tag {
         return Ok(Checkout::Tag(tag.clone()));
-    }
-    if reference.semver.is_some() {
-        return Err(spec_err(
-            &format!("{field}.semver"),
-            "checking out by semver range is not supported; name a branch",
-        ));
     }
     Ok(Checkout::Branch(
         reference
@@ -317,6 +340,37 @@ mod tests {
     }
 
     const COMMIT: &str = "    commit:\n      author: {email: bot@example.com}\n";
+
+    #[test]
+    fn a_semver_checkout_picks_the_highest_tag_in_range_and_a_bad_range_is_refused() {
+        let tags = ["v1.0.0", "v1.4.2", "1.10.0-rc.1", "2.0.0", "latest"];
+        assert_eq!(
+            highest_tag_in_range("1.x", tags.iter().copied()),
+            Some("v1.4.2")
+        );
+        assert_eq!(
+            highest_tag_in_range(">=2.0.0", tags.iter().copied()),
+            Some("2.0.0")
+        );
+        assert_eq!(highest_tag_in_range("3.x", tags.iter().copied()), None);
+        let reference = GitRepositoryRef {
+            semver: Some(">= 1.0 <<2".into()),
+            tag: Some("ignored".into()),
+            ..Default::default()
+        };
+        let err = checkout_of(&reference, "spec.git.checkout.ref").unwrap_err();
+        assert_eq!(err.field, "spec.git.checkout.ref.semver");
+        let reference = GitRepositoryRef {
+            semver: Some("1.x".into()),
+            tag: Some("v1.0.0".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            checkout_of(&reference, "spec.ref").unwrap(),
+            Checkout::Semver("1.x".into()),
+            "semver takes precedence over tag, as in Flux"
+        );
+    }
 
     #[test]
     fn flux_precedence_and_defaults() {

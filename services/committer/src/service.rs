@@ -41,7 +41,7 @@ use tagrelay_proto::runtime::Readiness;
 use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
 
-use crate::automation::{Automation, Checkout};
+use crate::automation::{highest_tag_in_range, Automation, Checkout};
 use crate::credentials::{self, redact_url, GitAuth};
 use crate::derive;
 use crate::git::{self, BlobScreens, CommitSpec, GitError, Skipped};
@@ -644,9 +644,18 @@ impl Committer {
         let (checkout, push_branch) = (a.checkout.clone(), a.push_branch.clone());
         blocking(move || {
             let repo = git::open_or_init(&cache)?.to_thread_local();
-            let tags = matches!(checkout, Checkout::Tag(_));
+            let tags = matches!(checkout, Checkout::Tag(_) | Checkout::Semver(_));
             let refs = git::fetch(&repo, &url, &remote, &auth, tags)?;
             let checkout_commit = match &checkout {
+                Checkout::Semver(range) => {
+                    let names = refs.keys().filter_map(|r| r.strip_prefix("refs/tags/"));
+                    highest_tag_in_range(range, names)
+                        .and_then(|tag| refs.get(&format!("refs/tags/{tag}")).copied())
+                        .ok_or_else(|| GitError::MissingRef {
+                            what: format!("a tag in semver range {range:?}"),
+                            remote: remote.clone(),
+                        })?
+                }
                 Checkout::Commit(id) => {
                     ObjectId::from_hex(id.as_bytes()).map_err(|_| GitError::MissingRef {
                         what: format!("commit {id}"),

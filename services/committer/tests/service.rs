@@ -1370,3 +1370,41 @@ async fn a_v1_container_ordered_by_time_whose_tag_is_not_listed_is_left_alone() 
         deployment.replace("web:hotfix", "web:2.0.0")
     );
 }
+
+#[tokio::test]
+async fn a_semver_checkout_builds_on_the_highest_tag_in_range() {
+    let env = env().await;
+    let repo = seeded();
+    let first = repo.tip("main").unwrap();
+    repo.git(&["tag", "v1.0.0", &first]);
+    let second = repo.human_commit("main", "apps/notes.yaml", "a: 1\n", "second");
+    repo.git(&["tag", "v1.1.0", &second]);
+    let third = repo.human_commit("main", "apps/notes.yaml", "a: 2\n", "third");
+    repo.git(&["tag", "v2.0.0", &third]);
+    let git =
+        "    checkout:\n      ref:\n        semver: 1.x\n    push:\n      branch: release-1\n";
+    env.apply(&config(&repo.url(), git, "apps")).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.2.0")
+        .await;
+    let Outcome::Pushed(pushed) = env
+        .committer("a")
+        .await
+        .reconcile(&automation_key(), None)
+        .await
+        .unwrap()
+    else {
+        panic!("expected a push")
+    };
+    assert_eq!(pushed.branch, "release-1");
+    assert_eq!(
+        pushed.parent.as_deref(),
+        Some(second.as_str()),
+        "built on v1.1.0, the highest tag in 1.x"
+    );
+    assert_eq!(repo.tip("release-1"), Some(pushed.commit));
+    assert_eq!(
+        repo.tip("main"),
+        Some(third),
+        "the checkout is never pushed to"
+    );
+}
