@@ -18,7 +18,7 @@ use tagrelay_committer::automation::Automation;
 use tagrelay_policy::rules::{compile_policy, error_field};
 use tagrelay_proto::bus::ConfigStore;
 use tagrelay_proto::config::{
-    deprecations, load_documents, validate, validate_references, Document, FieldError,
+    deprecations, load_documents, validate, validate_references, Document, FieldError, ImagePolicy,
     ImageUpdateAutomation, Kind, Object, ObjectKey, DEFAULT_NAMESPACE,
 };
 use tagrelay_rewrite::template::Template;
@@ -107,6 +107,16 @@ pub async fn apply_sources(cli: &Cli, sources: Vec<(String, String)>) -> Result<
         }
     }
     for applied in &batch {
+        if let Object::ImagePolicy(policy) = &applied.object {
+            if let Some(denied) = cross_namespace_denial(policy, &batch, &store).await? {
+                errors.push(format!(
+                    "{}:{}: {}: spec.imageRepositoryRef.namespace: {denied}",
+                    applied.source,
+                    applied.line,
+                    applied.object.key()
+                ));
+            }
+        }
         if let Object::ImageUpdateAutomation(automation) = &applied.object {
             if let Some(error) = resolve_automation(automation, &batch, &store).await? {
                 errors.push(format!(
@@ -257,20 +267,52 @@ async fn resolve_automation(
         reference.namespace.as_deref().unwrap_or(&key.namespace),
         &reference.name,
     );
-    let in_batch = batch.iter().find_map(|a| match &a.object {
-        Object::GitRepository(source) if a.object.key() == source_key => Some(source.clone()),
-        _ => None,
-    });
-    let source = match in_batch {
-        Some(source) => source,
-        None => match store.get(&source_key).await? {
-            Some(Object::GitRepository(source)) => source,
-            _ => return Ok(None),
-        },
+    let Some(Object::GitRepository(source)) = applied_or_stored(&source_key, batch, store).await?
+    else {
+        return Ok(None);
     };
     Ok(Automation::resolve(automation, &source)
         .err()
         .map(|e| format!("{}: {}", e.field, e.reason)))
+}
+
+/// Why `policy` may not use the ImageRepository of another namespace it
+/// names (Flux's `accessFrom` ACL, against that repository as this apply or
+/// the bus holds it); `None` when it may, or the repository is missing
+/// (reported by the reference check).
+async fn cross_namespace_denial(
+    policy: &ImagePolicy,
+    batch: &[Applied],
+    store: &ConfigStore,
+) -> Result<Option<String>, Failure> {
+    let repository_key = policy.repository_key();
+    let namespace = policy
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(DEFAULT_NAMESPACE);
+    if repository_key.namespace == namespace {
+        return Ok(None);
+    }
+    let Some(Object::ImageRepository(repository)) =
+        applied_or_stored(&repository_key, batch, store).await?
+    else {
+        return Ok(None);
+    };
+    Ok(repository.admits(namespace).err())
+}
+
+/// The object under `key` as this apply will leave it: from the batch,
+/// else from the bus.
+async fn applied_or_stored(
+    key: &ObjectKey,
+    batch: &[Applied],
+    store: &ConfigStore,
+) -> Result<Option<Object>, Failure> {
+    match batch.iter().find(|a| a.object.key() == *key) {
+        Some(applied) => Ok(Some(applied.object.clone())),
+        None => Ok(store.get(key).await?),
+    }
 }
 
 /// `kind/namespace/name` of a document that may not even decode.

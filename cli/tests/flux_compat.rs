@@ -182,8 +182,9 @@ fn fields_tagrelay_cannot_honour_are_refused_with_the_field_and_the_reason() {
             expected: "ImageRepository/default/example: spec.proxySecretRef: connecting through a proxy is not supported by tagrelay yet",
         },
         Refused {
-            yaml: include_str!("flux-guides/037-image-repository-access-from.yaml").to_string(),
-            expected: "ImageRepository/apps/app1: spec.accessFrom: cross-namespace access rules are not enforced by tagrelay yet",
+            yaml: include_str!("flux-guides/037-image-repository-access-from.yaml")
+                .replace("kubernetes.io/metadata.name: flux-system", "team: platform"),
+            expected: "ImageRepository/apps/app1: spec.accessFrom.namespaceSelectors[0].matchLabels.team: tagrelay knows one namespace label",
         },
         Refused {
             yaml: "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: app\nspec:\n  image: ghcr.io/org/app\n  interval: 5m\n  serviceAccountName: image-pull\n".to_string(),
@@ -337,5 +338,42 @@ fn create_with_the_flux_cli_flags_exports_and_applies_the_same_objects() {
         stderr(&refused).contains("spec.policy.semver.range"),
         "{}",
         stderr(&refused)
+    );
+}
+
+#[test]
+fn access_from_admits_the_namespaces_it_names_and_no_other_as_in_flux() {
+    let server = NatsServer::start();
+    let repository = include_str!("flux-guides/037-image-repository-access-from.yaml");
+    let policy = include_str!("flux-guides/038-image-policy-cross-namespace.yaml");
+    let out = apply(&server, &format!("{repository}\n{policy}"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let elsewhere = policy.replace("namespace: flux-system", "namespace: team-b");
+    let out = apply(&server, &elsewhere);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ImagePolicy/team-b/app1: spec.imageRepositoryRef.namespace: access denied: 'apps/app1' can't be accessed due to ACL labels mismatch on namespace 'team-b'"),
+        "{}",
+        stderr(&out)
+    );
+
+    let open = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: open\n  namespace: apps\nspec:\n  image: ghcr.io/org/open\n  interval: 5m\n";
+    let reaching = policy
+        .replace(
+            "name: app1\n    namespace: apps",
+            "name: open\n    namespace: apps",
+        )
+        .replace(
+            "  name: app1\n  namespace: flux-system",
+            "  name: open\n  namespace: flux-system",
+        );
+    let out = apply(&server, &format!("{open}---\n{reaching}"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("'apps/open' can't be accessed due to missing ACL labels on 'accessFrom'"),
+        "no accessFrom, no cross-namespace use: {}",
+        stderr(&out)
     );
 }

@@ -100,7 +100,8 @@ pub struct NamespacedObjectReference {
     pub namespace: Option<String>,
 }
 
-/// Flux's cross-namespace ACL, accepted for compatibility.
+/// Flux's cross-namespace ACL: which namespaces' ImagePolicies may use an
+/// ImageRepository of another namespace. Without it, none may, as in Flux.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AccessFrom {
@@ -140,7 +141,7 @@ pub struct ImageRepositorySpec {
     /// Secret holding proxy settings; refused at apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_secret_ref: Option<LocalObjectReference>,
-    /// Cross-namespace access rules; refused at apply.
+    /// Cross-namespace access rules (see [`ImageRepository::admits`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_from: Option<AccessFrom>,
     /// Stops scanning while true.
@@ -528,6 +529,48 @@ resource!(
     GitRepository,
     GitRepositorySpec
 );
+
+/// The label Kubernetes puts on every namespace: its own name. The only
+/// namespace label tagrelay knows, since it stores no Namespace objects.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+impl ImageRepository {
+    /// Whether an ImagePolicy of `namespace` may use this repository, as
+    /// Flux's ACL decides: always from the repository's own namespace;
+    /// from another only when `accessFrom` has a namespace selector that
+    /// namespace's labels match. The error is Flux's message.
+    pub fn admits(&self, namespace: &str) -> Result<(), String> {
+        let own = self
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(super::DEFAULT_NAMESPACE);
+        if own == namespace {
+            return Ok(());
+        }
+        let Some(access) = &self.spec.access_from else {
+            return Err(format!(
+                "access denied: '{own}/{}' can't be accessed due to missing ACL labels on 'accessFrom'",
+                self.metadata.name
+            ));
+        };
+        let labels = BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), namespace.to_string())]);
+        let admitted = access.namespace_selectors.iter().any(|selector| {
+            selector
+                .match_labels
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+        });
+        if admitted {
+            Ok(())
+        } else {
+            Err(format!(
+                "access denied: '{own}/{}' can't be accessed due to ACL labels mismatch on namespace '{namespace}'",
+                self.metadata.name
+            ))
+        }
+    }
+}
 
 impl ImagePolicy {
     /// The ImageRepository this policy reads: `imageRepositoryRef`, in the

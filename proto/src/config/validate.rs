@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use super::{
     parse_go_duration, FieldError, GitRepository, ImagePolicy, ImageRepository,
-    ImageUpdateAutomation, Kind, LocalObjectReference, Object, ObjectKey,
+    ImageUpdateAutomation, Kind, LocalObjectReference, Object, ObjectKey, NAMESPACE_NAME_LABEL,
 };
 use crate::reference::Repository;
 
@@ -21,8 +21,8 @@ pub const MAX_EXCLUSIONS: usize = 25;
 /// Why `proxySecretRef` is refused rather than ignored.
 const UNSUPPORTED_PROXY: &str = "connecting through a proxy is not supported by tagrelay yet; it refuses the object rather than connect directly";
 
-/// Why `accessFrom` is refused rather than ignored.
-const UNSUPPORTED_ACCESS_FROM: &str = "cross-namespace access rules are not enforced by tagrelay yet; it refuses them rather than let every namespace refer to the object";
+/// Why a GitRepository's `accessFrom` is refused rather than ignored.
+const UNSUPPORTED_ACCESS_FROM: &str = "cross-namespace access to Git sources is not enforced by tagrelay yet; it refuses the rules rather than ignore them";
 
 /// What a Flux user should change but that still works as Flux's own
 /// deprecation promises: a deprecated `apiVersion`, `.Updated` in a
@@ -233,8 +233,17 @@ fn image_repository(o: &ImageRepository, errors: &mut Errors) {
     if spec.proxy_secret_ref.is_some() {
         errors.push("spec.proxySecretRef", UNSUPPORTED_PROXY);
     }
-    if spec.access_from.is_some() {
-        errors.push("spec.accessFrom", UNSUPPORTED_ACCESS_FROM);
+    if let Some(access) = &spec.access_from {
+        for (i, selector) in access.namespace_selectors.iter().enumerate() {
+            for label in selector.match_labels.keys() {
+                if label != NAMESPACE_NAME_LABEL {
+                    errors.push(
+                        format!("spec.accessFrom.namespaceSelectors[{i}].matchLabels.{label}"),
+                        format!("tagrelay knows one namespace label, {NAMESPACE_NAME_LABEL} (the namespace's name), and refuses others rather than never match them"),
+                    );
+                }
+            }
+        }
     }
     if let Some(provider) = &spec.provider {
         errors.one_of(
@@ -570,6 +579,42 @@ mod tests {
             .replace("  gitImplementation: libgit2\n", "");
         let docs = load_documents(&current).unwrap();
         assert!(deprecations(&Object::decode(&docs[0].value).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn access_from_admits_by_the_namespace_name_label_only() {
+        let repository = |access: &str| {
+            let yaml = format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: app\n  namespace: apps\nspec:\n  image: ghcr.io/org/app\n  interval: 1m\n{access}");
+            match Object::decode(&load_documents(&yaml).unwrap()[0].value).unwrap() {
+                Object::ImageRepository(r) => r,
+                other => panic!("{other:?}"),
+            }
+        };
+        let closed = repository("");
+        assert_eq!(closed.admits("apps"), Ok(()), "its own namespace");
+        assert!(closed
+            .admits("team-b")
+            .unwrap_err()
+            .contains("missing ACL labels"));
+        let named = repository("  accessFrom:\n    namespaceSelectors:\n      - matchLabels:\n          kubernetes.io/metadata.name: team-b\n");
+        assert_eq!(named.admits("team-b"), Ok(()));
+        assert!(named
+            .admits("team-c")
+            .unwrap_err()
+            .contains("ACL labels mismatch on namespace 'team-c'"));
+        let everyone =
+            repository("  accessFrom:\n    namespaceSelectors:\n      - matchLabels: {}\n");
+        assert_eq!(
+            everyone.admits("team-c"),
+            Ok(()),
+            "an empty selector matches every namespace"
+        );
+        let custom = repository(
+            "  accessFrom:\n    namespaceSelectors:\n      - matchLabels:\n          team: b\n",
+        );
+        assert!(validate(&Object::ImageRepository(custom)).iter().any(|e| e
+            .to_string()
+            .starts_with("spec.accessFrom.namespaceSelectors[0].matchLabels.team")));
     }
 
     #[test]

@@ -261,13 +261,19 @@ impl Resolver {
             Some(tags) if !tags.is_empty() => tags,
             _ => return Ok(Outcome::IgnoredEmpty),
         };
-        let exclusion_list = {
+        let (exclusion_list, access) = {
             let config = self.config.read().await;
-            config
-                .repositories
-                .get(&policy.repository_key())
-                .and_then(|r| r.spec.exclusion_list.clone())
+            let repository = config.repositories.get(&policy.repository_key());
+            (
+                repository.and_then(|r| r.spec.exclusion_list.clone()),
+                repository.map(|r| r.admits(&key.namespace)),
+            )
         };
+        if let Some(Err(denied)) = access {
+            return self
+                .fail(key, cause, FailureReason::InvalidSpec, denied)
+                .await;
+        }
         let reflect = reflects_digest(&policy.spec);
         let bucket_key = key.bucket_key();
         for _ in 0..MAX_RACES {

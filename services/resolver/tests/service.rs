@@ -116,6 +116,25 @@ async fn wait_for<F: Fn(&[PolicyResolved]) -> bool>(
     }
 }
 
+/// The first `ResolveFailed` in the log, waiting for it.
+async fn first_resolve_failure(bus: &Bus) -> Failure {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = events(bus, names::FAILED_FILTER)
+            .await
+            .into_iter()
+            .find_map(|e| match e.payload {
+                Event::ResolveFailed(f) => Some(f),
+                _ => None,
+            });
+        if let Some(f) = found {
+            return f;
+        }
+        assert!(Instant::now() < deadline, "no ResolveFailed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn setup() -> (NatsServer, Bus, ConfigStore) {
     let server = NatsServer::start();
     let bus = Bus::connect(&server.url(), "test", BusSettings::default())
@@ -327,21 +346,7 @@ async fn nothing_qualifying_is_a_resolve_failure_with_the_reason() {
     ))
     .await
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let failure: Failure = loop {
-        let found = events(&bus, names::FAILED_FILTER)
-            .await
-            .into_iter()
-            .find_map(|e| match e.payload {
-                Event::ResolveFailed(f) => Some(f),
-                _ => None,
-            });
-        if let Some(f) = found {
-            break f;
-        }
-        assert!(Instant::now() < deadline, "no ResolveFailed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let failure = first_resolve_failure(&bus).await;
     assert_eq!(failure.object, ObjectRef::new("apps", "app"));
     assert!(failure.error.contains(">=5.0.0"), "{}", failure.error);
     assert_eq!(failure.reason, FailureReason::NoTagSelected);
@@ -601,5 +606,32 @@ async fn a_tag_pushed_again_moves_an_always_policy_to_the_new_digest() {
         got[1].previous.as_ref().and_then(|p| p.digest.as_deref()),
         Some("sha256:aaaa")
     );
+    resolvers.stop().await;
+}
+
+#[tokio::test]
+async fn a_policy_of_another_namespace_without_access_is_refused_as_flux_refuses_it() {
+    let (server, bus, store) = setup().await;
+    apply(&store, REPO).await;
+    // Stored around `apply`, which would refuse it.
+    apply(
+        &store,
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: app\n  namespace: team-b\nspec:\n  imageRepositoryRef:\n    name: app\n    namespace: apps\n  policy:\n    semver:\n      range: 1.x\n",
+    )
+    .await;
+    let resolvers = start_resolvers(&server, 1).await;
+    bus.publish(&Envelope::new("scanner/t", discovered(&["1.0.0"], None)))
+        .await
+        .unwrap();
+    let failure = first_resolve_failure(&bus).await;
+    assert_eq!(failure.object, ObjectRef::new("team-b", "app"));
+    assert!(
+        failure
+            .error
+            .contains("'apps/app' can't be accessed due to missing ACL labels on 'accessFrom'"),
+        "{}",
+        failure.error
+    );
+    assert!(resolved(&events(&bus, names::POLICY_FILTER).await).is_empty());
     resolvers.stop().await;
 }
