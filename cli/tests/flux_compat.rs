@@ -59,7 +59,7 @@ fn stored(server: &NatsServer) -> Vec<String> {
 #[test]
 fn the_guides_v1beta1_automation_with_updated_images_applies_with_deprecation_warnings() {
     let server = NatsServer::start();
-    let guide = include_str!("flux-guides/029-v1beta1-automation-updated-images.yaml");
+    let guide = include_str!("flux-guides/029-guide-old-configure-image-updates.yaml");
     let out = apply(&server, &format!("{FLUX_SYSTEM_SOURCE}---\n{guide}"));
     let errors = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{errors}");
@@ -105,7 +105,7 @@ fn older_git_repository_versions_apply_with_a_warning() {
 #[test]
 fn a_secret_beside_the_objects_is_skipped_and_said_where_to_mount() {
     let server = NatsServer::start();
-    let guide = include_str!("flux-guides/033-image-repository-with-secret.yaml");
+    let guide = include_str!("flux-guides/033-irc-v1beta2-repo-secret-reference.yaml");
     let out = apply(&server, guide);
     let errors = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{errors}");
@@ -178,11 +178,11 @@ fn fields_tagrelay_cannot_honour_are_refused_with_the_field_and_the_reason() {
             expected: "ImageUpdateAutomation/flux-system/fleet: spec.git.push.refspec: force-push refspecs",
         },
         Refused {
-            yaml: include_str!("flux-guides/036-image-repository-proxy.yaml").to_string(),
+            yaml: include_str!("flux-guides/036-irc-v1beta2-repo-proxy-secret-reference.yaml").to_string(),
             expected: "ImageRepository/default/example: spec.proxySecretRef: connecting through a proxy is not supported by tagrelay yet",
         },
         Refused {
-            yaml: include_str!("flux-guides/037-image-repository-access-from.yaml")
+            yaml: include_str!("flux-guides/037-irc-v1beta2-repo-access-from.yaml")
                 .replace("kubernetes.io/metadata.name: flux-system", "team: platform"),
             expected: "ImageRepository/apps/app1: spec.accessFrom.namespaceSelectors[0].matchLabels.team: tagrelay knows one namespace label",
         },
@@ -344,8 +344,8 @@ fn create_with_the_flux_cli_flags_exports_and_applies_the_same_objects() {
 #[test]
 fn access_from_admits_the_namespaces_it_names_and_no_other_as_in_flux() {
     let server = NatsServer::start();
-    let repository = include_str!("flux-guides/037-image-repository-access-from.yaml");
-    let policy = include_str!("flux-guides/038-image-policy-cross-namespace.yaml");
+    let repository = include_str!("flux-guides/037-irc-v1beta2-repo-access-from.yaml");
+    let policy = include_str!("flux-guides/038-irc-v1beta2-repo-access-from-2.yaml");
     let out = apply(&server, &format!("{repository}\n{policy}"));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
@@ -375,5 +375,163 @@ fn access_from_admits_the_namespaces_it_names_and_no_other_as_in_flux() {
             .contains("'apps/open' can't be accessed due to missing ACL labels on 'accessFrom'"),
         "no accessFrom, no cross-namespace use: {}",
         stderr(&out)
+    );
+}
+
+/// Examples tagrelay refuses, each with the reason it gives; every other
+/// complete example must apply.
+const REFUSED_EXAMPLES: &[(&str, &str)] = &[
+    (
+        "036-irc-v1beta2-repo-proxy-secret-reference.yaml",
+        "spec.proxySecretRef: connecting through a proxy is not supported",
+    ),
+    (
+        "060-irc-v1-repo-proxy-secret-reference.yaml",
+        "spec.proxySecretRef: connecting through a proxy is not supported",
+    ),
+    (
+        "081-iac-v1beta1-cross-namespace-references.yaml",
+        "spec.git: required: tagrelay only updates Git",
+    ),
+    (
+        "091-iac-v1beta1-example-of-rewriting-a-v1alpha1-object-t.yaml",
+        "spec.checkout: unknown field `checkout`",
+    ),
+    (
+        "096-iac-v1beta1-example-of-rewriting-a-v1alpha1-object-t-6.yaml",
+        "spec.git.commit.signingKey: signing commits is not supported",
+    ),
+];
+
+/// Why an example is a snippet (part of an object, or a placeholder name)
+/// rather than an object Flux's API server would accept; `None` for a
+/// complete object.
+fn snippet(document: &serde_json::Value) -> Option<&'static str> {
+    let spec = &document["spec"];
+    let name = document["metadata"]["name"].as_str().unwrap_or("");
+    if name.is_empty() || name.contains('<') {
+        return Some("no name, or a placeholder");
+    }
+    let required: &[&str] = match document["kind"].as_str()? {
+        "ImageRepository" => &["image"],
+        "ImagePolicy" => &["imageRepositoryRef"],
+        "ImageUpdateAutomation" => &["sourceRef", "interval"],
+        "GitRepository" => &["url", "interval"],
+        _ => return None,
+    };
+    required
+        .iter()
+        .any(|field| spec.get(*field).is_none())
+        .then_some("a required field left out")
+}
+
+/// What an example refers to but does not define: a stub ImageRepository
+/// (open to the referring namespace) or GitRepository per reference.
+fn stubs_for(documents: &[serde_json::Value]) -> String {
+    let namespace = |d: &serde_json::Value| {
+        d["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("flux-system")
+            .to_string()
+    };
+    let defined: Vec<(String, String, String)> = documents
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap_or("").to_string(),
+                namespace(d),
+                d["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let mut stubs = Vec::new();
+    for document in documents {
+        let own = namespace(document);
+        let (kind, reference) = match document["kind"].as_str() {
+            Some("ImagePolicy") => ("ImageRepository", &document["spec"]["imageRepositoryRef"]),
+            Some("ImageUpdateAutomation") => ("GitRepository", &document["spec"]["sourceRef"]),
+            _ => continue,
+        };
+        let name = reference["name"].as_str().unwrap_or("").to_string();
+        let ns = reference["namespace"]
+            .as_str()
+            .map_or(own.clone(), str::to_string);
+        if name.is_empty() || defined.contains(&(kind.to_string(), ns.clone(), name.clone())) {
+            continue;
+        }
+        stubs.push(match kind {
+            "ImageRepository" => format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  image: example.com/stub\n  interval: 1m\n  accessFrom:\n    namespaceSelectors:\n      - matchLabels:\n          kubernetes.io/metadata.name: {own}\n"),
+            _ => format!("apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  url: https://example.com/stub.git\n  interval: 1m\n  ref:\n    branch: main\n"),
+        });
+    }
+    stubs.join("---\n")
+}
+
+#[test]
+fn every_complete_example_of_flux_image_automation_docs_applies_or_is_refused_with_its_reason() {
+    let server = NatsServer::start();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/flux-guides");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let (mut applied, mut refused, mut snippets) = (0, 0, 0);
+    for path in &files {
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(path).unwrap();
+        let Ok(documents) = tagrelay_proto::config::load_documents(&text) else {
+            snippets += 1;
+            continue;
+        };
+        let ours: Vec<serde_json::Value> = documents
+            .into_iter()
+            .map(|d| d.value)
+            .filter(|v| {
+                matches!(
+                    v["kind"].as_str(),
+                    Some(
+                        "ImageRepository"
+                            | "ImagePolicy"
+                            | "ImageUpdateAutomation"
+                            | "GitRepository"
+                    )
+                )
+            })
+            .collect();
+        let expected_refusal = REFUSED_EXAMPLES.iter().find(|(f, _)| *f == file);
+        if expected_refusal.is_none() && ours.iter().any(|d| snippet(d).is_some()) {
+            snippets += 1;
+            continue;
+        }
+        let stubs = stubs_for(&ours);
+        if !stubs.is_empty() {
+            let out = apply(&server, &stubs);
+            assert_eq!(out.status.code(), Some(0), "{file} stubs: {}", stderr(&out));
+        }
+        let out = apply(&server, &text);
+        match expected_refusal {
+            Some((_, reason)) => {
+                assert_eq!(out.status.code(), Some(2), "{file}: {}", stderr(&out));
+                assert!(stderr(&out).contains(reason), "{file}: {}", stderr(&out));
+                refused += 1;
+            }
+            None => {
+                assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "{file} must apply: {}",
+                    stderr(&out)
+                );
+                applied += 1;
+            }
+        }
+    }
+    println!("{applied} applied, {refused} refused with their reason, {snippets} snippets");
+    assert_eq!(
+        (applied, refused),
+        (39, REFUSED_EXAMPLES.len()),
+        "{snippets} snippets"
     );
 }
