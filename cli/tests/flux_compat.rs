@@ -178,10 +178,6 @@ fn fields_tagrelay_cannot_honour_are_refused_with_the_field_and_the_reason() {
             expected: "ImageUpdateAutomation/flux-system/fleet: spec.git.push.refspec: force-push refspecs",
         },
         Refused {
-            yaml: include_str!("flux-guides/036-irc-v1beta2-repo-proxy-secret-reference.yaml").to_string(),
-            expected: "ImageRepository/default/example: spec.proxySecretRef: connecting through a proxy is not supported by tagrelay yet",
-        },
-        Refused {
             yaml: include_str!("flux-guides/037-irc-v1beta2-repo-access-from.yaml")
                 .replace("kubernetes.io/metadata.name: flux-system", "team: platform"),
             expected: "ImageRepository/apps/app1: spec.accessFrom.namespaceSelectors[0].matchLabels.team: tagrelay knows one namespace label",
@@ -192,7 +188,7 @@ fn fields_tagrelay_cannot_honour_are_refused_with_the_field_and_the_reason() {
         },
         Refused {
             yaml: FLUX_SYSTEM_SOURCE.replace("  interval: 1m\n", "  interval: 1m\n  proxySecretRef:\n    name: proxy\n"),
-            expected: "GitRepository/flux-system/flux-system: spec.proxySecretRef: connecting through a proxy is not supported",
+            expected: "GitRepository/flux-system/flux-system: spec.proxySecretRef: Git through a proxy is not supported",
         },
         Refused {
             yaml: FLUX_SYSTEM_SOURCE.replace("  interval: 1m\n", "  interval: 1m\n  provider: github\n"),
@@ -382,14 +378,6 @@ fn access_from_admits_the_namespaces_it_names_and_no_other_as_in_flux() {
 /// complete example must apply.
 const REFUSED_EXAMPLES: &[(&str, &str)] = &[
     (
-        "036-irc-v1beta2-repo-proxy-secret-reference.yaml",
-        "spec.proxySecretRef: connecting through a proxy is not supported",
-    ),
-    (
-        "060-irc-v1-repo-proxy-secret-reference.yaml",
-        "spec.proxySecretRef: connecting through a proxy is not supported",
-    ),
-    (
         "081-iac-v1beta1-cross-namespace-references.yaml",
         "spec.git: required: tagrelay only updates Git",
     ),
@@ -531,7 +519,7 @@ fn every_complete_example_of_flux_image_automation_docs_applies_or_is_refused_wi
     println!("{applied} applied, {refused} refused with their reason, {snippets} snippets");
     assert_eq!(
         (applied, refused),
-        (39, REFUSED_EXAMPLES.len()),
+        (41, REFUSED_EXAMPLES.len()),
         "{snippets} snippets"
     );
 }

@@ -18,8 +18,8 @@ use crate::reference::Repository;
 /// Flux's limit on `exclusionList` entries.
 pub const MAX_EXCLUSIONS: usize = 25;
 
-/// Why `proxySecretRef` is refused rather than ignored.
-const UNSUPPORTED_PROXY: &str = "connecting through a proxy is not supported by tagrelay yet; it refuses the object rather than connect directly";
+/// Why a GitRepository's `proxySecretRef` is refused rather than ignored.
+const UNSUPPORTED_PROXY: &str = "Git through a proxy is not supported by tagrelay yet; it refuses the object rather than connect directly";
 
 /// Why a GitRepository's `accessFrom` is refused rather than ignored.
 const UNSUPPORTED_ACCESS_FROM: &str = "cross-namespace access to Git sources is not enforced by tagrelay yet; it refuses the rules rather than ignore them";
@@ -230,9 +230,7 @@ fn image_repository(o: &ImageRepository, errors: &mut Errors) {
             "tagrelay runs without a Kubernetes API, so it has no service accounts to take image pull secrets from; mount the docker config.json and name it in secretRef",
         );
     }
-    if spec.proxy_secret_ref.is_some() {
-        errors.push("spec.proxySecretRef", UNSUPPORTED_PROXY);
-    }
+    errors.secret_ref("spec.proxySecretRef", spec.proxy_secret_ref.as_ref());
     if let Some(access) = &spec.access_from {
         for (i, selector) in access.namespace_selectors.iter().enumerate() {
             for label in selector.match_labels.keys() {

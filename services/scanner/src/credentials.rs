@@ -63,6 +63,28 @@ impl fmt::Debug for TlsMaterial {
     }
 }
 
+/// An HTTP(S) proxy from a `proxySecretRef` Secret (`address`, optional
+/// `username` and `password`), as Flux reads it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// `http://host:port` or `https://host:port`.
+    pub address: String,
+    /// Basic credentials for the proxy.
+    pub credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxySettings")
+            .field("address", &self.address)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
 /// Why a Secret could not be used. Never carries the Secret's content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
@@ -184,6 +206,48 @@ impl SecretsDir {
             });
         }
         Ok(TlsMaterial { ca, identity })
+    }
+
+    /// The proxy in Secret `namespace/name` (`proxySecretRef`): `address`
+    /// required, `username` and `password` together or not at all.
+    pub fn proxy(&self, namespace: &str, name: &str) -> Result<ProxySettings, CredentialsError> {
+        let secret = format!("{namespace}/{name}");
+        let dir = self.dir(namespace, name);
+        let text = |key: &str| -> Result<Option<String>, CredentialsError> {
+            let path = dir.join(key);
+            match read_optional(&path, &secret)? {
+                None => Ok(None),
+                Some(bytes) => String::from_utf8(bytes)
+                    .map(|t| Some(t.trim().to_string()))
+                    .map_err(|_| CredentialsError::Unreadable {
+                        secret: secret.clone(),
+                        file: path.display().to_string(),
+                        reason: "not UTF-8 text".into(),
+                    }),
+            }
+        };
+        let Some(address) = text("address")? else {
+            return Err(CredentialsError::Missing {
+                secret,
+                expected: "address".into(),
+                dir: dir.display().to_string(),
+            });
+        };
+        let credentials = match (text("username")?, text("password")?) {
+            (Some(username), Some(password)) => Some((username, password)),
+            (None, None) => None,
+            _ => {
+                return Err(CredentialsError::Missing {
+                    secret,
+                    expected: "username and password together".into(),
+                    dir: dir.display().to_string(),
+                })
+            }
+        };
+        Ok(ProxySettings {
+            address,
+            credentials,
+        })
     }
 }
 

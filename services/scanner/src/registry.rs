@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 use tagrelay_proto::event::FailureReason;
 
 use crate::backoff::{backoff_delay, parse_retry_after, TokenBucket};
-use crate::credentials::{parse_challenge, Challenge, Credentials, TlsMaterial};
+use crate::credentials::{parse_challenge, Challenge, Credentials, ProxySettings, TlsMaterial};
 use crate::paging::{self, NextPage, Page, PagingError};
 
 /// How the scanner treats registries; shared by all repositories.
@@ -87,6 +87,8 @@ pub struct Target {
     pub credentials: Credentials,
     /// TLS material from `certSecretRef`.
     pub tls: TlsMaterial,
+    /// The proxy from `proxySecretRef`.
+    pub proxy: Option<ProxySettings>,
 }
 
 impl Target {
@@ -100,6 +102,17 @@ impl Target {
         self.base_url()?
             .join(path)
             .map_err(|e| RegistryError::Address(format!("{}{path}: {e}", self.registry)))
+    }
+}
+
+/// `reason` for a refusal, saying that the proxy may be the one refusing
+/// when there is one: some proxies (tinyproxy) answer bad proxy
+/// credentials with a 401 and a `WWW-Authenticate` of their own.
+fn with_proxy_hint(target: &Target, reason: String) -> String {
+    if target.proxy.is_some() {
+        format!("{reason} (or the proxy of spec.proxySecretRef refused its credentials)")
+    } else {
+        reason
     }
 }
 
@@ -490,7 +503,7 @@ impl Registries {
         url: &Url,
         accept: &[&str],
     ) -> Result<reqwest::Response, RegistryError> {
-        let client = self.client(&target.tls)?;
+        let client = self.client(&target.tls, target.proxy.as_ref())?;
         let key = AuthKey {
             registry: target.registry.clone(),
             path: target.path.clone(),
@@ -525,6 +538,14 @@ impl Registries {
                 }
             };
             match response.status() {
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED => {
+                    return Err(RegistryError::Unauthorized {
+                        registry: target.registry.clone(),
+                        path: target.path.clone(),
+                        reason: "the proxy refused the credentials of spec.proxySecretRef (407)"
+                            .into(),
+                    });
+                }
                 StatusCode::UNAUTHORIZED if !answered_challenge => {
                     answered_challenge = true;
                     attempt -= 1;
@@ -538,18 +559,19 @@ impl Registries {
                 }
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                     lock(&self.auth).remove(&key);
+                    let reason = match &target.credentials {
+                        Credentials::Anonymous => {
+                            "the registry requires credentials; set spec.secretRef".to_string()
+                        }
+                        _ => format!(
+                            "{} with the credentials of spec.secretRef",
+                            response.status()
+                        ),
+                    };
                     return Err(RegistryError::Unauthorized {
                         registry: target.registry.clone(),
                         path: target.path.clone(),
-                        reason: match &target.credentials {
-                            Credentials::Anonymous => {
-                                "the registry requires credentials; set spec.secretRef".into()
-                            }
-                            _ => format!(
-                                "{} with the credentials of spec.secretRef",
-                                response.status()
-                            ),
-                        },
+                        reason: with_proxy_hint(target, reason),
                     });
                 }
                 StatusCode::TOO_MANY_REQUESTS => {
@@ -632,7 +654,7 @@ impl Registries {
         let refused = |reason: &str| RegistryError::Unauthorized {
             registry: target.registry.clone(),
             path: target.path.clone(),
-            reason: reason.to_string(),
+            reason: with_proxy_hint(target, reason.to_string()),
         };
         let state = match (challenge, &target.credentials) {
             (_, Credentials::Bearer(token)) => AuthState::Bearer {
@@ -743,12 +765,26 @@ impl Registries {
         Ok((token, lifetime.saturating_sub(Duration::from_secs(5))))
     }
 
-    fn client(&self, tls: &TlsMaterial) -> Result<reqwest::Client, RegistryError> {
+    fn client(
+        &self,
+        tls: &TlsMaterial,
+        proxy: Option<&ProxySettings>,
+    ) -> Result<reqwest::Client, RegistryError> {
         let key = {
             let mut hasher = Sha256::new();
             hasher.update(tls.ca.as_deref().unwrap_or_default());
             hasher.update(b"|");
             hasher.update(tls.identity.as_deref().unwrap_or_default());
+            if let Some(proxy) = proxy {
+                hasher.update(b"|");
+                hasher.update(proxy.address.as_bytes());
+                if let Some((username, password)) = &proxy.credentials {
+                    hasher.update(b"|");
+                    hasher.update(username.as_bytes());
+                    hasher.update(b"|");
+                    hasher.update(password.as_bytes());
+                }
+            }
             format!("{:x}", hasher.finalize())
         };
         if let Some(client) = lock(&self.clients).get(&key) {
@@ -768,6 +804,14 @@ impl Registries {
             builder = builder.identity(reqwest::Identity::from_pem(identity).map_err(|_| {
                 RegistryError::Tls("tls.crt / tls.key are not a PEM certificate and key".into())
             })?);
+        }
+        if let Some(proxy) = proxy {
+            let mut all = reqwest::Proxy::all(&proxy.address)
+                .map_err(|e| RegistryError::Address(format!("proxy {}: {e}", proxy.address)))?;
+            if let Some((username, password)) = &proxy.credentials {
+                all = all.basic_auth(username, password);
+            }
+            builder = builder.proxy(all);
         }
         let client = builder
             .build()

@@ -717,12 +717,21 @@ impl Scanner {
                 .map_err(|e| unusable_secret("spec.certSecretRef", &e))?,
             None => TlsMaterial::default(),
         };
+        let proxy = match &repository.spec.proxy_secret_ref {
+            Some(secret) => Some(
+                self.secrets
+                    .proxy(&key.namespace, &secret.name)
+                    .map_err(|e| unusable_secret("spec.proxySecretRef", &e))?,
+            ),
+            None => None,
+        };
         Ok(Target {
             registry: parsed.registry().to_string(),
             path: parsed.path().to_string(),
             insecure: repository.spec.insecure,
             credentials,
             tls,
+            proxy,
         })
     }
 

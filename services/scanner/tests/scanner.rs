@@ -1189,3 +1189,70 @@ async fn a_tag_pushed_again_is_seen_when_its_policy_reflects_digests_always() {
     );
     scanners.stop().await;
 }
+
+#[tokio::test]
+async fn a_proxy_secret_sends_every_registry_call_through_the_proxy() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0", "1.1.0"]).await;
+    let proxy = tagrelay_testkit::proxy::Tinyproxy::start("scanner", "proxy-pass");
+    let write_secret = |name: &str, password: &str| {
+        let dir = secrets.path().join(NS).join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("address"), proxy.address()).unwrap();
+        std::fs::write(dir.join("username"), "scanner").unwrap();
+        std::fs::write(dir.join("password"), password).unwrap();
+    };
+    write_secret("http-proxy", "proxy-pass");
+    write_secret("wrong-proxy", "not-the-password");
+    let image = format!("{}/demo/app", registry.host());
+    apply(
+        &store,
+        &repository(
+            "app",
+            &image,
+            "1h",
+            "  proxySecretRef:\n    name: http-proxy\n",
+        ),
+    )
+    .await;
+    let scanners = start(&server, 1, settings(secrets.path())).await;
+    let got = wait_for_discovered(&bus, 1).await;
+    assert_eq!(got[0].tags, Some(strings(&["1.0.0", "1.1.0"])));
+    let log = proxy.log();
+    assert!(
+        log.contains(&format!(
+            "GET http://{}/v2/demo/app/tags/list",
+            registry.host()
+        )),
+        "the tag list went through the proxy:\n{log}"
+    );
+
+    apply(
+        &store,
+        &repository(
+            "refused",
+            &image,
+            "1h",
+            "  proxySecretRef:\n    name: wrong-proxy\n",
+        ),
+    )
+    .await;
+    let failure = wait_until("the scan through a proxy that refuses us", || async {
+        failures(&bus)
+            .await
+            .into_iter()
+            .find(|f| f.object.name == "refused")
+    })
+    .await;
+    assert!(
+        failure
+            .error
+            .contains("the proxy of spec.proxySecretRef refused its credentials"),
+        "{}",
+        failure.error
+    );
+    assert!(
+        !failure.error.contains("not-the-password") && !log.contains("proxy-pass"),
+        "no proxy password in errors or logs"
+    );
+    scanners.stop().await;
+}
