@@ -188,7 +188,7 @@ fn fields_tagrelay_cannot_honour_are_refused_with_the_field_and_the_reason() {
         },
         Refused {
             yaml: FLUX_SYSTEM_SOURCE.replace("  interval: 1m\n", "  interval: 1m\n  proxySecretRef:\n    name: proxy\n"),
-            expected: "GitRepository/flux-system/flux-system: spec.proxySecretRef: Git through a proxy is not supported",
+            expected: "GitRepository/flux-system/flux-system: spec.proxySecretRef: a proxy applies to http:// and https:// remotes only",
         },
         Refused {
             yaml: FLUX_SYSTEM_SOURCE.replace("  interval: 1m\n", "  interval: 1m\n  provider: github\n"),

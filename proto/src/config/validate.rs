@@ -18,8 +18,10 @@ use crate::reference::Repository;
 /// Flux's limit on `exclusionList` entries.
 pub const MAX_EXCLUSIONS: usize = 25;
 
-/// Why a GitRepository's `proxySecretRef` is refused rather than ignored.
-const UNSUPPORTED_PROXY: &str = "Git through a proxy is not supported by tagrelay yet; it refuses the object rather than connect directly";
+/// Why a `proxySecretRef` on a non-HTTP Git remote is refused rather than
+/// ignored.
+const UNSUPPORTED_PROXY: &str =
+    "a proxy applies to http:// and https:// remotes only; it would not be used for this URL";
 
 /// Why a GitRepository's `accessFrom` is refused rather than ignored.
 const UNSUPPORTED_ACCESS_FROM: &str = "cross-namespace access to Git sources is not enforced by tagrelay yet; it refuses the rules rather than ignore them";
@@ -453,7 +455,8 @@ fn git_repository(o: &GitRepository, errors: &mut Errors) {
             );
         }
     }
-    if spec.proxy_secret_ref.is_some() {
+    errors.secret_ref("spec.proxySecretRef", spec.proxy_secret_ref.as_ref());
+    if spec.proxy_secret_ref.is_some() && !spec.url.starts_with("http") {
         errors.push("spec.proxySecretRef", UNSUPPORTED_PROXY);
     }
     if spec.access_from.is_some() {

@@ -92,6 +92,8 @@ pub struct Automation {
     pub url: String,
     /// The GitRepository's Secret, `(namespace, name)`.
     pub secret: Option<(String, String)>,
+    /// The GitRepository's proxy Secret, `(namespace, name)`.
+    pub proxy_secret: Option<(String, String)>,
     /// What to check out.
     pub checkout: Checkout,
     /// The branch commits are pushed to.
@@ -239,6 +241,11 @@ impl Automation {
             secret: source
                 .spec
                 .secret_ref
+                .as_ref()
+                .map(|s| (source_namespace.clone(), s.name.clone())),
+            proxy_secret: source
+                .spec
+                .proxy_secret_ref
                 .as_ref()
                 .map(|s| (source_namespace, s.name.clone())),
             checkout,

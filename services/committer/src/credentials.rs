@@ -167,6 +167,97 @@ impl Secret<'_> {
 /// that is absent and a key that is there but unreadable are different
 /// errors, since they are fixed differently.
 pub fn load(secrets_dir: &Path, namespace: &str, name: &str) -> Result<GitAuth, CredentialsError> {
+    let secret = mounted(secrets_dir, namespace, name)?;
+    if let Some(identity) = secret.path("identity")? {
+        return Ok(GitAuth::Ssh {
+            identity,
+            known_hosts: secret.path("known_hosts")?,
+        });
+    }
+    if let Some(token) = secret.text("bearerToken")? {
+        return Ok(GitAuth::Bearer { token });
+    }
+    match (secret.text("username")?, secret.text("password")?) {
+        (Some(username), Some(password)) => Ok(GitAuth::Basic {
+            dir: secret.dir,
+            username,
+            password,
+        }),
+        (Some(_), None) => Err(secret.missing("has username but no password".into())),
+        (None, Some(_)) => Err(secret.missing("has password but no username".into())),
+        (None, None) => {
+            Err(secret
+                .missing("holds none of identity, bearerToken, or username and password".into()))
+        }
+    }
+}
+
+/// Everything needed to reach a Git remote: its credentials and the proxy
+/// in between, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitAccess {
+    /// How to authenticate to the remote.
+    pub auth: GitAuth,
+    /// The HTTP(S) proxy to go through.
+    pub proxy: Option<GitProxy>,
+}
+
+/// An HTTP(S) proxy for Git (`GitRepository.spec.proxySecretRef`), as the
+/// proxy URL Git and gix take, with its credentials in it. Lives in memory
+/// only: `Debug` shows no part of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GitProxy(String);
+
+impl GitProxy {
+    /// The proxy URL, `http://user:password@host:port`, for `http.proxy`.
+    pub fn url(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for GitProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GitProxy(<redacted>)")
+    }
+}
+
+/// Loads the proxy Secret `namespace/name`: `address` required,
+/// `username` and `password` together or not at all.
+pub fn load_proxy(
+    secrets_dir: &Path,
+    namespace: &str,
+    name: &str,
+) -> Result<GitProxy, CredentialsError> {
+    let secret = mounted(secrets_dir, namespace, name)?;
+    let Some(address) = secret.text("address")? else {
+        return Err(secret.missing("has no address".into()));
+    };
+    let mut url = url::Url::parse(&address).map_err(|e| CredentialsError::Unreadable {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        key: "address".into(),
+        reason: format!("not a URL: {e}"),
+    })?;
+    match (secret.text("username")?, secret.text("password")?) {
+        (Some(username), Some(password)) => {
+            let set =
+                url.set_username(&username).is_ok() && url.set_password(Some(&password)).is_ok();
+            if !set {
+                return Err(secret.missing("address cannot carry a username and password".into()));
+            }
+        }
+        (None, None) => {}
+        _ => return Err(secret.missing("has one of username and password, not both".into())),
+    }
+    Ok(GitProxy(url.to_string()))
+}
+
+/// The mounted directory of Secret `namespace/name`, checked to be one.
+fn mounted<'a>(
+    secrets_dir: &Path,
+    namespace: &'a str,
+    name: &'a str,
+) -> Result<Secret<'a>, CredentialsError> {
     if [namespace, name]
         .iter()
         .any(|part| part.is_empty() || part.contains(['/', '\\']) || *part == "..")
@@ -203,28 +294,7 @@ pub fn load(secrets_dir: &Path, namespace: &str, name: &str) -> Result<GitAuth, 
             )))
         }
     }
-    if let Some(identity) = secret.path("identity")? {
-        return Ok(GitAuth::Ssh {
-            identity,
-            known_hosts: secret.path("known_hosts")?,
-        });
-    }
-    if let Some(token) = secret.text("bearerToken")? {
-        return Ok(GitAuth::Bearer { token });
-    }
-    match (secret.text("username")?, secret.text("password")?) {
-        (Some(username), Some(password)) => Ok(GitAuth::Basic {
-            dir: secret.dir,
-            username,
-            password,
-        }),
-        (Some(_), None) => Err(secret.missing("has username but no password".into())),
-        (None, Some(_)) => Err(secret.missing("has password but no username".into())),
-        (None, None) => {
-            Err(secret
-                .missing("holds none of identity, bearerToken, or username and password".into()))
-        }
-    }
+    Ok(secret)
 }
 
 /// The base64 of `username:password` that follows `Basic ` in an HTTP

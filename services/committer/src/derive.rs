@@ -204,6 +204,7 @@ mod tests {
             name: "fleet".into(),
             url: "file:///r.git".into(),
             secret: None,
+            proxy_secret: None,
             checkout: crate::automation::Checkout::Branch("main".into()),
             push_branch: "main".into(),
             refspec_target: None,

@@ -19,7 +19,7 @@ use gix::ObjectId;
 use sha2::{Digest, Sha256};
 use tagrelay_proto::event::FailureReason;
 
-use crate::credentials::GitAuth;
+use crate::credentials::{GitAuth, GitProxy};
 use tagrelay_rewrite::{is_setters_candidate, is_v1_candidate, may_contain_markers};
 
 /// What went wrong on the Git side, in words an operator can act on.
@@ -187,6 +187,7 @@ pub fn fetch(
     url: &str,
     display_url: &str,
     auth: &GitAuth,
+    proxy: Option<&GitProxy>,
     tags: bool,
 ) -> Result<BTreeMap<String, ObjectId>, GitError> {
     let fetch_err = |e: &dyn std::fmt::Display| GitError::Fetch {
@@ -227,11 +228,21 @@ pub fn fetch(
         )),
         _ => None,
     };
-    if let Some(header) = header {
-        let options = gix::protocol::transport::client::blocking_io::http::Options {
-            extra_headers: vec![header],
+    if header.is_some() || proxy.is_some() {
+        let mut options = gix::protocol::transport::client::blocking_io::http::Options {
+            extra_headers: header.into_iter().collect(),
             ..Default::default()
         };
+        if let Some(proxy) = proxy {
+            // gix's reqwest transport takes no `http.proxy`; the client it
+            // builds is given the proxy instead.
+            let proxy = reqwest::Proxy::all(proxy.url()).map_err(|e| fetch_err(&e))?;
+            let backend = gix::protocol::transport::client::blocking_io::http::reqwest::Options {
+                configure_client: Some(Box::new(move |builder| Ok(builder.proxy(proxy.clone())))),
+                configure_request: None,
+            };
+            options.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
+        }
         connection = connection.with_transport_options(Box::new(options));
     }
     let outcome = connection

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tagrelay_proto::event::FailureReason;
 
-use crate::credentials::GitAuth;
+use crate::credentials::{GitAuth, GitProxy};
 use crate::git::ssh_command;
 
 /// The environment variable the askpass script reads the Secret's
@@ -77,6 +77,8 @@ pub struct Push<'a> {
     pub url: &'a str,
     /// How to authenticate.
     pub auth: &'a GitAuth,
+    /// The HTTP(S) proxy to go through.
+    pub proxy: Option<&'a GitProxy>,
     /// `<commit>:<ref>` refspecs, never forced.
     pub refspecs: Vec<String>,
     /// `git push -o` options.
@@ -133,19 +135,19 @@ pub async fn push(request: &Push<'_>, askpass: &Path) -> Result<Vec<RefOutcome>,
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Configuration that carries secrets goes through the environment
+    // (`GIT_CONFIG_*`), never the command line.
+    let mut config: Vec<(&str, String)> = Vec::new();
+    if let Some(proxy) = request.proxy {
+        config.push(("http.proxy", proxy.url().to_string()));
+    }
     match request.auth {
         GitAuth::Anonymous => {}
         GitAuth::Basic { dir, .. } => {
             command.env("GIT_ASKPASS", askpass).env(SECRET_DIR_ENV, dir);
         }
         GitAuth::Bearer { token } => {
-            command
-                .env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env(
-                    "GIT_CONFIG_VALUE_0",
-                    format!("Authorization: Bearer {token}"),
-                );
+            config.push(("http.extraHeader", format!("Authorization: Bearer {token}")));
         }
         GitAuth::Ssh {
             identity,
@@ -156,6 +158,12 @@ pub async fn push(request: &Push<'_>, askpass: &Path) -> Result<Vec<RefOutcome>,
                 ssh_command(identity, known_hosts.as_deref()),
             );
         }
+    }
+    command.env("GIT_CONFIG_COUNT", config.len().to_string());
+    for (i, (key, value)) in config.iter().enumerate() {
+        command
+            .env(format!("GIT_CONFIG_KEY_{i}"), key)
+            .env(format!("GIT_CONFIG_VALUE_{i}"), value);
     }
     let child = command
         .spawn()

@@ -42,7 +42,7 @@ use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
 
 use crate::automation::{highest_tag_in_range, Automation, Checkout};
-use crate::credentials::{self, redact_url, GitAuth};
+use crate::credentials::{self, redact_url, GitAccess, GitAuth};
 use crate::derive;
 use crate::git::{self, BlobScreens, CommitSpec, GitError, Skipped};
 use crate::plan::{self, plan, Plan, Scan};
@@ -429,6 +429,22 @@ impl Committer {
             },
             None => GitAuth::Anonymous,
         };
+        let proxy = match &resolved.proxy_secret {
+            Some((ns, name)) => {
+                match credentials::load_proxy(&self.settings.secrets_dir, ns, name) {
+                    Ok(proxy) => Some(proxy),
+                    Err(e) => {
+                        let failed = Failed::transient(
+                            FailureReason::AuthenticationFailed,
+                            format!("GitRepository spec.proxySecretRef: {e}"),
+                        );
+                        return self.fail(key, trigger, failed, 1).await;
+                    }
+                }
+            }
+            None => None,
+        };
+        let access = GitAccess { auth, proxy };
         let cache = git::cache_path(&self.settings.cache_dir, &resolved.url);
         let lock = self.lock_for(&cache);
         let _guard = lock.lock().await;
@@ -445,7 +461,7 @@ impl Committer {
                     .await;
             }
         };
-        self.reconcile_locked(key, &resolved, &auth, &cache, trigger)
+        self.reconcile_locked(key, &resolved, &access, &cache, trigger)
             .await
     }
 
@@ -453,14 +469,14 @@ impl Committer {
         &self,
         key: &ObjectKey,
         a: &Automation,
-        auth: &GitAuth,
+        access: &GitAccess,
         cache: &Path,
         trigger: Option<&Envelope>,
     ) -> Result<Outcome, ReconcileError> {
         let remote = redact_url(&a.url);
         for attempt in 1..=MAX_PUSH_ATTEMPTS as u32 {
             // 1. Fetch and find the commit to build on.
-            let tips = match self.fetch(a, auth, cache, &remote).await? {
+            let tips = match self.fetch(a, access, cache, &remote).await? {
                 Ok(tips) => tips,
                 Err(e) => {
                     let (reason, error) = (e.reason(), e.to_string());
@@ -549,7 +565,8 @@ impl Committer {
             let request = |refspecs: Vec<String>| push::Push {
                 repository: cache,
                 url: &a.url,
-                auth,
+                auth: &access.auth,
+                proxy: access.proxy.as_ref(),
                 refspecs,
                 options: &a.push_options,
                 timeout: a.timeout,
@@ -559,7 +576,7 @@ impl Committer {
                 Err(PushError::Rejected { target, reason }) => {
                     // Stale (the branch moved) or refused for good?
                     let error = format!("push to {target} rejected: {reason}");
-                    let error = match self.fetch(a, auth, cache, &remote).await? {
+                    let error = match self.fetch(a, access, cache, &remote).await? {
                         Ok(now) if now.push_tip != tips.push_tip => {
                             tracing::info!(automation = %key, attempt, "branch moved during push; re-applying on the new tip");
                             continue;
@@ -631,21 +648,28 @@ impl Committer {
     async fn fetch(
         &self,
         a: &Automation,
-        auth: &GitAuth,
+        access: &GitAccess,
         cache: &Path,
         remote: &str,
     ) -> Result<Result<Tips, GitError>, ReconcileError> {
-        let (cache, url, remote, auth) = (
+        let (cache, url, remote, access) = (
             cache.to_path_buf(),
             a.url.clone(),
             remote.to_string(),
-            auth.clone(),
+            access.clone(),
         );
         let (checkout, push_branch) = (a.checkout.clone(), a.push_branch.clone());
         blocking(move || {
             let repo = git::open_or_init(&cache)?.to_thread_local();
             let tags = matches!(checkout, Checkout::Tag(_) | Checkout::Semver(_));
-            let refs = git::fetch(&repo, &url, &remote, &auth, tags)?;
+            let refs = git::fetch(
+                &repo,
+                &url,
+                &remote,
+                &access.auth,
+                access.proxy.as_ref(),
+                tags,
+            )?;
             let checkout_commit = match &checkout {
                 Checkout::Semver(range) => {
                     let names = refs.keys().filter_map(|r| r.strip_prefix("refs/tags/"));

@@ -1408,3 +1408,60 @@ async fn a_semver_checkout_builds_on_the_highest_tag_in_range() {
         "the checkout is never pushed to"
     );
 }
+
+#[tokio::test]
+async fn a_proxy_secret_sends_fetch_and_push_through_the_proxy() {
+    tagrelay_proto::runtime::install_crypto_provider();
+    let env = env().await;
+    let repo = seeded();
+    let server = HttpRemote::serve(&repo.scratch(), None);
+    let proxy = tagrelay_testkit::proxy::Tinyproxy::start("committer", "proxy-pw");
+    let write_secret = |name: &str, password: &str| {
+        let dir = env.dirs.path().join("secrets/flux-system").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("address"), proxy.address()).unwrap();
+        std::fs::write(dir.join("username"), "committer").unwrap();
+        std::fs::write(dir.join("password"), password).unwrap();
+    };
+    write_secret("git-proxy", "proxy-pw");
+    write_secret("bad-proxy", "wrong-pw");
+    let with_proxy = |secret: &str| {
+        config(&server.url("remote.git"), "", "apps").replace(
+            "  ref: {branch: main}\n",
+            &format!("  ref: {{branch: main}}\n  proxySecretRef: {{name: {secret}}}\n"),
+        )
+    };
+    env.apply(&with_proxy("git-proxy")).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.4.0")
+        .await;
+    let committer = env.committer("a").await;
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push through the proxy")
+    };
+    assert_eq!(repo.tip("main"), Some(pushed.commit.clone()));
+    let log = proxy.log();
+    let remote = server.url("remote.git");
+    assert!(
+        log.contains(&format!("GET {remote}/info/refs?service=git-upload-pack")),
+        "the fetch went through the proxy:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("POST {remote}/git-receive-pack")),
+        "the push went through the proxy:\n{log}"
+    );
+
+    env.apply(&with_proxy("bad-proxy")).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.5.0")
+        .await;
+    let outcome = committer.reconcile(&automation_key(), None).await.unwrap();
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    let failures = env.failed().await;
+    let last = failures.last().unwrap();
+    assert!(!last.error.contains("wrong-pw"), "{}", last.error);
+    assert_eq!(
+        repo.tip("main"),
+        Some(pushed.commit.clone()),
+        "nothing lands without the proxy"
+    );
+}
