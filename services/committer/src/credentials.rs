@@ -168,6 +168,49 @@ impl Secret<'_> {
 /// errors, since they are fixed differently.
 pub fn load(secrets_dir: &Path, namespace: &str, name: &str) -> Result<GitAuth, CredentialsError> {
     let secret = mounted(secrets_dir, namespace, name)?;
+    let auth = auth_of(&secret)?;
+    if auth == GitAuth::Anonymous && tls_of(&secret)? == GitTls::default() {
+        return Err(secret.missing(
+            "holds none of identity, bearerToken, username and password, or ca.crt / tls.crt and tls.key".into(),
+        ));
+    }
+    Ok(auth)
+}
+
+/// The TLS files of the Secret `namespace/name` (`ca.crt`, and `tls.crt`
+/// with `tls.key` for a client certificate), as Flux's Git Secret holds
+/// them beside the credentials.
+pub fn load_tls(
+    secrets_dir: &Path,
+    namespace: &str,
+    name: &str,
+) -> Result<GitTls, CredentialsError> {
+    tls_of(&mounted(secrets_dir, namespace, name)?)
+}
+
+/// TLS for an HTTPS remote with a private CA or a client certificate:
+/// paths only, read by the transport itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitTls {
+    /// CA certificates (PEM) to trust besides the system's.
+    pub ca: Option<PathBuf>,
+    /// The client certificate and its key (PEM).
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+fn tls_of(secret: &Secret<'_>) -> Result<GitTls, CredentialsError> {
+    let client = match (secret.path("tls.crt")?, secret.path("tls.key")?) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err(secret.missing("has one of tls.crt and tls.key, not both".into())),
+    };
+    Ok(GitTls {
+        ca: secret.path("ca.crt")?,
+        client,
+    })
+}
+
+fn auth_of(secret: &Secret<'_>) -> Result<GitAuth, CredentialsError> {
     if let Some(identity) = secret.path("identity")? {
         return Ok(GitAuth::Ssh {
             identity,
@@ -179,16 +222,13 @@ pub fn load(secrets_dir: &Path, namespace: &str, name: &str) -> Result<GitAuth, 
     }
     match (secret.text("username")?, secret.text("password")?) {
         (Some(username), Some(password)) => Ok(GitAuth::Basic {
-            dir: secret.dir,
+            dir: secret.dir.clone(),
             username,
             password,
         }),
         (Some(_), None) => Err(secret.missing("has username but no password".into())),
         (None, Some(_)) => Err(secret.missing("has password but no username".into())),
-        (None, None) => {
-            Err(secret
-                .missing("holds none of identity, bearerToken, or username and password".into()))
-        }
+        (None, None) => Ok(GitAuth::Anonymous),
     }
 }
 
@@ -200,6 +240,8 @@ pub struct GitAccess {
     pub auth: GitAuth,
     /// The HTTP(S) proxy to go through.
     pub proxy: Option<GitProxy>,
+    /// A private CA or a client certificate for an HTTPS remote.
+    pub tls: GitTls,
 }
 
 /// An HTTP(S) proxy for Git (`GitRepository.spec.proxySecretRef`), as the

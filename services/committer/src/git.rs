@@ -19,7 +19,7 @@ use gix::ObjectId;
 use sha2::{Digest, Sha256};
 use tagrelay_proto::event::FailureReason;
 
-use crate::credentials::{GitAuth, GitProxy};
+use crate::credentials::{GitAccess, GitAuth, GitTls};
 use tagrelay_rewrite::{is_setters_candidate, is_v1_candidate, may_contain_markers};
 
 /// What went wrong on the Git side, in words an operator can act on.
@@ -186,10 +186,10 @@ pub fn fetch(
     repo: &gix::Repository,
     url: &str,
     display_url: &str,
-    auth: &GitAuth,
-    proxy: Option<&GitProxy>,
+    access: &GitAccess,
     tags: bool,
 ) -> Result<BTreeMap<String, ObjectId>, GitError> {
+    let auth = &access.auth;
     let fetch_err = |e: &dyn std::fmt::Display| GitError::Fetch {
         remote: display_url.to_string(),
         reason: format!("{e:#}"),
@@ -228,17 +228,33 @@ pub fn fetch(
         )),
         _ => None,
     };
-    if header.is_some() || proxy.is_some() {
+    let client = client_setup(access).map_err(|e| fetch_err(&e))?;
+    if header.is_some() || client.is_some() {
         let mut options = gix::protocol::transport::client::blocking_io::http::Options {
             extra_headers: header.into_iter().collect(),
             ..Default::default()
         };
-        if let Some(proxy) = proxy {
-            // gix's reqwest transport takes no `http.proxy`; the client it
-            // builds is given the proxy instead.
-            let proxy = reqwest::Proxy::all(proxy.url()).map_err(|e| fetch_err(&e))?;
+        if let Some(ClientSetup {
+            proxy,
+            roots,
+            identity,
+        }) = client
+        {
+            // gix's reqwest transport takes neither `http.proxy` nor
+            // `http.ssl*`; the client it builds is given them instead.
             let backend = gix::protocol::transport::client::blocking_io::http::reqwest::Options {
-                configure_client: Some(Box::new(move |builder| Ok(builder.proxy(proxy.clone())))),
+                configure_client: Some(Box::new(move |mut builder| {
+                    if let Some(proxy) = &proxy {
+                        builder = builder.proxy(proxy.clone());
+                    }
+                    for root in &roots {
+                        builder = builder.add_root_certificate(root.clone());
+                    }
+                    if let Some(identity) = &identity {
+                        builder = builder.identity(identity.clone());
+                    }
+                    Ok(builder)
+                })),
                 configure_request: None,
             };
             options.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
@@ -258,6 +274,49 @@ pub fn fetch(
         }
     }
     Ok(refs)
+}
+
+/// What gix's HTTP client is given beyond defaults: the proxy, the CA
+/// certificates to trust, the client certificate.
+struct ClientSetup {
+    proxy: Option<reqwest::Proxy>,
+    roots: Vec<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
+}
+
+/// The client setup `access` asks for; `None` when it asks for nothing.
+fn client_setup(access: &GitAccess) -> Result<Option<ClientSetup>, String> {
+    if access.proxy.is_none() && access.tls == GitTls::default() {
+        return Ok(None);
+    }
+    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    let proxy = match &access.proxy {
+        Some(proxy) => Some(reqwest::Proxy::all(proxy.url()).map_err(|e| format!("proxy: {e}"))?),
+        None => None,
+    };
+    let roots = match &access.tls.ca {
+        Some(ca) => {
+            reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(|e| format!("ca.crt: {e}"))?
+        }
+        None => Vec::new(),
+    };
+    let identity =
+        match &access.tls.client {
+            Some((cert, key)) => {
+                let mut pem = read(cert)?;
+                pem.push(b'\n');
+                pem.extend(read(key)?);
+                Some(reqwest::Identity::from_pem(&pem).map_err(|_| {
+                    "tls.crt / tls.key are not a PEM certificate and key".to_string()
+                })?)
+            }
+            None => None,
+        };
+    Ok(Some(ClientSetup {
+        proxy,
+        roots,
+        identity,
+    }))
 }
 
 /// The `ssh` command line for a Secret's key: paths only, never key

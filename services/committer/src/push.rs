@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tagrelay_proto::event::FailureReason;
 
-use crate::credentials::{GitAuth, GitProxy};
+use crate::credentials::{GitAccess, GitAuth};
 use crate::git::ssh_command;
 
 /// The environment variable the askpass script reads the Secret's
@@ -75,10 +75,8 @@ pub struct Push<'a> {
     pub repository: &'a Path,
     /// The remote URL, as configured (no credentials).
     pub url: &'a str,
-    /// How to authenticate.
-    pub auth: &'a GitAuth,
-    /// The HTTP(S) proxy to go through.
-    pub proxy: Option<&'a GitProxy>,
+    /// Credentials, proxy and TLS for the remote.
+    pub access: &'a GitAccess,
     /// `<commit>:<ref>` refspecs, never forced.
     pub refspecs: Vec<String>,
     /// `git push -o` options.
@@ -138,10 +136,19 @@ pub async fn push(request: &Push<'_>, askpass: &Path) -> Result<Vec<RefOutcome>,
     // Configuration that carries secrets goes through the environment
     // (`GIT_CONFIG_*`), never the command line.
     let mut config: Vec<(&str, String)> = Vec::new();
-    if let Some(proxy) = request.proxy {
+    let access = request.access;
+    if let Some(proxy) = &access.proxy {
         config.push(("http.proxy", proxy.url().to_string()));
     }
-    match request.auth {
+    // Git's own variables for TLS files (paths only): they win over any
+    // `GIT_SSL_*` the process inherited, as configuration would not.
+    if let Some(ca) = &access.tls.ca {
+        command.env("GIT_SSL_CAINFO", ca);
+    }
+    if let Some((cert, key)) = &access.tls.client {
+        command.env("GIT_SSL_CERT", cert).env("GIT_SSL_KEY", key);
+    }
+    match &access.auth {
         GitAuth::Anonymous => {}
         GitAuth::Basic { dir, .. } => {
             command.env("GIT_ASKPASS", askpass).env(SECRET_DIR_ENV, dir);

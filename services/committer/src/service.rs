@@ -42,7 +42,7 @@ use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
 
 use crate::automation::{highest_tag_in_range, Automation, Checkout};
-use crate::credentials::{self, redact_url, GitAccess, GitAuth};
+use crate::credentials::{self, redact_url, GitAccess, GitAuth, GitTls};
 use crate::derive;
 use crate::git::{self, BlobScreens, CommitSpec, GitError, Skipped};
 use crate::plan::{self, plan, Plan, Scan};
@@ -417,17 +417,20 @@ impl Committer {
             self.status(key, true, "suspended".into(), None).await;
             return Ok(Outcome::Suspended);
         }
-        let auth = match &resolved.secret {
-            Some((ns, name)) => match credentials::load(&self.settings.secrets_dir, ns, name) {
-                Ok(auth) => auth,
-                Err(e) => {
-                    let reason = FailureReason::AuthenticationFailed;
-                    return self
-                        .fail(key, trigger, Failed::transient(reason, e.to_string()), 1)
-                        .await;
-                }
-            },
-            None => GitAuth::Anonymous,
+        let secrets = &self.settings.secrets_dir;
+        let loaded = match &resolved.secret {
+            Some((ns, name)) => credentials::load(secrets, ns, name)
+                .and_then(|auth| Ok((auth, credentials::load_tls(secrets, ns, name)?))),
+            None => Ok((GitAuth::Anonymous, GitTls::default())),
+        };
+        let (auth, tls) = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                let reason = FailureReason::AuthenticationFailed;
+                return self
+                    .fail(key, trigger, Failed::transient(reason, e.to_string()), 1)
+                    .await;
+            }
         };
         let proxy = match &resolved.proxy_secret {
             Some((ns, name)) => {
@@ -444,7 +447,7 @@ impl Committer {
             }
             None => None,
         };
-        let access = GitAccess { auth, proxy };
+        let access = GitAccess { auth, proxy, tls };
         let cache = git::cache_path(&self.settings.cache_dir, &resolved.url);
         let lock = self.lock_for(&cache);
         let _guard = lock.lock().await;
@@ -565,8 +568,7 @@ impl Committer {
             let request = |refspecs: Vec<String>| push::Push {
                 repository: cache,
                 url: &a.url,
-                auth: &access.auth,
-                proxy: access.proxy.as_ref(),
+                access,
                 refspecs,
                 options: &a.push_options,
                 timeout: a.timeout,
@@ -662,14 +664,7 @@ impl Committer {
         blocking(move || {
             let repo = git::open_or_init(&cache)?.to_thread_local();
             let tags = matches!(checkout, Checkout::Tag(_) | Checkout::Semver(_));
-            let refs = git::fetch(
-                &repo,
-                &url,
-                &remote,
-                &access.auth,
-                access.proxy.as_ref(),
-                tags,
-            )?;
+            let refs = git::fetch(&repo, &url, &remote, &access, tags)?;
             let checkout_commit = match &checkout {
                 Checkout::Semver(range) => {
                     let names = refs.keys().filter_map(|r| r.strip_prefix("refs/tags/"));

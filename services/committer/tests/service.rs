@@ -1465,3 +1465,47 @@ async fn a_proxy_secret_sends_fetch_and_push_through_the_proxy() {
         "nothing lands without the proxy"
     );
 }
+
+#[tokio::test]
+async fn an_https_remote_with_a_private_ca_and_a_client_certificate_from_the_secret() {
+    tagrelay_proto::runtime::install_crypto_provider();
+    let env = env().await;
+    let repo = seeded();
+    let server = HttpRemote::serve(&repo.scratch(), None);
+    let pki = tagrelay_testkit::pki::Pki::make(&env.dirs.path().join("pki"));
+    let front = tagrelay_testkit::pki::TlsFront::start(server.port(), &pki);
+    let secret = env.dirs.path().join("secrets/flux-system/git-tls");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::copy(&pki.ca, secret.join("ca.crt")).unwrap();
+    let yaml = |secret_name: &str| {
+        config(&front.url("remote.git"), "", "apps").replace(
+            "  ref: {branch: main}\n",
+            &format!("  ref: {{branch: main}}\n  secretRef: {{name: {secret_name}}}\n"),
+        )
+    };
+    env.apply(&yaml("git-tls")).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.6.0")
+        .await;
+    let committer = env.committer("a").await;
+    let outcome = committer.reconcile(&automation_key(), None).await.unwrap();
+    assert!(
+        matches!(outcome, Outcome::Failed(_)),
+        "the server wants a client certificate the Secret lacks: {outcome:?}"
+    );
+
+    std::fs::copy(&pki.client.0, secret.join("tls.crt")).unwrap();
+    std::fs::copy(&pki.client.1, secret.join("tls.key")).unwrap();
+    let outcome = committer.reconcile(&automation_key(), None).await.unwrap();
+    let Outcome::Pushed(pushed) = outcome else {
+        panic!(
+            "expected a push over mutual TLS: {outcome:?} {:#?}",
+            env.failed().await
+        )
+    };
+    assert_eq!(repo.tip("main"), Some(pushed.commit));
+    assert!(
+        pushed.remote.starts_with("https://127.0.0.1:"),
+        "{}",
+        pushed.remote
+    );
+}

@@ -373,6 +373,11 @@ impl HttpRemote {
         format!("http://127.0.0.1:{}/{name}", self.port)
     }
 
+    /// The loopback port it serves on (for a TLS front).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// How many HTTP requests were served.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)

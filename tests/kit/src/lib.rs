@@ -12,6 +12,7 @@
 pub mod fault_proxy;
 pub mod git;
 pub mod nats_cluster;
+pub mod pki;
 pub mod proxy;
 pub mod registry;
 

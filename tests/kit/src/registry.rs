@@ -143,74 +143,7 @@ impl Registry {
     /// helper cannot present a client certificate.
     pub fn restart_with_mutual_tls(&mut self) -> TlsFiles {
         let tls = self.dir.path().join("tls");
-        std::fs::create_dir_all(&tls).expect("tls directory");
-        let openssl = |args: &[&str]| {
-            let output = Command::new("openssl")
-                .args(args)
-                .current_dir(&tls)
-                .output()
-                .expect("openssl");
-            assert!(
-                output.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        let mut ca = vec!["req", "-x509"];
-        ca.extend(ec);
-        ca.extend([
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=tagrelay test CA",
-        ]);
-        openssl(&ca);
-        for (name, usage) in [
-            (
-                "server",
-                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-            ),
-            ("client", "extendedKeyUsage=clientAuth\n"),
-        ] {
-            let mut request = vec!["req"];
-            request.extend(ec);
-            let key = format!("{name}.key");
-            let csr = format!("{name}.csr");
-            let crt = format!("{name}.crt");
-            let ext = format!("{name}.ext");
-            let subject = format!("/CN={name}");
-            request.extend(["-keyout", &key, "-out", &csr, "-subj", &subject]);
-            openssl(&request);
-            std::fs::write(tls.join(&ext), usage).expect("extensions");
-            openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &crt,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ]);
-        }
+        crate::pki::Pki::make(&tls);
         self.kill();
         self.spawn(Some(&tls));
         TlsFiles {
