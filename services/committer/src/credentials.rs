@@ -80,6 +80,9 @@ pub enum GitAuth {
         identity: PathBuf,
         /// Path of the known_hosts file.
         known_hosts: Option<PathBuf>,
+        /// The Secret's directory when it holds the key's passphrase
+        /// (`password`), which the askpass script answers ssh with.
+        passphrase_dir: Option<PathBuf>,
     },
 }
 
@@ -215,6 +218,7 @@ fn auth_of(secret: &Secret<'_>) -> Result<GitAuth, CredentialsError> {
         return Ok(GitAuth::Ssh {
             identity,
             known_hosts: secret.path("known_hosts")?,
+            passphrase_dir: secret.path("password")?.map(|_| secret.dir.clone()),
         });
     }
     if let Some(token) = secret.text("bearerToken")? {
@@ -242,6 +246,8 @@ pub struct GitAccess {
     pub proxy: Option<GitProxy>,
     /// A private CA or a client certificate for an HTTPS remote.
     pub tls: GitTls,
+    /// The askpass script that answers prompts from the Secret's files.
+    pub askpass: PathBuf,
 }
 
 /// An HTTP(S) proxy for Git (`GitRepository.spec.proxySecretRef`), as the

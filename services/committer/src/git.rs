@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tagrelay_proto::event::FailureReason;
 
 use crate::credentials::{GitAccess, GitAuth, GitTls};
+use crate::push::SECRET_DIR_ENV;
 use tagrelay_rewrite::{is_setters_candidate, is_v1_candidate, may_contain_markers};
 
 /// What went wrong on the Git side, in words an operator can act on.
@@ -198,9 +199,13 @@ pub fn fetch(
     if let GitAuth::Ssh {
         identity,
         known_hosts,
+        passphrase_dir,
     } = auth
     {
-        let command = ssh_command(identity, known_hosts.as_deref());
+        let passphrase = passphrase_dir
+            .as_deref()
+            .map(|dir| (access.askpass.as_path(), dir));
+        let command = ssh_command(identity, known_hosts.as_deref(), passphrase);
         let mut config = repo.config_snapshot_mut();
         config
             .set_raw_value("core.sshCommand", command.as_str())
@@ -321,12 +326,28 @@ fn client_setup(access: &GitAccess) -> Result<Option<ClientSetup>, String> {
 
 /// The `ssh` command line for a Secret's key: paths only, never key
 /// material; strict host checking when known_hosts is given.
-pub fn ssh_command(identity: &Path, known_hosts: Option<&Path>) -> String {
+///
+/// A key with a passphrase (`passphrase`: the askpass script and the
+/// Secret's directory) is unlocked by ssh asking the script, which prints
+/// the Secret's `password` file; no other prompt is allowed.
+pub fn ssh_command(
+    identity: &Path,
+    known_hosts: Option<&Path>,
+    passphrase: Option<(&Path, &Path)>,
+) -> String {
     let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
-    let mut command = format!(
-        "ssh -F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes -i {}",
-        quote(identity)
-    );
+    let mut command = match passphrase {
+        Some((askpass, dir)) => format!(
+            "SSH_ASKPASS={} SSH_ASKPASS_REQUIRE=force {SECRET_DIR_ENV}={} ssh -F /dev/null -o IdentitiesOnly=yes -o BatchMode=no -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o NumberOfPasswordPrompts=1 -i {}",
+            quote(askpass),
+            quote(dir),
+            quote(identity)
+        ),
+        None => format!(
+            "ssh -F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes -i {}",
+            quote(identity)
+        ),
+    };
     match known_hosts {
         Some(path) => command.push_str(&format!(
             " -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",

@@ -159,10 +159,12 @@ pub async fn push(request: &Push<'_>, askpass: &Path) -> Result<Vec<RefOutcome>,
         GitAuth::Ssh {
             identity,
             known_hosts,
+            passphrase_dir,
         } => {
+            let passphrase = passphrase_dir.as_deref().map(|dir| (askpass, dir));
             command.env(
                 "GIT_SSH_COMMAND",
-                ssh_command(identity, known_hosts.as_deref()),
+                ssh_command(identity, known_hosts.as_deref(), passphrase),
             );
         }
     }

@@ -447,7 +447,12 @@ impl Committer {
             }
             None => None,
         };
-        let access = GitAccess { auth, proxy, tls };
+        let access = GitAccess {
+            auth,
+            proxy,
+            tls,
+            askpass: self.askpass.clone(),
+        };
         let cache = git::cache_path(&self.settings.cache_dir, &resolved.url);
         let lock = self.lock_for(&cache);
         let _guard = lock.lock().await;

@@ -1509,3 +1509,55 @@ async fn an_https_remote_with_a_private_ca_and_a_client_certificate_from_the_sec
         pushed.remote
     );
 }
+
+#[tokio::test]
+async fn an_ssh_key_with_a_passphrase_is_unlocked_with_the_secrets_password() {
+    let env = env().await;
+    let repo = seeded();
+    let sshd = SshRemote::serve();
+    let secret = env.dirs.path().join("secrets/flux-system/ssh-locked");
+    std::fs::create_dir_all(&secret).unwrap();
+    let identity = secret.join("identity");
+    std::fs::copy(sshd.identity(), &identity).unwrap();
+    std::fs::copy(sshd.known_hosts(), secret.join("known_hosts")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(&identity, private).unwrap();
+    }
+    let locked = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", "the key's passphrase", "-f"])
+        .arg(&identity)
+        .status()
+        .unwrap();
+    assert!(locked.success(), "ssh-keygen could not set a passphrase");
+    let yaml = config(&sshd.url(&repo.path()), "", "apps").replace(
+        "  ref: {branch: main}\n",
+        "  ref: {branch: main}\n  secretRef: {name: ssh-locked}\n",
+    );
+    env.apply(&yaml).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.13.0")
+        .await;
+    let committer = env.committer("a").await;
+
+    std::fs::write(secret.join("password"), "not the passphrase\n").unwrap();
+    let outcome = committer.reconcile(&automation_key(), None).await.unwrap();
+    assert!(
+        matches!(outcome, Outcome::Failed(_)),
+        "a wrong passphrase cannot unlock the key: {outcome:?}"
+    );
+
+    std::fs::write(secret.join("password"), "the key's passphrase\n").unwrap();
+    let outcome = committer.reconcile(&automation_key(), None).await.unwrap();
+    let Outcome::Pushed(pushed) = outcome else {
+        panic!("expected a push: {outcome:?} {:#?}", env.failed().await)
+    };
+    assert_eq!(repo.tip("main").as_deref(), Some(pushed.commit.as_str()));
+    let errors: Vec<String> = env.failed().await.into_iter().map(|f| f.error).collect();
+    assert!(
+        errors
+            .iter()
+            .all(|e| !e.contains("passphrase\n") && !e.contains("the key's")),
+        "no passphrase in any failure: {errors:?}"
+    );
+}
