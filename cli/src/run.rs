@@ -36,7 +36,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let resolver_args = ResolverArgs { http_addr: None };
     let committer_args = CommitterArgs {
         cache_dir: args.cache_dir.clone(),
-        secrets_dir: args.scanner.secrets_dir.clone(),
+        secrets: args.scanner.secrets.clone(),
         http_addr: None,
     };
     let scanner_bus = cli.bus_args.connect_waiting("scanner").await?;

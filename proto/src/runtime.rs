@@ -142,6 +142,20 @@ impl BusArgs {
     }
 }
 
+/// Where a service reads mounted Secrets: one flag for every service that
+/// reads them, so an installation mounts them in one place.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecretsArgs {
+    /// Where Secrets are mounted, one directory per Secret as Kubernetes
+    /// mounts them: `<dir>/<namespace>/<secretRef.name>/<key>`.
+    #[arg(
+        long,
+        env = "TAGRELAY_SECRETS_DIR",
+        default_value = "/var/run/tagrelay/secrets"
+    )]
+    pub secrets_dir: std::path::PathBuf,
+}
+
 /// Whether a service is ready to take work: false until its consumer is
 /// bound, false again once it starts shutting down, so a load balancer or
 /// Kubernetes stops sending it traffic before it stops. One made with

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use tagrelay_proto::bus::Bus;
-use tagrelay_proto::runtime::{serve_with_health, Readiness, ServeError};
+use tagrelay_proto::runtime::{serve_with_health, Readiness, SecretsArgs, ServeError};
 
 use crate::service::{run, Settings};
 
@@ -20,15 +20,11 @@ pub struct CommitterArgs {
         default_value = "/var/cache/tagrelay/git"
     )]
     pub cache_dir: PathBuf,
-    /// Directory of mounted Git Secrets: `<dir>/<namespace>/<name>/<key>`
-    /// with Flux's keys (identity, known_hosts, username, password,
-    /// bearerToken).
-    #[arg(
-        long,
-        env = "TAGRELAY_SECRETS_DIR",
-        default_value = "/var/run/tagrelay/secrets"
-    )]
-    pub secrets_dir: PathBuf,
+    /// Mounted Git Secrets, with Flux's keys (identity, known_hosts,
+    /// username, password, bearerToken, ca.crt, tls.crt, tls.key; address
+    /// for a proxy).
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
     /// Address of the `/healthz` and `/readyz` endpoints.
     #[arg(long, env = "TAGRELAY_HTTP_ADDR", default_value = "127.0.0.1:8083")]
     pub http_addr: Option<SocketAddr>,
@@ -44,7 +40,7 @@ pub async fn serve(
     let readiness = Readiness::watching(bus);
     let settings = Settings {
         cache_dir: args.cache_dir.clone(),
-        secrets_dir: args.secrets_dir.clone(),
+        secrets_dir: args.secrets.secrets_dir.clone(),
     };
     serve_with_health(
         args.http_addr,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tagrelay_proto::bus::Bus;
-use tagrelay_proto::runtime::ServeError;
+use tagrelay_proto::runtime::{SecretsArgs, ServeError};
 
 use crate::credentials::read_secret_file;
 use crate::registry::RegistrySettings;
@@ -19,14 +19,11 @@ use crate::{run_scanner, Scanner, ScannerSettings};
 /// The scanner's own flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScannerArgs {
-    /// Where Secrets are mounted: `<dir>/<namespace>/<secretRef.name>/` holds
-    /// `.dockerconfigjson` (or `config.json`), `ca.crt`, `tls.crt`, `tls.key`.
-    #[arg(
-        long,
-        env = "TAGRELAY_SECRETS_DIR",
-        default_value = "/var/run/tagrelay/secrets"
-    )]
-    pub secrets_dir: PathBuf,
+    /// Mounted registry Secrets: `.dockerconfigjson` (or `config.json`),
+    /// `ca.crt`, `tls.crt`, `tls.key`; `address`, `username`, `password`
+    /// for a proxy.
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
     /// Address of the webhook and health server.
     #[arg(long, env = "TAGRELAY_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -109,7 +106,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let secret = webhook_secret(args.webhook_secret_file.as_deref())?;
     let settings = ScannerSettings {
-        secrets_dir: args.secrets_dir.clone(),
+        secrets_dir: args.secrets.secrets_dir.clone(),
         concurrency: args.concurrency.max(1),
         registry: RegistrySettings {
             rate: args.registry_rps,

@@ -65,8 +65,11 @@ async fn measure(webhook: bool, pushes: usize) -> Vec<f64> {
     let until = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let scanner_args = tagrelay_scanner::process::ScannerArgs {
+    let secrets = tagrelay_proto::runtime::SecretsArgs {
         secrets_dir: dirs.path().join("secrets"),
+    };
+    let scanner_args = tagrelay_scanner::process::ScannerArgs {
+        secrets: secrets.clone(),
         listen: format!("127.0.0.1:{scanner_port}")
             .parse()
             .expect("address"),
@@ -78,7 +81,7 @@ async fn measure(webhook: bool, pushes: usize) -> Vec<f64> {
     };
     let committer_args = tagrelay_committer::process::CommitterArgs {
         cache_dir: dirs.path().join("cache"),
-        secrets_dir: dirs.path().join("secrets"),
+        secrets,
         http_addr: None,
     };
     let resolver_args = tagrelay_resolver::process::ResolverArgs { http_addr: None };
