@@ -18,8 +18,8 @@ use tagrelay_committer::automation::Automation;
 use tagrelay_policy::rules::{compile_policy, error_field};
 use tagrelay_proto::bus::ConfigStore;
 use tagrelay_proto::config::{
-    deprecations, load_documents, validate, validate_references, Document, FieldError, ImagePolicy,
-    ImageUpdateAutomation, Kind, Object, ObjectKey, DEFAULT_NAMESPACE,
+    deprecations, load_documents, namespace_labels, validate, validate_references, Document,
+    FieldError, ImagePolicy, ImageUpdateAutomation, Kind, Object, ObjectKey, DEFAULT_NAMESPACE,
 };
 use tagrelay_rewrite::template::Template;
 
@@ -299,7 +299,13 @@ async fn cross_namespace_denial(
     else {
         return Ok(None);
     };
-    Ok(repository.admits(namespace).err())
+    let namespace_key = ObjectKey::new(Kind::Namespace, namespace, namespace);
+    let applied_labels = match applied_or_stored(&namespace_key, batch, store).await? {
+        Some(Object::Namespace(n)) => Some(n.metadata.labels),
+        _ => None,
+    };
+    let labels = namespace_labels(namespace, applied_labels.as_ref());
+    Ok(repository.admits(namespace, &labels).err())
 }
 
 /// The object under `key` as this apply will leave it: from the batch,

@@ -109,7 +109,7 @@ pub fn flux_status(object: &Object, status: Option<&ObjectStatus>, observed: &Ob
                 .collect();
             out.insert("observedPolicies".into(), Value::Object(policies));
         }
-        Object::GitRepository(_) => {}
+        Object::GitRepository(_) | Object::Namespace(_) => {}
     }
     Value::Object(out)
 }

@@ -226,6 +226,7 @@ fn table(
         Kind::ImagePolicy => (&["LATEST IMAGE"], false),
         Kind::ImageUpdateAutomation => (&["LAST RUN"], true),
         Kind::GitRepository => (&["URL"], true),
+        Kind::Namespace => (&["LABELS"], false),
     };
     let mut header = Vec::new();
     if namespaces {
@@ -266,6 +267,13 @@ fn table(
             Object::ImagePolicy(_) => status.latest_image.unwrap_or_default(),
             Object::ImageUpdateAutomation(_) => time(status.updated_at),
             Object::GitRepository(o) => o.spec.url.clone(),
+            Object::Namespace(n) => n
+                .metadata
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
         });
         if with_suspended {
             cells.push(if suspended(object) { "True" } else { "False" }.to_string());
@@ -283,6 +291,7 @@ fn suspended(object: &Object) -> bool {
         Object::ImagePolicy(o) => o.spec.suspend,
         Object::ImageUpdateAutomation(o) => o.spec.suspend,
         Object::GitRepository(o) => o.spec.suspend,
+        Object::Namespace(_) => false,
     }
 }
 
@@ -291,6 +300,6 @@ fn waiting_message(kind: Kind) -> &'static str {
         Kind::ImageRepository => "waiting for the scanner",
         Kind::ImagePolicy => "waiting for the resolver",
         Kind::ImageUpdateAutomation => "waiting for the committer",
-        Kind::GitRepository => "stored",
+        Kind::GitRepository | Kind::Namespace => "stored",
     }
 }

@@ -119,5 +119,6 @@ pub fn short_name(kind: Kind) -> &'static str {
         Kind::ImagePolicy => "imagepolicy",
         Kind::ImageUpdateAutomation => "imageupdateautomation",
         Kind::GitRepository => "gitrepository",
+        Kind::Namespace => "namespace",
     }
 }

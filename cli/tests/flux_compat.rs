@@ -178,11 +178,6 @@ fn fields_tagrelay_cannot_honour_are_refused_with_the_field_and_the_reason() {
             expected: "ImageUpdateAutomation/flux-system/fleet: spec.git.push.refspec: force-push refspecs",
         },
         Refused {
-            yaml: include_str!("flux-guides/037-irc-v1beta2-repo-access-from.yaml")
-                .replace("kubernetes.io/metadata.name: flux-system", "team: platform"),
-            expected: "ImageRepository/apps/app1: spec.accessFrom.namespaceSelectors[0].matchLabels.team: tagrelay knows one namespace label",
-        },
-        Refused {
             yaml: "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: app\nspec:\n  image: ghcr.io/org/app\n  interval: 5m\n  serviceAccountName: image-pull\n".to_string(),
             expected: "<stdin>:8: ImageRepository/flux-system/app: spec.serviceAccountName: tagrelay runs without a Kubernetes API",
         },
@@ -351,6 +346,20 @@ fn access_from_admits_the_namespaces_it_names_and_no_other_as_in_flux() {
     assert!(
         stderr(&out).contains("ImagePolicy/team-b/app1: spec.imageRepositoryRef.namespace: access denied: 'apps/app1' can't be accessed due to ACL labels mismatch on namespace 'team-b'"),
         "{}",
+        stderr(&out)
+    );
+
+    let by_team = include_str!("flux-guides/037-irc-v1beta2-repo-access-from.yaml")
+        .replace("kubernetes.io/metadata.name: flux-system", "team: platform");
+    let namespace = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-b\n  labels:\n    team: platform\n";
+    let out = apply(
+        &server,
+        &format!("{by_team}\n---\n{namespace}---\n{elsewhere}"),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a Namespace object's labels admit it: {}",
         stderr(&out)
     );
 

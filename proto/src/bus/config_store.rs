@@ -206,6 +206,8 @@ pub struct ConfigIndex {
     pub repositories: std::collections::BTreeMap<ObjectKey, crate::config::ImageRepository>,
     /// Every ImagePolicy, by key.
     pub policies: std::collections::BTreeMap<ObjectKey, crate::config::ImagePolicy>,
+    /// The applied labels of every Namespace object, by name.
+    pub namespaces: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 impl ConfigIndex {
@@ -219,13 +221,25 @@ impl ConfigIndex {
                 Object::ImagePolicy(p) => {
                     self.policies.insert(object.key(), p.clone());
                 }
+                Object::Namespace(n) => {
+                    self.namespaces
+                        .insert(n.metadata.name.clone(), n.metadata.labels.clone());
+                }
                 _ => {}
             },
             ConfigChange::Deleted(key) => {
                 self.repositories.remove(key);
                 self.policies.remove(key);
+                if key.kind == crate::config::Kind::Namespace {
+                    self.namespaces.remove(&key.name);
+                }
             }
         }
+    }
+
+    /// The labels of namespace `name`, as `accessFrom` selectors see them.
+    pub fn namespace_labels(&self, name: &str) -> std::collections::BTreeMap<String, String> {
+        crate::config::namespace_labels(name, self.namespaces.get(name))
     }
 
     /// Every policy reading `repository`.

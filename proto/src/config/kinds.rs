@@ -530,16 +530,55 @@ resource!(
     GitRepositorySpec
 );
 
-/// The label Kubernetes puts on every namespace: its own name. The only
-/// namespace label tagrelay knows, since it stores no Namespace objects.
+/// The label Kubernetes puts on every namespace: its own name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
+/// A Kubernetes Namespace, for its labels: what `accessFrom` namespace
+/// selectors match, since tagrelay has no cluster to ask.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Namespace {
+    /// `v1`.
+    pub api_version: String,
+    /// `Namespace`.
+    pub kind: String,
+    /// Its name and labels.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Exported by kubectl (`finalizers`, set by the cluster); ignored.
+    #[serde(default, skip_serializing)]
+    pub spec: Option<serde_json::Value>,
+    /// Exported by kubectl; ignored.
+    #[serde(default, skip_serializing)]
+    pub status: Option<serde_json::Value>,
+}
+
+impl Namespace {
+    /// Its labels as Kubernetes sees them: the applied ones and
+    /// `kubernetes.io/metadata.name`, which every namespace carries.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        namespace_labels(&self.metadata.name, Some(&self.metadata.labels))
+    }
+}
+
+/// The labels of namespace `name`: `applied` (from a Namespace object,
+/// when one is stored) and `kubernetes.io/metadata.name`.
+pub fn namespace_labels(
+    name: &str,
+    applied: Option<&BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let mut labels = applied.cloned().unwrap_or_default();
+    labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.to_string());
+    labels
+}
+
 impl ImageRepository {
-    /// Whether an ImagePolicy of `namespace` may use this repository, as
+    /// Whether an ImagePolicy of `namespace` (whose labels are
+    /// `labels`, see [`namespace_labels`]) may use this repository, as
     /// Flux's ACL decides: always from the repository's own namespace;
     /// from another only when `accessFrom` has a namespace selector that
     /// namespace's labels match. The error is Flux's message.
-    pub fn admits(&self, namespace: &str) -> Result<(), String> {
+    pub fn admits(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Result<(), String> {
         let own = self
             .metadata
             .namespace
@@ -554,7 +593,6 @@ impl ImageRepository {
                 self.metadata.name
             ));
         };
-        let labels = BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), namespace.to_string())]);
         let admitted = access.namespace_selectors.iter().any(|selector| {
             selector
                 .match_labels

@@ -37,12 +37,16 @@ pub enum Kind {
     ImageUpdateAutomation,
     /// `source.toolkit.fluxcd.io` GitRepository.
     GitRepository,
+    /// A Kubernetes Namespace (`v1`): only its labels, which `accessFrom`
+    /// selectors match.
+    Namespace,
 }
 
 impl Kind {
     /// Every kind, in the order `apply` stores them (sources before the
     /// objects referring to them).
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
+        Kind::Namespace,
         Kind::GitRepository,
         Kind::ImageRepository,
         Kind::ImagePolicy,
@@ -56,6 +60,7 @@ impl Kind {
             Kind::ImagePolicy => "ImagePolicy",
             Kind::ImageUpdateAutomation => "ImageUpdateAutomation",
             Kind::GitRepository => "GitRepository",
+            Kind::Namespace => "Namespace",
         }
     }
 
@@ -66,6 +71,7 @@ impl Kind {
             Kind::ImagePolicy => "imagepolicy",
             Kind::ImageUpdateAutomation => "imageupdateautomation",
             Kind::GitRepository => "gitrepository",
+            Kind::Namespace => "namespace",
         }
     }
 
@@ -84,6 +90,7 @@ impl Kind {
         match self {
             Kind::GitRepository => &SOURCE_API_VERSIONS,
             Kind::ImageUpdateAutomation => &AUTOMATION_API_VERSIONS,
+            Kind::Namespace => &["v1"],
             _ => &IMAGE_API_VERSIONS,
         }
     }
@@ -92,6 +99,7 @@ impl Kind {
     pub fn current_api_version(self) -> &'static str {
         match self {
             Kind::GitRepository => SOURCE_API_VERSION,
+            Kind::Namespace => "v1",
             _ => "image.toolkit.fluxcd.io/v1",
         }
     }
@@ -164,6 +172,8 @@ pub enum Object {
     ImageUpdateAutomation(ImageUpdateAutomation),
     /// A GitRepository.
     GitRepository(GitRepository),
+    /// A Namespace's labels.
+    Namespace(Namespace),
 }
 
 impl Object {
@@ -174,6 +184,7 @@ impl Object {
             Object::ImagePolicy(_) => Kind::ImagePolicy,
             Object::ImageUpdateAutomation(_) => Kind::ImageUpdateAutomation,
             Object::GitRepository(_) => Kind::GitRepository,
+            Object::Namespace(_) => Kind::Namespace,
         }
     }
 
@@ -184,6 +195,7 @@ impl Object {
             Object::ImagePolicy(o) => &o.metadata,
             Object::ImageUpdateAutomation(o) => &o.metadata,
             Object::GitRepository(o) => &o.metadata,
+            Object::Namespace(o) => &o.metadata,
         }
     }
 
@@ -194,6 +206,7 @@ impl Object {
             Object::ImagePolicy(o) => &mut o.metadata,
             Object::ImageUpdateAutomation(o) => &mut o.metadata,
             Object::GitRepository(o) => &mut o.metadata,
+            Object::Namespace(o) => &mut o.metadata,
         }
     }
 
@@ -219,9 +232,9 @@ impl Object {
             FieldError::new(
                 "kind",
                 if kind_name.is_empty() {
-                    "missing; expected one of ImageRepository, ImagePolicy, ImageUpdateAutomation, GitRepository".to_string()
+                    "missing; expected one of ImageRepository, ImagePolicy, ImageUpdateAutomation, GitRepository, Namespace".to_string()
                 } else {
-                    format!("unsupported kind {kind_name:?}; expected one of ImageRepository, ImagePolicy, ImageUpdateAutomation, GitRepository")
+                    format!("unsupported kind {kind_name:?}; expected one of ImageRepository, ImagePolicy, ImageUpdateAutomation, GitRepository, Namespace")
                 },
             )
         })?;
@@ -230,9 +243,20 @@ impl Object {
             Kind::ImagePolicy => Object::ImagePolicy(strict(value)?),
             Kind::ImageUpdateAutomation => Object::ImageUpdateAutomation(strict(value)?),
             Kind::GitRepository => Object::GitRepository(strict(value)?),
+            Kind::Namespace => Object::Namespace(strict(value)?),
         };
         let meta = object.metadata_mut();
-        if meta.namespace.is_none() {
+        if kind == Kind::Namespace {
+            // Cluster-scoped: keyed under its own name (which is how it is
+            // stored, so a stored Namespace decodes again).
+            if meta.namespace.as_ref().is_some_and(|ns| *ns != meta.name) {
+                return Err(FieldError::new(
+                    "metadata.namespace",
+                    "a Namespace is cluster-scoped and has none",
+                ));
+            }
+            meta.namespace = Some(meta.name.clone());
+        } else if meta.namespace.is_none() {
             meta.namespace = Some(DEFAULT_NAMESPACE.to_string());
         }
         Ok(object)
@@ -246,6 +270,7 @@ impl Object {
             Object::ImagePolicy(o) => o.spec.suspend = suspend,
             Object::ImageUpdateAutomation(o) => o.spec.suspend = suspend,
             Object::GitRepository(o) => o.spec.suspend = suspend,
+            Object::Namespace(_) => {}
         }
     }
 
@@ -256,6 +281,7 @@ impl Object {
             Object::ImagePolicy(o) => &o.api_version,
             Object::ImageUpdateAutomation(o) => &o.api_version,
             Object::GitRepository(o) => &o.api_version,
+            Object::Namespace(o) => &o.api_version,
         }
     }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use super::{
     parse_go_duration, FieldError, GitRepository, ImagePolicy, ImageRepository,
-    ImageUpdateAutomation, Kind, LocalObjectReference, Object, ObjectKey, NAMESPACE_NAME_LABEL,
+    ImageUpdateAutomation, Kind, LocalObjectReference, Object, ObjectKey,
 };
 use crate::reference::Repository;
 
@@ -96,6 +96,8 @@ pub fn validate(object: &Object) -> Vec<FieldError> {
         Object::ImagePolicy(o) => image_policy(o, &mut errors),
         Object::ImageUpdateAutomation(o) => image_update_automation(o, &mut errors),
         Object::GitRepository(o) => git_repository(o, &mut errors),
+        // Its name is checked as its namespace above: a DNS label.
+        Object::Namespace(_) => {}
     }
     errors.0
 }
@@ -233,18 +235,6 @@ fn image_repository(o: &ImageRepository, errors: &mut Errors) {
         );
     }
     errors.secret_ref("spec.proxySecretRef", spec.proxy_secret_ref.as_ref());
-    if let Some(access) = &spec.access_from {
-        for (i, selector) in access.namespace_selectors.iter().enumerate() {
-            for label in selector.match_labels.keys() {
-                if label != NAMESPACE_NAME_LABEL {
-                    errors.push(
-                        format!("spec.accessFrom.namespaceSelectors[{i}].matchLabels.{label}"),
-                        format!("tagrelay knows one namespace label, {NAMESPACE_NAME_LABEL} (the namespace's name), and refuses others rather than never match them"),
-                    );
-                }
-            }
-        }
-    }
     if let Some(provider) = &spec.provider {
         errors.one_of(
             "spec.provider",
@@ -470,7 +460,8 @@ fn git_repository(o: &GitRepository, errors: &mut Errors) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::load_documents;
+    use crate::config::{load_documents, namespace_labels};
+    use std::collections::BTreeMap;
 
     fn errors_of(yaml: &str) -> Vec<String> {
         let docs = load_documents(yaml).unwrap();
@@ -583,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn access_from_admits_by_the_namespace_name_label_only() {
+    fn access_from_admits_the_namespaces_its_selectors_match() {
         let repository = |access: &str| {
             let yaml = format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: app\n  namespace: apps\nspec:\n  image: ghcr.io/org/app\n  interval: 1m\n{access}");
             match Object::decode(&load_documents(&yaml).unwrap()[0].value).unwrap() {
@@ -591,31 +582,55 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         };
+        let plain = |ns: &str| namespace_labels(ns, None);
         let closed = repository("");
-        assert_eq!(closed.admits("apps"), Ok(()), "its own namespace");
+        assert_eq!(
+            closed.admits("apps", &plain("apps")),
+            Ok(()),
+            "its own namespace"
+        );
         assert!(closed
-            .admits("team-b")
+            .admits("team-b", &plain("team-b"))
             .unwrap_err()
             .contains("missing ACL labels"));
         let named = repository("  accessFrom:\n    namespaceSelectors:\n      - matchLabels:\n          kubernetes.io/metadata.name: team-b\n");
-        assert_eq!(named.admits("team-b"), Ok(()));
+        assert_eq!(named.admits("team-b", &plain("team-b")), Ok(()));
         assert!(named
-            .admits("team-c")
+            .admits("team-c", &plain("team-c"))
             .unwrap_err()
             .contains("ACL labels mismatch on namespace 'team-c'"));
         let everyone =
             repository("  accessFrom:\n    namespaceSelectors:\n      - matchLabels: {}\n");
-        assert_eq!(
-            everyone.admits("team-c"),
-            Ok(()),
-            "an empty selector matches every namespace"
-        );
-        let custom = repository(
+        assert_eq!(everyone.admits("team-c", &plain("team-c")), Ok(()));
+        let team = repository(
             "  accessFrom:\n    namespaceSelectors:\n      - matchLabels:\n          team: b\n",
         );
-        assert!(validate(&Object::ImageRepository(custom)).iter().any(|e| e
-            .to_string()
-            .starts_with("spec.accessFrom.namespaceSelectors[0].matchLabels.team")));
+        assert!(team.admits("team-b", &plain("team-b")).is_err());
+        let labelled = BTreeMap::from([("team".to_string(), "b".to_string())]);
+        assert_eq!(
+            team.admits("team-b", &namespace_labels("team-b", Some(&labelled))),
+            Ok(()),
+            "a Namespace object's labels count"
+        );
+    }
+
+    #[test]
+    fn a_namespace_is_cluster_scoped() {
+        let docs = load_documents(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-b\n  labels: {team: b}\n",
+        )
+        .unwrap();
+        let namespace = Object::decode(&docs[0].value).unwrap();
+        assert_eq!(namespace.key().to_string(), "Namespace/team-b/team-b");
+        assert!(validate(&namespace).is_empty());
+        let docs = load_documents(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-b\n  namespace: x\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Object::decode(&docs[0].value).unwrap_err().path,
+            "metadata.namespace"
+        );
     }
 
     #[test]

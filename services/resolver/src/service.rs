@@ -199,6 +199,16 @@ impl Resolver {
             ConfigChange::Applied(object) => match object.as_ref() {
                 Object::ImagePolicy(p) => vec![(object.key(), p.clone())],
                 Object::ImageRepository(_) => self.config.read().await.policies_of(&object.key()),
+                // Its labels may grant or withdraw cross-namespace access.
+                Object::Namespace(n) => {
+                    let config = self.config.read().await;
+                    config
+                        .policies
+                        .iter()
+                        .filter(|(key, _)| key.namespace == n.metadata.name)
+                        .map(|(key, policy)| (key.clone(), policy.clone()))
+                        .collect()
+                }
                 _ => Vec::new(),
             },
             ConfigChange::Deleted(key) if key.kind == Kind::ImagePolicy => {
@@ -266,7 +276,8 @@ impl Resolver {
             let repository = config.repositories.get(&policy.repository_key());
             (
                 repository.and_then(|r| r.spec.exclusion_list.clone()),
-                repository.map(|r| r.admits(&key.namespace)),
+                repository
+                    .map(|r| r.admits(&key.namespace, &config.namespace_labels(&key.namespace))),
             )
         };
         if let Some(Err(denied)) = access {

@@ -635,3 +635,42 @@ async fn a_policy_of_another_namespace_without_access_is_refused_as_flux_refuses
     assert!(resolved(&events(&bus, names::POLICY_FILTER).await).is_empty());
     resolvers.stop().await;
 }
+
+#[tokio::test]
+async fn a_namespace_labelled_later_is_admitted_and_its_policy_resolves() {
+    let (server, bus, store) = setup().await;
+    apply(
+        &store,
+        &format!("{REPO}  accessFrom:\n    namespaceSelectors:\n      - matchLabels:\n          team: platform\n"),
+    )
+    .await;
+    apply(
+        &store,
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: app\n  namespace: team-b\nspec:\n  imageRepositoryRef:\n    name: app\n    namespace: apps\n  policy:\n    semver:\n      range: 1.x\n",
+    )
+    .await;
+    let resolvers = start_resolvers(&server, 1).await;
+    bus.publish(&Envelope::new(
+        "scanner/t",
+        discovered(&["1.0.0", "1.2.0"], None),
+    ))
+    .await
+    .unwrap();
+    let failure = first_resolve_failure(&bus).await;
+    assert!(
+        failure
+            .error
+            .contains("ACL labels mismatch on namespace 'team-b'"),
+        "{}",
+        failure.error
+    );
+    apply(
+        &store,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-b\n  labels:\n    team: platform\n",
+    )
+    .await;
+    let got = wait_for(&bus, "the resolution once admitted", |r| r.len() == 1).await;
+    assert_eq!(got[0].policy, ObjectRef::new("team-b", "app"));
+    assert_eq!(got[0].current.tag, "1.2.0");
+    resolvers.stop().await;
+}
