@@ -609,8 +609,12 @@ pub struct NewFile {
 /// give the same commit id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitSpec {
-    /// The parent.
+    /// The parent, whose tree the files are written over.
     pub parent: ObjectId,
+    /// When the commit also brings `parent` (the checkout branch) into a
+    /// separate push branch: that branch's tip, the commit's first parent,
+    /// so the push stays a fast-forward.
+    pub merged_into: Option<ObjectId>,
     /// Author (and committer) name.
     pub name: String,
     /// Author (and committer) email.
@@ -657,7 +661,11 @@ pub fn write_commit(
     };
     let commit = gix::objs::Commit {
         tree,
-        parents: std::iter::once(spec.parent).collect(),
+        parents: spec
+            .merged_into
+            .into_iter()
+            .chain(std::iter::once(spec.parent))
+            .collect(),
         author: signature.clone(),
         committer: signature,
         encoding: None,
@@ -679,6 +687,80 @@ pub struct CommitInfo {
     pub time: i64,
     /// The message.
     pub message: String,
+}
+
+/// Where a run of an automation with a separate push branch builds, given
+/// the checkout's commit and the push branch's tip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushBase {
+    /// The commit whose tree the change is written over.
+    pub tree_from: ObjectId,
+    /// The push branch's tip when the new commit must also descend from it
+    /// (bringing the checkout branch in with a merge), else `None`.
+    pub merged_into: Option<ObjectId>,
+    /// The push branch holds commits that are not the automation's own:
+    /// the change goes on top of them and the checkout branch's new
+    /// commits are not brought in.
+    pub foreign_commits: bool,
+}
+
+/// How many commits of a push branch are looked at to tell whether they
+/// are all the automation's own.
+const MAX_OWN_COMMITS: usize = 200;
+
+/// Where to build on a push branch that exists (`push_tip`) while the
+/// checkout is `checkout`, so that the branch shows "checkout + this
+/// update" as Flux's review branches do, without ever rewriting it: when
+/// the checkout is already in the branch, on its tip; when the branch has
+/// only the automation's own commits (`own_trailer` in their message) since
+/// the checkout, on the checkout's tree with a merge into the branch;
+/// otherwise (a person's commit is there) on the branch's tip, reported.
+pub fn push_base(
+    repo: &gix::Repository,
+    checkout: ObjectId,
+    push_tip: ObjectId,
+    own_trailer: &str,
+) -> Result<PushBase, GitError> {
+    let contains = |descendant: ObjectId, ancestor: ObjectId| -> Result<bool, GitError> {
+        Ok(repo
+            .merge_base(descendant, ancestor)
+            .map_err(|e| GitError::Objects(e.to_string()))?
+            .is_some_and(|base| base.detach() == ancestor))
+    };
+    let on_tip = PushBase {
+        tree_from: push_tip,
+        merged_into: None,
+        foreign_commits: false,
+    };
+    if push_tip == checkout || contains(push_tip, checkout)? {
+        return Ok(on_tip);
+    }
+    let mut commit = push_tip;
+    for _ in 0..MAX_OWN_COMMITS {
+        if contains(checkout, commit)? {
+            return Ok(PushBase {
+                tree_from: checkout,
+                merged_into: Some(push_tip),
+                foreign_commits: false,
+            });
+        }
+        let info = commit_info(repo, commit)?;
+        if !info
+            .message
+            .lines()
+            .any(|line| line.trim_end() == own_trailer)
+        {
+            break;
+        }
+        match info.parent {
+            Some(parent) => commit = parent,
+            None => break,
+        }
+    }
+    Ok(PushBase {
+        foreign_commits: true,
+        ..on_tip
+    })
 }
 
 /// Reads a commit.

@@ -94,10 +94,16 @@ pub enum Outcome {
 /// The state of the remote at one fetch.
 #[derive(Debug, Clone)]
 struct Tips {
-    /// The commit the change is built on.
+    /// The commit whose tree the change is written over.
     base: ObjectId,
     /// The push branch's tip, when the branch exists.
     push_tip: Option<ObjectId>,
+    /// A separate push branch the new commit also descends from, bringing
+    /// the checkout branch in (see `git::push_base`).
+    merged_into: Option<ObjectId>,
+    /// The separate push branch holds commits that are not the
+    /// automation's: the change goes on top of them.
+    foreign_commits: bool,
 }
 
 /// One committer instance. [`run`] drives it; tests may call
@@ -544,7 +550,7 @@ impl Committer {
             // 5. The commit, deterministic from parent and state.
             let (commit, parent_time) = {
                 let cache = cache.to_path_buf();
-                let base = tips.base;
+                let (base, merged_into) = (tips.base, tips.merged_into);
                 let (name, email) = (a.author_name.clone(), a.author_email.clone());
                 let (message, files, cause_times) = (
                     planned.message.clone(),
@@ -553,9 +559,13 @@ impl Committer {
                 );
                 blocking(move || {
                     let repo = git::open_or_init(&cache)?.to_thread_local();
-                    let parent = git::commit_info(&repo, base)?;
+                    let mut parent = git::commit_info(&repo, base)?;
+                    if let Some(tip) = merged_into {
+                        parent.time = parent.time.max(git::commit_info(&repo, tip)?.time);
+                    }
                     let spec = CommitSpec {
                         parent: base,
+                        merged_into,
                         name,
                         email,
                         time: commit_time(parent.time, &cause_times),
@@ -622,12 +632,19 @@ impl Committer {
                 remote: remote.clone(),
                 branch: a.push_branch.clone(),
                 commit: commit.to_string(),
-                parent: Some(tips.base.to_string()),
+                parent: Some(tips.merged_into.unwrap_or(tips.base).to_string()),
                 changes: planned.changes.clone(),
                 causes: planned.causes.clone(),
             };
             let cause = trigger.cloned().or_else(|| causes.last().cloned());
             self.announce(key, &pushed, cause.as_ref()).await?;
+            let mut problems = problems;
+            if tips.foreign_commits {
+                problems.push(format!(
+                    "branch '{}' holds commits that are not this automation's: the update went on top of them, without the checkout's newer commits",
+                    a.push_branch
+                ));
+            }
             let message = with_problems(
                 format!(
                     "pushed commit '{}' to branch '{}'",
@@ -666,6 +683,12 @@ impl Committer {
             access.clone(),
         );
         let (checkout, push_branch) = (a.checkout.clone(), a.push_branch.clone());
+        let own_trailer = format!(
+            "{}: {}/{}",
+            message::AUTOMATION_TRAILER,
+            a.namespace,
+            a.name
+        );
         blocking(move || {
             let repo = git::open_or_init(&cache)?.to_thread_local();
             let tags = matches!(checkout, Checkout::Tag(_) | Checkout::Semver(_));
@@ -695,9 +718,25 @@ impl Committer {
                 }
             };
             let push_tip = refs.get(&format!("refs/heads/{push_branch}")).copied();
+            let separate = checkout != Checkout::Branch(push_branch.clone());
+            let base = match push_tip {
+                Some(tip) if separate => git::push_base(&repo, checkout_commit, tip, &own_trailer)?,
+                Some(tip) => git::PushBase {
+                    tree_from: tip,
+                    merged_into: None,
+                    foreign_commits: false,
+                },
+                None => git::PushBase {
+                    tree_from: checkout_commit,
+                    merged_into: None,
+                    foreign_commits: false,
+                },
+            };
             Ok(Tips {
-                base: push_tip.unwrap_or(checkout_commit),
+                base: base.tree_from,
                 push_tip,
+                merged_into: base.merged_into,
+                foreign_commits: base.foreign_commits,
             })
         })
         .await

@@ -1561,3 +1561,91 @@ async fn an_ssh_key_with_a_passphrase_is_unlocked_with_the_secrets_password() {
         "no passphrase in any failure: {errors:?}"
     );
 }
+
+#[tokio::test]
+async fn a_review_branch_shows_the_checkout_branch_and_the_update_and_keeps_a_persons_commits() {
+    let env = env().await;
+    let repo = seeded();
+    let git = "    checkout:\n      ref: {branch: main}\n    push:\n      branch: image-updates\n";
+    env.apply(&config(&repo.url(), git, "apps")).await;
+    let committer = env.committer("a").await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.1.0")
+        .await;
+    let Outcome::Pushed(first) = committer.reconcile(&automation_key(), None).await.unwrap() else {
+        panic!("expected the first review commit")
+    };
+
+    // main moves on; the next update brings it into the review branch with a
+    // merge, so the branch is main + the update, pushed as a fast-forward.
+    let main_tip = repo.human_commit(
+        "main",
+        "apps/other.yaml",
+        "b: 1\n",
+        "a person's work on main",
+    );
+    env.resolve("flux-system", "app", "registry.example/app", "1.2.0")
+        .await;
+    let Outcome::Pushed(second) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected the second review commit")
+    };
+    let parents = repo.git(&["rev-list", "--parents", "-n", "1", &second.commit]);
+    assert_eq!(
+        parents.split_whitespace().skip(1).collect::<Vec<_>>(),
+        vec![first.commit.as_str(), main_tip.as_str()],
+        "a merge of the review branch and main: no force-push"
+    );
+    assert_eq!(
+        repo.read_text("image-updates", "apps/other.yaml")
+            .as_deref(),
+        Some("b: 1\n"),
+        "main's new commit is in the review branch"
+    );
+    assert!(repo
+        .read_text("image-updates", "apps/app.yaml")
+        .unwrap()
+        .contains("app:1.2.0 #"));
+    let diff = repo.git(&["diff", "--name-only", "main", "image-updates"]);
+    assert_eq!(
+        diff.lines().collect::<Vec<_>>(),
+        vec!["apps/app.yaml", "apps/kustomization.yaml"],
+        "against main the review branch holds only the update"
+    );
+    assert_eq!(
+        committer.reconcile(&automation_key(), None).await.unwrap(),
+        Outcome::UpToDate,
+        "one commit per change"
+    );
+
+    // A person commits to the review branch: it is never rewritten; the next
+    // update goes on top of their commit, and the status says main was not
+    // brought in.
+    repo.human_commit(
+        "image-updates",
+        "apps/review-note.yaml",
+        "c: 1\n",
+        "a reviewer's fix",
+    );
+    repo.human_commit("main", "apps/later.yaml", "d: 1\n", "more work on main");
+    env.resolve("flux-system", "app", "registry.example/app", "1.3.0")
+        .await;
+    let Outcome::Pushed(third) = committer.reconcile(&automation_key(), None).await.unwrap() else {
+        panic!("expected the third review commit")
+    };
+    assert_eq!(
+        repo.read_text("image-updates", "apps/review-note.yaml")
+            .as_deref(),
+        Some("c: 1\n"),
+        "the reviewer's commit is kept"
+    );
+    assert_eq!(repo.read_text("image-updates", "apps/later.yaml"), None);
+    assert_eq!(repo.tip("image-updates"), Some(third.commit));
+    let status = env.store.status(&automation_key()).await.unwrap().unwrap();
+    assert!(
+        status
+            .message
+            .contains("holds commits that are not this automation's"),
+        "{}",
+        status.message
+    );
+}
