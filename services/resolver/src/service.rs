@@ -242,7 +242,7 @@ impl Resolver {
                             .await?
                             .0
                         {
-                            self.ready(&key, &state).await;
+                            self.ready(&key, &state, None).await;
                         }
                     }
                 }
@@ -324,7 +324,7 @@ impl Resolver {
             };
             if previous.as_ref() == Some(&new) {
                 if self.state.write(&bucket_key, &next, revision).await? {
-                    self.ready(key, &next).await;
+                    self.ready(key, &next, None).await;
                     return Ok(Outcome::Unchanged);
                 }
                 continue;
@@ -359,7 +359,8 @@ impl Resolver {
                 Err(PublishFailure::Bus(e)) => return Err(e),
             }
             if self.state.write(&bucket_key, &next, revision).await? {
-                self.ready(key, &next).await;
+                let before = current.as_ref().map(|s| &s.selected);
+                self.ready(key, &next, before).await;
                 tracing::info!(policy = %key, tag = %new, "policy moved");
                 return Ok(Outcome::Moved(new));
             }
@@ -423,13 +424,27 @@ impl Resolver {
         Ok(())
     }
 
-    async fn ready(&self, key: &ObjectKey, state: &PolicySelection) {
+    /// Writes the ready status with Flux's message: `resolved to` the tag,
+    /// or `updated from` the `previous` one when the selection moved.
+    async fn ready(
+        &self,
+        key: &ObjectKey,
+        state: &PolicySelection,
+        previous: Option<&SelectedImage>,
+    ) {
+        let message = match previous {
+            Some(previous) if previous.tag != state.selected.tag => format!(
+                "Latest image tag for '{}' updated from {} to {}",
+                state.image, previous.tag, state.selected.tag
+            ),
+            _ => format!(
+                "Latest image tag for '{}' resolved to {}",
+                state.image, state.selected.tag
+            ),
+        };
         let status = ObjectStatus {
             ready: true,
-            message: format!(
-                "Latest image tag for {} resolved to {}",
-                state.image, state.selected
-            ),
+            message,
             updated_at: Some(Utc::now()),
             latest_image: Some(state.reference()),
             ..Default::default()

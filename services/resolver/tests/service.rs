@@ -322,6 +322,16 @@ async fn a_policy_applied_after_the_tags_resolves_at_once_and_follows_changes() 
     let got = wait_for(&bus, "resolution on change", |r| r.len() == 2).await;
     assert_eq!(got[1].current.tag, "2.1.0");
     assert_eq!(got[1].previous.as_ref().unwrap().tag, "1.5.0");
+    let status = store
+        .status(&ObjectKey::new(Kind::ImagePolicy, "apps", "app"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.message,
+        "Latest image tag for 'registry.example/app' updated from 1.5.0 to 2.1.0",
+        "Flux's words"
+    );
 
     let key = ObjectKey::new(Kind::ImagePolicy, "apps", "app");
     store.delete(&key).await.unwrap();
