@@ -322,16 +322,25 @@ async fn a_policy_applied_after_the_tags_resolves_at_once_and_follows_changes() 
     let got = wait_for(&bus, "resolution on change", |r| r.len() == 2).await;
     assert_eq!(got[1].current.tag, "2.1.0");
     assert_eq!(got[1].previous.as_ref().unwrap().tag, "1.5.0");
-    let status = store
-        .status(&ObjectKey::new(Kind::ImagePolicy, "apps", "app"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        status.message,
-        "Latest image tag for 'registry.example/app' updated from 1.5.0 to 2.1.0",
-        "Flux's words"
-    );
+    // The status is written right after the event is published.
+    let expected = "Latest image tag for 'registry.example/app' updated from 1.5.0 to 2.1.0";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = store
+            .status(&ObjectKey::new(Kind::ImagePolicy, "apps", "app"))
+            .await
+            .unwrap()
+            .unwrap();
+        if status.message == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Flux's words: {:?}",
+            status.message
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let key = ObjectKey::new(Kind::ImagePolicy, "apps", "app");
     store.delete(&key).await.unwrap();
