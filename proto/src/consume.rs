@@ -227,6 +227,11 @@ pub async fn consume<H: Handler>(
             tracing::error!(error = %e, "a message handler panicked; the message will be redelivered");
         }
     }
+    // Acks are sent without waiting; make sure the last ones left before
+    // the process does, or they would be redelivered to another instance.
+    if let Err(error) = bus.client().flush().await {
+        tracing::warn!(%error, "cannot flush the last acknowledgements");
+    }
     tracing::info!(stage = settings.stage.as_str(), "stopped");
     Ok(())
 }
