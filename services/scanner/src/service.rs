@@ -264,11 +264,11 @@ async fn schedule(scanner: Arc<Scanner>) {
                 .iter()
                 .filter(|(_, r)| !r.spec.suspend)
                 .filter_map(|(key, repository)| {
-                    let interval = interval_secs(repository);
+                    let interval = scan_interval_secs(&config, key, repository);
                     let object = ObjectRef::new(&key.namespace, &key.name);
                     let slot = interval_slot(now, interval, slot_offset(&object, interval));
                     let mut request = ScanRequest::scheduled(object, slot);
-                    request.dedup = format!("slot-{slot}-{}", spec_hash(repository));
+                    request.dedup = format!("slot-{slot}-{}", scan_hash(repository, interval));
                     (asked.get(key) != Some(&request.dedup)).then_some(request)
                 })
                 .collect()
@@ -291,6 +291,26 @@ async fn schedule(scanner: Arc<Scanner>) {
         let config = scanner.config.read().await;
         asked.retain(|key, _| config.repositories.contains_key(key));
     }
+}
+
+/// How often `repository` is scanned: its `interval`, or the shorter
+/// `interval` of an ImagePolicy that reflects digests `Always`, whose
+/// selected tag's digest is looked up again at every scan.
+fn scan_interval_secs(config: &ConfigIndex, key: &ObjectKey, repository: &ImageRepository) -> u64 {
+    config
+        .policies_of(key)
+        .iter()
+        .filter(|(_, p)| p.spec.digest_reflection_policy.as_deref() == Some("Always"))
+        .filter_map(|(_, p)| p.spec.interval.as_deref())
+        .filter_map(|interval| parse_go_duration(interval).ok())
+        .map(|d| d.as_secs().max(1))
+        .fold(interval_secs(repository), u64::min)
+}
+
+/// What a scheduled scan is claimed under: the spec and the scan interval,
+/// so a change of either starts the slots anew.
+fn scan_hash(repository: &ImageRepository, interval: u64) -> String {
+    format!("{}-{interval}", spec_hash(repository))
 }
 
 fn interval_secs(repository: &ImageRepository) -> u64 {
@@ -412,17 +432,21 @@ impl Scanner {
             &request.repository.namespace,
             &request.repository.name,
         );
-        let (repository, needs) = {
+        let (repository, needs, interval) = {
             let config = self.config.read().await;
             match config.repositories.get(&key) {
-                Some(r) => (r.clone(), metadata_needs(&config, &key)),
+                Some(r) => (
+                    r.clone(),
+                    metadata_needs(&config, &key),
+                    scan_interval_secs(&config, &key, r),
+                ),
                 None => return Ok(Outcome::UnknownRepository),
             }
         };
         if repository.spec.suspend {
             return Ok(Outcome::Suspended);
         }
-        let hash = spec_hash(&repository);
+        let hash = scan_hash(&repository, interval);
         let Some(trigger) = self.claim(&key, request, &hash, attempt).await? else {
             return Ok(Outcome::AlreadyScanned);
         };
@@ -449,8 +473,14 @@ impl Scanner {
             {
                 return Ok(None);
             }
+            // A changed spec (or scan interval) numbers slots anew: keeping
+            // the old, larger number would skip every slot of a longer
+            // interval.
             let next = ScanRecord {
-                slot: record.as_ref().map_or(slot, |r| r.slot.max(slot)),
+                slot: match &record {
+                    Some(r) if !spec_changed => r.slot.max(slot),
+                    _ => slot,
+                },
                 spec_hash: hash.to_string(),
                 claimed_at: Some(Utc::now()),
                 claimed_by: self.bus.source().to_string(),
@@ -912,5 +942,56 @@ fn record_scan(request: &ScanRequest, result: &Result<Outcome, BusError>, took: 
         // a bus error publishes none, so it is counted here.
         (None, Err(_)) => metrics.record_failure("scan", FailureReason::Other),
         (None, Ok(_)) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tagrelay_proto::config::{load_documents, Object};
+
+    fn index(yaml: &str) -> ConfigIndex {
+        let mut config = ConfigIndex::default();
+        for document in load_documents(yaml).unwrap() {
+            let object = Object::decode(&document.value).unwrap();
+            config.apply(&ConfigChange::Applied(Box::new(object)));
+        }
+        config
+    }
+
+    const REPOSITORY: &str = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {name: app, namespace: apps}\nspec: {image: ghcr.io/org/app, interval: 1h}\n";
+
+    fn policy(name: &str, extra: &str) -> String {
+        format!("---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {{name: {name}, namespace: apps}}\nspec:\n  imageRepositoryRef: {{name: app}}\n  policy: {{alphabetical: {{}}}}\n{extra}")
+    }
+
+    #[test]
+    fn an_always_policy_with_a_shorter_interval_scans_its_repository_that_often() {
+        let key = ObjectKey::new(Kind::ImageRepository, "apps", "app");
+        let scan_interval = |yaml: &str| {
+            let config = index(yaml);
+            let repository = config.repositories[&key].clone();
+            scan_interval_secs(&config, &key, &repository)
+        };
+        assert_eq!(scan_interval(REPOSITORY), 3600);
+        let always = policy(
+            "latest",
+            "  digestReflectionPolicy: Always\n  interval: 5m\n",
+        );
+        assert_eq!(scan_interval(&format!("{REPOSITORY}{always}")), 300);
+        let if_not_present = policy(
+            "pinned",
+            "  digestReflectionPolicy: IfNotPresent\n  interval: 1m\n",
+        );
+        assert_eq!(
+            scan_interval(&format!("{REPOSITORY}{if_not_present}")),
+            3600,
+            "only Always looks digests up again"
+        );
+        assert_ne!(
+            scan_hash(&index(REPOSITORY).repositories[&key], 3600),
+            scan_hash(&index(REPOSITORY).repositories[&key], 300),
+            "a new interval starts the slots anew"
+        );
     }
 }

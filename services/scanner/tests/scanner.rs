@@ -1256,3 +1256,46 @@ async fn a_proxy_secret_sends_every_registry_call_through_the_proxy() {
     );
     scanners.stop().await;
 }
+
+#[tokio::test]
+async fn a_longer_interval_starts_the_slots_anew_and_scans_go_on() {
+    let (registry, server, bus, store, secrets) = registry_with(&["1.0.0"]).await;
+    let image = format!("{}/demo/app", registry.host());
+    apply(&store, &repository("app", &image, "1m", "")).await;
+    let scanner_bus = Bus::connect(&server.url(), "scanner/direct", BusSettings::default())
+        .await
+        .unwrap();
+    let scanner = Scanner::new(&scanner_bus, settings(secrets.path()))
+        .await
+        .unwrap();
+    let request = |slot: u64| {
+        tagrelay_proto::scan::ScanRequest::scheduled(
+            tagrelay_proto::event::ObjectRef::new(NS, "app"),
+            slot,
+        )
+    };
+    // Minute slots are large numbers; an hour's are 60 times smaller.
+    let outcome = scanner
+        .handle_request(&request(29_000_000), 1)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Changed { .. }), "{outcome:?}");
+    apply(&store, &repository("app", &image, "1h", "")).await;
+    // A scanner (re)started after the change sees the new spec.
+    let scanner = Scanner::new(&scanner_bus, settings(secrets.path()))
+        .await
+        .unwrap();
+    let changed = scanner.handle_request(&request(480_000), 1).await.unwrap();
+    assert!(
+        !matches!(changed, Outcome::AlreadyScanned),
+        "a changed spec is scanned: {changed:?}"
+    );
+    let next = scanner.handle_request(&request(480_001), 1).await.unwrap();
+    assert!(
+        matches!(next, Outcome::Unchanged { .. }),
+        "the next hour's slot is scanned, not skipped as older than the minute slots: {next:?}"
+    );
+    let again = scanner.handle_request(&request(480_001), 1).await.unwrap();
+    assert_eq!(again, Outcome::AlreadyScanned, "and only once");
+    drop(bus);
+}
