@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use tagrelay_proto::config::ObjectKey;
-pub use tagrelay_proto::consume::Failed;
+use tagrelay_proto::consume::Failed;
 use tagrelay_proto::event::{Envelope, FailureReason, FileChange};
 use tagrelay_proto::state::PolicySelection;
 use tagrelay_rewrite::message::{self, MessageChange, Trailers, UpdatedImage};
