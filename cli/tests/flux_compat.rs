@@ -189,6 +189,26 @@ fn fields_tagrelay_cannot_honour_are_refused_with_the_field_and_the_reason() {
             yaml: FLUX_SYSTEM_SOURCE.replace("  interval: 1m\n", "  interval: 1m\n  provider: github\n"),
             expected: "GitRepository/flux-system/flux-system: spec.provider: \"github\" credentials are not supported by tagrelay yet",
         },
+        Refused {
+            yaml: FLUX_SYSTEM_SOURCE.replace("  interval: 1m\n", "  interval: 1m\n  verify:\n    mode: HEAD\n    secretRef:\n      name: pgp-keys\n"),
+            expected: "GitRepository/flux-system/flux-system: spec.verify: shapes only Flux source-controller's artifact",
+        },
+        Refused {
+            yaml: FLUX_SYSTEM_SOURCE.replace("  interval: 1m\n", "  interval: 1m\n  ignore: |\n    /*\n    !/deploy\n"),
+            expected: "GitRepository/flux-system/flux-system: spec.ignore: shapes only Flux source-controller's artifact",
+        },
+        Refused {
+            yaml: FLUX_SYSTEM_SOURCE.replace("  interval: 1m\n", "  interval: 1m\n  recurseSubmodules: true\n"),
+            expected: "GitRepository/flux-system/flux-system: spec.recurseSubmodules: shapes only Flux source-controller's artifact",
+        },
+        Refused {
+            yaml: FLUX_SYSTEM_SOURCE.replace("  interval: 1m\n", "  interval: 1m\n  include:\n    - repository:\n        name: other\n"),
+            expected: "GitRepository/flux-system/flux-system: spec.include: shapes only Flux source-controller's artifact",
+        },
+        Refused {
+            yaml: FLUX_SYSTEM_SOURCE.replace("  interval: 1m\n", "  interval: 1m\n  sparseCheckout:\n    - deploy\n"),
+            expected: "GitRepository/flux-system/flux-system: spec.sparseCheckout: shapes only Flux source-controller's artifact",
+        },
     ];
     for case in cases {
         let out = apply(&server, &case.yaml);

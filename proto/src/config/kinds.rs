@@ -435,25 +435,26 @@ pub struct GitRepositorySpec {
     /// The ref to check out; `master` branch when omitted, as Flux does.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<GitRepositoryRef>,
-    /// Commit verification; accepted, unused.
+    /// Commit verification; refused at apply (source-controller only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<serde_json::Value>,
     /// Proxy secret; refused at apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_secret_ref: Option<LocalObjectReference>,
-    /// `.sourceignore`-style patterns; accepted, unused by automation.
+    /// `.sourceignore`-style patterns; refused at apply (source-controller
+    /// only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore: Option<String>,
     /// Stops fetching while true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
-    /// Whether submodules are cloned; accepted, unused.
+    /// Whether submodules are cloned; refused at apply when true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recurse_submodules: bool,
-    /// Included repositories; accepted, unused.
+    /// Included repositories; refused at apply (source-controller only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include: Option<serde_json::Value>,
-    /// Sparse checkout paths; accepted, unused.
+    /// Sparse checkout paths; refused at apply (source-controller only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparse_checkout: Option<Vec<String>>,
     /// `v1beta2`'s Git library choice; deprecated, without effect in Flux

@@ -24,6 +24,10 @@ const UNSUPPORTED_PROXY: &str =
     "a proxy applies to http:// and https:// remotes only; it would not be used for this URL";
 
 /// Why a GitRepository's `accessFrom` is refused rather than ignored.
+/// Why a GitRepository field that only shapes source-controller's artifact
+/// is refused: the committer works on the whole checkout of the branch, so
+/// honouring the field would need a second meaning tagrelay does not give it.
+const ARTIFACT_ONLY: &str = "shapes only Flux source-controller's artifact; tagrelay's committer works on the whole branch and would not honour it, so remove it from the copy applied to tagrelay";
 const UNSUPPORTED_ACCESS_FROM: &str = "cross-namespace access to Git sources is not enforced by tagrelay yet; it refuses the rules rather than ignore them";
 
 /// What a Flux user should change but that still works as Flux's own
@@ -451,6 +455,16 @@ fn git_repository(o: &GitRepository, errors: &mut Errors) {
     }
     if spec.access_from.is_some() {
         errors.push("spec.accessFrom", UNSUPPORTED_ACCESS_FROM);
+    }
+    let artifact_only = [
+        ("spec.verify", spec.verify.is_some()),
+        ("spec.ignore", spec.ignore.is_some()),
+        ("spec.recurseSubmodules", spec.recurse_submodules),
+        ("spec.include", spec.include.is_some()),
+        ("spec.sparseCheckout", spec.sparse_checkout.is_some()),
+    ];
+    for (field, _) in artifact_only.into_iter().filter(|(_, set)| *set) {
+        errors.push(field, ARTIFACT_ONLY);
     }
     if let Some(branch) = spec.reference.as_ref().and_then(|r| r.branch.as_ref()) {
         check_branch(errors, "spec.ref.branch", branch);
