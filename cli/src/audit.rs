@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tagrelay_proto::bus::{Bus, LoggedEvent};
 use tagrelay_proto::config::parse_go_duration;
-use tagrelay_proto::event::{Envelope, Event, ScanTrigger};
+use tagrelay_proto::event::{Envelope, Event, ScanTrigger, SignatureFormat};
 use tagrelay_proto::names;
 
 use crate::{Cli, Failure};
@@ -193,7 +193,14 @@ fn detail(event: &Event) -> String {
                 .iter()
                 .map(|c| format!("{}: {} -> {}", c.file, c.old, c.new))
                 .collect();
-            format!("{short} to {} ({})", e.branch, changes.join("; "))
+            let signed = e.signed_with.as_ref().map_or(String::new(), |key| {
+                format!(
+                    ", signed {} {}",
+                    signature_format(key.format),
+                    key.fingerprint
+                )
+            });
+            format!("{short} to {} ({}{signed})", e.branch, changes.join("; "))
         }
         Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => format!(
             "{}{} (attempt {}{})",
@@ -206,6 +213,14 @@ fn detail(event: &Event) -> String {
             f.attempt,
             if f.will_retry { ", will retry" } else { "" }
         ),
+    }
+}
+
+/// The format's name as `git log --show-signature` users know it.
+fn signature_format(format: SignatureFormat) -> &'static str {
+    match format {
+        SignatureFormat::Openpgp => "openpgp",
+        SignatureFormat::Ssh => "ssh",
     }
 }
 
@@ -267,6 +282,14 @@ pub async fn why(cli: &Cli, args: &WhyArgs) -> Result<(), Failure> {
         "commit {} on {} of {}",
         pushed.commit, pushed.branch, pushed.remote
     );
+    match &pushed.signed_with {
+        Some(key) => println!(
+            "signed with {} key {}",
+            signature_format(key.format),
+            key.fingerprint
+        ),
+        None => println!("not signed (the automation has no signingKey)"),
+    }
     println!(
         "{}  CommitPushed    {}  {}",
         stamp(commit),

@@ -7,10 +7,14 @@ use std::process::{Command, Output};
 
 use tagrelay_proto::bus::{Bus, BusSettings};
 use tagrelay_proto::event::{
-    tag_set_digest, CommitPushed, Envelope, Event, Failure, FailureReason, FileChange, ObjectRef,
-    PolicyResolved, ResolveCause, ScanTrigger, SelectedImage, TagsDiscovered,
+    tag_set_digest, CommitPushed, CommitSignature, Envelope, Event, Failure, FailureReason,
+    FileChange, ObjectRef, PolicyResolved, ResolveCause, ScanTrigger, SelectedImage,
+    SignatureFormat, TagsDiscovered,
 };
 use tagrelay_testkit::NatsServer;
+
+/// The SSH key fingerprint the recorded commit is signed with.
+const SIGNER: &str = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
 
 fn tagrelay(server: &NatsServer, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tagrelay"))
@@ -78,6 +82,10 @@ async fn record_a_chain(server: &NatsServer) -> String {
                 setter: "flux-system:podinfo".into(),
             }],
             causes: vec![resolved.id.clone()],
+            signed_with: Some(CommitSignature {
+                format: SignatureFormat::Ssh,
+                fingerprint: SIGNER.into(),
+            }),
         }),
     );
     let failure = Envelope::new(
@@ -114,6 +122,10 @@ async fn why_walks_from_the_commit_back_to_the_scan() {
     assert!(text.contains("1.0.0 -> 1.1.0"), "{text}");
     assert!(text.contains("a registry webhook"), "{text}");
     assert!(
+        text.contains(&format!("signed with ssh key {SIGNER}")),
+        "{text}"
+    );
+    assert!(
         text.contains(
             "apps/podinfo.yaml: registry.example/podinfo:1.0.0 -> registry.example/podinfo:1.1.0"
         ),
@@ -147,6 +159,7 @@ async fn audit_prints_a_timeline_filtered_by_kind_and_name() {
     ]) {
         assert!(line.contains(event), "oldest first: {text}");
     }
+    assert!(lines[3].contains(&format!("signed ssh {SIGNER}")), "{text}");
     assert!(
         lines[4].contains("RegistryUnavailable: registry answered 503 (attempt 3, will retry)"),
         "{text}"

@@ -154,8 +154,8 @@ fn fields_tagrelay_cannot_honour_are_refused_with_the_field_and_the_reason() {
     let server = NatsServer::start();
     let cases = [
         Refused {
-            yaml: automation("      signingKey:\n        type: ssh\n        secretRef:\n          name: signing-key\n", "", "v1"),
-            expected: "<stdin>:26: ImageUpdateAutomation/flux-system/fleet: spec.git.commit.signingKey: signing commits is not supported by tagrelay yet",
+            yaml: automation("      signingKey:\n        type: openpgp\n        secretRef:\n          name: signing-key\n", "", "v1"),
+            expected: "ImageUpdateAutomation/flux-system/fleet: spec.git.commit.signingKey.type: \"openpgp\" is not one of gpg, ssh",
         },
         Refused {
             yaml: automation("      messageTemplate: '{{ range .Changed.Changes }}'\n", "", "v1"),
@@ -413,10 +413,6 @@ const REFUSED_EXAMPLES: &[(&str, &str)] = &[
     (
         "091-iac-v1beta1-example-of-rewriting-a-v1alpha1-object-t.yaml",
         "spec.checkout: unknown field `checkout`",
-    ),
-    (
-        "096-iac-v1beta1-example-of-rewriting-a-v1alpha1-object-t-6.yaml",
-        "spec.git.commit.signingKey: signing commits is not supported",
     ),
 ];
 

@@ -193,6 +193,32 @@ pub struct CommitPushed {
     pub changes: Vec<FileChange>,
     /// Ids of the `PolicyResolved` events that caused it.
     pub causes: Vec<String>,
+    /// The key the commit is signed with (`spec.git.commit.signingKey`);
+    /// absent for an automation that does not sign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_with: Option<CommitSignature>,
+}
+
+/// The key a commit was signed with, so an auditor can tell which key
+/// vouches for each bot commit without fetching the commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitSignature {
+    /// OpenPGP or SSH.
+    pub format: SignatureFormat,
+    /// The signing key's fingerprint: 40 upper-case hex digits (OpenPGP,
+    /// as `gpg --fingerprint` prints it) or `SHA256:…` (SSH, as
+    /// `ssh-keygen -l` prints it).
+    pub fingerprint: String,
+}
+
+/// The two signature formats Git verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureFormat {
+    /// An OpenPGP signature (`gpg.format=openpgp`).
+    Openpgp,
+    /// An SSH signature (`gpg.format=ssh`), namespace `git`.
+    Ssh,
 }
 
 /// A stage could not do its work for one object.
@@ -246,6 +272,9 @@ pub enum FailureReason {
     PushRejected,
     /// Someone else pushed to the branch before every attempt.
     BranchMoved,
+    /// The commit could not be signed with the automation's signing key
+    /// (missing, locked, unusable), so nothing was pushed.
+    SigningFailed,
     /// Anything else (a local fault such as the Git cache), or a word this
     /// reader does not know.
     #[default]
@@ -255,7 +284,7 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, for the schemas' test and for dashboards.
-    pub const ALL: [FailureReason; 12] = [
+    pub const ALL: [FailureReason; 13] = [
         FailureReason::RegistryUnavailable,
         FailureReason::RateLimited,
         FailureReason::AuthenticationFailed,
@@ -267,6 +296,7 @@ impl FailureReason {
         FailureReason::GitUnavailable,
         FailureReason::PushRejected,
         FailureReason::BranchMoved,
+        FailureReason::SigningFailed,
         FailureReason::Other,
     ];
 
@@ -289,6 +319,7 @@ impl FailureReason {
             FailureReason::GitUnavailable => "GitUnavailable",
             FailureReason::PushRejected => "PushRejected",
             FailureReason::BranchMoved => "BranchMoved",
+            FailureReason::SigningFailed => "SigningFailed",
             FailureReason::Other => "Other",
         }
     }
@@ -696,6 +727,10 @@ pub(crate) mod samples {
                     setter: "flux-system:app".into(),
                 }],
                 causes: vec!["01JABCDEF".into()],
+                signed_with: Some(CommitSignature {
+                    format: SignatureFormat::Openpgp,
+                    fingerprint: "0123456789ABCDEF0123456789ABCDEF01234567".into(),
+                }),
             }),
             Event::ScanFailed(failure.clone()),
             Event::ResolveFailed(failure.clone()),

@@ -359,16 +359,11 @@ fn image_update_automation(o: &ImageUpdateAutomation, errors: &mut Errors) {
         }
         if let Some(key) = &git.commit.signing_key {
             if let Some(key_type) = &key.key_type {
-                errors.one_of(
-                    "spec.git.commit.signingKey.type",
-                    key_type,
-                    &["openpgp", "ssh"],
-                );
+                errors.one_of("spec.git.commit.signingKey.type", key_type, &["gpg", "ssh"]);
             }
-            errors.push(
-                "spec.git.commit.signingKey",
-                "signing commits is not supported by tagrelay yet; it refuses the automation rather than push commits unsigned",
-            );
+            if key.secret_ref.name.trim().is_empty() {
+                errors.push("spec.git.commit.signingKey.secretRef.name", "required");
+            }
         }
         if let Some(template) = &git.commit.message_template {
             if o.api_version.ends_with("/v1") && template.contains(".Updated") {

@@ -109,6 +109,9 @@ pub struct Automation {
     pub author_name: String,
     /// Author email.
     pub author_email: String,
+    /// The signing key's Secret and type (`spec.git.commit.signingKey`):
+    /// every commit is signed with it, or none is made.
+    pub signing_key: Option<SigningKeyRef>,
     /// The message template, if any.
     pub message_template: Option<String>,
     /// `.Values` of the template.
@@ -123,6 +126,18 @@ pub struct Automation {
     pub timeout: Duration,
     /// Whether reconciliation is suspended.
     pub suspend: bool,
+}
+
+/// Where an automation's signing key is mounted: the Secret in the
+/// automation's own namespace (Flux's rule) and the key's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRef {
+    /// The Secret's namespace (the automation's).
+    pub namespace: String,
+    /// The Secret's name.
+    pub name: String,
+    /// `gpg` (the default) or `ssh`.
+    pub key_type: Option<String>,
 }
 
 /// Normalizes `update.path`, refusing anything that could leave the
@@ -264,6 +279,11 @@ impl Automation {
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| DEFAULT_AUTHOR_NAME.to_string()),
             author_email: author.email.clone(),
+            signing_key: git.commit.signing_key.as_ref().map(|key| SigningKeyRef {
+                namespace: namespace.clone(),
+                name: key.secret_ref.name.clone(),
+                key_type: key.key_type.clone(),
+            }),
             message_template: git.commit.message_template.clone(),
             message_values: git.commit.message_template_values.clone(),
             template_api: TemplateApi::of(&automation.api_version),

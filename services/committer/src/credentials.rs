@@ -236,6 +236,43 @@ fn auth_of(secret: &Secret<'_>) -> Result<GitAuth, CredentialsError> {
     }
 }
 
+/// A commit signing key as the Secret holds it: the key's text (`git.asc`
+/// or `identity`) and, when present, its passphrase (`passphrase` or
+/// `password`). Lives in memory only: `Debug` shows neither.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningMaterial {
+    /// The private key, ASCII-armored OpenPGP or OpenSSH.
+    pub key: String,
+    /// The key's passphrase.
+    pub passphrase: Option<String>,
+}
+
+impl fmt::Debug for SigningMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningMaterial(<redacted>)")
+    }
+}
+
+/// Loads the signing Secret `namespace/name`: the file `key_file` is
+/// required, `passphrase_file` optional (Flux's keys: `git.asc` +
+/// `passphrase` for OpenPGP, `identity` + `password` for SSH).
+pub fn load_signing(
+    secrets_dir: &Path,
+    namespace: &str,
+    name: &str,
+    key_file: &str,
+    passphrase_file: &str,
+) -> Result<SigningMaterial, CredentialsError> {
+    let secret = mounted(secrets_dir, namespace, name)?;
+    let Some(key) = secret.text(key_file)? else {
+        return Err(secret.missing(format!("has no {key_file}")));
+    };
+    Ok(SigningMaterial {
+        key,
+        passphrase: secret.text(passphrase_file)?,
+    })
+}
+
 /// Everything needed to reach a Git remote: its credentials and the proxy
 /// in between, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //!   resolved with Flux's defaults.
 //! - [`git`] (gix: cached bare clones, fetch, tree walk, object writes),
 //!   [`push`] (the `git` CLI) and [`credentials`] (mounted Secrets).
+//! - [`signing`]: OpenPGP and SSH commit signatures, in-process.
 //! - [`plan`]: the decision (which files change, the commit for them),
 //!   pure, with the one `Failed` error a reconcile stops with.
 //! - [`derive`]: ImageRepository / ImagePolicy objects for Flux v1
@@ -23,5 +24,6 @@ pub mod plan;
 pub mod process;
 pub mod push;
 pub mod service;
+pub mod signing;
 
 pub use service::{run, Settings};

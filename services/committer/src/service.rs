@@ -47,6 +47,7 @@ use crate::derive;
 use crate::git::{self, BlobScreens, CommitSpec, GitError, Skipped};
 use crate::plan::{self, plan, Plan, Scan};
 use crate::push::{self, PushError};
+use crate::signing::{self, Signer};
 use tagrelay_rewrite::message;
 use tagrelay_rewrite::{self as rewrite, Cause, RewriteError, UpdateSet, V1Discovery, V1Update};
 
@@ -453,6 +454,19 @@ impl Committer {
             }
             None => None,
         };
+        let signer = match &resolved.signing_key {
+            Some(k) => match Signer::load(secrets, &k.namespace, &k.name, k.key_type.as_deref()) {
+                Ok(signer) => Some(Arc::new(signer)),
+                Err(e) => {
+                    let failed = Failed::transient(
+                        FailureReason::SigningFailed,
+                        format!("spec.git.commit.signingKey: {e}"),
+                    );
+                    return self.fail(key, trigger, failed, 1).await;
+                }
+            },
+            None => None,
+        };
         let access = GitAccess {
             auth,
             proxy,
@@ -475,7 +489,7 @@ impl Committer {
                     .await;
             }
         };
-        self.reconcile_locked(key, &resolved, &access, &cache, trigger)
+        self.reconcile_locked(key, &resolved, &access, signer, &cache, trigger)
             .await
     }
 
@@ -484,6 +498,7 @@ impl Committer {
         key: &ObjectKey,
         a: &Automation,
         access: &GitAccess,
+        signer: Option<Arc<Signer>>,
         cache: &Path,
         trigger: Option<&Envelope>,
     ) -> Result<Outcome, ReconcileError> {
@@ -548,8 +563,9 @@ impl Committer {
                 Err(failed) => return self.fail(key, trigger, failed, attempt).await,
             };
             // 5. The commit, deterministic from parent and state.
-            let (commit, parent_time) = {
+            let commit = {
                 let cache = cache.to_path_buf();
+                let signer = signer.clone();
                 let (base, merged_into) = (tips.base, tips.merged_into);
                 let (name, email) = (a.author_name.clone(), a.author_email.clone());
                 let (message, files, cause_times) = (
@@ -571,13 +587,22 @@ impl Committer {
                         time: commit_time(parent.time, &cause_times),
                         message,
                     };
-                    let (commit, _) = git::write_commit(&repo, &spec, &files)?;
+                    let (commit, _) = git::write_commit(&repo, &spec, &files, signer.as_deref())?;
                     Ok::<_, GitError>((commit, parent.time))
                 })
                 .await?
-                .map_err(|e| ReconcileError::Task(e.to_string()))?
             };
-            tracing::debug!(automation = %key, %commit, parent_time, "commit written");
+            let commit = match commit {
+                Ok((commit, parent_time)) => {
+                    tracing::debug!(automation = %key, %commit, parent_time, "commit written");
+                    commit
+                }
+                Err(e @ GitError::Signing(_)) => {
+                    let failed = Failed::transient(e.reason(), e.to_string());
+                    return self.fail(key, trigger, failed, attempt).await;
+                }
+                Err(e) => return Err(ReconcileError::Task(e.to_string())),
+            };
             // 6. Push: a compare-and-swap on the remote, never forced.
             let mut refspecs = vec![format!("{commit}:refs/heads/{}", a.push_branch)];
             let request = |refspecs: Vec<String>| push::Push {
@@ -635,6 +660,7 @@ impl Committer {
                 parent: Some(tips.merged_into.unwrap_or(tips.base).to_string()),
                 changes: planned.changes.clone(),
                 causes: planned.causes.clone(),
+                signed_with: signer.as_ref().map(|s| s.id().clone()),
             };
             let cause = trigger.cloned().or_else(|| causes.last().cloned());
             self.announce(key, &pushed, cause.as_ref()).await?;
@@ -949,7 +975,8 @@ impl Committer {
                 let info = git::commit_info(&repo, id)?;
                 if let Some(t) = message::parse_trailers(&info.message) {
                     if t.automation == me {
-                        pending.push((id, info.parent, t));
+                        let signed_with = info.signature.as_deref().and_then(signing::signed_with);
+                        pending.push((id, info.parent, t, signed_with));
                     }
                 }
                 at = info.parent;
@@ -959,7 +986,7 @@ impl Committer {
         })
         .await?
         .map_err(|e| ReconcileError::Task(e.to_string()))?;
-        for (commit, parent, trailers) in pending {
+        for (commit, parent, trailers, signed_with) in pending {
             let pushed = CommitPushed {
                 automation: ObjectRef::new(&a.namespace, &a.name),
                 remote: remote.to_string(),
@@ -968,6 +995,7 @@ impl Committer {
                 parent: parent.map(|p| p.to_string()),
                 changes: trailers.changes,
                 causes: trailers.causes,
+                signed_with,
             };
             tracing::info!(automation = %key, commit = %pushed.commit, "announcing a commit that landed without being announced");
             self.announce(key, &pushed, None).await?;

@@ -1649,3 +1649,75 @@ async fn a_review_branch_shows_the_checkout_branch_and_the_update_and_keeps_a_pe
         status.message
     );
 }
+
+#[tokio::test]
+async fn every_commit_is_signed_with_the_automations_key_or_none_is_pushed() {
+    use tagrelay_testkit::signing::{GpgKey, SshKey};
+    let env = env().await;
+    let repo = seeded();
+    let gpg = GpgKey::generate("Bot <bot@example.com>", "ed25519", "the passphrase");
+    let secret = env.dirs.path().join("secrets/flux-system/signing");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("git.asc"), gpg.armored_secret_key()).unwrap();
+    std::fs::write(secret.join("passphrase"), "not the passphrase\n").unwrap();
+    let signing = "      signingKey:\n        secretRef: {name: signing}\n";
+    let yaml = config(&repo.url(), "", "apps").replace(
+        "      author: {name: tagrelay, email: bot@example.com}\n",
+        &format!("      author: {{name: tagrelay, email: bot@example.com}}\n{signing}"),
+    );
+    env.apply(&yaml).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.2.0")
+        .await;
+    let committer = env.committer("a").await;
+    let seed_tip = repo.tip("main").unwrap();
+
+    // A key the passphrase does not unlock: a CommitFailed, nothing pushed.
+    let outcome = committer.reconcile(&automation_key(), None).await.unwrap();
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    assert_eq!(repo.tip("main").as_deref(), Some(seed_tip.as_str()));
+    let failure = env.failed().await.pop().expect("a CommitFailed");
+    assert_eq!(failure.reason, FailureReason::SigningFailed, "{failure:?}");
+    assert!(failure.error.contains("flux-system/signing"), "{failure:?}");
+    assert!(!failure.error.contains("not the passphrase"), "{failure:?}");
+
+    // Unlocked: the commit is signed, git verifies it with the signer's
+    // key only, and the announcement names the key.
+    std::fs::write(secret.join("passphrase"), "the passphrase\n").unwrap();
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push: {:#?}", env.failed().await)
+    };
+    let signed = pushed.signed_with.clone().expect("signed_with");
+    assert_eq!(signed.fingerprint, gpg.fingerprint);
+    let (verified, said) = gpg.verify_commit(&repo.path(), &pushed.commit);
+    assert!(verified, "{said}");
+    let stranger = GpgKey::generate("Stranger <s@example.com>", "ed25519", "");
+    assert!(!stranger.verify_commit(&repo.path(), &pushed.commit).0);
+
+    // Switched to an SSH key (type: ssh, Flux's identity + password keys).
+    let ssh = SshKey::generate("ed25519", "");
+    std::fs::copy(ssh.private_key(), secret.join("identity")).unwrap();
+    let yaml = yaml.replace(
+        "        secretRef: {name: signing}\n",
+        "        secretRef: {name: signing}\n        type: ssh\n",
+    );
+    env.apply(&yaml).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.3.0")
+        .await;
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push: {:#?}", env.failed().await)
+    };
+    assert_eq!(
+        pushed.signed_with.as_ref().map(|s| s.fingerprint.as_str()),
+        Some(ssh.fingerprint.as_str())
+    );
+    let (verified, said) = ssh.verify_commit(&repo.path(), &pushed.commit);
+    assert!(verified, "{said}");
+    let other = SshKey::generate("ed25519", "");
+    let (verified, said) = other.verify_commit(&repo.path(), &pushed.commit);
+    assert!(!verified && said.contains("No principal matched"), "{said}");
+    let announced = env.pushed().await;
+    assert_eq!(announced.len(), 2);
+    assert!(announced.iter().all(|p| p.signed_with.is_some()));
+}

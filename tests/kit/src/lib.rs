@@ -15,6 +15,7 @@ pub mod nats_cluster;
 pub mod pki;
 pub mod proxy;
 pub mod registry;
+pub mod signing;
 
 pub use nats_cluster::NatsCluster;
 
