@@ -18,8 +18,8 @@ pub struct AuditArgs {
     /// Start at this time (RFC 3339) or this long ago (`30m`, `2h`).
     #[arg(long)]
     since: Option<String>,
-    /// Only these events: `tags`, `policy`, `commit`, `failed` (or the
-    /// event type names); may be repeated.
+    /// Only these events: `tags`, `policy`, `commit`, `pullrequest`,
+    /// `failed` (or the event type names); may be repeated.
     #[arg(long)]
     kind: Vec<String>,
     /// Only events about this object (`NAME` or `NAMESPACE/NAME`).
@@ -65,9 +65,11 @@ fn kind_filter(kind: &str) -> Option<&'static str> {
         "tags" | "scan" | "tagsdiscovered" => Some(names::TAGS_FILTER),
         "policy" | "policyresolved" => Some(names::POLICY_FILTER),
         "commit" | "commitpushed" => Some(names::COMMIT_FILTER),
-        "failed" | "failure" | "failures" | "scanfailed" | "resolvefailed" | "commitfailed" => {
-            Some(names::FAILED_FILTER)
+        "pullrequest" | "pr" | "pullrequestopened" | "pullrequestupdated" => {
+            Some(names::PULL_REQUEST_FILTER)
         }
+        "failed" | "failure" | "failures" | "scanfailed" | "resolvefailed" | "commitfailed"
+        | "reviewfailed" => Some(names::FAILED_FILTER),
         _ => None,
     }
 }
@@ -82,7 +84,7 @@ pub async fn audit(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
     for kind in &args.kind {
         let filter = kind_filter(kind).ok_or_else(|| {
             invalid(&format!(
-                "--kind {kind:?}: expected tags, policy, commit or failed"
+                "--kind {kind:?}: expected tags, policy, commit, pullrequest or failed"
             ))
         })?;
         filters.push(filter);
@@ -142,9 +144,11 @@ fn object_of(event: &Event) -> Option<String> {
         Event::TagsDiscovered(e) => e.repository.to_string(),
         Event::PolicyResolved(e) => e.policy.to_string(),
         Event::CommitPushed(e) => e.automation.to_string(),
-        Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => {
-            f.object.to_string()
-        }
+        Event::PullRequestOpened(e) | Event::PullRequestUpdated(e) => e.automation.to_string(),
+        Event::ScanFailed(f)
+        | Event::ResolveFailed(f)
+        | Event::CommitFailed(f)
+        | Event::ReviewFailed(f) => f.object.to_string(),
     })
 }
 
@@ -202,7 +206,22 @@ fn detail(event: &Event) -> String {
             });
             format!("{short} to {} ({}{signed})", e.branch, changes.join("; "))
         }
-        Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => format!(
+        Event::PullRequestOpened(e) | Event::PullRequestUpdated(e) => {
+            let short = e.commit.get(..7).unwrap_or(&e.commit);
+            format!(
+                "#{} {} -> {} at {short}: {} ({} changes) {}",
+                e.number,
+                e.head,
+                e.base,
+                e.title,
+                e.changes.len(),
+                e.url
+            )
+        }
+        Event::ScanFailed(f)
+        | Event::ResolveFailed(f)
+        | Event::CommitFailed(f)
+        | Event::ReviewFailed(f) => format!(
             "{}{} (attempt {}{})",
             if f.reason.is_other() {
                 String::new()
