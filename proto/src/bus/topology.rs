@@ -16,6 +16,7 @@ pub fn stream_configs(settings: &BusSettings) -> Vec<stream::Config> {
                 names::TAGS_FILTER.to_string(),
                 names::POLICY_FILTER.to_string(),
                 names::COMMIT_FILTER.to_string(),
+                names::PULL_REQUEST_FILTER.to_string(),
                 names::FAILED_FILTER.to_string(),
             ],
             retention: stream::RetentionPolicy::Limits,

@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 
 use super::{
     parse_go_duration, FieldError, GitRepository, ImagePolicy, ImageRepository,
-    ImageUpdateAutomation, Kind, LocalObjectReference, Object, ObjectKey,
+    ImageUpdateAutomation, Kind, LocalObjectReference, Object, ObjectKey, PullRequestSpec,
+    PULL_REQUEST_ANNOTATION,
 };
 use crate::reference::Repository;
 
@@ -322,6 +323,11 @@ fn image_policy(o: &ImagePolicy, errors: &mut Errors) {
 
 fn image_update_automation(o: &ImageUpdateAutomation, errors: &mut Errors) {
     let spec = &o.spec;
+    if let Some(text) = o.metadata.annotations.get(PULL_REQUEST_ANNOTATION) {
+        if let Err(e) = PullRequestSpec::parse(text) {
+            errors.push(e.path, e.reason);
+        }
+    }
     errors.duration("spec.interval", &spec.interval);
     errors.one_of(
         "spec.sourceRef.kind",

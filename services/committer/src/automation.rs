@@ -9,8 +9,8 @@ use tagrelay_policy::{compile, Candidate, Choice, PolicyRules};
 use tagrelay_rewrite::message::TemplateApi;
 
 use tagrelay_proto::config::{
-    parse_go_duration, GitRepository, GitRepositoryRef, ImageUpdateAutomation, LabelSelector,
-    DEFAULT_NAMESPACE,
+    parse_go_duration, repository_path, GitRepository, GitRepositoryRef, ImageUpdateAutomation,
+    LabelSelector, PullRequestSpec, DEFAULT_NAMESPACE, PULL_REQUEST_ANNOTATION,
 };
 
 /// Flux's commit author name when the spec gives only an email.
@@ -126,6 +126,27 @@ pub struct Automation {
     pub timeout: Duration,
     /// Whether reconciliation is suspended.
     pub suspend: bool,
+    /// The pull request to keep open from the push branch to the checkout
+    /// branch (`tagrelay.dev/pull-request`), if asked for.
+    pub pull_request: Option<Review>,
+}
+
+/// An automation's pull request, resolved: where, as whom, and between
+/// which branches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    /// The annotation as written.
+    pub spec: PullRequestSpec,
+    /// The API base, without a trailing slash.
+    pub api_url: String,
+    /// `owner/name` (GitLab: the project path).
+    pub repository: String,
+    /// The Secret `(namespace, name)` with the forge's credentials.
+    pub secret: (String, String),
+    /// The review branch (the push branch).
+    pub head: String,
+    /// The branch to merge into (the checkout branch).
+    pub base: String,
 }
 
 /// Where an automation's signing key is mounted: the Secret in the
@@ -250,6 +271,16 @@ impl Automation {
         if author.email.trim().is_empty() {
             return Err(spec_err("spec.git.commit.author.email", "required"));
         }
+        let pull_request = match automation.metadata.annotations.get(PULL_REQUEST_ANNOTATION) {
+            Some(text) => Some(review_of(
+                text,
+                &source.spec.url,
+                &namespace,
+                &checkout,
+                &push_branch,
+            )?),
+            None => None,
+        };
         Ok(Self {
             name: automation.metadata.name.clone(),
             url: source.spec.url.clone(),
@@ -291,9 +322,60 @@ impl Automation {
             interval: interval.max(Duration::from_secs(1)),
             timeout,
             suspend: spec.suspend || source.spec.suspend,
+            pull_request,
             namespace,
         })
     }
+}
+
+/// The pull request of `tagrelay.dev/pull-request`: it needs a review
+/// branch, a push branch other than the checkout branch (a request from a
+/// branch to itself cannot exist).
+fn review_of(
+    text: &str,
+    url: &str,
+    namespace: &str,
+    checkout: &Checkout,
+    push_branch: &str,
+) -> Result<Review, SpecError> {
+    let spec = PullRequestSpec::parse(text).map_err(|e| spec_err(&e.path, e.reason))?;
+    let field = format!("metadata.annotations[{PULL_REQUEST_ANNOTATION}]");
+    let Checkout::Branch(base) = checkout else {
+        return Err(spec_err(
+            &field,
+            "a pull request needs a checkout branch to merge into",
+        ));
+    };
+    if base == push_branch {
+        return Err(spec_err(
+            &field,
+            format!("a pull request needs spec.git.push.branch to differ from the checkout branch {base:?}"),
+        ));
+    }
+    let repository = match spec.repository.clone().or_else(|| repository_path(url)) {
+        Some(repository) => repository,
+        None => {
+            return Err(spec_err(
+                &format!("{field}.repository"),
+                format!("required: {url:?} does not name owner/name"),
+            ))
+        }
+    };
+    let api_url = spec
+        .api_url
+        .clone()
+        .or_else(|| spec.provider.default_api_url().map(str::to_string))
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string();
+    Ok(Review {
+        api_url,
+        repository,
+        secret: (namespace.to_string(), spec.secret_ref.name.clone()),
+        head: push_branch.to_string(),
+        base: base.clone(),
+        spec,
+    })
 }
 
 /// The destination of `push.refspec`, whose source must be the commit the

@@ -213,6 +213,7 @@ mod tests {
             author_name: "bot".into(),
             author_email: "bot@example.com".into(),
             signing_key: None,
+            pull_request: None,
             message_template: None,
             message_values: BTreeMap::new(),
             template_api: tagrelay_rewrite::message::TemplateApi::V1,

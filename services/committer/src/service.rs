@@ -47,6 +47,7 @@ use crate::derive;
 use crate::git::{self, BlobScreens, CommitSpec, GitError, Skipped};
 use crate::plan::{self, plan, Plan, Scan};
 use crate::push::{self, PushError};
+use crate::review::Reviewer;
 use crate::signing::{self, Signer};
 use tagrelay_rewrite::message;
 use tagrelay_rewrite::{self as rewrite, Cause, RewriteError, UpdateSet, V1Discovery, V1Update};
@@ -144,7 +145,19 @@ pub async fn run(
         }
     }));
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let scheduler = tokio::spawn(schedule(committer.clone(), changed, stopped));
+    let scheduler = tokio::spawn(schedule(committer.clone(), changed, stopped.clone()));
+    // The review stage: its own consumer, stopped by the same signal.
+    let reviewer = Arc::new(Reviewer::new(bus, committer.settings.secrets_dir.clone()).await?);
+    let review = {
+        let (bus, readiness, mut stopped) = (bus.clone(), readiness.clone(), stopped);
+        tokio::spawn(async move {
+            let settings = ConsumeSettings::new(Stage::Review);
+            let stopping = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            consume(&bus, reviewer, settings, readiness, stopping).await
+        })
+    };
     let result = consume(
         bus,
         committer,
@@ -154,6 +167,11 @@ pub async fn run(
     )
     .await;
     let _ = stop.send(true);
+    match review.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "the review stage stopped"),
+        Err(e) => tracing::error!(error = %e, "the review stage panicked"),
+        Ok(Ok(())) => {}
+    }
     watcher.abort();
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "the reconcile scheduler panicked");
@@ -224,6 +242,44 @@ async fn schedule(
             }
         }
     }
+}
+
+/// An automation as the configuration holds it, resolved against its
+/// GitRepository.
+pub(crate) enum Loaded {
+    /// No such automation (deleted): nothing to do.
+    Missing,
+    /// Its source is missing or its spec cannot work: the failure to record.
+    Unusable(Failed),
+    /// Ready to act on.
+    Ready(Box<Automation>),
+}
+
+/// Reads the automation `key` and its GitRepository and resolves them.
+pub(crate) async fn load_automation(
+    store: &ConfigStore,
+    key: &ObjectKey,
+) -> Result<Loaded, BusError> {
+    let Some(Object::ImageUpdateAutomation(automation)) = store.get(key).await? else {
+        return Ok(Loaded::Missing);
+    };
+    let source_key = {
+        let r = &automation.spec.source_ref;
+        ObjectKey::new(
+            Kind::GitRepository,
+            r.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
+            &r.name,
+        )
+    };
+    let Some(Object::GitRepository(source)) = store.get(&source_key).await? else {
+        let error = format!("source {source_key} not found");
+        let reason = FailureReason::DependencyNotReady;
+        return Ok(Loaded::Unusable(Failed::transient(reason, error)));
+    };
+    Ok(match Automation::resolve(&automation, &source) {
+        Ok(resolved) => Loaded::Ready(Box::new(resolved)),
+        Err(e) => Loaded::Unusable(Failed::permanent(FailureReason::InvalidSpec, e.to_string())),
+    })
 }
 
 impl Handler for Committer {
@@ -393,32 +449,10 @@ impl Committer {
         key: &ObjectKey,
         trigger: Option<&Envelope>,
     ) -> Result<Outcome, ReconcileError> {
-        let Some(Object::ImageUpdateAutomation(automation)) = self.store.get(key).await? else {
-            return Ok(Outcome::UpToDate);
-        };
-        let source_key = {
-            let r = &automation.spec.source_ref;
-            ObjectKey::new(
-                Kind::GitRepository,
-                r.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
-                &r.name,
-            )
-        };
-        let Some(Object::GitRepository(source)) = self.store.get(&source_key).await? else {
-            let error = format!("source {source_key} not found");
-            let reason = FailureReason::DependencyNotReady;
-            return self
-                .fail(key, trigger, Failed::transient(reason, error), 1)
-                .await;
-        };
-        let resolved = match Automation::resolve(&automation, &source) {
-            Ok(resolved) => resolved,
-            Err(e) => {
-                let reason = FailureReason::InvalidSpec;
-                return self
-                    .fail(key, trigger, Failed::permanent(reason, e.to_string()), 1)
-                    .await;
-            }
+        let resolved = match load_automation(&self.store, key).await? {
+            Loaded::Missing => return Ok(Outcome::UpToDate),
+            Loaded::Ready(resolved) => resolved,
+            Loaded::Unusable(failed) => return self.fail(key, trigger, failed, 1).await,
         };
         if resolved.suspend {
             self.status(key, true, "suspended".into(), None).await;

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fault_proxy;
+pub mod forge;
 pub mod git;
 pub mod nats_cluster;
 pub mod pki;
