@@ -14,6 +14,7 @@ pub mod forge;
 pub mod git;
 pub mod nats_cluster;
 pub mod pki;
+pub mod prism;
 pub mod proxy;
 pub mod registry;
 pub mod signing;
