@@ -321,6 +321,26 @@ pub async fn why(cli: &Cli, args: &WhyArgs) -> Result<(), Failure> {
             change.file, change.old, change.new, change.setter
         );
     }
+    let mut reviews: Vec<&Envelope> = events
+        .values()
+        .filter(|e| e.causation_id.as_deref() == Some(commit.id.as_str()))
+        .filter(|e| {
+            matches!(
+                e.payload,
+                Event::PullRequestOpened(_) | Event::PullRequestUpdated(_) | Event::ReviewFailed(_)
+            )
+        })
+        .collect();
+    reviews.sort_by_key(|e| e.occurred_at);
+    for review in reviews {
+        println!(
+            "  -> {}  {:<18}  {}  (+{} after the commit)",
+            stamp(review),
+            review.event_type().as_str(),
+            detail(&review.payload),
+            latency(commit, review)
+        );
+    }
     for cause_id in &pushed.causes {
         let Some(resolved) = events.get(cause_id) else {
             println!("  <- {cause_id}: not in the log (expired or from another stream)");

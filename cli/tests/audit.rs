@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use tagrelay_proto::bus::{Bus, BusSettings};
 use tagrelay_proto::event::{
     tag_set_digest, CommitPushed, CommitSignature, Envelope, Event, Failure, FailureReason,
-    FileChange, ObjectRef, PolicyResolved, ResolveCause, ScanTrigger, SelectedImage,
+    FileChange, ObjectRef, PolicyResolved, PullRequest, ResolveCause, ScanTrigger, SelectedImage,
     SignatureFormat, TagsDiscovered,
 };
 use tagrelay_testkit::NatsServer;
@@ -186,4 +186,45 @@ async fn audit_prints_a_timeline_filtered_by_kind_and_name() {
     );
     let out = tagrelay(&server, &["audit", "--kind", "bogus"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn why_follows_the_commit_to_the_pull_request_it_opened() {
+    let server = NatsServer::start();
+    let commit = record_a_chain(&server).await;
+    let bus = Bus::connect(&server.url(), "committer/review", BusSettings::default())
+        .await
+        .unwrap();
+    let pushed = tagrelay_testkit::events(&bus, "tagrelay.commit.>")
+        .await
+        .pop()
+        .unwrap();
+    let opened = Envelope::caused_by(
+        &pushed,
+        "committer/review",
+        Event::PullRequestOpened(PullRequest {
+            automation: ObjectRef::new("flux-system", "fleet"),
+            provider: "github".into(),
+            url: "https://github.example/org/fleet/pull/7".into(),
+            number: 7,
+            head: "image-updates".into(),
+            base: "main".into(),
+            commit: commit.clone(),
+            title: "Update images from flux-system/fleet".into(),
+            changes: Vec::new(),
+        }),
+    );
+    bus.publish(&opened).await.unwrap();
+    let out = tagrelay(&server, &["why", &commit[..8]]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let commit_at = text.find("CommitPushed").unwrap();
+    let review_at = text
+        .find("PullRequestOpened")
+        .expect("why shows the request");
+    assert!(commit_at < review_at, "{text}");
+    assert!(
+        text.contains("#7 image-updates -> main")
+            && text.contains("https://github.example/org/fleet/pull/7"),
+        "{text}"
+    );
 }

@@ -548,3 +548,41 @@ fn every_complete_example_of_flux_image_automation_docs_applies_or_is_refused_wi
         "{snippets} snippets"
     );
 }
+
+#[test]
+fn the_pull_request_annotation_is_checked_at_apply_with_the_field_and_the_reason() {
+    let server = NatsServer::start();
+    let with = |annotation: &str, push: &str| {
+        automation(push, "", "v1").replace(
+            "  name: fleet\n  namespace: flux-system\n",
+            &format!(
+                "  name: fleet\n  namespace: flux-system\n  annotations:\n    tagrelay.dev/pull-request: {}\n",
+                serde_json::to_string(annotation).unwrap()
+            ),
+        )
+    };
+    let review = "    push:\n      branch: image-updates\n";
+    let field =
+        "ImageUpdateAutomation/flux-system/fleet: metadata.annotations[tagrelay.dev/pull-request]";
+    for (yaml, expected) in [
+        (with("provider: bitbucket\nsecretRef: {name: forge}\n", review), format!("{field}.provider: unknown variant `bitbucket`")),
+        (with("provider: gitea\nsecretRef: {name: forge}\n", review), format!("{field}.apiURL: required for gitea")),
+        (with("provider: github\nsecretRef: {name: forge}\nreviewer: [alice]\n", review), format!("{field}.reviewer: unknown field `reviewer`")),
+        (with("provider: github\nsecretRef: {name: forge}\n", ""), format!("{field}: a pull request needs spec.git.push.branch to differ from the checkout branch")),
+        (with("provider: github\nsecretRef: {name: forge}\ntitle: '{{ .Changed'\n", review), format!("{field}.title: ")),
+    ] {
+        let out = apply(&server, &yaml);
+        let errors = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{yaml}\n{errors}");
+        assert!(errors.contains(&expected), "{expected}\n{errors}");
+    }
+    assert!(stored(&server).is_empty());
+    let out = apply(
+        &server,
+        &with(
+            "provider: github\nsecretRef: {name: forge}\nlabels: [image-update]\n",
+            review,
+        ),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
