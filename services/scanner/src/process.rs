@@ -11,6 +11,7 @@ use std::time::Duration;
 use tagrelay_proto::bus::Bus;
 use tagrelay_proto::runtime::{SecretsArgs, ServeError};
 
+use crate::cloud::CloudEnvironment;
 use crate::credentials::read_secret_file;
 use crate::registry::RegistrySettings;
 use crate::webhook::{self, WebhookSecret};
@@ -112,6 +113,7 @@ pub async fn serve(
             rate: args.registry_rps,
             burst: args.registry_burst,
             request_timeout: args.registry_timeout,
+            cloud: CloudEnvironment::from_process(),
             ..RegistrySettings::default()
         },
         ..ScannerSettings::default()
