@@ -56,10 +56,7 @@ impl CloudProvider {
             }
             Self::Azure => [".azurecr.io", ".azurecr.cn", ".azurecr.us", ".azurecr.de"]
                 .iter()
-                .any(|suffix| {
-                    host.strip_suffix(suffix)
-                        .is_some_and(|name| is_label(name))
-                }),
+                .any(|suffix| host.strip_suffix(suffix).is_some_and(|name| is_label(name))),
         }
     }
 
@@ -123,12 +120,32 @@ mod tests {
         use CloudProvider::*;
         for (provider, host, serves) in [
             (Aws, "123456789012.dkr.ecr.us-east-1.amazonaws.com", true),
-            (Aws, "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com", true),
-            (Aws, "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", true),
-            (Aws, "123456789012.dkr.ecr.us-east-1.amazonaws.com:5000", true),
+            (
+                Aws,
+                "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
+                true,
+            ),
+            (
+                Aws,
+                "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+                true,
+            ),
+            (
+                Aws,
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com:5000",
+                true,
+            ),
             (Aws, "12345.dkr.ecr.us-east-1.amazonaws.com", false),
-            (Aws, "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.io", false),
-            (Aws, "evil.io/123456789012.dkr.ecr.us-east-1.amazonaws.com", false),
+            (
+                Aws,
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.io",
+                false,
+            ),
+            (
+                Aws,
+                "evil.io/123456789012.dkr.ecr.us-east-1.amazonaws.com",
+                false,
+            ),
             (Aws, "public.ecr.aws", false),
             (Gcp, "gcr.io", true),
             (Gcp, "eu.gcr.io", true),

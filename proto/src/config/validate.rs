@@ -529,7 +529,9 @@ mod tests {
         ] {
             let errors = errors_of(&repository(image, &format!("  provider: {provider}\n")));
             assert!(
-                errors.iter().any(|e| e.starts_with("spec.provider:") && e.contains("only sent to")),
+                errors
+                    .iter()
+                    .any(|e| e.starts_with("spec.provider:") && e.contains("only sent to")),
                 "{provider} {image}: {errors:?}"
             );
         }

@@ -549,10 +549,14 @@ mod tests {
 
     #[test]
     fn credential_helpers_come_before_auths_and_must_be_plain_names() {
-        let config = br#"{"auths": {"r.example": {"username": "u", "password": "p"}, "ghcr.io": {}},
+        let config =
+            br#"{"auths": {"r.example": {"username": "u", "password": "p"}, "ghcr.io": {}},
             "credHelpers": {"r.example": "ecr-login"}, "credsStore": "pass"}"#;
         let get = |r: &str| docker_config_credentials(config, r, "ns/s").unwrap();
-        assert_eq!(get("r.example"), DockerCredentials::Helper("ecr-login".into()));
+        assert_eq!(
+            get("r.example"),
+            DockerCredentials::Helper("ecr-login".into())
+        );
         assert_eq!(get("ghcr.io"), DockerCredentials::Helper("pass".into()));
         for bad in ["../../bin/sh", "a/b", ".hidden", "x y"] {
             let config = format!(r#"{{"credsStore": "{bad}"}}"#);

@@ -58,7 +58,9 @@ pub enum HelperError {
         stderr_bytes: usize,
     },
     /// Its stdout is not the credentials JSON.
-    #[error("credential helper docker-credential-{name} printed something other than credentials JSON")]
+    #[error(
+        "credential helper docker-credential-{name} printed something other than credentials JSON"
+    )]
     Malformed {
         /// The helper's name.
         name: String,

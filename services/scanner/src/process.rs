@@ -47,6 +47,18 @@ pub struct ScannerArgs {
     /// repository's scan timeout.
     #[arg(long, env = "TAGRELAY_REGISTRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub registry_timeout: Duration,
+    /// `HOST=IP`: reach registry HOST at IP without asking DNS (curl's
+    /// `--resolve`; the image's port is kept). Repeatable.
+    #[arg(long = "registry-resolve", env = "TAGRELAY_REGISTRY_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
+    pub registry_resolve: Vec<(String, std::net::IpAddr)>,
+}
+
+fn parse_resolve(text: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (host, ip) = text
+        .split_once('=')
+        .ok_or_else(|| "expected HOST=IP".to_string())?;
+    let ip = ip.trim().parse().map_err(|e| format!("{ip}: {e}"))?;
+    Ok((host.trim().to_string(), ip))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -114,6 +126,7 @@ pub async fn serve(
             burst: args.registry_burst,
             request_timeout: args.registry_timeout,
             cloud: CloudEnvironment::from_process(),
+            resolve: args.registry_resolve.clone(),
             ..RegistrySettings::default()
         },
         ..ScannerSettings::default()

@@ -64,6 +64,10 @@ pub struct RegistrySettings {
     /// Where `spec.provider: aws | gcp | azure` find the workload's
     /// identity and the clouds' endpoints.
     pub cloud: CloudEnvironment,
+    /// Host names answered without DNS (curl's `--resolve`): a registry
+    /// reached at another address than its name resolves to (split-horizon
+    /// DNS, a mirror in front of a cloud registry). The URL's port is kept.
+    pub resolve: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Default for RegistrySettings {
@@ -77,6 +81,7 @@ impl Default for RegistrySettings {
             max_retry_after: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             cloud: CloudEnvironment::default(),
+            resolve: Vec::new(),
         }
     }
 }
@@ -854,6 +859,9 @@ impl Registries {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(16);
+        for (host, ip) in &self.settings.resolve {
+            builder = builder.resolve(host, std::net::SocketAddr::new(*ip, 0));
+        }
         if let Some(ca) = &tls.ca {
             for certificate in reqwest::Certificate::from_pem_bundle(ca)
                 .map_err(|e| RegistryError::Tls(format!("ca.crt: {e}")))?

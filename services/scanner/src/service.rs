@@ -61,9 +61,9 @@ use tokio::sync::RwLock;
 use crate::backoff::backoff_delay;
 use crate::credentials::{Credentials, DockerCredentials, SecretsDir, TlsMaterial};
 use crate::helper::CredentialHelpers;
-use tagrelay_proto::reference::cloud::CloudProvider;
 use crate::registry::{Registries, RegistryError, RegistrySettings, Target};
 use crate::tags::{compile_exclusions, filter_tags, latest_tags};
+use tagrelay_proto::reference::cloud::CloudProvider;
 
 /// How a scanner instance behaves.
 #[derive(Debug, Clone)]

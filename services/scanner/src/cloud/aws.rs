@@ -157,14 +157,20 @@ fn signed_headers(
 /// The first credentials of the chain.
 async fn keys(call: &Call<'_>, region: &str) -> Result<AwsKeys, CloudError> {
     let env = call.env;
-    if let (Some(id), Some(secret)) = (env.var("AWS_ACCESS_KEY_ID"), env.var("AWS_SECRET_ACCESS_KEY")) {
+    if let (Some(id), Some(secret)) = (
+        env.var("AWS_ACCESS_KEY_ID"),
+        env.var("AWS_SECRET_ACCESS_KEY"),
+    ) {
         return Ok(AwsKeys {
             access_key_id: id.to_string(),
             secret_access_key: secret.to_string(),
             session_token: env.var("AWS_SESSION_TOKEN").map(str::to_string),
         });
     }
-    if let (Some(file), Some(role)) = (env.var("AWS_WEB_IDENTITY_TOKEN_FILE"), env.var("AWS_ROLE_ARN")) {
+    if let (Some(file), Some(role)) = (
+        env.var("AWS_WEB_IDENTITY_TOKEN_FILE"),
+        env.var("AWS_ROLE_ARN"),
+    ) {
         let session = env.var("AWS_ROLE_SESSION_NAME").unwrap_or("tagrelay");
         return web_identity(call, region, file, role, session).await;
     }
@@ -203,7 +209,9 @@ async fn keys(call: &Call<'_>, region: &str) -> Result<AwsKeys, CloudError> {
                 .map(|(_, v)| v.clone())
                 .filter(|v| !v.is_empty())
         };
-        if let (Some(id), Some(secret)) = (value("aws_access_key_id"), value("aws_secret_access_key")) {
+        if let (Some(id), Some(secret)) =
+            (value("aws_access_key_id"), value("aws_secret_access_key"))
+        {
             return Ok(AwsKeys {
                 access_key_id: id,
                 secret_access_key: secret,
@@ -363,7 +371,9 @@ async fn instance_metadata(call: &Call<'_>) -> Result<AwsKeys, CloudError> {
     let url = format!("{roles_url}{role}");
     let answer = call
         .send(
-            call.direct.get(&url).header("x-aws-ec2-metadata-token", &token),
+            call.direct
+                .get(&url)
+                .header("x-aws-ec2-metadata-token", &token),
             &url,
             &[&token],
         )
@@ -383,7 +393,10 @@ mod tests {
     #[test]
     fn profiles_are_read_from_their_sections() {
         let text = "[default]\naws_access_key_id = A\n# comment\n[profile  ci]\nAWS_Access_Key_Id=B\naws_secret_access_key = s=x\n[other]\naws_access_key_id = C\n";
-        assert_eq!(profile_section(text, "default"), vec![("aws_access_key_id".into(), "A".into())]);
+        assert_eq!(
+            profile_section(text, "default"),
+            vec![("aws_access_key_id".into(), "A".into())]
+        );
         assert_eq!(
             profile_section(text, "profile ci"),
             vec![

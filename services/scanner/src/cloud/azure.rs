@@ -142,7 +142,10 @@ async fn aad_token(call: &Call<'_>) -> Result<AadAnswer, CloudError> {
             if let Some(client) = client_id {
                 url.query_pairs_mut().append_pair("client_id", client);
             }
-            (url.clone(), call.direct.get(url.as_str()).header("Metadata", "true"))
+            (
+                url.clone(),
+                call.direct.get(url.as_str()).header("Metadata", "true"),
+            )
         }
     };
     let secret_header = env.var("IDENTITY_HEADER").unwrap_or_default();

@@ -69,7 +69,10 @@ pub(super) async fn login(call: &Call<'_>) -> Result<(Credentials, SystemTime), 
 async fn key_file(call: &Call<'_>, file: &str) -> Result<(String, SystemTime), CloudError> {
     let text = call.read_file(file)?;
     let key: KeyFile = serde_json::from_str(&text).map_err(|e| {
-        call.unusable(file, format!("not a key file: line {} column {}", e.line(), e.column()))
+        call.unusable(
+            file,
+            format!("not a key file: line {} column {}", e.line(), e.column()),
+        )
     })?;
     if key.kind != "service_account" {
         return Err(call.unusable(
@@ -102,10 +105,16 @@ async fn key_file(call: &Call<'_>, file: &str) -> Result<(String, SystemTime), C
         .proxied
         .post(&token_uri)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("grant_type", JWT_GRANT), ("assertion", &assertion)]));
+        .body(form(&[
+            ("grant_type", JWT_GRANT),
+            ("assertion", &assertion),
+        ]));
     let answer = call.send(request, &token_uri, &[&assertion]).await?;
     let answer: TokenAnswer = call.json(&answer, &token_uri)?;
-    Ok((answer.access_token, expires_in(answer.expires_in.unwrap_or(0))))
+    Ok((
+        answer.access_token,
+        expires_in(answer.expires_in.unwrap_or(0)),
+    ))
 }
 
 async fn metadata_server(call: &Call<'_>) -> Result<(String, SystemTime), CloudError> {
@@ -113,9 +122,7 @@ async fn metadata_server(call: &Call<'_>) -> Result<(String, SystemTime), CloudE
         .env
         .var("GCE_METADATA_HOST")
         .unwrap_or("metadata.google.internal");
-    let url = format!(
-        "http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
-    );
+    let url = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
     let request = call.direct.get(&url).header("Metadata-Flavor", "Google");
     let answer = call.send(request, &url, &[]).await.map_err(|e| match e {
         CloudError::Unreachable { reason, .. } => call.not_configured(&format!(
@@ -124,5 +131,8 @@ async fn metadata_server(call: &Call<'_>) -> Result<(String, SystemTime), CloudE
         e => e,
     })?;
     let answer: TokenAnswer = call.json(&answer, &url)?;
-    Ok((answer.access_token, expires_in(answer.expires_in.unwrap_or(0))))
+    Ok((
+        answer.access_token,
+        expires_in(answer.expires_in.unwrap_or(0)),
+    ))
 }

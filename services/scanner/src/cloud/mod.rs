@@ -288,19 +288,25 @@ impl Call<'_> {
         sent: &[&str],
     ) -> Result<bytes::Bytes, CloudError> {
         let endpoint = endpoint.split('?').next().unwrap_or(endpoint).to_string();
-        let response = request.timeout(self.timeout).send().await.map_err(|e| {
-            CloudError::Unreachable {
+        let response =
+            request
+                .timeout(self.timeout)
+                .send()
+                .await
+                .map_err(|e| CloudError::Unreachable {
+                    provider: self.provider,
+                    endpoint: endpoint.clone(),
+                    reason: redact(&crate::registry::error_chain(&e), sent),
+                })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| CloudError::Unreachable {
                 provider: self.provider,
                 endpoint: endpoint.clone(),
-                reason: redact(&crate::registry::error_chain(&e), sent),
-            }
-        })?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(|e| CloudError::Unreachable {
-            provider: self.provider,
-            endpoint: endpoint.clone(),
-            reason: redact(&e.to_string(), sent),
-        })?;
+                reason: redact(&e.to_string(), sent),
+            })?;
         if !status.is_success() {
             return Err(CloudError::Refused {
                 provider: self.provider,
@@ -343,8 +349,9 @@ impl Call<'_> {
     /// A mounted file's text (a token file, a key file).
     fn read_file(&self, path: &str) -> Result<String, CloudError> {
         match crate::credentials::read_secret_file(std::path::Path::new(path)) {
-            Ok(Some(bytes)) => String::from_utf8(bytes)
-                .map_err(|_| self.unusable(path, "not UTF-8 text")),
+            Ok(Some(bytes)) => {
+                String::from_utf8(bytes).map_err(|_| self.unusable(path, "not UTF-8 text"))
+            }
             Ok(None) => Err(self.unusable(path, "no such file")),
             Err(e) => Err(self.unusable(path, format!("cannot be read: {}", e.kind()))),
         }
@@ -358,7 +365,14 @@ fn error_detail(body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(body);
     let mut parts = Vec::new();
     if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body) {
-        for field in ["__type", "error", "code", "error_description", "message", "Message"] {
+        for field in [
+            "__type",
+            "error",
+            "code",
+            "error_description",
+            "message",
+            "Message",
+        ] {
             if let Some(value) = map.get(field).and_then(|v| v.as_str()) {
                 parts.push(value.to_string());
             }
@@ -383,7 +397,9 @@ fn error_detail(body: &[u8]) -> Option<String> {
 fn redact(text: &str, sent: &[&str]) -> String {
     sent.iter()
         .filter(|s| s.len() >= 4)
-        .fold(text.to_string(), |text, secret| text.replace(secret, "<redacted>"))
+        .fold(text.to_string(), |text, secret| {
+            text.replace(secret, "<redacted>")
+        })
 }
 
 /// `application/x-www-form-urlencoded` of `fields`.
@@ -414,7 +430,10 @@ mod tests {
             reuse_for(Duration::from_secs(12 * 3600)),
             Duration::from_secs(12 * 3600 - 300)
         );
-        assert_eq!(reuse_for(Duration::from_secs(300)), Duration::from_secs(150));
+        assert_eq!(
+            reuse_for(Duration::from_secs(300)),
+            Duration::from_secs(150)
+        );
         assert_eq!(reuse_for(Duration::ZERO), EXPIRED_REUSE);
         assert!(EXPIRED_REUSE >= Duration::from_secs(30), "not a loop");
     }
