@@ -485,3 +485,66 @@ async fn credential_helpers_run_with_the_host_on_stdin_under_a_time_limit_and_th
         HelperError::NotFound { .. }
     ));
 }
+
+#[tokio::test]
+async fn cloud_token_calls_go_through_the_repository_proxy_and_metadata_calls_do_not() {
+    let (private_key, public_key) = rsa_key_pair();
+    let ids = identities(&public_key);
+    let identity = CloudIdentity::start(ids.clone()).await;
+    let proxy = tagrelay_testkit::proxy::Tinyproxy::start("proxy-user", "proxy-pw");
+    let dir = tempfile::tempdir().unwrap();
+    let key = serde_json::json!({
+        "type": "service_account",
+        "client_email": ids.google_client_email,
+        "private_key": private_key,
+        "token_uri": format!("{}/token", identity.url()),
+    });
+    let key_file = write(dir.path(), "key.json", &key.to_string());
+    let mut proxied = target("gcr.io".into(), Some(CloudProvider::Gcp));
+    proxied.proxy = Some(tagrelay_scanner::credentials::ProxySettings {
+        address: proxy.address(),
+        credentials: Some(("proxy-user".into(), "proxy-pw".into())),
+    });
+    let with_key = registries(&[("GOOGLE_APPLICATION_CREDENTIALS", &key_file)], "gcr.io");
+    let credentials = with_key
+        .cloud_credentials(CloudProvider::Gcp, &proxied)
+        .await
+        .unwrap();
+    assert!(
+        matches!(credentials, Credentials::Basic { ref password, .. } if *password == ids.google_token)
+    );
+    let token_url = format!("{}/token", identity.url());
+    assert!(proxy.log().contains(&token_url), "{}", proxy.log());
+
+    let metadata = registries(&[("GCE_METADATA_HOST", &identity.host())], "gcr.io");
+    metadata
+        .cloud_credentials(CloudProvider::Gcp, &proxied)
+        .await
+        .unwrap();
+    assert_eq!(
+        identity.requests().last().map(String::as_str),
+        Some("GET metadata token")
+    );
+    assert!(!proxy.log().contains("computeMetadata"), "{}", proxy.log());
+
+    let mut wrong_proxy = proxied.clone();
+    wrong_proxy.proxy = Some(tagrelay_scanner::credentials::ProxySettings {
+        address: proxy.address(),
+        credentials: Some(("proxy-user".into(), "wrong".into())),
+    });
+    let fresh = registries(&[("GOOGLE_APPLICATION_CREDENTIALS", &key_file)], "gcr.io");
+    let error = fresh
+        .cloud_credentials(CloudProvider::Gcp, &wrong_proxy)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            CloudError::Refused {
+                status: 401 | 407,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}

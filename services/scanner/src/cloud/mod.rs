@@ -299,6 +299,22 @@ impl Call<'_> {
                     reason: redact(&crate::registry::error_chain(&e), sent),
                 })?;
         let status = response.status();
+        if !status.is_success() {
+            // A refusal's body is only read for its error code; a proxy's
+            // refusal may not even be well-framed.
+            let body = response.bytes().await.unwrap_or_default();
+            let detail = if status == reqwest::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+                Some("the proxy of spec.proxySecretRef refused its credentials".to_string())
+            } else {
+                error_detail(&body).map(|d| redact(&d, sent))
+            };
+            return Err(CloudError::Refused {
+                provider: self.provider,
+                endpoint,
+                status: status.as_u16(),
+                detail,
+            });
+        }
         let body = response
             .bytes()
             .await
@@ -307,14 +323,6 @@ impl Call<'_> {
                 endpoint: endpoint.clone(),
                 reason: redact(&e.to_string(), sent),
             })?;
-        if !status.is_success() {
-            return Err(CloudError::Refused {
-                provider: self.provider,
-                endpoint,
-                status: status.as_u16(),
-                detail: error_detail(&body).map(|d| redact(&d, sent)),
-            });
-        }
         Ok(body)
     }
 
