@@ -50,13 +50,11 @@ impl CloudProvider {
             Self::Gcp => {
                 host == "gcr.io"
                     || host.ends_with(".gcr.io")
-                    || host
-                        .strip_suffix("-docker.pkg.dev")
-                        .is_some_and(|location| is_label(location))
+                    || host.strip_suffix("-docker.pkg.dev").is_some_and(is_label)
             }
             Self::Azure => [".azurecr.io", ".azurecr.cn", ".azurecr.us", ".azurecr.de"]
                 .iter()
-                .any(|suffix| host.strip_suffix(suffix).is_some_and(|name| is_label(name))),
+                .any(|suffix| host.strip_suffix(suffix).is_some_and(is_label)),
         }
     }
 

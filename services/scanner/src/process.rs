@@ -151,6 +151,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn registry_resolve_takes_host_equals_ip() {
+        assert_eq!(
+            parse_resolve("123456789012.dkr.ecr.eu-west-1.amazonaws.com=10.0.0.7").unwrap(),
+            (
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com".to_string(),
+                std::net::IpAddr::from([10, 0, 0, 7])
+            )
+        );
+        assert!(parse_resolve("host").is_err());
+        assert!(parse_resolve("host=not-an-ip").is_err());
+    }
+
+    #[test]
     fn a_missing_and_an_unreadable_webhook_secret_file_are_different_errors() {
         let dir = tempfile::tempdir().unwrap();
         assert!(webhook_secret(None).is_ok());

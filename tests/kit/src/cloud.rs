@@ -271,7 +271,7 @@ async fn google_token(
     };
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.set_audience(&[format!("{}/token", state.base)]);
-    validation.set_issuer(&[state.identities.google_client_email.clone()]);
+    validation.set_issuer(std::slice::from_ref(&state.identities.google_client_email));
     validation.set_required_spec_claims(&["exp", "iat", "aud", "iss"]);
     match jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &validation) {
         Ok(token)
