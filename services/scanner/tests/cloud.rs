@@ -500,11 +500,15 @@ async fn cloud_token_calls_go_through_the_repository_proxy_and_metadata_calls_do
         "token_uri": format!("{}/token", identity.url()),
     });
     let key_file = write(dir.path(), "key.json", &key.to_string());
-    let mut proxied = target("gcr.io".into(), Some(CloudProvider::Gcp));
-    proxied.proxy = Some(tagrelay_scanner::credentials::ProxySettings {
-        address: proxy.address(),
-        credentials: Some(("proxy-user".into(), "proxy-pw".into())),
-    });
+    let through_proxy = |password: &str| {
+        let mut target = target("gcr.io".into(), Some(CloudProvider::Gcp));
+        target.proxy = Some(tagrelay_scanner::credentials::ProxySettings {
+            address: proxy.address(),
+            credentials: Some(("proxy-user".into(), password.into())),
+        });
+        target
+    };
+    let proxied = through_proxy("proxy-pw");
     let with_key = registries(&[("GOOGLE_APPLICATION_CREDENTIALS", &key_file)], "gcr.io");
     let credentials = with_key
         .cloud_credentials(CloudProvider::Gcp, &proxied)
@@ -527,11 +531,7 @@ async fn cloud_token_calls_go_through_the_repository_proxy_and_metadata_calls_do
     );
     assert!(!proxy.log().contains("computeMetadata"), "{}", proxy.log());
 
-    let mut wrong_proxy = proxied.clone();
-    wrong_proxy.proxy = Some(tagrelay_scanner::credentials::ProxySettings {
-        address: proxy.address(),
-        credentials: Some(("proxy-user".into(), "wrong".into())),
-    });
+    let wrong_proxy = through_proxy("wrong");
     let fresh = registries(&[("GOOGLE_APPLICATION_CREDENTIALS", &key_file)], "gcr.io");
     let error = fresh
         .cloud_credentials(CloudProvider::Gcp, &wrong_proxy)

@@ -1419,3 +1419,63 @@ async fn cloud_credentials_scan_end_to_end_tell_the_cloud_from_the_registry_and_
         assert!(!logged.contains(secret), "{secret} in the logs");
     }
 }
+
+#[tokio::test]
+async fn a_docker_config_naming_a_credential_helper_scans_with_what_the_helper_gives() {
+    let registry = Registry::start_with(RegistryOptions {
+        basic_auth: Some(("ci".into(), "from-the-helper-6a1".into())),
+        ..Default::default()
+    });
+    registry.push_tags("demo/app", &["1.0.0"]).await;
+    let (server, bus, store) = bus().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let helpers = tempfile::tempdir().unwrap();
+    for (name, password) in [("vault", "from-the-helper-6a1"), ("stale", "expired")] {
+        let path = helpers.path().join(format!("docker-credential-{name}"));
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nread host\necho '{{\"Username\":\"ci\",\"Secret\":\"{password}\"}}'\n"
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for (secret, config) in [
+        (
+            "helper",
+            format!(r#"{{"credHelpers":{{"{}":"vault"}}}}"#, registry.host()),
+        ),
+        ("store", r#"{"credsStore":"stale"}"#.to_string()),
+    ] {
+        let dir = secrets.path().join(NS).join(secret);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), config).unwrap();
+    }
+    let image = format!("{}/demo/app", registry.host());
+    let secret_ref = |name: &str| format!("  secretRef:\n    name: {name}\n");
+    apply(
+        &store,
+        &repository("app", &image, "1h", &secret_ref("helper")),
+    )
+    .await;
+    apply(
+        &store,
+        &repository("stale", &image, "1h", &secret_ref("store")),
+    )
+    .await;
+    let mut settings = settings(secrets.path());
+    settings.credential_helpers.path = vec![helpers.path().to_path_buf()];
+    let scanners = start(&server, 1, settings).await;
+
+    let got = wait_for_discovered(&bus, 1).await;
+    assert_eq!(got[0].repository.name, "app");
+    let failure = wait_until("the stale helper's scan to fail", || async {
+        failures(&bus).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(failure.object, ObjectRef::new(NS, "stale"));
+    assert_eq!(failure.reason, FailureReason::AuthenticationFailed);
+    scanners.stop().await;
+}

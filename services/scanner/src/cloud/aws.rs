@@ -352,15 +352,7 @@ async fn instance_metadata(call: &Call<'_>) -> Result<AwsKeys, CloudError> {
         })?;
     let token = String::from_utf8_lossy(&token).trim().to_string();
     let roles_url = format!("{base}/latest/meta-data/iam/security-credentials/");
-    let roles = call
-        .send(
-            call.direct
-                .get(&roles_url)
-                .header("x-aws-ec2-metadata-token", &token),
-            &roles_url,
-            &[&token],
-        )
-        .await?;
+    let roles = imds_get(call, &roles_url, &token).await?;
     let roles = String::from_utf8_lossy(&roles);
     let role = roles
         .lines()
@@ -369,21 +361,22 @@ async fn instance_metadata(call: &Call<'_>) -> Result<AwsKeys, CloudError> {
         .filter(|r| !r.is_empty())
         .ok_or_else(|| call.not_configured("the instance has no IAM role"))?;
     let url = format!("{roles_url}{role}");
-    let answer = call
-        .send(
-            call.direct
-                .get(&url)
-                .header("x-aws-ec2-metadata-token", &token),
-            &url,
-            &[&token],
-        )
-        .await?;
+    let answer = imds_get(call, &url, &token).await?;
     let credentials: InstanceCredentials = call.json(&answer, &url)?;
     Ok(AwsKeys {
         access_key_id: credentials.access_key_id,
         secret_access_key: credentials.secret_access_key,
         session_token: credentials.token,
     })
+}
+
+/// A `GET` of the instance metadata with the IMDSv2 session token.
+async fn imds_get(call: &Call<'_>, url: &str, token: &str) -> Result<bytes::Bytes, CloudError> {
+    let request = call
+        .direct
+        .get(url)
+        .header("x-aws-ec2-metadata-token", token);
+    call.send(request, url, &[token]).await
 }
 
 #[cfg(test)]

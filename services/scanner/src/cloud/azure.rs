@@ -119,14 +119,7 @@ async fn aad_token(call: &Call<'_>) -> Result<AadAnswer, CloudError> {
     let client_id = env.var("AZURE_CLIENT_ID");
     let (url, request) = match env.var("IDENTITY_ENDPOINT") {
         Some(endpoint) => {
-            let mut url = url::Url::parse(endpoint)
-                .map_err(|e| call.unusable("IDENTITY_ENDPOINT", e.to_string()))?;
-            url.query_pairs_mut()
-                .append_pair("api-version", "2019-08-01")
-                .append_pair("resource", RESOURCE);
-            if let Some(client) = client_id {
-                url.query_pairs_mut().append_pair("client_id", client);
-            }
+            let url = managed_identity_url(call, endpoint, "2019-08-01", client_id)?;
             let mut request = call.direct.get(url.as_str());
             if let Some(header) = env.var("IDENTITY_HEADER") {
                 request = request.header("X-IDENTITY-HEADER", header);
@@ -134,18 +127,9 @@ async fn aad_token(call: &Call<'_>) -> Result<AadAnswer, CloudError> {
             (url, request)
         }
         None => {
-            let mut url = url::Url::parse("http://169.254.169.254/metadata/identity/oauth2/token")
-                .map_err(|e| call.unusable("the instance metadata URL", e.to_string()))?;
-            url.query_pairs_mut()
-                .append_pair("api-version", "2018-02-01")
-                .append_pair("resource", RESOURCE);
-            if let Some(client) = client_id {
-                url.query_pairs_mut().append_pair("client_id", client);
-            }
-            (
-                url.clone(),
-                call.direct.get(url.as_str()).header("Metadata", "true"),
-            )
+            let url = managed_identity_url(call, INSTANCE_METADATA, "2018-02-01", client_id)?;
+            let request = call.direct.get(url.as_str()).header("Metadata", "true");
+            (url, request)
         }
     };
     let secret_header = env.var("IDENTITY_HEADER").unwrap_or_default();
@@ -159,4 +143,25 @@ async fn aad_token(call: &Call<'_>) -> Result<AadAnswer, CloudError> {
             e => e,
         })?;
     call.json(&answer, url.as_str())
+}
+
+/// The instance metadata service's managed identity token endpoint.
+const INSTANCE_METADATA: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
+
+/// A managed identity token request's URL: `endpoint` with the API
+/// version, the resource and, for a user-assigned identity, its client id.
+fn managed_identity_url(
+    call: &Call<'_>,
+    endpoint: &str,
+    api_version: &str,
+    client_id: Option<&str>,
+) -> Result<url::Url, CloudError> {
+    let mut url = url::Url::parse(endpoint).map_err(|e| call.unusable(endpoint, e.to_string()))?;
+    url.query_pairs_mut()
+        .append_pair("api-version", api_version)
+        .append_pair("resource", RESOURCE);
+    if let Some(client) = client_id {
+        url.query_pairs_mut().append_pair("client_id", client);
+    }
+    Ok(url)
 }
