@@ -263,6 +263,9 @@ pub struct Registries {
     budgets: Mutex<HashMap<String, Arc<Mutex<TokenBucket>>>>,
     auth: Mutex<HashMap<AuthKey, AuthState>>,
     cloud: CloudLogins,
+    /// The fingerprint of the last cloud credential per registry, so the
+    /// authentication remembered for a replaced one is dropped.
+    cloud_fingerprints: Mutex<HashMap<String, String>>,
     facts: Mutex<RegistryFacts>,
     requests: AtomicU64,
 }
@@ -315,6 +318,7 @@ impl Registries {
     pub fn new(settings: RegistrySettings) -> Self {
         Self {
             cloud: CloudLogins::new(settings.cloud.clone(), settings.request_timeout),
+            cloud_fingerprints: Mutex::new(HashMap::new()),
             settings,
             clients: Mutex::new(HashMap::new()),
             budgets: Mutex::new(HashMap::new()),
@@ -350,7 +354,8 @@ impl Registries {
             .client(&TlsMaterial::default(), None)
             .map_err(unusable)?;
         let scheme = if target.insecure { "http" } else { "https" };
-        self.cloud
+        let credentials = self
+            .cloud
             .credentials(
                 provider,
                 &target.registry,
@@ -361,7 +366,15 @@ impl Registries {
                     proxied_key: &proxied_key,
                 },
             )
-            .await
+            .await?;
+        let current = fingerprint(&credentials);
+        let replaced =
+            lock(&self.cloud_fingerprints).insert(target.registry.clone(), current.clone());
+        if let Some(replaced) = replaced.filter(|r| *r != current) {
+            lock(&self.auth)
+                .retain(|key, _| !(key.registry == target.registry && key.credentials == replaced));
+        }
+        Ok(credentials)
     }
 
     /// Lists every tag of `target`, following pages (see [`paging`]).
