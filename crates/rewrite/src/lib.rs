@@ -19,6 +19,7 @@
 pub mod helm;
 pub mod message;
 pub mod objects;
+pub mod review;
 mod scalar;
 pub mod setters;
 pub mod template;

@@ -9,6 +9,7 @@
 mod duration;
 mod kinds;
 mod load;
+mod pull_request;
 mod validate;
 
 use std::fmt;
@@ -18,6 +19,9 @@ use serde::{Deserialize, Serialize};
 pub use duration::{parse_go_duration, DurationError};
 pub use kinds::*;
 pub use load::{load_documents, Document, LoadError};
+pub use pull_request::{
+    repository_path, ForgeProvider, MergeMethod, PullRequestSpec, PULL_REQUEST_ANNOTATION,
+};
 pub use validate::{deprecations, validate, validate_references};
 
 use crate::names::subject_token;
