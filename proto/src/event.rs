@@ -278,6 +278,12 @@ pub enum FailureReason {
     /// Credentials were refused, or the secret holding them is missing or
     /// unusable (registry or Git).
     AuthenticationFailed,
+    /// The cloud (`spec.provider: aws | gcp | azure`) would not give a
+    /// registry credential: its identity endpoint was unreachable or
+    /// refused the workload's identity, or that identity is not configured.
+    /// A credential the cloud gave and the registry refused is
+    /// `AuthenticationFailed`.
+    CloudCredentialsUnavailable,
     /// The image repository does not exist on its registry.
     RepositoryNotFound,
     /// The registry answered something that cannot be read: malformed,
@@ -312,10 +318,11 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, for the schemas' test and for dashboards.
-    pub const ALL: [FailureReason; 14] = [
+    pub const ALL: [FailureReason; 15] = [
         FailureReason::RegistryUnavailable,
         FailureReason::RateLimited,
         FailureReason::AuthenticationFailed,
+        FailureReason::CloudCredentialsUnavailable,
         FailureReason::RepositoryNotFound,
         FailureReason::InvalidResponse,
         FailureReason::InvalidSpec,
@@ -340,6 +347,7 @@ impl FailureReason {
             FailureReason::RegistryUnavailable => "RegistryUnavailable",
             FailureReason::RateLimited => "RateLimited",
             FailureReason::AuthenticationFailed => "AuthenticationFailed",
+            FailureReason::CloudCredentialsUnavailable => "CloudCredentialsUnavailable",
             FailureReason::RepositoryNotFound => "RepositoryNotFound",
             FailureReason::InvalidResponse => "InvalidResponse",
             FailureReason::InvalidSpec => "InvalidSpec",

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+pub mod cloud;
+
 /// The registry a repository lives on when its name does not start with one,
 /// the way the Docker CLI and Flux both resolve `nginx` or `org/app`.
 pub const DEFAULT_REGISTRY: &str = "docker.io";

@@ -246,11 +246,21 @@ fn image_repository(o: &ImageRepository, errors: &mut Errors) {
             provider,
             &["generic", "aws", "azure", "gcp"],
         );
-        if provider != "generic" && ["aws", "azure", "gcp"].contains(&provider.as_str()) {
-            errors.push(
-                "spec.provider",
-                format!("{provider:?} (cloud workload identity) is not supported by tagrelay yet; use provider: generic with a secretRef holding a docker config.json"),
-            );
+        if let Some(cloud) = crate::reference::cloud::CloudProvider::from_spec(provider) {
+            if let Ok(repository) = crate::reference::Repository::parse(&spec.image) {
+                if !cloud.serves(repository.registry()) {
+                    errors.push(
+                        "spec.provider",
+                        format!("{provider:?} credentials are only sent to {}, not to {} (the cloud's token is the scanner's own identity)", cloud.expected_hosts(), repository.registry()),
+                    );
+                }
+            }
+            if spec.secret_ref.is_some() {
+                errors.push(
+                    "spec.provider",
+                    format!("{provider:?} takes its credentials from the cloud; remove spec.secretRef or use provider: generic"),
+                );
+            }
         }
     }
 }
@@ -491,8 +501,46 @@ mod tests {
     }
 
     #[test]
+    fn a_cloud_provider_is_taken_only_for_its_own_registry_and_without_a_secret_ref() {
+        let repository = |image: &str, extra: &str| {
+            format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: app\nspec:\n  image: {image}\n  interval: 5m\n{extra}")
+        };
+        for (provider, image) in [
+            ("aws", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app"),
+            ("gcp", "europe-docker.pkg.dev/project/repo/app"),
+            ("gcp", "gcr.io/project/app"),
+            ("azure", "myreg.azurecr.io/app"),
+        ] {
+            let yaml = repository(image, &format!("  provider: {provider}\n"));
+            assert_eq!(errors_of(&yaml), Vec::<String>::new(), "{provider} {image}");
+            let with_secret = repository(
+                image,
+                &format!("  provider: {provider}\n  secretRef:\n    name: regcred\n"),
+            );
+            let errors = errors_of(&with_secret);
+            assert!(
+                errors.iter().any(|e| e.starts_with("spec.provider:") && e.contains("remove spec.secretRef")),
+                "{errors:?}"
+            );
+        }
+        for (provider, image) in [
+            ("aws", "ghcr.io/org/app"),
+            ("gcp", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app"),
+            ("azure", "gcr.io/project/app"),
+        ] {
+            let errors = errors_of(&repository(image, &format!("  provider: {provider}\n")));
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.starts_with("spec.provider:") && e.contains("only sent to")),
+                "{provider} {image}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
     fn image_repository_rules() {
-        let mut yaml = String::from("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: Bad_Name\nspec:\n  image: https://ghcr.io/app:1.0\n  interval: 5 minutes\n  timeout: 1d\n  provider: aws\n  exclusionList:\n");
+        let mut yaml = String::from("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: Bad_Name\nspec:\n  image: https://ghcr.io/app:1.0\n  interval: 5 minutes\n  timeout: 1d\n  provider: alibaba\n  exclusionList:\n");
         for _ in 0..26 {
             yaml.push_str("    - ok\n");
         }

@@ -28,6 +28,20 @@ pub enum Credentials {
     },
     /// A registry token used as the bearer token as is.
     Bearer(String),
+    /// An OAuth2 refresh token (docker config `identitytoken`, a credential
+    /// helper's `<token>` user): exchanged at the registry's token service
+    /// for an access token.
+    IdentityToken(String),
+}
+
+/// What a docker config says about one registry: credentials, or the
+/// credential helper (`credHelpers` / `credsStore`) to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerCredentials {
+    /// Credentials written in the config.
+    Resolved(Credentials),
+    /// `docker-credential-<name>` holds them.
+    Helper(String),
 }
 
 impl fmt::Debug for Credentials {
@@ -41,6 +55,7 @@ impl fmt::Debug for Credentials {
                 )
             }
             Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Credentials::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
         }
     }
 }
@@ -118,6 +133,15 @@ pub enum CredentialsError {
         /// What is wrong (position, not content).
         reason: String,
     },
+    /// A credential helper name that is not a plain name (it would run
+    /// another program than `docker-credential-<name>`).
+    #[error("secret {secret}: credential helper name {name:?} is not a plain name")]
+    BadHelperName {
+        /// `namespace/name`.
+        secret: String,
+        /// The name.
+        name: String,
+    },
     /// An `auth` entry is not base64 of `user:password`.
     #[error("secret {secret}: the auth entry for {registry} is not base64 of user:password")]
     BadAuthEntry {
@@ -158,7 +182,7 @@ impl SecretsDir {
         namespace: &str,
         name: &str,
         registry: &str,
-    ) -> Result<Credentials, CredentialsError> {
+    ) -> Result<DockerCredentials, CredentialsError> {
         let secret = format!("{namespace}/{name}");
         let dir = self.dir(namespace, name);
         let bytes = [".dockerconfigjson", "config.json"]
@@ -275,6 +299,10 @@ pub fn read_secret_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
 struct DockerConfig {
     #[serde(default)]
     auths: std::collections::BTreeMap<String, AuthEntry>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: std::collections::BTreeMap<String, String>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -287,6 +315,8 @@ struct AuthEntry {
     password: Option<String>,
     #[serde(default)]
     registrytoken: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
 }
 
 /// The host a docker config key names: `https://ghcr.io/v1/` → `ghcr.io`.
@@ -310,17 +340,47 @@ fn same_registry(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b) || (DOCKER_HUB.contains(&a) && DOCKER_HUB.contains(&b))
 }
 
-/// The credentials a docker `config.json` holds for `registry`.
+/// The credentials a docker `config.json` holds for `registry`, in the
+/// Docker CLI's order: the registry's `credHelpers` entry, else
+/// `credsStore`, else its `auths` entry.
 pub fn docker_config_credentials(
     bytes: &[u8],
     registry: &str,
     secret: &str,
-) -> Result<Credentials, CredentialsError> {
+) -> Result<DockerCredentials, CredentialsError> {
     let config: DockerConfig =
         serde_json::from_slice(bytes).map_err(|e| CredentialsError::BadDockerConfig {
             secret: secret.to_string(),
             reason: format!("line {} column {}", e.line(), e.column()),
         })?;
+    let helper = config
+        .cred_helpers
+        .iter()
+        .find(|(key, _)| same_registry(config_key_host(key), registry))
+        .map(|(_, helper)| helper.clone())
+        .or(config.creds_store.clone())
+        .filter(|h| !h.is_empty());
+    if let Some(name) = helper {
+        let plain = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            && !name.starts_with('.');
+        if !plain {
+            return Err(CredentialsError::BadHelperName {
+                secret: secret.to_string(),
+                name,
+            });
+        }
+        return Ok(DockerCredentials::Helper(name));
+    }
+    auths_credentials(&config, registry, secret).map(DockerCredentials::Resolved)
+}
+
+fn auths_credentials(
+    config: &DockerConfig,
+    registry: &str,
+    secret: &str,
+) -> Result<Credentials, CredentialsError> {
     let Some(entry) = config
         .auths
         .iter()
@@ -331,6 +391,9 @@ pub fn docker_config_credentials(
     };
     if let Some(token) = entry.registrytoken.as_ref().filter(|t| !t.is_empty()) {
         return Ok(Credentials::Bearer(token.clone()));
+    }
+    if let Some(token) = entry.identitytoken.as_ref().filter(|t| !t.is_empty()) {
+        return Ok(Credentials::IdentityToken(token.clone()));
     }
     if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
         return Ok(Credentials::Basic {
@@ -453,10 +516,14 @@ mod tests {
                 "https://index.docker.io/v1/": {{"auth": "{auth}"}},
                 "ghcr.io": {{"username": "u", "password": "p"}},
                 "http://127.0.0.1:5000": {{"registrytoken": "tok"}},
-                "empty.example": {{}}
+                "empty.example": {{}},
+                "acr.example": {{"auth": "{auth}", "identitytoken": "refresh"}}
             }}}}"#
         );
-        let get = |r: &str| docker_config_credentials(config.as_bytes(), r, "ns/s").unwrap();
+        let get = |r: &str| match docker_config_credentials(config.as_bytes(), r, "ns/s").unwrap() {
+            DockerCredentials::Resolved(credentials) => credentials,
+            DockerCredentials::Helper(name) => panic!("helper {name}"),
+        };
         assert_eq!(
             get("docker.io"),
             Credentials::Basic {
@@ -474,6 +541,33 @@ mod tests {
         assert_eq!(get("127.0.0.1:5000"), Credentials::Bearer("tok".into()));
         assert_eq!(get("empty.example"), Credentials::Anonymous);
         assert_eq!(get("quay.io"), Credentials::Anonymous);
+        assert_eq!(
+            get("acr.example"),
+            Credentials::IdentityToken("refresh".into())
+        );
+    }
+
+    #[test]
+    fn credential_helpers_come_before_auths_and_must_be_plain_names() {
+        let config =
+            br#"{"auths": {"r.example": {"username": "u", "password": "p"}, "ghcr.io": {}},
+            "credHelpers": {"r.example": "ecr-login"}, "credsStore": "pass"}"#;
+        let get = |r: &str| docker_config_credentials(config, r, "ns/s").unwrap();
+        assert_eq!(
+            get("r.example"),
+            DockerCredentials::Helper("ecr-login".into())
+        );
+        assert_eq!(get("ghcr.io"), DockerCredentials::Helper("pass".into()));
+        for bad in ["../../bin/sh", "a/b", ".hidden", "x y"] {
+            let config = format!(r#"{{"credsStore": "{bad}"}}"#);
+            assert!(
+                matches!(
+                    docker_config_credentials(config.as_bytes(), "r", "ns/s"),
+                    Err(CredentialsError::BadHelperName { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -494,6 +588,7 @@ mod tests {
         };
         assert!(!format!("{basic:?}").contains("hunter2"));
         assert!(!format!("{:?}", Credentials::Bearer("tok-123".into())).contains("tok-123"));
+        assert!(!format!("{:?}", Credentials::IdentityToken("tok-456".into())).contains("tok-456"));
         let tls = TlsMaterial {
             ca: None,
             identity: Some(b"PRIVATE KEY".to_vec()),
@@ -518,12 +613,12 @@ mod tests {
         .unwrap();
         assert!(matches!(
             secrets.credentials("apps", "regcred", "r"),
-            Ok(Credentials::Basic { .. })
+            Ok(DockerCredentials::Resolved(Credentials::Basic { .. }))
         ));
         std::fs::write(dir.join(".dockerconfigjson"), r#"{"auths": {}}"#).unwrap();
         assert_eq!(
             secrets.credentials("apps", "regcred", "r"),
-            Ok(Credentials::Anonymous),
+            Ok(DockerCredentials::Resolved(Credentials::Anonymous)),
             ".dockerconfigjson wins"
         );
         std::fs::write(dir.join("tls.crt"), "CERT").unwrap();

@@ -10,13 +10,18 @@
 //! - [`tags`]: the OCI grammar, `exclusionList`, sorting, the status sample.
 //! - [`credentials`]: Secrets mounted as directories, docker `config.json`,
 //!   `WWW-Authenticate` challenges.
+//! - [`cloud`]: registry credentials from AWS, Google Cloud and Azure
+//!   (`spec.provider`).
+//! - [`helper`]: docker credential helpers (`credHelpers`, `credsStore`).
 //! - [`registry`]: HTTP to registries (tags, digests, creation times).
 //! - [`service`]: scheduling, the scan-request consumer, publication.
 //! - [`webhook`]: push notifications (parsers in [`webhook::payload`]),
 //!   `/healthz`, `/readyz`.
 
 pub mod backoff;
+pub mod cloud;
 pub mod credentials;
+pub mod helper;
 pub mod paging;
 pub mod process;
 pub mod registry;

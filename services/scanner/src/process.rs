@@ -11,6 +11,7 @@ use std::time::Duration;
 use tagrelay_proto::bus::Bus;
 use tagrelay_proto::runtime::{SecretsArgs, ServeError};
 
+use crate::cloud::CloudEnvironment;
 use crate::credentials::read_secret_file;
 use crate::registry::RegistrySettings;
 use crate::webhook::{self, WebhookSecret};
@@ -46,6 +47,18 @@ pub struct ScannerArgs {
     /// repository's scan timeout.
     #[arg(long, env = "TAGRELAY_REGISTRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub registry_timeout: Duration,
+    /// `HOST=IP`: reach registry HOST at IP without asking DNS (curl's
+    /// `--resolve`; the image's port is kept). Repeatable.
+    #[arg(long = "registry-resolve", env = "TAGRELAY_REGISTRY_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
+    pub registry_resolve: Vec<(String, std::net::IpAddr)>,
+}
+
+fn parse_resolve(text: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (host, ip) = text
+        .split_once('=')
+        .ok_or_else(|| "expected HOST=IP".to_string())?;
+    let ip = ip.trim().parse().map_err(|e| format!("{ip}: {e}"))?;
+    Ok((host.trim().to_string(), ip))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -112,6 +125,8 @@ pub async fn serve(
             rate: args.registry_rps,
             burst: args.registry_burst,
             request_timeout: args.registry_timeout,
+            cloud: CloudEnvironment::from_process(),
+            resolve: args.registry_resolve.clone(),
             ..RegistrySettings::default()
         },
         ..ScannerSettings::default()
@@ -134,6 +149,19 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_resolve_takes_host_equals_ip() {
+        assert_eq!(
+            parse_resolve("123456789012.dkr.ecr.eu-west-1.amazonaws.com=10.0.0.7").unwrap(),
+            (
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com".to_string(),
+                std::net::IpAddr::from([10, 0, 0, 7])
+            )
+        );
+        assert!(parse_resolve("host").is_err());
+        assert!(parse_resolve("host=not-an-ip").is_err());
+    }
 
     #[test]
     fn a_missing_and_an_unreadable_webhook_secret_file_are_different_errors() {

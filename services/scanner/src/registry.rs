@@ -36,7 +36,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tagrelay_proto::event::FailureReason;
 
+use tagrelay_proto::reference::cloud::CloudProvider;
+
 use crate::backoff::{backoff_delay, parse_retry_after, TokenBucket};
+use crate::cloud::{CloudEnvironment, CloudError, CloudLogins, LoginClients};
 use crate::credentials::{parse_challenge, Challenge, Credentials, ProxySettings, TlsMaterial};
 use crate::paging::{self, NextPage, Page, PagingError};
 
@@ -58,6 +61,13 @@ pub struct RegistrySettings {
     pub max_retry_after: Duration,
     /// Timeout of one HTTP request.
     pub request_timeout: Duration,
+    /// Where `spec.provider: aws | gcp | azure` find the workload's
+    /// identity and the clouds' endpoints.
+    pub cloud: CloudEnvironment,
+    /// Host names answered without DNS (curl's `--resolve`): a registry
+    /// reached at another address than its name resolves to (split-horizon
+    /// DNS, a mirror in front of a cloud registry). The URL's port is kept.
+    pub resolve: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Default for RegistrySettings {
@@ -70,6 +80,8 @@ impl Default for RegistrySettings {
             backoff_max: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
+            cloud: CloudEnvironment::default(),
+            resolve: Vec::new(),
         }
     }
 }
@@ -89,6 +101,8 @@ pub struct Target {
     pub tls: TlsMaterial,
     /// The proxy from `proxySecretRef`.
     pub proxy: Option<ProxySettings>,
+    /// The cloud `credentials` came from (`spec.provider`), if any.
+    pub cloud: Option<CloudProvider>,
 }
 
 impl Target {
@@ -248,6 +262,10 @@ pub struct Registries {
     clients: Mutex<HashMap<String, reqwest::Client>>,
     budgets: Mutex<HashMap<String, Arc<Mutex<TokenBucket>>>>,
     auth: Mutex<HashMap<AuthKey, AuthState>>,
+    cloud: CloudLogins,
+    /// The fingerprint of the last cloud credential per registry, so the
+    /// authentication remembered for a replaced one is dropped.
+    cloud_fingerprints: Mutex<HashMap<String, String>>,
     facts: Mutex<RegistryFacts>,
     requests: AtomicU64,
 }
@@ -299,6 +317,8 @@ impl Registries {
     /// Registries treated with `settings`.
     pub fn new(settings: RegistrySettings) -> Self {
         Self {
+            cloud: CloudLogins::new(settings.cloud.clone(), settings.request_timeout),
+            cloud_fingerprints: Mutex::new(HashMap::new()),
             settings,
             clients: Mutex::new(HashMap::new()),
             budgets: Mutex::new(HashMap::new()),
@@ -312,6 +332,49 @@ impl Registries {
     /// requests included): what the benchmark reports per scan.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The registry credential `provider` gives for `target`, obtained
+    /// through the repository's proxy (and TLS material) and cached.
+    pub async fn cloud_credentials(
+        &self,
+        provider: CloudProvider,
+        target: &Target,
+    ) -> Result<Credentials, CloudError> {
+        let proxied_key = client_key(&target.tls, target.proxy.as_ref());
+        let unusable = |e: RegistryError| CloudError::Unusable {
+            provider,
+            what: "HTTP client".into(),
+            reason: e.to_string(),
+        };
+        let proxied = self
+            .client(&target.tls, target.proxy.as_ref())
+            .map_err(unusable)?;
+        let direct = self
+            .client(&TlsMaterial::default(), None)
+            .map_err(unusable)?;
+        let scheme = if target.insecure { "http" } else { "https" };
+        let credentials = self
+            .cloud
+            .credentials(
+                provider,
+                &target.registry,
+                scheme,
+                LoginClients {
+                    proxied: &proxied,
+                    direct: &direct,
+                    proxied_key: &proxied_key,
+                },
+            )
+            .await?;
+        let current = fingerprint(&credentials);
+        let replaced =
+            lock(&self.cloud_fingerprints).insert(target.registry.clone(), current.clone());
+        if let Some(replaced) = replaced.filter(|r| *r != current) {
+            lock(&self.auth)
+                .retain(|key, _| !(key.registry == target.registry && key.credentials == replaced));
+        }
+        Ok(credentials)
     }
 
     /// Lists every tag of `target`, following pages (see [`paging`]).
@@ -559,8 +622,15 @@ impl Registries {
                 }
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                     lock(&self.auth).remove(&key);
-                    let reason = match &target.credentials {
-                        Credentials::Anonymous => {
+                    let reason = match (&target.credentials, target.cloud) {
+                        (_, Some(provider)) => {
+                            self.cloud.forget(provider, &target.registry);
+                            format!(
+                                "{} with the credential provider {provider} gave",
+                                response.status()
+                            )
+                        }
+                        (Credentials::Anonymous, None) => {
                             "the registry requires credentials; set spec.secretRef".to_string()
                         }
                         _ => format!(
@@ -668,6 +738,11 @@ impl Registries {
                     "the registry requires credentials; set spec.secretRef",
                 ))
             }
+            (Some(Challenge::Basic), Credentials::IdentityToken(_)) => {
+                return Err(refused(
+                    "the registry asks for basic auth, which an identity token cannot answer",
+                ))
+            }
             (Some(challenge @ Challenge::Bearer { .. }), credentials) => {
                 let (token, lifetime) = self
                     .fetch_token(client, target, &challenge, credentials)
@@ -718,7 +793,27 @@ impl Registries {
         }
         self.take_budget(&target.registry).await;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut request = client.get(url).timeout(self.settings.request_timeout);
+        let mut request = match credentials {
+            Credentials::IdentityToken(refresh_token) => {
+                // The distribution token specification's OAuth2 form: a
+                // POST with the refresh token, the query moved to the body.
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.extend_pairs(url.query_pairs());
+                form.append_pair("grant_type", "refresh_token");
+                form.append_pair("client_id", "tagrelay");
+                form.append_pair("refresh_token", refresh_token);
+                url.set_query(None);
+                client
+                    .post(url)
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(form.finish())
+            }
+            _ => client.get(url),
+        }
+        .timeout(self.settings.request_timeout);
         if let Some(header) = basic_header(credentials) {
             request = request.header(AUTHORIZATION, header);
         }
@@ -770,29 +865,16 @@ impl Registries {
         tls: &TlsMaterial,
         proxy: Option<&ProxySettings>,
     ) -> Result<reqwest::Client, RegistryError> {
-        let key = {
-            let mut hasher = Sha256::new();
-            hasher.update(tls.ca.as_deref().unwrap_or_default());
-            hasher.update(b"|");
-            hasher.update(tls.identity.as_deref().unwrap_or_default());
-            if let Some(proxy) = proxy {
-                hasher.update(b"|");
-                hasher.update(proxy.address.as_bytes());
-                if let Some((username, password)) = &proxy.credentials {
-                    hasher.update(b"|");
-                    hasher.update(username.as_bytes());
-                    hasher.update(b"|");
-                    hasher.update(password.as_bytes());
-                }
-            }
-            format!("{:x}", hasher.finalize())
-        };
+        let key = client_key(tls, proxy);
         if let Some(client) = lock(&self.clients).get(&key) {
             return Ok(client.clone());
         }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(16);
+        for (host, ip) in &self.settings.resolve {
+            builder = builder.resolve(host, std::net::SocketAddr::new(*ip, 0));
+        }
         if let Some(ca) = &tls.ca {
             for certificate in reqwest::Certificate::from_pem_bundle(ca)
                 .map_err(|e| RegistryError::Tls(format!("ca.crt: {e}")))?
@@ -858,6 +940,26 @@ impl Registries {
     }
 }
 
+/// What tells HTTP clients apart: their TLS material and proxy, hashed so
+/// that the key keeps neither readable.
+fn client_key(tls: &TlsMaterial, proxy: Option<&ProxySettings>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(tls.ca.as_deref().unwrap_or_default());
+    hasher.update(b"|");
+    hasher.update(tls.identity.as_deref().unwrap_or_default());
+    if let Some(proxy) = proxy {
+        hasher.update(b"|");
+        hasher.update(proxy.address.as_bytes());
+        if let Some((username, password)) = &proxy.credentials {
+            hasher.update(b"|");
+            hasher.update(username.as_bytes());
+            hasher.update(b"|");
+            hasher.update(password.as_bytes());
+        }
+    }
+    format!("{:x}", hasher.finalize())
+}
+
 fn is_retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 500 | 502 | 503 | 504)
 }
@@ -897,13 +999,17 @@ fn fingerprint(credentials: &Credentials) -> String {
             hasher.update(b"bearer|");
             hasher.update(token.as_bytes());
         }
+        Credentials::IdentityToken(token) => {
+            hasher.update(b"identity|");
+            hasher.update(token.as_bytes());
+        }
     }
     format!("{:x}", hasher.finalize())
 }
 
 /// An error with its causes (reqwest's own message is often only "error
 /// sending request").
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -59,9 +59,11 @@ use tagrelay_proto::status::ObjectStatus;
 use tokio::sync::RwLock;
 
 use crate::backoff::backoff_delay;
-use crate::credentials::{Credentials, SecretsDir, TlsMaterial};
+use crate::credentials::{Credentials, DockerCredentials, SecretsDir, TlsMaterial};
+use crate::helper::CredentialHelpers;
 use crate::registry::{Registries, RegistryError, RegistrySettings, Target};
 use crate::tags::{compile_exclusions, filter_tags, latest_tags};
+use tagrelay_proto::reference::cloud::CloudProvider;
 
 /// How a scanner instance behaves.
 #[derive(Debug, Clone)]
@@ -79,6 +81,9 @@ pub struct ScannerSettings {
     pub registry: RegistrySettings,
     /// Concurrent metadata lookups within one scan.
     pub metadata_concurrency: usize,
+    /// Docker credential helpers a config's `credHelpers` / `credsStore`
+    /// name.
+    pub credential_helpers: CredentialHelpers,
 }
 
 impl Default for ScannerSettings {
@@ -90,6 +95,7 @@ impl Default for ScannerSettings {
             max_attempts: 5,
             registry: RegistrySettings::default(),
             metadata_concurrency: 4,
+            credential_helpers: CredentialHelpers::default(),
         }
     }
 }
@@ -519,7 +525,7 @@ impl Scanner {
         attempt: u32,
     ) -> Result<Outcome, BusError> {
         let object = ObjectRef::new(&key.namespace, &key.name);
-        let target = match self.target(key, repository) {
+        let target = match self.target(key, repository).await {
             Ok(target) => target,
             Err(problem) => return self.fail(key, Utc::now(), problem, attempt).await,
         };
@@ -726,7 +732,14 @@ impl Scanner {
         Ok(Some(metadata))
     }
 
-    fn target(&self, key: &ObjectKey, repository: &ImageRepository) -> Result<Target, Problem> {
+    /// How to reach the repository, with its credentials: from the docker
+    /// config of `secretRef` (or the credential helper it names), or from
+    /// the cloud of `spec.provider`.
+    async fn target(
+        &self,
+        key: &ObjectKey,
+        repository: &ImageRepository,
+    ) -> Result<Target, Problem> {
         let unusable_secret = |field: &str, e: &dyn std::fmt::Display| {
             Problem::permanent(FailureReason::AuthenticationFailed, format!("{field}: {e}"))
         };
@@ -734,12 +747,26 @@ impl Scanner {
             Problem::permanent(FailureReason::InvalidSpec, format!("spec.image: {e}"))
         })?;
         let credentials = match &repository.spec.secret_ref {
-            Some(secret) => self
+            Some(secret) => match self
                 .secrets
                 .credentials(&key.namespace, &secret.name, parsed.registry())
-                .map_err(|e| unusable_secret("spec.secretRef", &e))?,
+                .map_err(|e| unusable_secret("spec.secretRef", &e))?
+            {
+                DockerCredentials::Resolved(credentials) => credentials,
+                DockerCredentials::Helper(name) => self
+                    .settings
+                    .credential_helpers
+                    .get(&name, parsed.registry())
+                    .await
+                    .map_err(|e| unusable_secret("spec.secretRef", &e))?,
+            },
             None => Credentials::Anonymous,
         };
+        let cloud = repository
+            .spec
+            .provider
+            .as_deref()
+            .and_then(CloudProvider::from_spec);
         let tls = match &repository.spec.cert_secret_ref {
             Some(secret) => self
                 .secrets
@@ -755,14 +782,38 @@ impl Scanner {
             ),
             None => None,
         };
-        Ok(Target {
+        let mut target = Target {
             registry: parsed.registry().to_string(),
             path: parsed.path().to_string(),
             insecure: repository.spec.insecure,
             credentials,
             tls,
             proxy,
-        })
+            cloud,
+        };
+        if let Some(provider) = cloud {
+            if !provider.serves(&target.registry) {
+                return Err(Problem::permanent(
+                    FailureReason::InvalidSpec,
+                    format!(
+                        "spec.provider: {provider} credentials are only sent to {}, not to {}",
+                        provider.expected_hosts(),
+                        target.registry
+                    ),
+                ));
+            }
+            target.credentials = self
+                .registries
+                .cloud_credentials(provider, &target)
+                .await
+                .map_err(|e| Problem {
+                    reason: FailureReason::CloudCredentialsUnavailable,
+                    error: e.to_string(),
+                    transient: e.is_transient(),
+                    retry_after: None,
+                })?;
+        }
+        Ok(target)
     }
 
     async fn succeeded(

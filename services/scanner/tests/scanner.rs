@@ -1299,3 +1299,183 @@ async fn a_longer_interval_starts_the_slots_anew_and_scans_go_on() {
     assert_eq!(again, Outcome::AlreadyScanned, "and only once");
     drop(bus);
 }
+
+/// A `tracing` writer into a shared buffer, to read what the scanner logged.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn cloud_credentials_scan_end_to_end_tell_the_cloud_from_the_registry_and_never_leak() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let moto = tagrelay_testkit::cloud::Moto::start(true);
+    let (key_id, secret) = moto.access_key();
+    let ecr_token = "123456789012-auth-token";
+    let registry = Registry::start_with(RegistryOptions {
+        basic_auth: Some(("AWS".into(), ecr_token.into())),
+        ..Default::default()
+    });
+    registry.push_tags("demo/app", &["1.0.0", "1.1.0"]).await;
+    let other = Registry::start_with(RegistryOptions {
+        basic_auth: Some(("AWS".into(), "a-token-aws-never-gives".into())),
+        ..Default::default()
+    });
+    other.push_tags("demo/app", &["9.0.0"]).await;
+    let ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+    let gar = "europe-docker.pkg.dev";
+    let (server, bus, store) = bus().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let mut settings = settings(secrets.path());
+    let closed = format!("127.0.0.1:{}", tagrelay_testkit::free_port());
+    settings.registry.cloud = tagrelay_scanner::cloud::CloudEnvironment::from_vars([
+        ("AWS_ACCESS_KEY_ID", key_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
+        ("AWS_ENDPOINT_URL", moto.endpoint().as_str()),
+        ("GCE_METADATA_HOST", closed.as_str()),
+    ]);
+    let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    settings.registry.resolve = vec![(ecr.into(), loopback), (gar.into(), loopback)];
+    let aws = "  provider: aws\n";
+    let port = registry.port();
+    apply(
+        &store,
+        &repository("ecr", &format!("{ecr}:{port}/demo/app"), "1h", aws),
+    )
+    .await;
+    let refused = format!("{ecr}:{}/demo/app", other.port());
+    apply(&store, &repository("ecr-refused", &refused, "1h", aws)).await;
+    let gcp = "  provider: gcp\n";
+    apply(
+        &store,
+        &repository("gar", &format!("{gar}:{port}/demo/app"), "1h", gcp),
+    )
+    .await;
+    let scanners = start(&server, 1, settings).await;
+
+    let got = wait_for_discovered(&bus, 1).await;
+    assert_eq!(got[0].repository.name, "ecr");
+    assert_eq!(
+        got[0].tags.as_deref(),
+        Some(&strings(&["1.0.0", "1.1.0"])[..])
+    );
+    let failed = wait_until("both failures", || async {
+        let failed = failures(&bus).await;
+        (failed.len() >= 2).then_some(failed)
+    })
+    .await;
+    let reason_of = |name: &str| {
+        failed
+            .iter()
+            .find(|f| f.object.name == name)
+            .map(|f| (f.reason, f.error.clone(), f.will_retry))
+            .unwrap()
+    };
+    let (reason, error, will_retry) = reason_of("ecr-refused");
+    assert_eq!(reason, FailureReason::AuthenticationFailed, "{error}");
+    assert!(error.contains("provider aws gave"), "{error}");
+    assert!(!will_retry);
+    let (reason, error, will_retry) = reason_of("gar");
+    assert_eq!(
+        reason,
+        FailureReason::CloudCredentialsUnavailable,
+        "{error}"
+    );
+    assert!(error.contains("provider gcp"), "{error}");
+    assert!(!will_retry, "nothing configured will not configure itself");
+
+    let mut published = String::new();
+    for event in events(&bus, ">").await {
+        published.push_str(&String::from_utf8(event.to_json().unwrap()).unwrap());
+    }
+    for name in ["ecr", "ecr-refused", "gar"] {
+        published.push_str(&serde_json::to_string(&status(&store, name).await).unwrap());
+    }
+    scanners.stop().await;
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("cloud registry credential obtained"),
+        "the logs were captured"
+    );
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{ecr_token}"));
+    for secret in [secret.as_str(), ecr_token, encoded.as_str()] {
+        assert!(!published.contains(secret), "{secret} on the bus");
+        assert!(!logged.contains(secret), "{secret} in the logs");
+    }
+}
+
+#[tokio::test]
+async fn a_docker_config_naming_a_credential_helper_scans_with_what_the_helper_gives() {
+    let registry = Registry::start_with(RegistryOptions {
+        basic_auth: Some(("ci".into(), "from-the-helper-6a1".into())),
+        ..Default::default()
+    });
+    registry.push_tags("demo/app", &["1.0.0"]).await;
+    let (server, bus, store) = bus().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let helpers = tempfile::tempdir().unwrap();
+    for (name, password) in [("vault", "from-the-helper-6a1"), ("stale", "expired")] {
+        let path = helpers.path().join(format!("docker-credential-{name}"));
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nread host\necho '{{\"Username\":\"ci\",\"Secret\":\"{password}\"}}'\n"
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for (secret, config) in [
+        (
+            "helper",
+            format!(r#"{{"credHelpers":{{"{}":"vault"}}}}"#, registry.host()),
+        ),
+        ("store", r#"{"credsStore":"stale"}"#.to_string()),
+    ] {
+        let dir = secrets.path().join(NS).join(secret);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), config).unwrap();
+    }
+    let image = format!("{}/demo/app", registry.host());
+    let secret_ref = |name: &str| format!("  secretRef:\n    name: {name}\n");
+    apply(
+        &store,
+        &repository("app", &image, "1h", &secret_ref("helper")),
+    )
+    .await;
+    apply(
+        &store,
+        &repository("stale", &image, "1h", &secret_ref("store")),
+    )
+    .await;
+    let mut settings = settings(secrets.path());
+    settings.credential_helpers.path = vec![helpers.path().to_path_buf()];
+    let scanners = start(&server, 1, settings).await;
+
+    let got = wait_for_discovered(&bus, 1).await;
+    assert_eq!(got[0].repository.name, "app");
+    let failure = wait_until("the stale helper's scan to fail", || async {
+        failures(&bus).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(failure.object, ObjectRef::new(NS, "stale"));
+    assert_eq!(failure.reason, FailureReason::AuthenticationFailed);
+    scanners.stop().await;
+}

@@ -78,6 +78,7 @@ async fn measure(webhook: bool, pushes: usize) -> Vec<f64> {
         registry_rps: 1000.0,
         registry_burst: 1000,
         registry_timeout: Duration::from_secs(30),
+        registry_resolve: Vec::new(),
     };
     let committer_args = tagrelay_committer::process::CommitterArgs {
         cache_dir: dirs.path().join("cache"),

@@ -9,6 +9,7 @@
 // unwraps where a service would return an error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cloud;
 pub mod fault_proxy;
 pub mod forge;
 pub mod git;
