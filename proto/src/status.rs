@@ -34,6 +34,9 @@ pub struct ObjectStatus {
     /// ImagePolicy: the selected image, `repo:tag[@digest]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_image: Option<String>,
+    /// ImagePolicy: the tag its release-age gate holds back, and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<crate::state::HeldBack>,
     /// ImageUpdateAutomation: the last commit pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_push_commit: Option<String>,

@@ -138,6 +138,8 @@ impl Env {
             rules_hash: "test".into(),
             resolved_sequence: published.sequence,
             updated_at: chrono::Utc::now(),
+            held_back: None,
+            recheck_at: None,
         };
         state
             .put(&key, serde_json::to_vec(&selection).unwrap().into())
@@ -1332,6 +1334,8 @@ async fn a_v1_container_ordered_by_time_whose_tag_is_not_listed_is_left_alone() 
         rules_hash: "test".into(),
         resolved_sequence: 0,
         updated_at: chrono::Utc::now(),
+        held_back: None,
+        recheck_at: None,
     };
     let state = env.bus.bucket(names::POLICY_STATE_BUCKET).await.unwrap();
     state
