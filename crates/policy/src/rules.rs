@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tagrelay_proto::config::{ImagePolicySpec, ObjectMeta, FLUX_V1_FILTER_ANNOTATION};
-use chrono::{DateTime, Utc};
 use tagrelay_proto::event::{FailureReason, ImageMetadata, SelectedImage};
 use tagrelay_proto::state::HeldBack;
 
@@ -422,19 +422,35 @@ mod tests {
         let cache = PolicyCache::default();
         let mut seen = FirstSeen::default();
         let mut tags = vec!["1.0.0".to_string()];
-        let mut images: BTreeMap<String, ImageMetadata> = [("1.0.0".to_string(), digest("a"))].into();
+        let mut images: BTreeMap<String, ImageMetadata> =
+            [("1.0.0".to_string(), digest("a"))].into();
         seen.observe(&tags, &images, t(0));
         tags.push("1.1.0".into());
         images.insert("1.1.0".into(), digest("b"));
         seen.observe(&tags, &images, t(20));
         let decide = |seen: &FirstSeen, images: &BTreeMap<String, ImageMetadata>, now| {
-            let ages = Ages { gate, first_seen: seen, images, selected: None, now };
-            cache.select_image_gated(&rules, false, &tags, images, &ages).unwrap()
+            let ages = Ages {
+                gate,
+                first_seen: seen,
+                images,
+                selected: None,
+                now,
+            };
+            cache
+                .select_image_gated(&rules, false, &tags, images, &ages)
+                .unwrap()
         };
         let held = decide(&seen, &images, t(25));
-        assert_eq!(held.selected.unwrap().tag, "1.0.0", "1.1.0 is 5 minutes old");
+        assert_eq!(
+            held.selected.unwrap().tag,
+            "1.0.0",
+            "1.1.0 is 5 minutes old"
+        );
         let waiting = held.held_back.unwrap();
-        assert_eq!((waiting.image.tag.as_str(), waiting.until), ("1.1.0", Some(t(30))));
+        assert_eq!(
+            (waiting.image.tag.as_str(), waiting.until),
+            ("1.1.0", Some(t(30)))
+        );
         assert_eq!(held.recheck_at, Some(t(30)));
         let shipped = decide(&seen, &images, t(30));
         assert_eq!(shipped.selected.unwrap().tag, "1.1.0");
@@ -442,24 +458,80 @@ mod tests {
         images.insert("1.1.0".into(), digest("c"));
         seen.observe(&tags, &images, t(28));
         let repushed = decide(&seen, &images, t(30));
-        assert_eq!(repushed.selected.unwrap().tag, "1.0.0", "a new digest starts the age again");
+        assert_eq!(
+            repushed.selected.unwrap().tag,
+            "1.0.0",
+            "a new digest starts the age again"
+        );
         assert_eq!(repushed.held_back.unwrap().until, Some(t(38)));
         seen.observe(&tags, &images, t(35));
-        assert_eq!(seen.get("1.1.0").unwrap().at, t(28), "the same digest keeps its age");
-        let too_young = Ages { gate, first_seen: &seen, images: &images, selected: None, now: t(5) };
-        let nothing = cache.select_image_gated(&rules, false, &tags, &images, &too_young).unwrap();
-        assert_eq!(nothing.selected, None, "every tag too young: nothing selected");
-        let kept = Ages { selected: Some("1.1.0"), ..too_young };
-        let kept = cache.select_image_gated(&rules, false, &tags, &images, &kept).unwrap();
-        assert_eq!(kept.selected.unwrap().tag, "1.1.0", "a gate never takes back what shipped");
-        let created_gate = AgeGate { clock: AgeClock::Created, ..gate };
+        assert_eq!(
+            seen.get("1.1.0").unwrap().at,
+            t(28),
+            "the same digest keeps its age"
+        );
+        let too_young = Ages {
+            gate,
+            first_seen: &seen,
+            images: &images,
+            selected: None,
+            now: t(5),
+        };
+        let nothing = cache
+            .select_image_gated(&rules, false, &tags, &images, &too_young)
+            .unwrap();
+        assert_eq!(
+            nothing.selected, None,
+            "every tag too young: nothing selected"
+        );
+        let kept = Ages {
+            selected: Some("1.1.0"),
+            ..too_young
+        };
+        let kept = cache
+            .select_image_gated(&rules, false, &tags, &images, &kept)
+            .unwrap();
+        assert_eq!(
+            kept.selected.unwrap().tag,
+            "1.1.0",
+            "a gate never takes back what shipped"
+        );
+        let created_gate = AgeGate {
+            clock: AgeClock::Created,
+            ..gate
+        };
         let built: BTreeMap<String, ImageMetadata> = [
-            ("1.0.0".to_string(), ImageMetadata { digest: None, created: Some(t(0)) }),
-            ("1.1.0".to_string(), ImageMetadata { digest: None, created: None }),
-        ].into();
-        let by_created = Ages { gate: created_gate, first_seen: &seen, images: &built, selected: None, now: t(100) };
-        let decided = cache.select_image_gated(&rules, false, &tags, &built, &by_created).unwrap();
+            (
+                "1.0.0".to_string(),
+                ImageMetadata {
+                    digest: None,
+                    created: Some(t(0)),
+                },
+            ),
+            (
+                "1.1.0".to_string(),
+                ImageMetadata {
+                    digest: None,
+                    created: None,
+                },
+            ),
+        ]
+        .into();
+        let by_created = Ages {
+            gate: created_gate,
+            first_seen: &seen,
+            images: &built,
+            selected: None,
+            now: t(100),
+        };
+        let decided = cache
+            .select_image_gated(&rules, false, &tags, &built, &by_created)
+            .unwrap();
         assert_eq!(decided.selected.unwrap().tag, "1.0.0");
-        assert_eq!(decided.held_back.unwrap().until, None, "no created time: never of age");
+        assert_eq!(
+            decided.held_back.unwrap().until,
+            None,
+            "no created time: never of age"
+        );
     }
 }

@@ -66,13 +66,19 @@ impl ImagePolicy {
                 }
                 Ok(age) => Some(age),
                 Err(e) => {
-                    errors.push(FieldError::new(field(MINIMUM_AGE_ANNOTATION), e.to_string()));
+                    errors.push(FieldError::new(
+                        field(MINIMUM_AGE_ANNOTATION),
+                        e.to_string(),
+                    ));
                     None
                 }
             },
             None => None,
         };
-        let clock = match annotations.get(MINIMUM_AGE_FROM_ANNOTATION).map(|v| v.trim()) {
+        let clock = match annotations
+            .get(MINIMUM_AGE_FROM_ANNOTATION)
+            .map(|v| v.trim())
+        {
             None | Some("first-seen") => AgeClock::FirstSeen,
             Some("created") => AgeClock::Created,
             Some(other) => {

@@ -543,18 +543,28 @@ mod tests {
 
     #[test]
     fn a_release_age_gate_is_checked_at_apply() {
-        let policy = |annotations: &str| format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: app\n  annotations:\n{annotations}spec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    semver:\n      range: '>=1.0.0'\n");
-        assert!(errors_of(&policy("    tagrelay.dev/minimum-age: 2h\n    tagrelay.dev/minimum-age-from: created\n")).is_empty());
+        let policy = |annotations: &str| {
+            format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: app\n  annotations:\n{annotations}spec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    semver:\n      range: '>=1.0.0'\n")
+        };
+        assert!(errors_of(&policy(
+            "    tagrelay.dev/minimum-age: 2h\n    tagrelay.dev/minimum-age-from: created\n"
+        ))
+        .is_empty());
         let errors = errors_of(&policy("    tagrelay.dev/minimum-age: two hours\n"));
         assert!(
-            errors[0].starts_with("metadata.annotations[tagrelay.dev/minimum-age]: invalid duration"),
+            errors[0]
+                .starts_with("metadata.annotations[tagrelay.dev/minimum-age]: invalid duration"),
             "{errors:?}"
         );
         let errors = errors_of(&policy("    tagrelay.dev/minimum-age: 0s\n"));
         assert!(errors[0].contains("longer than zero"), "{errors:?}");
-        let errors = errors_of(&policy("    tagrelay.dev/minimum-age: 1h\n    tagrelay.dev/minimum-age-from: pushed\n"));
+        let errors = errors_of(&policy(
+            "    tagrelay.dev/minimum-age: 1h\n    tagrelay.dev/minimum-age-from: pushed\n",
+        ));
         assert!(
-            errors[0].starts_with("metadata.annotations[tagrelay.dev/minimum-age-from]: \"pushed\" is not one of"),
+            errors[0].starts_with(
+                "metadata.annotations[tagrelay.dev/minimum-age-from]: \"pushed\" is not one of"
+            ),
             "{errors:?}"
         );
         let errors = errors_of(&policy("    tagrelay.dev/minimum-age-from: created\n"));

@@ -250,7 +250,9 @@ impl Resolver {
         let mut through = 0;
         while let Some(logged) = log.next().await {
             through = logged.sequence;
-            let Ok(envelope) = logged.envelope else { continue };
+            let Ok(envelope) = logged.envelope else {
+                continue;
+            };
             let Event::TagsDiscovered(discovered) = &envelope.payload else {
                 continue;
             };
@@ -461,6 +463,9 @@ impl Resolver {
                         && state.rules_hash == hash
                         && state.recheck_at.is_none_or(|at| at > now));
                 if seen {
+                    if let Some(at) = state.recheck_at {
+                        self.schedule(key, at);
+                    }
                     return Ok(Outcome::AlreadyCurrent);
                 }
             }
