@@ -17,9 +17,11 @@
 //!   position-aware YAML tree they work on.
 
 pub mod helm;
+pub mod lint;
 pub mod message;
 pub mod objects;
 mod scalar;
+pub mod screen;
 pub mod setters;
 pub mod template;
 pub mod v1;
