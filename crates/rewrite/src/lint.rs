@@ -390,7 +390,12 @@ fn unmarked(parsed: &Parsed<'_>, known: &KnownPolicies, marker_lines: &[usize]) 
             fix,
         });
     };
-    for doc in &parsed.docs {
+    // Flux's own image objects name repositories, not images to update.
+    let flux_image_object = |doc: &Node| {
+        doc.str("apiVersion")
+            .is_some_and(|api| api.starts_with("image.toolkit.fluxcd.io/"))
+    };
+    for doc in parsed.docs.iter().filter(|doc| !flux_image_object(doc)) {
         maps(doc, &mut |map| {
             if let Some(image) = map.scalar("image") {
                 if image.is_string() {
@@ -539,7 +544,7 @@ mod tests {
 
     #[test]
     fn a_clean_file_has_no_findings_and_identities_ignore_lines() {
-        let clean = "spec:\n  containers:\n  - image: ghcr.io/org/app:1.0 # {\"$imagepolicy\": \"apps:app\"}\n  - image: other.io/x:1\n";
+        let clean = "spec:\n  containers:\n  - image: ghcr.io/org/app:1.0 # {\"$imagepolicy\": \"apps:app\"}\n  - image: other.io/x:1\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: app\nspec:\n  image: ghcr.io/org/app\n";
         assert_eq!(checks(clean), []);
         let once = lint_file("f.yaml", b"image: nginx:1\n", Some(&known()));
         let moved = lint_file("f.yaml", b"# a comment\nimage: nginx:1\n", Some(&known()));
