@@ -65,6 +65,7 @@ fn kind_filter(kind: &str) -> Option<&'static str> {
         "tags" | "scan" | "tagsdiscovered" => Some(names::TAGS_FILTER),
         "policy" | "policyresolved" => Some(names::POLICY_FILTER),
         "commit" | "commitpushed" => Some(names::COMMIT_FILTER),
+        "warning" | "warnings" | "manifestwarning" => Some(names::WARNING_FILTER),
         "failed" | "failure" | "failures" | "scanfailed" | "resolvefailed" | "commitfailed" => {
             Some(names::FAILED_FILTER)
         }
@@ -142,6 +143,7 @@ fn object_of(event: &Event) -> Option<String> {
         Event::TagsDiscovered(e) => e.repository.to_string(),
         Event::PolicyResolved(e) => e.policy.to_string(),
         Event::CommitPushed(e) => e.automation.to_string(),
+        Event::ManifestWarning(w) => w.automation.to_string(),
         Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => {
             f.object.to_string()
         }
@@ -195,6 +197,10 @@ fn detail(event: &Event) -> String {
                 .collect();
             format!("{short} to {} ({})", e.branch, changes.join("; "))
         }
+        Event::ManifestWarning(w) => format!(
+            "{}:{}: {}: {} (fix: {})",
+            w.file, w.line, w.check, w.problem, w.fix
+        ),
         Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => format!(
             "{}{} (attempt {}{})",
             if f.reason.is_other() {

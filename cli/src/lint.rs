@@ -113,7 +113,7 @@ async fn from_bus(cli: &Cli) -> Result<KnownPolicies, Failure> {
     let store = cli.bus().await?.config_store().await?;
     let mut objects = store.list(Some(Kind::ImageRepository)).await?;
     objects.extend(store.list(Some(Kind::ImagePolicy)).await?);
-    Ok(known_policies(&objects))
+    Ok(KnownPolicies::from_objects(&objects))
 }
 
 /// The policies in Flux YAML: a file, or every `*.yaml`/`*.yml` under a
@@ -159,22 +159,5 @@ fn from_yaml(path: &Path) -> Result<KnownPolicies, Failure> {
             }
         }
     }
-    Ok(known_policies(&objects))
-}
-
-/// Each policy with the image of the repository it reads.
-fn known_policies(objects: &[Object]) -> KnownPolicies {
-    let mut known = KnownPolicies::default();
-    for object in objects {
-        if let Object::ImagePolicy(policy) = object {
-            let repository = policy.repository_key();
-            let image = objects.iter().find_map(|o| match o {
-                Object::ImageRepository(r) if o.key() == repository => Some(r.spec.image.as_str()),
-                _ => None,
-            });
-            let key = object.key();
-            known.insert(&key.namespace, &key.name, image);
-        }
-    }
-    known
+    Ok(KnownPolicies::from_objects(&objects))
 }

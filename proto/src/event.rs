@@ -162,6 +162,33 @@ pub struct PolicyResolved {
     pub tag_set_digest: String,
 }
 
+/// A lint check found a manifest under an automation's path that silently
+/// does nothing (a near-miss marker, a marker naming an unknown policy, an
+/// unmarked image a policy covers, a Flux v1 annotation that cannot take
+/// effect, a file the committer skips). Published once per finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestWarning {
+    /// The ImageUpdateAutomation whose path holds the file.
+    pub automation: ObjectRef,
+    /// The remote URL, without credentials.
+    pub remote: String,
+    /// The commit whose tree was checked.
+    pub commit: String,
+    /// Path relative to the repository root.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// The check's stable name (`near-miss-marker`, `unknown-policy`, …).
+    pub check: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do about it.
+    pub fix: String,
+    /// The finding's stable identity (file, check and problem, not the
+    /// line), the same as `tagrelay lint -o json` prints.
+    pub finding: String,
+}
+
 /// One value rewritten in one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileChange {
@@ -315,17 +342,20 @@ pub enum EventType {
     ResolveFailed,
     /// A commit or push failed.
     CommitFailed,
+    /// See [`ManifestWarning`].
+    ManifestWarning,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         EventType::TagsDiscovered,
         EventType::PolicyResolved,
         EventType::CommitPushed,
         EventType::ScanFailed,
         EventType::ResolveFailed,
         EventType::CommitFailed,
+        EventType::ManifestWarning,
     ];
 
     /// The version this build writes and the only one it reads.
@@ -342,6 +372,7 @@ impl EventType {
             EventType::ScanFailed => "ScanFailed",
             EventType::ResolveFailed => "ResolveFailed",
             EventType::CommitFailed => "CommitFailed",
+            EventType::ManifestWarning => "ManifestWarning",
         }
     }
 }
@@ -368,6 +399,8 @@ pub enum Event {
     ResolveFailed(Failure),
     /// A commit or push failed.
     CommitFailed(Failure),
+    /// See [`ManifestWarning`].
+    ManifestWarning(ManifestWarning),
 }
 
 impl Event {
@@ -380,6 +413,7 @@ impl Event {
             Event::ScanFailed(_) => EventType::ScanFailed,
             Event::ResolveFailed(_) => EventType::ResolveFailed,
             Event::CommitFailed(_) => EventType::CommitFailed,
+            Event::ManifestWarning(_) => EventType::ManifestWarning,
         }
     }
 
@@ -401,6 +435,9 @@ impl Event {
             }
             Event::CommitFailed(f) => {
                 names::failed_subject(Stage::Commit, &f.object.namespace, &f.object.name)
+            }
+            Event::ManifestWarning(w) => {
+                names::warning_subject(&w.automation.namespace, &w.automation.name)
             }
         }
     }
@@ -445,6 +482,8 @@ impl Event {
             Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => {
                 format!("{}|{}|{}", f.object, f.attempt, f.error)
             }
+            // Once per finding, whichever commit or instance found it.
+            Event::ManifestWarning(w) => format!("{}|{}", w.automation, w.finding),
         }
     }
 }
@@ -579,6 +618,9 @@ impl Envelope {
                 Event::ResolveFailed(serde_json::from_str(raw).map_err(bad)?)
             }
             EventType::CommitFailed => Event::CommitFailed(serde_json::from_str(raw).map_err(bad)?),
+            EventType::ManifestWarning => {
+                Event::ManifestWarning(serde_json::from_str(raw).map_err(bad)?)
+            }
         };
         Ok(Self {
             id: wire.id,
@@ -696,6 +738,17 @@ pub(crate) mod samples {
                     setter: "flux-system:app".into(),
                 }],
                 causes: vec!["01JABCDEF".into()],
+            }),
+            Event::ManifestWarning(ManifestWarning {
+                automation: ObjectRef::new("flux-system", "apps"),
+                remote: "https://git.example/org/fleet.git".into(),
+                commit: "b".repeat(40),
+                file: "apps/app.yaml".into(),
+                line: 12,
+                check: "near-miss-marker".into(),
+                problem: "# {\"imagepolicy\": \"flux-system:app\"} is not read as a marker: the key must be \"$imagepolicy\", with the $".into(),
+                fix: "write # {\"$imagepolicy\": \"flux-system:app\"}".into(),
+                finding: "0123456789abcdef0123456789abcdef".into(),
             }),
             Event::ScanFailed(failure.clone()),
             Event::ResolveFailed(failure.clone()),

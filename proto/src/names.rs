@@ -17,6 +17,8 @@ pub const POLICY_FILTER: &str = "tagrelay.policy.>";
 pub const COMMIT_FILTER: &str = "tagrelay.commit.>";
 /// Filter matching every failure event.
 pub const FAILED_FILTER: &str = "tagrelay.failed.>";
+/// Every lint warning about an automation's manifests.
+pub const WARNING_FILTER: &str = "tagrelay.warning.>";
 /// Filter matching every scan request.
 pub const SCAN_REQUEST_FILTER: &str = "tagrelay.scan.>";
 
@@ -99,6 +101,11 @@ pub fn policy_subject(namespace: &str, policy: &str) -> String {
 /// `tagrelay.commit.<ns>.<automation>`.
 pub fn commit_subject(namespace: &str, automation: &str) -> String {
     subject("commit", namespace, automation)
+}
+
+/// `tagrelay.warning.<ns>.<automation>`.
+pub fn warning_subject(namespace: &str, automation: &str) -> String {
+    subject("warning", namespace, automation)
 }
 
 /// `tagrelay.failed.<stage>.<ns>.<name>`.

@@ -22,7 +22,7 @@ use crate::event::{
 /// Every schema file, by file name. Embedded so that the test needs no paths
 /// at run time; `there_is_exactly_one_schema_per_event_type` checks this list
 /// against both [`EventType::ALL`] and the directory.
-const SCHEMAS: [(&str, &str); 6] = [
+const SCHEMAS: [(&str, &str); 7] = [
     (
         "TagsDiscovered.v1.schema.json",
         include_str!("../schema/TagsDiscovered.v1.schema.json"),
@@ -46,6 +46,10 @@ const SCHEMAS: [(&str, &str); 6] = [
     (
         "CommitFailed.v1.schema.json",
         include_str!("../schema/CommitFailed.v1.schema.json"),
+    ),
+    (
+        "ManifestWarning.v1.schema.json",
+        include_str!("../schema/ManifestWarning.v1.schema.json"),
     ),
 ];
 
@@ -128,6 +132,8 @@ fn minimal(event: Event) -> Event {
             f.reason = FailureReason::Other;
             Event::CommitFailed(f)
         }
+        // Every field is required.
+        Event::ManifestWarning(w) => Event::ManifestWarning(w),
     }
 }
 
@@ -192,6 +198,12 @@ fn variants(event: Event) -> Vec<Event> {
         Event::CommitFailed(mut f) => {
             f.will_retry = false;
             vec![Event::CommitFailed(f)]
+        }
+        Event::ManifestWarning(mut w) => {
+            w.check = "skipped-file".into();
+            w.line = 1;
+            w.commit = "e".repeat(64);
+            vec![Event::ManifestWarning(w)]
         }
     }
 }
@@ -392,10 +404,14 @@ fn schemas_require_exactly_the_fields_serde_always_writes() {
                 }
             }
         }
-        // Every envelope field is required, and every type has an optional
-        // field (a failure's `reason`), so both checks always ran.
+        // Every envelope field is required, and every type but
+        // `ManifestWarning` (whose payload fields are all required) has an
+        // optional field (a failure's `reason`), so both checks ran.
         assert!(required_checked >= 8, "{name}: {required_checked}");
-        assert!(optional_checked > 0, "{name}");
+        assert!(
+            optional_checked > 0 || event_type == EventType::ManifestWarning,
+            "{name}"
+        );
     }
 }
 

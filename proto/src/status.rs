@@ -43,4 +43,17 @@ pub struct ObjectStatus {
     /// ImageUpdateAutomation: when it was pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_push_time: Option<DateTime<Utc>>,
+    /// ImageUpdateAutomation: what the lint checks find in its manifests
+    /// now, each published once as a `ManifestWarning`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+}
+
+/// One lint finding in an automation's manifests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// The finding's stable identity (file, check, problem).
+    pub finding: String,
+    /// `file:line: check: problem (fix: …)`.
+    pub text: String,
 }

@@ -18,6 +18,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 use tagrelay_policy::{compile, Choice, PolicyRules, V1Filter};
+use tagrelay_proto::config::Object;
 use tagrelay_reference::{ImageReference, Repository};
 
 use super::screen::{Screen, Unread};
@@ -142,6 +143,26 @@ impl KnownPolicies {
         let repository = image.and_then(|i| Repository::parse(i).ok());
         self.by_setter
             .insert(format!("{namespace}:{name}"), repository);
+    }
+
+    /// The policies among configuration `objects`, each with the image of
+    /// the ImageRepository it reads (when that is among them too).
+    pub fn from_objects(objects: &[Object]) -> Self {
+        let mut known = Self::default();
+        for object in objects {
+            if let Object::ImagePolicy(policy) = object {
+                let repository = policy.repository_key();
+                let image = objects.iter().find_map(|o| match o {
+                    Object::ImageRepository(r) if o.key() == repository => {
+                        Some(r.spec.image.as_str())
+                    }
+                    _ => None,
+                });
+                let key = object.key();
+                known.insert(&key.namespace, &key.name, image);
+            }
+        }
+        known
     }
 
     fn covering(&self, repository: &Repository) -> Vec<&str> {

@@ -26,6 +26,9 @@ pub struct Screen {
     pub setters: bool,
     /// It contains a Flux v1 automation annotation.
     pub v1: bool,
+    /// It mentions `imagepolicy` in any case, as a marker or a near miss:
+    /// worth reading for the lint checks, not for rewriting.
+    pub mentions_marker: bool,
 }
 
 impl Screen {
@@ -35,12 +38,20 @@ impl Screen {
         Screen {
             setters: may_contain_markers(content),
             v1: has(b"fluxcd.io/automated") || has(b"flux.weave.works/automated"),
+            mentions_marker: content
+                .windows(b"imagepolicy".len())
+                .any(|w| w.eq_ignore_ascii_case(b"imagepolicy")),
         }
     }
 
     /// Whether the file needs parsing at all.
     pub fn interesting(self) -> bool {
         self.setters || self.v1
+    }
+
+    /// Whether the file is read at all: to rewrite, or to lint.
+    pub fn readable(self) -> bool {
+        self.interesting() || self.mentions_marker
     }
 }
 

@@ -17,6 +17,7 @@ pub fn stream_configs(settings: &BusSettings) -> Vec<stream::Config> {
                 names::POLICY_FILTER.to_string(),
                 names::COMMIT_FILTER.to_string(),
                 names::FAILED_FILTER.to_string(),
+                names::WARNING_FILTER.to_string(),
             ],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,

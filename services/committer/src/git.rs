@@ -375,8 +375,8 @@ pub struct FileEntry {
 pub struct Skipped {
     /// Path from the repository root.
     pub path: String,
-    /// Why, in one line.
-    pub reason: String,
+    /// Why it was not read.
+    pub reason: Unread,
 }
 
 /// The manifests a rewrite may touch, and what was left out.
@@ -453,7 +453,7 @@ fn walk_tree(
                 if let Some(unread) = Unread::by_size(size) {
                     walk.skipped.push(Skipped {
                         path,
-                        reason: unread.to_string(),
+                        reason: unread,
                     });
                     continue;
                 }
@@ -470,7 +470,7 @@ fn walk_tree(
                     .data
                     .to_str_lossy()
                     .into_owned();
-                let reason = Unread::symlink(&path, &target).to_string();
+                let reason = Unread::symlink(&path, &target);
                 walk.skipped.push(Skipped { path, reason });
             }
             _ => {}
@@ -488,8 +488,8 @@ pub struct BlobScreens {
 }
 
 impl BlobScreens {
-    /// The blob's verdict and, when it had to be read and is interesting,
-    /// its bytes.
+    /// The blob's verdict and, when it had to be read and is worth reading
+    /// (interesting, or mentioning a marker for the lint checks), its bytes.
     pub fn screen(
         &self,
         repo: &gix::Repository,
@@ -501,7 +501,7 @@ impl BlobScreens {
             .ok()
             .and_then(|v| v.get(&blob).copied())
         {
-            if !screen.interesting() {
+            if !screen.readable() {
                 return Ok((screen, None));
             }
         }
@@ -510,7 +510,7 @@ impl BlobScreens {
         if let Ok(mut verdicts) = self.verdicts.lock() {
             verdicts.insert(blob, screen);
         }
-        Ok((screen, screen.interesting().then_some(data)))
+        Ok((screen, screen.readable().then_some(data)))
     }
 
     /// How many verdicts are cached (for the benchmark's report).
