@@ -355,7 +355,7 @@ fn guess_setter(comment: &str) -> String {
         .map(|at| &comment[at + "imagepolicy".len()..])
         .unwrap_or_default();
     let value: String = after
-        .trim_start_matches(|c: char| matches!(c, '"' | '\'' | ':' | ' ' | '\t'))
+        .trim_start_matches(['"', '\'', ':', ' ', '\t'])
         .chars()
         .take_while(|c| !matches!(c, '"' | '\'' | '}' | ' ' | ',' | '\t'))
         .collect();
