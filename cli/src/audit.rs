@@ -10,6 +10,7 @@ use tagrelay_proto::config::parse_go_duration;
 use tagrelay_proto::event::{Envelope, Event, ScanTrigger};
 use tagrelay_proto::names;
 
+use crate::output::TextOrJson;
 use crate::{Cli, Failure};
 
 /// Arguments of `audit`.
@@ -30,13 +31,7 @@ pub struct AuditArgs {
     follow: bool,
     /// `text` (a timeline) or `json` (one envelope per line).
     #[arg(short = 'o', long, value_enum, default_value = "text")]
-    output: Format,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    output: TextOrJson,
 }
 
 /// Arguments of `why`.
@@ -94,7 +89,7 @@ pub async fn audit(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
         _ => "tagrelay.>",
     };
     let mut log = Box::pin(bus.read_log(filter, since, args.follow).await?);
-    if args.output == Format::Text {
+    if args.output == TextOrJson::Text {
         println!("{:<24}  {:<15}  {:<32}  DETAIL", "TIME", "EVENT", "OBJECT");
     }
     while let Some(logged) = log.next().await {
@@ -115,14 +110,14 @@ pub async fn audit(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
             continue;
         }
         match args.output {
-            Format::Json => match &logged.envelope {
+            TextOrJson::Json => match &logged.envelope {
                 Ok(envelope) => {
                     let json = envelope.to_json().map_err(anyhow::Error::from)?;
                     println!("{}", String::from_utf8_lossy(&json));
                 }
                 Err(e) => eprintln!("event #{}: {e}", logged.sequence),
             },
-            Format::Text => println!("{}", timeline_line(&logged)),
+            TextOrJson::Text => println!("{}", timeline_line(&logged)),
         }
     }
     Ok(())

@@ -17,6 +17,7 @@ use tagrelay_proto::config::{load_documents, Kind, Object};
 use tagrelay_rewrite::lint::{lint_file, lint_unread, Finding, KnownPolicies};
 use tagrelay_rewrite::screen::is_manifest_name;
 
+use crate::output::TextOrJson;
 use crate::tree;
 use crate::{Cli, Failure};
 
@@ -33,13 +34,7 @@ pub struct Args {
     config: Option<String>,
     /// `text` (one finding per line) or `json` (an array, for CI).
     #[arg(short = 'o', long, value_enum, default_value = "text")]
-    output: Format,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    output: TextOrJson,
 }
 
 /// Runs `lint`.
@@ -70,12 +65,12 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     }
     findings.sort();
     match args.output {
-        Format::Text => {
+        TextOrJson::Text => {
             for finding in &findings {
                 println!("{finding}");
             }
         }
-        Format::Json => {
+        TextOrJson::Json => {
             let json: Vec<serde_json::Value> = findings
                 .iter()
                 .map(|f| {

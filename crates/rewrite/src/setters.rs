@@ -124,16 +124,24 @@ fn marker_of(
     seq_entry: bool,
     policies: &BTreeMap<String, ImageReference>,
 ) -> Option<Setter> {
+    marker_comments(parsed, scalar, seq_entry).find_map(|comment| parse_marker(comment, policies))
+}
+
+/// The comments of `scalar` Flux reads markers from, in the order it reads
+/// them: its line comment, then (for a block sequence entry) its head
+/// comment.
+fn marker_comments<'a>(
+    parsed: &Parsed<'a>,
+    scalar: &Scalar,
+    seq_entry: bool,
+) -> impl Iterator<Item = &'a str> {
     let line = scalar
         .comment_from
         .and_then(|from| parsed.line_comment(from));
     let head = seq_entry
         .then(|| parsed.head_comment(scalar.start))
         .flatten();
-    [line, head]
-        .into_iter()
-        .flatten()
-        .find_map(|comment| parse_marker(comment, policies))
+    [line, head].into_iter().flatten()
 }
 
 /// Reads a marker comment (starting at `#`) and resolves it against the
@@ -203,16 +211,7 @@ pub(crate) fn split_setter(name: &str) -> Option<Setter> {
 /// (its line comment, or a sequence entry's head comment), naming any
 /// setter.
 pub(crate) fn has_marker(parsed: &Parsed<'_>, scalar: &Scalar, seq_entry: bool) -> bool {
-    let line = scalar
-        .comment_from
-        .and_then(|from| parsed.line_comment(from));
-    let head = seq_entry
-        .then(|| parsed.head_comment(scalar.start))
-        .flatten();
-    [line, head]
-        .into_iter()
-        .flatten()
-        .any(|comment| marker_value(comment).is_some())
+    marker_comments(parsed, scalar, seq_entry).any(|comment| marker_value(comment).is_some())
 }
 
 /// The value a setter writes, checked against the OCI grammar.

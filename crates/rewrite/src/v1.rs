@@ -423,15 +423,12 @@ fn lint_workload(
     let annotations = Annotations::of(object);
     let spec = object.get("spec");
     let pod_spec = match kind {
-        "Deployment" | "DaemonSet" | "StatefulSet" => spec.and_then(|s| s.get("template")),
-        "CronJob" => spec
-            .and_then(|s| s.get("jobTemplate"))
-            .and_then(|j| j.get("spec"))
-            .and_then(|s| s.get("template")),
         "HelmRelease" | "FluxHelmRelease" => None,
-        _ => return,
-    }
-    .and_then(|t| t.get("spec"));
+        _ => match pod_template(kind, spec) {
+            Some(template) => template.and_then(|t| t.get("spec")),
+            None => return,
+        },
+    };
     let workload = format!("{kind} {name}");
     let containers: Vec<String> = match pod_spec {
         Some(pod_spec) => ["containers", "initContainers"]
@@ -509,6 +506,20 @@ fn lint_workload(
                     .to_string(),
             });
         }
+    }
+}
+
+/// The pod template of a workload kind Flux v1 automates (`None` for any
+/// other kind; `Some(None)` when the kind's template is missing).
+fn pod_template<'n>(kind: &str, spec: Option<&'n Node>) -> Option<Option<&'n Node>> {
+    match kind {
+        "Deployment" | "DaemonSet" | "StatefulSet" => Some(spec.and_then(|s| s.get("template"))),
+        "CronJob" => Some(
+            spec.and_then(|s| s.get("jobTemplate"))
+                .and_then(|j| j.get("spec"))
+                .and_then(|s| s.get("template")),
+        ),
+        _ => None,
     }
 }
 
@@ -598,11 +609,6 @@ fn workload<'n>(
     }
     let spec = object.get("spec");
     let pod = match kind {
-        "Deployment" | "DaemonSet" | "StatefulSet" => spec.and_then(|s| s.get("template")),
-        "CronJob" => spec
-            .and_then(|s| s.get("jobTemplate"))
-            .and_then(|j| j.get("spec"))
-            .and_then(|s| s.get("template")),
         "HelmRelease" | "FluxHelmRelease" => {
             if let Some(values) = spec.and_then(|s| s.get("values")) {
                 for (container, interpretation) in helm::containers(&annotations, values) {
@@ -619,7 +625,10 @@ fn workload<'n>(
             }
             return;
         }
-        _ => return,
+        _ => match pod_template(kind, spec) {
+            Some(template) => template,
+            None => return,
+        },
     };
     let Some(pod_spec) = pod.and_then(|t| t.get("spec")) else {
         return;
