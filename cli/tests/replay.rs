@@ -141,26 +141,29 @@ async fn recorded_decisions_are_reproduced_and_a_tampered_one_is_caught() {
     );
 }
 
-#[tokio::test]
-async fn proposed_policies_show_what_would_have_shipped() {
-    let server = NatsServer::start();
-    record(&server).await;
+/// `replay --policy` with `proposed` YAML; what it printed, having
+/// succeeded.
+fn what_if(server: &NatsServer, proposed: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let proposed = dir.path().join("proposed.yaml");
-    std::fs::write(
-        &proposed,
-        "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: app\n  namespace: flux-system\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    semver:\n      range: '>=1.0.0'\n",
-    )
-    .unwrap();
-    let out = tagrelay(
-        &server,
-        &["replay", "--policy", &proposed.display().to_string()],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let path = dir.path().join("proposed.yaml");
+    std::fs::write(&path, proposed).unwrap();
+    let out = tagrelay(server, &["replay", "--policy", &path.display().to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[tokio::test]
+async fn proposed_policies_show_what_would_have_shipped() {
+    let server = NatsServer::start();
+    record(&server).await;
+    let text = what_if(
+        &server,
+        "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: app\n  namespace: flux-system\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    semver:\n      range: '>=1.0.0'\n",
     );
     let ships: Vec<&str> = text.lines().filter(|l| l.contains("would ship")).collect();
     assert_eq!(ships.len(), 3, "{text}");
@@ -197,22 +200,9 @@ async fn a_proposed_gate_shows_what_it_would_have_held_back_and_when_each_tag_sh
             .await
             .unwrap();
     }
-    let dir = tempfile::tempdir().unwrap();
-    let proposed = dir.path().join("proposed.yaml");
-    std::fs::write(
-        &proposed,
-        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: app\n  namespace: flux-system\n  annotations:\n    tagrelay.dev/minimum-age: 2h\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    semver:\n      range: '>=1.0.0'\n",
-    )
-    .unwrap();
-    let out = tagrelay(
+    let text = what_if(
         &server,
-        &["replay", "--policy", &proposed.display().to_string()],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: app\n  namespace: flux-system\n  annotations:\n    tagrelay.dev/minimum-age: 2h\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    semver:\n      range: '>=1.0.0'\n",
     );
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
