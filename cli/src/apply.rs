@@ -19,7 +19,8 @@ use tagrelay_policy::rules::{compile_policy, error_field};
 use tagrelay_proto::bus::ConfigStore;
 use tagrelay_proto::config::{
     deprecations, load_documents, namespace_labels, validate, validate_references, Document,
-    FieldError, ImagePolicy, ImageUpdateAutomation, Kind, Object, ObjectKey, DEFAULT_NAMESPACE,
+    FieldError, ImagePolicy, ImageUpdateAutomation, Kind, Object, ObjectKey, PullRequestSpec,
+    DEFAULT_NAMESPACE, PULL_REQUEST_ANNOTATION,
 };
 use tagrelay_rewrite::template::Template;
 
@@ -238,15 +239,36 @@ fn engine_problems(object: &Object) -> Vec<FieldError> {
             })
             .into_iter()
             .collect(),
-        Object::ImageUpdateAutomation(automation) => automation
-            .spec
-            .git
-            .as_ref()
-            .and_then(|git| git.commit.message_template.as_deref())
-            .and_then(|template| Template::parse(template).err())
-            .map(|e| FieldError::new("spec.git.commit.messageTemplate", e.to_string()))
-            .into_iter()
-            .collect(),
+        Object::ImageUpdateAutomation(automation) => {
+            let message = automation
+                .spec
+                .git
+                .as_ref()
+                .and_then(|git| git.commit.message_template.clone())
+                .map(|t| ("spec.git.commit.messageTemplate".to_string(), t));
+            let review = automation
+                .metadata
+                .annotations
+                .get(PULL_REQUEST_ANNOTATION)
+                .and_then(|text| PullRequestSpec::parse(text).ok());
+            let field =
+                |name: &str| format!("metadata.annotations[{PULL_REQUEST_ANNOTATION}].{name}");
+            let review_templates = review.into_iter().flat_map(|spec| {
+                [
+                    spec.title.map(|t| (field("title"), t)),
+                    spec.body.map(|t| (field("body"), t)),
+                ]
+            });
+            message
+                .into_iter()
+                .chain(review_templates.flatten())
+                .filter_map(|(path, template)| {
+                    Template::parse(&template)
+                        .err()
+                        .map(|e| FieldError::new(path, e.to_string()))
+                })
+                .collect()
+        }
         _ => Vec::new(),
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tagrelay_proto::bus::{Bus, LoggedEvent};
 use tagrelay_proto::config::parse_go_duration;
-use tagrelay_proto::event::{Envelope, Event, ScanTrigger};
+use tagrelay_proto::event::{Envelope, Event, ScanTrigger, SignatureFormat};
 use tagrelay_proto::names;
 
 use crate::output::TextOrJson;
@@ -19,8 +19,8 @@ pub struct AuditArgs {
     /// Start at this time (RFC 3339) or this long ago (`30m`, `2h`).
     #[arg(long)]
     since: Option<String>,
-    /// Only these events: `tags`, `policy`, `commit`, `failed` (or the
-    /// event type names); may be repeated.
+    /// Only these events: `tags`, `policy`, `commit`, `pullrequest`,
+    /// `failed` (or the event type names); may be repeated.
     #[arg(long)]
     kind: Vec<String>,
     /// Only events about this object (`NAME` or `NAMESPACE/NAME`).
@@ -61,9 +61,11 @@ fn kind_filter(kind: &str) -> Option<&'static str> {
         "policy" | "policyresolved" => Some(names::POLICY_FILTER),
         "commit" | "commitpushed" => Some(names::COMMIT_FILTER),
         "warning" | "warnings" | "manifestwarning" => Some(names::WARNING_FILTER),
-        "failed" | "failure" | "failures" | "scanfailed" | "resolvefailed" | "commitfailed" => {
-            Some(names::FAILED_FILTER)
+        "pullrequest" | "pr" | "pullrequestopened" | "pullrequestupdated" => {
+            Some(names::PULL_REQUEST_FILTER)
         }
+        "failed" | "failure" | "failures" | "scanfailed" | "resolvefailed" | "commitfailed"
+        | "reviewfailed" => Some(names::FAILED_FILTER),
         _ => None,
     }
 }
@@ -78,7 +80,7 @@ pub async fn audit(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
     for kind in &args.kind {
         let filter = kind_filter(kind).ok_or_else(|| {
             invalid(&format!(
-                "--kind {kind:?}: expected tags, policy, commit or failed"
+                "--kind {kind:?}: expected tags, policy, commit, pullrequest or failed"
             ))
         })?;
         filters.push(filter);
@@ -139,9 +141,11 @@ fn object_of(event: &Event) -> Option<String> {
         Event::PolicyResolved(e) => e.policy.to_string(),
         Event::CommitPushed(e) => e.automation.to_string(),
         Event::ManifestWarning(w) => w.automation.to_string(),
-        Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => {
-            f.object.to_string()
-        }
+        Event::PullRequestOpened(e) | Event::PullRequestUpdated(e) => e.automation.to_string(),
+        Event::ScanFailed(f)
+        | Event::ResolveFailed(f)
+        | Event::CommitFailed(f)
+        | Event::ReviewFailed(f) => f.object.to_string(),
     })
 }
 
@@ -190,13 +194,35 @@ fn detail(event: &Event) -> String {
                 .iter()
                 .map(|c| format!("{}: {} -> {}", c.file, c.old, c.new))
                 .collect();
-            format!("{short} to {} ({})", e.branch, changes.join("; "))
+            let signed = e.signed_with.as_ref().map_or(String::new(), |key| {
+                format!(
+                    ", signed {} {}",
+                    signature_format(key.format),
+                    key.fingerprint
+                )
+            });
+            format!("{short} to {} ({}{signed})", e.branch, changes.join("; "))
         }
         Event::ManifestWarning(w) => format!(
             "{}:{}: {}: {} (fix: {})",
             w.file, w.line, w.check, w.problem, w.fix
         ),
-        Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => format!(
+        Event::PullRequestOpened(e) | Event::PullRequestUpdated(e) => {
+            let short = e.commit.get(..7).unwrap_or(&e.commit);
+            format!(
+                "#{} {} -> {} at {short}: {} ({} changes) {}",
+                e.number,
+                e.head,
+                e.base,
+                e.title,
+                e.changes.len(),
+                e.url
+            )
+        }
+        Event::ScanFailed(f)
+        | Event::ResolveFailed(f)
+        | Event::CommitFailed(f)
+        | Event::ReviewFailed(f) => format!(
             "{}{} (attempt {}{})",
             if f.reason.is_other() {
                 String::new()
@@ -207,6 +233,14 @@ fn detail(event: &Event) -> String {
             f.attempt,
             if f.will_retry { ", will retry" } else { "" }
         ),
+    }
+}
+
+/// The format's name as `git log --show-signature` users know it.
+fn signature_format(format: SignatureFormat) -> &'static str {
+    match format {
+        SignatureFormat::Openpgp => "openpgp",
+        SignatureFormat::Ssh => "ssh",
     }
 }
 
@@ -268,6 +302,14 @@ pub async fn why(cli: &Cli, args: &WhyArgs) -> Result<(), Failure> {
         "commit {} on {} of {}",
         pushed.commit, pushed.branch, pushed.remote
     );
+    match &pushed.signed_with {
+        Some(key) => println!(
+            "signed with {} key {}",
+            signature_format(key.format),
+            key.fingerprint
+        ),
+        None => println!("not signed (the automation has no signingKey)"),
+    }
     println!(
         "{}  CommitPushed    {}  {}",
         stamp(commit),
@@ -278,6 +320,26 @@ pub async fn why(cli: &Cli, args: &WhyArgs) -> Result<(), Failure> {
         println!(
             "    {}: {} -> {} ({})",
             change.file, change.old, change.new, change.setter
+        );
+    }
+    let mut reviews: Vec<&Envelope> = events
+        .values()
+        .filter(|e| e.causation_id.as_deref() == Some(commit.id.as_str()))
+        .filter(|e| {
+            matches!(
+                e.payload,
+                Event::PullRequestOpened(_) | Event::PullRequestUpdated(_) | Event::ReviewFailed(_)
+            )
+        })
+        .collect();
+    reviews.sort_by_key(|e| e.occurred_at);
+    for review in reviews {
+        println!(
+            "  -> {}  {:<18}  {}  (+{} after the commit)",
+            stamp(review),
+            review.event_type().as_str(),
+            detail(&review.payload),
+            latency(commit, review)
         );
     }
     for cause_id in &pushed.causes {

@@ -65,7 +65,7 @@ enum Command {
     /// Run the services in this process.
     Run(run::Args),
     /// The whole pipeline on this machine: a registry push becomes a commit.
-    Demo,
+    Demo(DemoArgs),
     /// Try policies offline.
     Policy(policy::Args),
     /// Rewrite manifests offline, as the committer would.
@@ -105,12 +105,25 @@ impl Cli {
     }
 }
 
+/// Arguments of `demo`.
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Signed commits on a review branch and the pull request they keep
+    /// open on a loopback forge, instead of commits to `main`.
+    #[arg(long)]
+    review: bool,
+}
+
 /// Runs `tagrelay-demo`, installed next to this binary: the demo starts
 /// servers and processes, so it lives with the harness that knows how.
-fn demo() -> Result<(), Failure> {
+fn demo(args: &DemoArgs) -> Result<(), Failure> {
     let exe = std::env::current_exe().map_err(anyhow::Error::from)?;
     let demo = exe.with_file_name("tagrelay-demo");
-    let status = std::process::Command::new(&demo).status().map_err(|e| {
+    let mut command = std::process::Command::new(&demo);
+    if args.review {
+        command.arg("--review");
+    }
+    let status = command.status().map_err(|e| {
         anyhow::anyhow!(
             "cannot run {}: {e} (build every binary: cargo build --release --bins, or use scripts/demo)",
             demo.display()
@@ -142,7 +155,7 @@ async fn main() -> ExitCode {
         Command::Why(args) => audit::why(&cli, args).await,
         Command::Replay(args) => replay::run(&cli, args).await,
         Command::Run(args) => run::run(&cli, args).await,
-        Command::Demo => demo(),
+        Command::Demo(args) => demo(args),
         Command::Policy(args) => policy::run(args),
         Command::Update(args) => update::run(args),
         Command::Lint(args) => lint::run(&cli, args).await,

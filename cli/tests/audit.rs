@@ -7,10 +7,14 @@ use std::process::{Command, Output};
 
 use tagrelay_proto::bus::{Bus, BusSettings};
 use tagrelay_proto::event::{
-    tag_set_digest, CommitPushed, Envelope, Event, Failure, FailureReason, FileChange, ObjectRef,
-    PolicyResolved, ResolveCause, ScanTrigger, SelectedImage, TagsDiscovered,
+    tag_set_digest, CommitPushed, CommitSignature, Envelope, Event, Failure, FailureReason,
+    FileChange, ObjectRef, PolicyResolved, PullRequest, ResolveCause, ScanTrigger, SelectedImage,
+    SignatureFormat, TagsDiscovered,
 };
 use tagrelay_testkit::NatsServer;
+
+/// The SSH key fingerprint the recorded commit is signed with.
+const SIGNER: &str = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
 
 fn tagrelay(server: &NatsServer, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tagrelay"))
@@ -78,6 +82,10 @@ async fn record_a_chain(server: &NatsServer) -> String {
                 setter: "flux-system:podinfo".into(),
             }],
             causes: vec![resolved.id.clone()],
+            signed_with: Some(CommitSignature {
+                format: SignatureFormat::Ssh,
+                fingerprint: SIGNER.into(),
+            }),
         }),
     );
     let failure = Envelope::new(
@@ -114,6 +122,10 @@ async fn why_walks_from_the_commit_back_to_the_scan() {
     assert!(text.contains("1.0.0 -> 1.1.0"), "{text}");
     assert!(text.contains("a registry webhook"), "{text}");
     assert!(
+        text.contains(&format!("signed with ssh key {SIGNER}")),
+        "{text}"
+    );
+    assert!(
         text.contains(
             "apps/podinfo.yaml: registry.example/podinfo:1.0.0 -> registry.example/podinfo:1.1.0"
         ),
@@ -147,6 +159,7 @@ async fn audit_prints_a_timeline_filtered_by_kind_and_name() {
     ]) {
         assert!(line.contains(event), "oldest first: {text}");
     }
+    assert!(lines[3].contains(&format!("signed ssh {SIGNER}")), "{text}");
     assert!(
         lines[4].contains("RegistryUnavailable: registry answered 503 (attempt 3, will retry)"),
         "{text}"
@@ -173,4 +186,45 @@ async fn audit_prints_a_timeline_filtered_by_kind_and_name() {
     );
     let out = tagrelay(&server, &["audit", "--kind", "bogus"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn why_follows_the_commit_to_the_pull_request_it_opened() {
+    let server = NatsServer::start();
+    let commit = record_a_chain(&server).await;
+    let bus = Bus::connect(&server.url(), "committer/review", BusSettings::default())
+        .await
+        .unwrap();
+    let pushed = tagrelay_testkit::events(&bus, "tagrelay.commit.>")
+        .await
+        .pop()
+        .unwrap();
+    let opened = Envelope::caused_by(
+        &pushed,
+        "committer/review",
+        Event::PullRequestOpened(PullRequest {
+            automation: ObjectRef::new("flux-system", "fleet"),
+            provider: "github".into(),
+            url: "https://github.example/org/fleet/pull/7".into(),
+            number: 7,
+            head: "image-updates".into(),
+            base: "main".into(),
+            commit: commit.clone(),
+            title: "Update images from flux-system/fleet".into(),
+            changes: Vec::new(),
+        }),
+    );
+    bus.publish(&opened).await.unwrap();
+    let out = tagrelay(&server, &["why", &commit[..8]]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let commit_at = text.find("CommitPushed").unwrap();
+    let review_at = text
+        .find("PullRequestOpened")
+        .expect("why shows the request");
+    assert!(commit_at < review_at, "{text}");
+    assert!(
+        text.contains("#7 image-updates -> main")
+            && text.contains("https://github.example/org/fleet/pull/7"),
+        "{text}"
+    );
 }

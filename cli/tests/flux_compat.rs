@@ -154,8 +154,8 @@ fn fields_tagrelay_cannot_honour_are_refused_with_the_field_and_the_reason() {
     let server = NatsServer::start();
     let cases = [
         Refused {
-            yaml: automation("      signingKey:\n        type: ssh\n        secretRef:\n          name: signing-key\n", "", "v1"),
-            expected: "<stdin>:26: ImageUpdateAutomation/flux-system/fleet: spec.git.commit.signingKey: signing commits is not supported by tagrelay yet",
+            yaml: automation("      signingKey:\n        type: openpgp\n        secretRef:\n          name: signing-key\n", "", "v1"),
+            expected: "ImageUpdateAutomation/flux-system/fleet: spec.git.commit.signingKey.type: \"openpgp\" is not one of gpg, ssh",
         },
         Refused {
             yaml: automation("      messageTemplate: '{{ range .Changed.Changes }}'\n", "", "v1"),
@@ -414,10 +414,6 @@ const REFUSED_EXAMPLES: &[(&str, &str)] = &[
         "091-iac-v1beta1-example-of-rewriting-a-v1alpha1-object-t.yaml",
         "spec.checkout: unknown field `checkout`",
     ),
-    (
-        "096-iac-v1beta1-example-of-rewriting-a-v1alpha1-object-t-6.yaml",
-        "spec.git.commit.signingKey: signing commits is not supported",
-    ),
 ];
 
 /// Why an example is a snippet (part of an object, or a placeholder name)
@@ -551,4 +547,42 @@ fn every_complete_example_of_flux_image_automation_docs_applies_or_is_refused_wi
         (41, REFUSED_EXAMPLES.len()),
         "{snippets} snippets"
     );
+}
+
+#[test]
+fn the_pull_request_annotation_is_checked_at_apply_with_the_field_and_the_reason() {
+    let server = NatsServer::start();
+    let with = |annotation: &str, push: &str| {
+        automation(push, "", "v1").replace(
+            "  name: fleet\n  namespace: flux-system\n",
+            &format!(
+                "  name: fleet\n  namespace: flux-system\n  annotations:\n    tagrelay.dev/pull-request: {}\n",
+                serde_json::to_string(annotation).unwrap()
+            ),
+        )
+    };
+    let review = "    push:\n      branch: image-updates\n";
+    let field =
+        "ImageUpdateAutomation/flux-system/fleet: metadata.annotations[tagrelay.dev/pull-request]";
+    for (yaml, expected) in [
+        (with("provider: bitbucket\nsecretRef: {name: forge}\n", review), format!("{field}.provider: unknown variant `bitbucket`")),
+        (with("provider: gitea\nsecretRef: {name: forge}\n", review), format!("{field}.apiURL: required for gitea")),
+        (with("provider: github\nsecretRef: {name: forge}\nreviewer: [alice]\n", review), format!("{field}.reviewer: unknown field `reviewer`")),
+        (with("provider: github\nsecretRef: {name: forge}\n", ""), format!("{field}: a pull request needs spec.git.push.branch to differ from the checkout branch")),
+        (with("provider: github\nsecretRef: {name: forge}\ntitle: '{{ .Changed'\n", review), format!("{field}.title: ")),
+    ] {
+        let out = apply(&server, &yaml);
+        let errors = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{yaml}\n{errors}");
+        assert!(errors.contains(&expected), "{expected}\n{errors}");
+    }
+    assert!(stored(&server).is_empty());
+    let out = apply(
+        &server,
+        &with(
+            "provider: github\nsecretRef: {name: forge}\nlabels: [image-update]\n",
+            review,
+        ),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }

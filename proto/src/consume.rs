@@ -380,6 +380,7 @@ impl Failures {
             Stage::Scan => Event::ScanFailed(failure),
             Stage::Resolve => Event::ResolveFailed(failure),
             Stage::Commit => Event::CommitFailed(failure),
+            Stage::Review => Event::ReviewFailed(failure),
         };
         let envelope = match cause {
             Some(cause) => Envelope::caused_by(cause, self.bus.source(), event),
@@ -400,6 +401,9 @@ impl Failures {
             }
             Stage::Commit => {
                 tracing::warn!(automation = %key, %reason, %error, will_retry, attempt, "commit failed")
+            }
+            Stage::Review => {
+                tracing::warn!(automation = %key, %reason, %error, will_retry, attempt, "pull request not synced")
             }
         }
         Ok(())

@@ -220,6 +220,57 @@ pub struct CommitPushed {
     pub changes: Vec<FileChange>,
     /// Ids of the `PolicyResolved` events that caused it.
     pub causes: Vec<String>,
+    /// The key the commit is signed with (`spec.git.commit.signingKey`);
+    /// absent for an automation that does not sign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_with: Option<CommitSignature>,
+}
+
+/// The key a commit was signed with, so an auditor can tell which key
+/// vouches for each bot commit without fetching the commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitSignature {
+    /// OpenPGP or SSH.
+    pub format: SignatureFormat,
+    /// The signing key's fingerprint: 40 upper-case hex digits (OpenPGP,
+    /// as `gpg --fingerprint` prints it) or `SHA256:…` (SSH, as
+    /// `ssh-keygen -l` prints it).
+    pub fingerprint: String,
+}
+
+/// The two signature formats Git verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureFormat {
+    /// An OpenPGP signature (`gpg.format=openpgp`).
+    Openpgp,
+    /// An SSH signature (`gpg.format=ssh`), namespace `git`.
+    Ssh,
+}
+
+/// The one pull (merge) request of an automation's review branch, as it
+/// stands after the review stage opened or updated it for a `CommitPushed`
+/// (the event's cause).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// The ImageUpdateAutomation whose review branch it is.
+    pub automation: ObjectRef,
+    /// The forge: `github`, `gitlab` or `gitea`.
+    pub provider: String,
+    /// The request's web page.
+    pub url: String,
+    /// Its number on the forge (GitLab's `iid`).
+    pub number: u64,
+    /// The review branch (the automation's push branch).
+    pub head: String,
+    /// The branch it asks to merge into (the checkout branch).
+    pub base: String,
+    /// The review branch's commit it now shows.
+    pub commit: String,
+    /// Its title.
+    pub title: String,
+    /// Every change it carries, across the bot commits it holds.
+    pub changes: Vec<FileChange>,
 }
 
 /// A stage could not do its work for one object.
@@ -273,6 +324,12 @@ pub enum FailureReason {
     PushRejected,
     /// Someone else pushed to the branch before every attempt.
     BranchMoved,
+    /// The commit could not be signed with the automation's signing key
+    /// (missing, locked, unusable), so nothing was pushed.
+    SigningFailed,
+    /// The forge (GitHub, GitLab, Gitea) could not be reached, or answered
+    /// an error, while opening or updating a pull request.
+    ForgeUnavailable,
     /// Anything else (a local fault such as the Git cache), or a word this
     /// reader does not know.
     #[default]
@@ -282,7 +339,7 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, for the schemas' test and for dashboards.
-    pub const ALL: [FailureReason; 12] = [
+    pub const ALL: [FailureReason; 14] = [
         FailureReason::RegistryUnavailable,
         FailureReason::RateLimited,
         FailureReason::AuthenticationFailed,
@@ -294,6 +351,8 @@ impl FailureReason {
         FailureReason::GitUnavailable,
         FailureReason::PushRejected,
         FailureReason::BranchMoved,
+        FailureReason::SigningFailed,
+        FailureReason::ForgeUnavailable,
         FailureReason::Other,
     ];
 
@@ -316,6 +375,8 @@ impl FailureReason {
             FailureReason::GitUnavailable => "GitUnavailable",
             FailureReason::PushRejected => "PushRejected",
             FailureReason::BranchMoved => "BranchMoved",
+            FailureReason::SigningFailed => "SigningFailed",
+            FailureReason::ForgeUnavailable => "ForgeUnavailable",
             FailureReason::Other => "Other",
         }
     }
@@ -327,7 +388,7 @@ impl std::fmt::Display for FailureReason {
     }
 }
 
-/// The six event types.
+/// The event types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
     /// See [`TagsDiscovered`].
@@ -344,11 +405,17 @@ pub enum EventType {
     CommitFailed,
     /// See [`ManifestWarning`].
     ManifestWarning,
+    /// See [`PullRequest`]: a request opened.
+    PullRequestOpened,
+    /// See [`PullRequest`]: a request brought up to date.
+    PullRequestUpdated,
+    /// Opening or updating a pull request failed.
+    ReviewFailed,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 10] = [
         EventType::TagsDiscovered,
         EventType::PolicyResolved,
         EventType::CommitPushed,
@@ -356,6 +423,9 @@ impl EventType {
         EventType::ResolveFailed,
         EventType::CommitFailed,
         EventType::ManifestWarning,
+        EventType::PullRequestOpened,
+        EventType::PullRequestUpdated,
+        EventType::ReviewFailed,
     ];
 
     /// The version this build writes and the only one it reads.
@@ -373,6 +443,9 @@ impl EventType {
             EventType::ResolveFailed => "ResolveFailed",
             EventType::CommitFailed => "CommitFailed",
             EventType::ManifestWarning => "ManifestWarning",
+            EventType::PullRequestOpened => "PullRequestOpened",
+            EventType::PullRequestUpdated => "PullRequestUpdated",
+            EventType::ReviewFailed => "ReviewFailed",
         }
     }
 }
@@ -401,6 +474,12 @@ pub enum Event {
     CommitFailed(Failure),
     /// See [`ManifestWarning`].
     ManifestWarning(ManifestWarning),
+    /// See [`PullRequest`].
+    PullRequestOpened(PullRequest),
+    /// See [`PullRequest`].
+    PullRequestUpdated(PullRequest),
+    /// Opening or updating a pull request failed.
+    ReviewFailed(Failure),
 }
 
 impl Event {
@@ -414,6 +493,9 @@ impl Event {
             Event::ResolveFailed(_) => EventType::ResolveFailed,
             Event::CommitFailed(_) => EventType::CommitFailed,
             Event::ManifestWarning(_) => EventType::ManifestWarning,
+            Event::PullRequestOpened(_) => EventType::PullRequestOpened,
+            Event::PullRequestUpdated(_) => EventType::PullRequestUpdated,
+            Event::ReviewFailed(_) => EventType::ReviewFailed,
         }
     }
 
@@ -438,6 +520,12 @@ impl Event {
             }
             Event::ManifestWarning(w) => {
                 names::warning_subject(&w.automation.namespace, &w.automation.name)
+            }
+            Event::PullRequestOpened(e) | Event::PullRequestUpdated(e) => {
+                names::pull_request_subject(&e.automation.namespace, &e.automation.name)
+            }
+            Event::ReviewFailed(f) => {
+                names::failed_subject(Stage::Review, &f.object.namespace, &f.object.name)
             }
         }
     }
@@ -479,7 +567,13 @@ impl Event {
                 e.current
             ),
             Event::CommitPushed(e) => format!("{}|{}|{}", e.automation, e.branch, e.commit),
-            Event::ScanFailed(f) | Event::ResolveFailed(f) | Event::CommitFailed(f) => {
+            Event::PullRequestOpened(e) | Event::PullRequestUpdated(e) => {
+                format!("{}|{}|{}", e.automation, e.number, e.commit)
+            }
+            Event::ScanFailed(f)
+            | Event::ResolveFailed(f)
+            | Event::CommitFailed(f)
+            | Event::ReviewFailed(f) => {
                 format!("{}|{}|{}", f.object, f.attempt, f.error)
             }
             // Once per finding, whichever commit or instance found it.
@@ -563,8 +657,10 @@ impl Envelope {
         hasher.update(self.event_type().as_str().as_bytes());
         hasher.update(b"|");
         hasher.update(self.payload.identity().as_bytes());
-        if let Event::ScanFailed(_) | Event::ResolveFailed(_) | Event::CommitFailed(_) =
-            &self.payload
+        if let Event::ScanFailed(_)
+        | Event::ResolveFailed(_)
+        | Event::CommitFailed(_)
+        | Event::ReviewFailed(_) = &self.payload
         {
             hasher.update(b"|");
             hasher.update(self.causation_id.as_deref().unwrap_or(&self.id).as_bytes());
@@ -621,6 +717,13 @@ impl Envelope {
             EventType::ManifestWarning => {
                 Event::ManifestWarning(serde_json::from_str(raw).map_err(bad)?)
             }
+            EventType::PullRequestOpened => {
+                Event::PullRequestOpened(serde_json::from_str(raw).map_err(bad)?)
+            }
+            EventType::PullRequestUpdated => {
+                Event::PullRequestUpdated(serde_json::from_str(raw).map_err(bad)?)
+            }
+            EventType::ReviewFailed => Event::ReviewFailed(serde_json::from_str(raw).map_err(bad)?),
         };
         Ok(Self {
             id: wire.id,
@@ -688,6 +791,22 @@ pub(crate) mod samples {
             attempt: 2,
             reason: FailureReason::RegistryUnavailable,
         };
+        let pull_request = PullRequest {
+            automation: ObjectRef::new("flux-system", "apps"),
+            provider: "github".into(),
+            url: "https://github.com/org/fleet/pull/7".into(),
+            number: 7,
+            head: "image-updates".into(),
+            base: "main".into(),
+            commit: "b".repeat(40),
+            title: "Update app to 1.1.0".into(),
+            changes: vec![FileChange {
+                file: "apps/app.yaml".into(),
+                old: "ghcr.io/org/app:1.0.0".into(),
+                new: "ghcr.io/org/app:1.1.0".into(),
+                setter: "flux-system:app".into(),
+            }],
+        };
         vec![
             Event::TagsDiscovered(TagsDiscovered {
                 repository: ObjectRef::new("flux-system", "app"),
@@ -738,6 +857,10 @@ pub(crate) mod samples {
                     setter: "flux-system:app".into(),
                 }],
                 causes: vec!["01JABCDEF".into()],
+                signed_with: Some(CommitSignature {
+                    format: SignatureFormat::Openpgp,
+                    fingerprint: "0123456789ABCDEF0123456789ABCDEF01234567".into(),
+                }),
             }),
             Event::ManifestWarning(ManifestWarning {
                 automation: ObjectRef::new("flux-system", "apps"),
@@ -750,9 +873,12 @@ pub(crate) mod samples {
                 fix: "write # {\"$imagepolicy\": \"flux-system:app\"}".into(),
                 finding: "0123456789abcdef0123456789abcdef".into(),
             }),
+            Event::PullRequestOpened(pull_request.clone()),
+            Event::PullRequestUpdated(pull_request),
             Event::ScanFailed(failure.clone()),
             Event::ResolveFailed(failure.clone()),
-            Event::CommitFailed(failure),
+            Event::CommitFailed(failure.clone()),
+            Event::ReviewFailed(failure),
         ]
     }
 }

@@ -15,6 +15,8 @@ pub const TAGS_FILTER: &str = "tagrelay.tags.>";
 pub const POLICY_FILTER: &str = "tagrelay.policy.>";
 /// Filter matching every `CommitPushed`.
 pub const COMMIT_FILTER: &str = "tagrelay.commit.>";
+/// Filter matching every `PullRequestOpened` / `PullRequestUpdated`.
+pub const PULL_REQUEST_FILTER: &str = "tagrelay.pullrequest.>";
 /// Filter matching every failure event.
 pub const FAILED_FILTER: &str = "tagrelay.failed.>";
 /// Every lint warning about an automation's manifests.
@@ -28,6 +30,8 @@ pub const SCANNER_CONSUMER: &str = "scanner";
 pub const RESOLVER_CONSUMER: &str = "resolver";
 /// Durable consumer of the committer on `PolicyResolved`.
 pub const COMMITTER_CONSUMER: &str = "committer";
+/// Durable consumer of the committer's review stage on `CommitPushed`.
+pub const REVIEW_CONSUMER: &str = "review";
 
 /// KV bucket of applied configuration objects, keyed by `ObjectKey::bucket_key`.
 pub const CONFIG_BUCKET: &str = "tagrelay-config";
@@ -39,6 +43,9 @@ pub const POLICY_STATE_BUCKET: &str = "tagrelay-policy-state";
 pub const TAG_SETS_BUCKET: &str = "tagrelay-tag-sets";
 /// KV bucket caching image digests and creation times, keyed by digest.
 pub const IMAGE_METADATA_BUCKET: &str = "tagrelay-image-metadata";
+/// KV bucket of the pull request each automation keeps open, keyed by the
+/// automation's bucket key (review stage state).
+pub const PULL_REQUESTS_BUCKET: &str = "tagrelay-pull-requests";
 /// Object store of tag lists too large to travel inside a `TagsDiscovered`,
 /// keyed by the tag-set digest (so an entry never changes once written).
 pub const TAG_LISTS_BUCKET: &str = "tagrelay-tag-lists";
@@ -53,6 +60,8 @@ pub enum Stage {
     Resolve,
     /// Writes Git.
     Commit,
+    /// Opens and updates the pull request of a review branch.
+    Review,
 }
 
 impl Stage {
@@ -62,6 +71,7 @@ impl Stage {
             Stage::Scan => "scan",
             Stage::Resolve => "resolve",
             Stage::Commit => "commit",
+            Stage::Review => "review",
         }
     }
 
@@ -71,6 +81,7 @@ impl Stage {
             Stage::Scan => SCANNER_CONSUMER,
             Stage::Resolve => RESOLVER_CONSUMER,
             Stage::Commit => COMMITTER_CONSUMER,
+            Stage::Review => REVIEW_CONSUMER,
         }
     }
 }
@@ -106,6 +117,11 @@ pub fn commit_subject(namespace: &str, automation: &str) -> String {
 /// `tagrelay.warning.<ns>.<automation>`.
 pub fn warning_subject(namespace: &str, automation: &str) -> String {
     subject("warning", namespace, automation)
+}
+
+/// `tagrelay.pullrequest.<ns>.<automation>`.
+pub fn pull_request_subject(namespace: &str, automation: &str) -> String {
+    subject("pullrequest", namespace, automation)
 }
 
 /// `tagrelay.failed.<stage>.<ns>.<name>`.
@@ -149,6 +165,7 @@ mod tests {
         for subject in [
             commit_subject("a.b", "c*d >e"),
             scan_request_subject("x", "y.z"),
+            pull_request_subject("a", "b.c"),
         ] {
             assert_eq!(subject.split('.').count(), 4, "{subject}");
         }

@@ -22,7 +22,7 @@ use crate::event::{
 /// Every schema file, by file name. Embedded so that the test needs no paths
 /// at run time; `there_is_exactly_one_schema_per_event_type` checks this list
 /// against both [`EventType::ALL`] and the directory.
-const SCHEMAS: [(&str, &str); 7] = [
+const SCHEMAS: [(&str, &str); 10] = [
     (
         "TagsDiscovered.v1.schema.json",
         include_str!("../schema/TagsDiscovered.v1.schema.json"),
@@ -46,6 +46,18 @@ const SCHEMAS: [(&str, &str); 7] = [
     (
         "CommitFailed.v1.schema.json",
         include_str!("../schema/CommitFailed.v1.schema.json"),
+    ),
+    (
+        "PullRequestOpened.v1.schema.json",
+        include_str!("../schema/PullRequestOpened.v1.schema.json"),
+    ),
+    (
+        "PullRequestUpdated.v1.schema.json",
+        include_str!("../schema/PullRequestUpdated.v1.schema.json"),
+    ),
+    (
+        "ReviewFailed.v1.schema.json",
+        include_str!("../schema/ReviewFailed.v1.schema.json"),
     ),
     (
         "ManifestWarning.v1.schema.json",
@@ -118,7 +130,13 @@ fn minimal(event: Event) -> Event {
         }
         Event::CommitPushed(mut e) => {
             e.parent = None;
+            e.signed_with = None;
             Event::CommitPushed(e)
+        }
+        event @ (Event::PullRequestOpened(_) | Event::PullRequestUpdated(_)) => event,
+        Event::ReviewFailed(mut f) => {
+            f.reason = FailureReason::Other;
+            Event::ReviewFailed(f)
         }
         Event::ScanFailed(mut f) => {
             f.reason = FailureReason::Other;
@@ -198,6 +216,17 @@ fn variants(event: Event) -> Vec<Event> {
         Event::CommitFailed(mut f) => {
             f.will_retry = false;
             vec![Event::CommitFailed(f)]
+        }
+        Event::PullRequestOpened(_) => Vec::new(),
+        Event::PullRequestUpdated(mut e) => {
+            e.provider = "gitlab".into();
+            e.changes.clear();
+            e.commit = "e".repeat(64);
+            vec![Event::PullRequestUpdated(e)]
+        }
+        Event::ReviewFailed(mut f) => {
+            f.reason = FailureReason::ForgeUnavailable;
+            vec![Event::ReviewFailed(f)]
         }
         Event::ManifestWarning(mut w) => {
             w.check = "skipped-file".into();
@@ -404,14 +433,18 @@ fn schemas_require_exactly_the_fields_serde_always_writes() {
                 }
             }
         }
-        // Every envelope field is required, and every type but
-        // `ManifestWarning` (whose payload fields are all required) has an
-        // optional field (a failure's `reason`), so both checks ran.
+        // Every envelope field is required, and every type but the pull
+        // request events and `ManifestWarning` (whose fields are all always
+        // written) has an optional field (a failure's `reason`), so both
+        // checks ran.
         assert!(required_checked >= 8, "{name}: {required_checked}");
-        assert!(
-            optional_checked > 0 || event_type == EventType::ManifestWarning,
-            "{name}"
+        let all_required = matches!(
+            event_type_named(name),
+            EventType::PullRequestOpened
+                | EventType::PullRequestUpdated
+                | EventType::ManifestWarning
         );
+        assert!(optional_checked > 0 || all_required, "{name}");
     }
 }
 

@@ -20,6 +20,7 @@ pub mod helm;
 pub mod lint;
 pub mod message;
 pub mod objects;
+pub mod review;
 mod scalar;
 pub mod screen;
 pub mod setters;

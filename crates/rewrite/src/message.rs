@@ -73,7 +73,7 @@ pub struct UpdatedImage {
     pub image: String,
 }
 
-fn text_struct(fields: &[(&str, &str)]) -> Value {
+pub(crate) fn text_struct(fields: &[(&str, &str)]) -> Value {
     Value::record(Struct {
         fields: fields
             .iter()

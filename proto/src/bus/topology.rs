@@ -16,6 +16,7 @@ pub fn stream_configs(settings: &BusSettings) -> Vec<stream::Config> {
                 names::TAGS_FILTER.to_string(),
                 names::POLICY_FILTER.to_string(),
                 names::COMMIT_FILTER.to_string(),
+                names::PULL_REQUEST_FILTER.to_string(),
                 names::FAILED_FILTER.to_string(),
                 names::WARNING_FILTER.to_string(),
             ],
@@ -59,6 +60,11 @@ pub fn consumer_config(
             names::EVENTS_STREAM,
             names::COMMITTER_CONSUMER,
             names::POLICY_FILTER,
+        ),
+        Stage::Review => (
+            names::EVENTS_STREAM,
+            names::REVIEW_CONSUMER,
+            names::COMMIT_FILTER,
         ),
     };
     (
@@ -105,6 +111,11 @@ pub fn bucket_configs(settings: &BusSettings) -> Vec<kv::Config> {
             names::IMAGE_METADATA_BUCKET,
             "digest and creation time per image",
             1,
+        ),
+        bucket(
+            names::PULL_REQUESTS_BUCKET,
+            "the pull request each automation keeps open",
+            5,
         ),
     ]
 }
@@ -159,7 +170,7 @@ pub async fn ensure_topology(
             .await
             .map_err(|e| setup(what, e))?;
     }
-    for stage in [Stage::Scan, Stage::Resolve, Stage::Commit] {
+    for stage in [Stage::Scan, Stage::Resolve, Stage::Commit, Stage::Review] {
         let (stream, config) = consumer_config(stage, settings);
         let what = format!(
             "consumer {stream}/{}",

@@ -310,8 +310,8 @@ pub struct GitCheckoutSpec {
 pub struct CommitSpec {
     /// The commit author.
     pub author: CommitUser,
-    /// Secret with a key to sign commits with; refused at apply until
-    /// signing exists, so no commit is ever pushed unsigned.
+    /// Secret with a key every commit is signed with; a key that cannot
+    /// sign stops the automation rather than push unsigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<SigningKey>,
     /// A Go template for the commit message.
@@ -339,7 +339,7 @@ pub struct CommitUser {
 pub struct SigningKey {
     /// The Secret holding the key.
     pub secret_ref: LocalObjectReference,
-    /// `openpgp` (default) or `ssh`, as current Flux takes it.
+    /// `gpg` (the default) or `ssh`, as current Flux takes it.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub key_type: Option<String>,
 }

@@ -10,6 +10,7 @@ mod age;
 mod duration;
 mod kinds;
 mod load;
+mod pull_request;
 mod validate;
 
 use std::fmt;
@@ -20,6 +21,9 @@ pub use age::{AgeClock, AgeGate, MINIMUM_AGE_ANNOTATION, MINIMUM_AGE_FROM_ANNOTA
 pub use duration::{parse_go_duration, DurationError};
 pub use kinds::*;
 pub use load::{load_documents, Document, LoadError};
+pub use pull_request::{
+    repository_path, ForgeProvider, MergeMethod, PullRequestSpec, PULL_REQUEST_ANNOTATION,
+};
 pub use validate::{deprecations, validate, validate_references};
 
 use crate::names::subject_token;

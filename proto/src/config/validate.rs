@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 
 use super::{
     parse_go_duration, FieldError, GitRepository, ImagePolicy, ImageRepository,
-    ImageUpdateAutomation, Kind, LocalObjectReference, Object, ObjectKey,
+    ImageUpdateAutomation, Kind, LocalObjectReference, Object, ObjectKey, PullRequestSpec,
+    PULL_REQUEST_ANNOTATION,
 };
 use crate::reference::Repository;
 
@@ -325,6 +326,11 @@ fn image_policy(o: &ImagePolicy, errors: &mut Errors) {
 
 fn image_update_automation(o: &ImageUpdateAutomation, errors: &mut Errors) {
     let spec = &o.spec;
+    if let Some(text) = o.metadata.annotations.get(PULL_REQUEST_ANNOTATION) {
+        if let Err(e) = PullRequestSpec::parse(text) {
+            errors.push(e.path, e.reason);
+        }
+    }
     errors.duration("spec.interval", &spec.interval);
     errors.one_of(
         "spec.sourceRef.kind",
@@ -362,16 +368,11 @@ fn image_update_automation(o: &ImageUpdateAutomation, errors: &mut Errors) {
         }
         if let Some(key) = &git.commit.signing_key {
             if let Some(key_type) = &key.key_type {
-                errors.one_of(
-                    "spec.git.commit.signingKey.type",
-                    key_type,
-                    &["openpgp", "ssh"],
-                );
+                errors.one_of("spec.git.commit.signingKey.type", key_type, &["gpg", "ssh"]);
             }
-            errors.push(
-                "spec.git.commit.signingKey",
-                "signing commits is not supported by tagrelay yet; it refuses the automation rather than push commits unsigned",
-            );
+            if key.secret_ref.name.trim().is_empty() {
+                errors.push("spec.git.commit.signingKey.secretRef.name", "required");
+            }
         }
         if let Some(template) = &git.commit.message_template {
             if o.api_version.ends_with("/v1") && template.contains(".Updated") {

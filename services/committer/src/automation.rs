@@ -9,8 +9,8 @@ use tagrelay_policy::{compile, Candidate, Choice, PolicyRules};
 use tagrelay_rewrite::message::TemplateApi;
 
 use tagrelay_proto::config::{
-    parse_go_duration, GitRepository, GitRepositoryRef, ImageUpdateAutomation, LabelSelector,
-    DEFAULT_NAMESPACE,
+    parse_go_duration, repository_path, GitRepository, GitRepositoryRef, ImageUpdateAutomation,
+    LabelSelector, PullRequestSpec, DEFAULT_NAMESPACE, PULL_REQUEST_ANNOTATION,
 };
 
 /// Flux's commit author name when the spec gives only an email.
@@ -109,6 +109,9 @@ pub struct Automation {
     pub author_name: String,
     /// Author email.
     pub author_email: String,
+    /// The signing key's Secret and type (`spec.git.commit.signingKey`):
+    /// every commit is signed with it, or none is made.
+    pub signing_key: Option<SigningKeyRef>,
     /// The message template, if any.
     pub message_template: Option<String>,
     /// `.Values` of the template.
@@ -123,6 +126,39 @@ pub struct Automation {
     pub timeout: Duration,
     /// Whether reconciliation is suspended.
     pub suspend: bool,
+    /// The pull request to keep open from the push branch to the checkout
+    /// branch (`tagrelay.dev/pull-request`), if asked for.
+    pub pull_request: Option<Review>,
+}
+
+/// An automation's pull request, resolved: where, as whom, and between
+/// which branches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    /// The annotation as written.
+    pub spec: PullRequestSpec,
+    /// The API base, without a trailing slash.
+    pub api_url: String,
+    /// `owner/name` (GitLab: the project path).
+    pub repository: String,
+    /// The Secret `(namespace, name)` with the forge's credentials.
+    pub secret: (String, String),
+    /// The review branch (the push branch).
+    pub head: String,
+    /// The branch to merge into (the checkout branch).
+    pub base: String,
+}
+
+/// Where an automation's signing key is mounted: the Secret in the
+/// automation's own namespace (Flux's rule) and the key's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRef {
+    /// The Secret's namespace (the automation's).
+    pub namespace: String,
+    /// The Secret's name.
+    pub name: String,
+    /// `gpg` (the default) or `ssh`.
+    pub key_type: Option<String>,
 }
 
 /// Normalizes `update.path`, refusing anything that could leave the
@@ -235,6 +271,16 @@ impl Automation {
         if author.email.trim().is_empty() {
             return Err(spec_err("spec.git.commit.author.email", "required"));
         }
+        let pull_request = match automation.metadata.annotations.get(PULL_REQUEST_ANNOTATION) {
+            Some(text) => Some(review_of(
+                text,
+                &source.spec.url,
+                &namespace,
+                &checkout,
+                &push_branch,
+            )?),
+            None => None,
+        };
         Ok(Self {
             name: automation.metadata.name.clone(),
             url: source.spec.url.clone(),
@@ -264,6 +310,11 @@ impl Automation {
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| DEFAULT_AUTHOR_NAME.to_string()),
             author_email: author.email.clone(),
+            signing_key: git.commit.signing_key.as_ref().map(|key| SigningKeyRef {
+                namespace: namespace.clone(),
+                name: key.secret_ref.name.clone(),
+                key_type: key.key_type.clone(),
+            }),
             message_template: git.commit.message_template.clone(),
             message_values: git.commit.message_template_values.clone(),
             template_api: TemplateApi::of(&automation.api_version),
@@ -271,9 +322,60 @@ impl Automation {
             interval: interval.max(Duration::from_secs(1)),
             timeout,
             suspend: spec.suspend || source.spec.suspend,
+            pull_request,
             namespace,
         })
     }
+}
+
+/// The pull request of `tagrelay.dev/pull-request`: it needs a review
+/// branch, a push branch other than the checkout branch (a request from a
+/// branch to itself cannot exist).
+fn review_of(
+    text: &str,
+    url: &str,
+    namespace: &str,
+    checkout: &Checkout,
+    push_branch: &str,
+) -> Result<Review, SpecError> {
+    let spec = PullRequestSpec::parse(text).map_err(|e| spec_err(&e.path, e.reason))?;
+    let field = format!("metadata.annotations[{PULL_REQUEST_ANNOTATION}]");
+    let Checkout::Branch(base) = checkout else {
+        return Err(spec_err(
+            &field,
+            "a pull request needs a checkout branch to merge into",
+        ));
+    };
+    if base == push_branch {
+        return Err(spec_err(
+            &field,
+            format!("a pull request needs spec.git.push.branch to differ from the checkout branch {base:?}"),
+        ));
+    }
+    let repository = match spec.repository.clone().or_else(|| repository_path(url)) {
+        Some(repository) => repository,
+        None => {
+            return Err(spec_err(
+                &format!("{field}.repository"),
+                format!("required: {url:?} does not name owner/name"),
+            ))
+        }
+    };
+    let api_url = spec
+        .api_url
+        .clone()
+        .or_else(|| spec.provider.default_api_url().map(str::to_string))
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string();
+    Ok(Review {
+        api_url,
+        repository,
+        secret: (namespace.to_string(), spec.secret_ref.name.clone()),
+        head: push_branch.to_string(),
+        base: base.clone(),
+        spec,
+    })
 }
 
 /// The destination of `push.refspec`, whose source must be the commit the

@@ -236,6 +236,103 @@ fn auth_of(secret: &Secret<'_>) -> Result<GitAuth, CredentialsError> {
     }
 }
 
+/// A commit signing key as the Secret holds it: the key's text (`git.asc`
+/// or `identity`) and, when present, its passphrase (`passphrase` or
+/// `password`). Lives in memory only: `Debug` shows neither.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningMaterial {
+    /// The private key, ASCII-armored OpenPGP or OpenSSH.
+    pub key: String,
+    /// The key's passphrase.
+    pub passphrase: Option<String>,
+}
+
+impl fmt::Debug for SigningMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningMaterial(<redacted>)")
+    }
+}
+
+/// Loads the signing Secret `namespace/name`: the file `key_file` is
+/// required, `passphrase_file` optional (Flux's keys: `git.asc` +
+/// `passphrase` for OpenPGP, `identity` + `password` for SSH).
+pub fn load_signing(
+    secrets_dir: &Path,
+    namespace: &str,
+    name: &str,
+    key_file: &str,
+    passphrase_file: &str,
+) -> Result<SigningMaterial, CredentialsError> {
+    let secret = mounted(secrets_dir, namespace, name)?;
+    let Some(key) = secret.text(key_file)? else {
+        return Err(secret.missing(format!("has no {key_file}")));
+    };
+    Ok(SigningMaterial {
+        key,
+        passphrase: secret.text(passphrase_file)?,
+    })
+}
+
+/// A forge's credentials for opening pull requests, from the Secret the
+/// `tagrelay.dev/pull-request` annotation names: a `token`, or a GitHub
+/// App (`githubAppID`, `githubAppInstallationID`, `githubAppPrivateKey`, as
+/// Flux's GitHub App Secrets hold them). `Debug` shows no secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ForgeCredentials {
+    /// A personal, project or bot access token.
+    Token(String),
+    /// A GitHub App installation, whose short-lived token is asked for
+    /// with a JWT signed by the App's key.
+    GithubApp {
+        /// The App's id.
+        app_id: String,
+        /// The installation's id.
+        installation_id: String,
+        /// The App's private key, PEM.
+        private_key: String,
+    },
+}
+
+impl fmt::Debug for ForgeCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForgeCredentials::Token(_) => f.write_str("Token(<redacted>)"),
+            ForgeCredentials::GithubApp { app_id, .. } => write!(f, "GithubApp({app_id})"),
+        }
+    }
+}
+
+/// Loads the forge Secret `namespace/name`: `token`, else the three GitHub
+/// App keys together.
+pub fn load_forge(
+    secrets_dir: &Path,
+    namespace: &str,
+    name: &str,
+) -> Result<ForgeCredentials, CredentialsError> {
+    let secret = mounted(secrets_dir, namespace, name)?;
+    if let Some(token) = secret.text("token")? {
+        return Ok(ForgeCredentials::Token(token));
+    }
+    match (
+        secret.text("githubAppID")?,
+        secret.text("githubAppInstallationID")?,
+        secret.text("githubAppPrivateKey")?,
+    ) {
+        (Some(app_id), Some(installation_id), Some(private_key)) => Ok(ForgeCredentials::GithubApp {
+            app_id,
+            installation_id,
+            private_key,
+        }),
+        (None, None, None) => Err(secret.missing(
+            "has no token (nor githubAppID, githubAppInstallationID and githubAppPrivateKey)".into(),
+        )),
+        _ => Err(secret.missing(
+            "has some of githubAppID, githubAppInstallationID and githubAppPrivateKey, not all three"
+                .into(),
+        )),
+    }
+}
+
 /// Everything needed to reach a Git remote: its credentials and the proxy
 /// in between, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]

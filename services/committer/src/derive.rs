@@ -212,6 +212,8 @@ mod tests {
             path: String::new(),
             author_name: "bot".into(),
             author_email: "bot@example.com".into(),
+            signing_key: None,
+            pull_request: None,
             message_template: None,
             message_values: BTreeMap::new(),
             template_api: tagrelay_rewrite::message::TemplateApi::V1,

@@ -21,6 +21,7 @@ use tagrelay_proto::event::FailureReason;
 
 use crate::credentials::{GitAccess, GitAuth, GitTls};
 use crate::push::SECRET_DIR_ENV;
+use crate::signing::{Signer, SigningError};
 use tagrelay_rewrite::screen::{is_manifest_name, Unread};
 pub use tagrelay_rewrite::screen::{Screen, MAX_MANIFEST_BYTES};
 
@@ -62,6 +63,9 @@ pub enum GitError {
     /// Reading or writing an object failed.
     #[error("git objects: {0}")]
     Objects(String),
+    /// The commit could not be signed, so it was not written.
+    #[error(transparent)]
+    Signing(#[from] SigningError),
 }
 
 impl GitError {
@@ -71,6 +75,7 @@ impl GitError {
             GitError::Fetch { .. } => FailureReason::GitUnavailable,
             GitError::MissingRef { .. } | GitError::UpdatePath { .. } => FailureReason::InvalidSpec,
             GitError::Cache { .. } | GitError::Objects(_) => FailureReason::Other,
+            GitError::Signing(_) => FailureReason::SigningFailed,
         }
     }
 }
@@ -561,12 +566,15 @@ pub struct CommitSpec {
 }
 
 /// Writes `files` over the parent's tree and a commit on top of it, in the
-/// object database only (no ref moves). Returns the commit and its tree.
+/// object database only (no ref moves), signed by `signer` when given (a
+/// `gpgsig` header over the commit's bytes, as `git commit -S` writes it).
+/// Returns the commit and its tree.
 #[tracing::instrument(name = "git commit", skip_all)]
 pub fn write_commit(
     repo: &gix::Repository,
     spec: &CommitSpec,
     files: &[NewFile],
+    signer: Option<&Signer>,
 ) -> Result<(ObjectId, ObjectId), GitError> {
     let parent = repo.find_commit(spec.parent).map_err(objects_err)?;
     let base_tree = parent.tree_id().map_err(objects_err)?.detach();
@@ -594,7 +602,7 @@ pub fn write_commit(
             offset: 0,
         },
     };
-    let commit = gix::objs::Commit {
+    let mut commit = gix::objs::Commit {
         tree,
         parents: spec
             .merged_into
@@ -607,6 +615,14 @@ pub fn write_commit(
         message: spec.message.as_str().into(),
         extra_headers: Vec::new(),
     };
+    if let Some(signer) = signer {
+        let mut payload = Vec::new();
+        gix::objs::WriteTo::write_to(&commit, &mut payload).map_err(objects_err)?;
+        let signature = signer.sign(&payload, spec.time)?;
+        commit
+            .extra_headers
+            .push(("gpgsig".into(), signature.into()));
+    }
     let id = repo.write_object(&commit).map_err(objects_err)?.detach();
     Ok((id, tree))
 }
@@ -622,6 +638,8 @@ pub struct CommitInfo {
     pub time: i64,
     /// The message.
     pub message: String,
+    /// Its `gpgsig` header (the armored signature), when it is signed.
+    pub signature: Option<String>,
 }
 
 /// Where a run of an automation with a separate push branch builds, given
@@ -714,6 +732,10 @@ pub fn commit_info(repo: &gix::Repository, id: ObjectId) -> Result<CommitInfo, G
         parent,
         time,
         message: decoded.message.to_str_lossy().into_owned(),
+        signature: decoded
+            .extra_headers()
+            .pgp_signature()
+            .map(|s| s.to_str_lossy().into_owned()),
     };
     Ok(info)
 }

@@ -6,6 +6,9 @@
 //!   resolved with Flux's defaults.
 //! - [`git`] (gix: cached bare clones, fetch, tree walk, object writes),
 //!   [`push`] (the `git` CLI) and [`credentials`] (mounted Secrets).
+//! - [`review`] (the review stage: one pull request per review branch)
+//!   and [`forge`] (GitHub, GitLab and Gitea REST clients).
+//! - [`signing`]: OpenPGP and SSH commit signatures, in-process.
 //! - [`plan`]: the decision (which files change, the commit for them),
 //!   pure, with the one `Failed` error a reconcile stops with.
 //! - [`derive`]: ImageRepository / ImagePolicy objects for Flux v1
@@ -18,10 +21,13 @@
 pub mod automation;
 pub mod credentials;
 pub mod derive;
+pub mod forge;
 pub mod git;
 pub mod plan;
 pub mod process;
 pub mod push;
+pub mod review;
 pub mod service;
+pub mod signing;
 
 pub use service::{run, Settings};

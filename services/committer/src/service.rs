@@ -49,6 +49,8 @@ use crate::derive;
 use crate::git::{self, BlobScreens, CommitSpec, GitError, Skipped};
 use crate::plan::{self, plan, Plan, Scan};
 use crate::push::{self, PushError};
+use crate::review::Reviewer;
+use crate::signing::{self, Signer};
 use tagrelay_rewrite::lint::{lint_file, lint_unread, Finding, KnownPolicies};
 use tagrelay_rewrite::message;
 use tagrelay_rewrite::{self as rewrite, Cause, RewriteError, UpdateSet, V1Discovery, V1Update};
@@ -146,7 +148,19 @@ pub async fn run(
         }
     }));
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let scheduler = tokio::spawn(schedule(committer.clone(), changed, stopped));
+    let scheduler = tokio::spawn(schedule(committer.clone(), changed, stopped.clone()));
+    // The review stage: its own consumer, stopped by the same signal.
+    let reviewer = Arc::new(Reviewer::new(bus, committer.settings.secrets_dir.clone()).await?);
+    let review = {
+        let (bus, readiness, mut stopped) = (bus.clone(), readiness.clone(), stopped);
+        tokio::spawn(async move {
+            let settings = ConsumeSettings::new(Stage::Review);
+            let stopping = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            consume(&bus, reviewer, settings, readiness, stopping).await
+        })
+    };
     let result = consume(
         bus,
         committer,
@@ -156,6 +170,11 @@ pub async fn run(
     )
     .await;
     let _ = stop.send(true);
+    match review.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "the review stage stopped"),
+        Err(e) => tracing::error!(error = %e, "the review stage panicked"),
+        Ok(Ok(())) => {}
+    }
     watcher.abort();
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "the reconcile scheduler panicked");
@@ -226,6 +245,44 @@ async fn schedule(
             }
         }
     }
+}
+
+/// An automation as the configuration holds it, resolved against its
+/// GitRepository.
+pub(crate) enum Loaded {
+    /// No such automation (deleted): nothing to do.
+    Missing,
+    /// Its source is missing or its spec cannot work: the failure to record.
+    Unusable(Failed),
+    /// Ready to act on.
+    Ready(Box<Automation>),
+}
+
+/// Reads the automation `key` and its GitRepository and resolves them.
+pub(crate) async fn load_automation(
+    store: &ConfigStore,
+    key: &ObjectKey,
+) -> Result<Loaded, BusError> {
+    let Some(Object::ImageUpdateAutomation(automation)) = store.get(key).await? else {
+        return Ok(Loaded::Missing);
+    };
+    let source_key = {
+        let r = &automation.spec.source_ref;
+        ObjectKey::new(
+            Kind::GitRepository,
+            r.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
+            &r.name,
+        )
+    };
+    let Some(Object::GitRepository(source)) = store.get(&source_key).await? else {
+        let error = format!("source {source_key} not found");
+        let reason = FailureReason::DependencyNotReady;
+        return Ok(Loaded::Unusable(Failed::transient(reason, error)));
+    };
+    Ok(match Automation::resolve(&automation, &source) {
+        Ok(resolved) => Loaded::Ready(Box::new(resolved)),
+        Err(e) => Loaded::Unusable(Failed::permanent(FailureReason::InvalidSpec, e.to_string())),
+    })
 }
 
 impl Handler for Committer {
@@ -395,32 +452,10 @@ impl Committer {
         key: &ObjectKey,
         trigger: Option<&Envelope>,
     ) -> Result<Outcome, ReconcileError> {
-        let Some(Object::ImageUpdateAutomation(automation)) = self.store.get(key).await? else {
-            return Ok(Outcome::UpToDate);
-        };
-        let source_key = {
-            let r = &automation.spec.source_ref;
-            ObjectKey::new(
-                Kind::GitRepository,
-                r.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
-                &r.name,
-            )
-        };
-        let Some(Object::GitRepository(source)) = self.store.get(&source_key).await? else {
-            let error = format!("source {source_key} not found");
-            let reason = FailureReason::DependencyNotReady;
-            return self
-                .fail(key, trigger, Failed::transient(reason, error), 1)
-                .await;
-        };
-        let resolved = match Automation::resolve(&automation, &source) {
-            Ok(resolved) => resolved,
-            Err(e) => {
-                let reason = FailureReason::InvalidSpec;
-                return self
-                    .fail(key, trigger, Failed::permanent(reason, e.to_string()), 1)
-                    .await;
-            }
+        let resolved = match load_automation(&self.store, key).await? {
+            Loaded::Missing => return Ok(Outcome::UpToDate),
+            Loaded::Ready(resolved) => resolved,
+            Loaded::Unusable(failed) => return self.fail(key, trigger, failed, 1).await,
         };
         if resolved.suspend {
             self.status(key, true, "suspended".into(), None).await;
@@ -456,6 +491,19 @@ impl Committer {
             }
             None => None,
         };
+        let signer = match &resolved.signing_key {
+            Some(k) => match Signer::load(secrets, &k.namespace, &k.name, k.key_type.as_deref()) {
+                Ok(signer) => Some(Arc::new(signer)),
+                Err(e) => {
+                    let failed = Failed::transient(
+                        FailureReason::SigningFailed,
+                        format!("spec.git.commit.signingKey: {e}"),
+                    );
+                    return self.fail(key, trigger, failed, 1).await;
+                }
+            },
+            None => None,
+        };
         let access = GitAccess {
             auth,
             proxy,
@@ -478,7 +526,7 @@ impl Committer {
                     .await;
             }
         };
-        self.reconcile_locked(key, &resolved, &access, &cache, trigger)
+        self.reconcile_locked(key, &resolved, &access, signer, &cache, trigger)
             .await
     }
 
@@ -487,6 +535,7 @@ impl Committer {
         key: &ObjectKey,
         a: &Automation,
         access: &GitAccess,
+        signer: Option<Arc<Signer>>,
         cache: &Path,
         trigger: Option<&Envelope>,
     ) -> Result<Outcome, ReconcileError> {
@@ -556,8 +605,9 @@ impl Committer {
                 Err(failed) => return self.fail(key, trigger, failed, attempt).await,
             };
             // 5. The commit, deterministic from parent and state.
-            let (commit, parent_time) = {
+            let commit = {
                 let cache = cache.to_path_buf();
+                let signer = signer.clone();
                 let (base, merged_into) = (tips.base, tips.merged_into);
                 let (name, email) = (a.author_name.clone(), a.author_email.clone());
                 let (message, files, cause_times) = (
@@ -579,13 +629,22 @@ impl Committer {
                         time: commit_time(parent.time, &cause_times),
                         message,
                     };
-                    let (commit, _) = git::write_commit(&repo, &spec, &files)?;
+                    let (commit, _) = git::write_commit(&repo, &spec, &files, signer.as_deref())?;
                     Ok::<_, GitError>((commit, parent.time))
                 })
                 .await?
-                .map_err(|e| ReconcileError::Task(e.to_string()))?
             };
-            tracing::debug!(automation = %key, %commit, parent_time, "commit written");
+            let commit = match commit {
+                Ok((commit, parent_time)) => {
+                    tracing::debug!(automation = %key, %commit, parent_time, "commit written");
+                    commit
+                }
+                Err(e @ GitError::Signing(_)) => {
+                    let failed = Failed::transient(e.reason(), e.to_string());
+                    return self.fail(key, trigger, failed, attempt).await;
+                }
+                Err(e) => return Err(ReconcileError::Task(e.to_string())),
+            };
             // 6. Push: a compare-and-swap on the remote, never forced.
             let mut refspecs = vec![format!("{commit}:refs/heads/{}", a.push_branch)];
             let request = |refspecs: Vec<String>| push::Push {
@@ -643,6 +702,7 @@ impl Committer {
                 parent: Some(tips.merged_into.unwrap_or(tips.base).to_string()),
                 changes: planned.changes.clone(),
                 causes: planned.causes.clone(),
+                signed_with: signer.as_ref().map(|s| s.id().clone()),
             };
             let cause = trigger.cloned().or_else(|| causes.last().cloned());
             self.announce(key, &pushed, cause.as_ref()).await?;
@@ -968,7 +1028,8 @@ impl Committer {
                 let info = git::commit_info(&repo, id)?;
                 if let Some(t) = message::parse_trailers(&info.message) {
                     if t.automation == me {
-                        pending.push((id, info.parent, t));
+                        let signed_with = info.signature.as_deref().and_then(signing::signed_with);
+                        pending.push((id, info.parent, t, signed_with));
                     }
                 }
                 at = info.parent;
@@ -978,7 +1039,7 @@ impl Committer {
         })
         .await?
         .map_err(|e| ReconcileError::Task(e.to_string()))?;
-        for (commit, parent, trailers) in pending {
+        for (commit, parent, trailers, signed_with) in pending {
             let pushed = CommitPushed {
                 automation: ObjectRef::new(&a.namespace, &a.name),
                 remote: remote.to_string(),
@@ -987,6 +1048,7 @@ impl Committer {
                 parent: parent.map(|p| p.to_string()),
                 changes: trailers.changes,
                 causes: trailers.causes,
+                signed_with,
             };
             tracing::info!(automation = %key, commit = %pushed.commit, "announcing a commit that landed without being announced");
             self.announce(key, &pushed, None).await?;

@@ -1724,3 +1724,416 @@ async fn each_lint_finding_is_published_once_and_kept_in_the_status() {
     assert_eq!(status.warnings.len(), 1, "{:#?}", status.warnings);
     assert!(status.warnings[0].text.contains("unknown-policy"));
 }
+
+#[tokio::test]
+async fn every_commit_is_signed_with_the_automations_key_or_none_is_pushed() {
+    use tagrelay_testkit::signing::{GpgKey, SshKey};
+    let env = env().await;
+    let repo = seeded();
+    let gpg = GpgKey::generate("Bot <bot@example.com>", "ed25519", "the passphrase");
+    let secret = env.dirs.path().join("secrets/flux-system/signing");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("git.asc"), gpg.armored_secret_key()).unwrap();
+    std::fs::write(secret.join("passphrase"), "not the passphrase\n").unwrap();
+    let signing = "      signingKey:\n        secretRef: {name: signing}\n";
+    let yaml = config(&repo.url(), "", "apps").replace(
+        "      author: {name: tagrelay, email: bot@example.com}\n",
+        &format!("      author: {{name: tagrelay, email: bot@example.com}}\n{signing}"),
+    );
+    env.apply(&yaml).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.2.0")
+        .await;
+    let committer = env.committer("a").await;
+    let seed_tip = repo.tip("main").unwrap();
+
+    // A key the passphrase does not unlock: a CommitFailed, nothing pushed.
+    let outcome = committer.reconcile(&automation_key(), None).await.unwrap();
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    assert_eq!(repo.tip("main").as_deref(), Some(seed_tip.as_str()));
+    let failure = env.failed().await.pop().expect("a CommitFailed");
+    assert_eq!(failure.reason, FailureReason::SigningFailed, "{failure:?}");
+    assert!(failure.error.contains("flux-system/signing"), "{failure:?}");
+    assert!(!failure.error.contains("not the passphrase"), "{failure:?}");
+
+    // Unlocked: the commit is signed, git verifies it with the signer's
+    // key only, and the announcement names the key.
+    std::fs::write(secret.join("passphrase"), "the passphrase\n").unwrap();
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push: {:#?}", env.failed().await)
+    };
+    let signed = pushed.signed_with.clone().expect("signed_with");
+    assert_eq!(signed.fingerprint, gpg.fingerprint);
+    let (verified, said) = gpg.verify_commit(&repo.path(), &pushed.commit);
+    assert!(verified, "{said}");
+    let stranger = GpgKey::generate("Stranger <s@example.com>", "ed25519", "");
+    assert!(!stranger.verify_commit(&repo.path(), &pushed.commit).0);
+
+    // Switched to an SSH key (type: ssh, Flux's identity + password keys).
+    let ssh = SshKey::generate("ed25519", "");
+    std::fs::copy(ssh.private_key(), secret.join("identity")).unwrap();
+    let yaml = yaml.replace(
+        "        secretRef: {name: signing}\n",
+        "        secretRef: {name: signing}\n        type: ssh\n",
+    );
+    env.apply(&yaml).await;
+    env.resolve("flux-system", "app", "registry.example/app", "1.3.0")
+        .await;
+    let Outcome::Pushed(pushed) = committer.reconcile(&automation_key(), None).await.unwrap()
+    else {
+        panic!("expected a push: {:#?}", env.failed().await)
+    };
+    assert_eq!(
+        pushed.signed_with.as_ref().map(|s| s.fingerprint.as_str()),
+        Some(ssh.fingerprint.as_str())
+    );
+    let (verified, said) = ssh.verify_commit(&repo.path(), &pushed.commit);
+    assert!(verified, "{said}");
+    let other = SshKey::generate("ed25519", "");
+    let (verified, said) = other.verify_commit(&repo.path(), &pushed.commit);
+    assert!(!verified && said.contains("No principal matched"), "{said}");
+    let announced = env.pushed().await;
+    assert_eq!(announced.len(), 2);
+    assert!(announced.iter().all(|p| p.signed_with.is_some()));
+}
+
+/// An automation with a review branch and the `tagrelay.dev/pull-request`
+/// annotation pointing at `forge`, and its forge token in the Secret.
+async fn review_env(
+    flavour: tagrelay_testkit::forge::Flavour,
+    provider: &str,
+) -> (Env, BareRepo, tagrelay_testkit::forge::ForgeServer, String) {
+    use tagrelay_testkit::forge::ForgeServer;
+    let env = env().await;
+    let repo = seeded();
+    let forge = ForgeServer::start(flavour, "org/fleet", "s3cret-forge-token").await;
+    let secret = env.dirs.path().join("secrets/flux-system/forge");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("token"), "s3cret-forge-token\n").unwrap();
+    let annotation = format!(
+        "provider: {provider}\nsecretRef: {{name: forge}}\napiURL: {}\nrepository: org/fleet\nlabels: [image-update]\nreviewers: [alice]\nautoMerge: squash\n",
+        forge.api_url()
+    );
+    let git = "    checkout:\n      ref: {branch: main}\n    push:\n      branch: image-updates\n";
+    let yaml = config(&repo.url(), git, "apps").replace(
+        "kind: ImageUpdateAutomation\nmetadata: {name: fleet, namespace: flux-system}\n",
+        &format!(
+            "kind: ImageUpdateAutomation\nmetadata:\n  name: fleet\n  namespace: flux-system\n  annotations:\n    tagrelay.dev/pull-request: {}\n",
+            serde_json::to_string(&annotation).unwrap()
+        ),
+    );
+    env.apply(&yaml).await;
+    (env, repo, forge, yaml)
+}
+
+impl Env {
+    async fn reviewer(&self) -> tagrelay_committer::review::Reviewer {
+        let bus = Bus::connect(&self.url, "committer/review", BusSettings::default())
+            .await
+            .unwrap();
+        tagrelay_committer::review::Reviewer::new(&bus, self.settings("a").secrets_dir)
+            .await
+            .unwrap()
+    }
+
+    /// Moves the policy to `tag`, commits, and returns the `CommitPushed`.
+    async fn push_update(&self, committer: &Committer, tag: &str) -> Envelope {
+        self.resolve("flux-system", "app", "registry.example/app", tag)
+            .await;
+        let outcome = committer.reconcile(&automation_key(), None).await.unwrap();
+        let Outcome::Pushed(pushed) = outcome else {
+            panic!("expected a push: {outcome:?} {:#?}", self.failed().await)
+        };
+        self.events(names::COMMIT_FILTER)
+            .await
+            .into_iter()
+            .find(|e| matches!(&e.payload, Event::CommitPushed(c) if c.commit == pushed.commit))
+            .unwrap()
+    }
+
+    async fn pull_requests(
+        &self,
+    ) -> Vec<(String, tagrelay_proto::event::PullRequest, Option<String>)> {
+        self.events(names::PULL_REQUEST_FILTER)
+            .await
+            .into_iter()
+            .filter_map(|e| match e.payload {
+                Event::PullRequestOpened(p) => Some(("opened".to_string(), p, e.causation_id)),
+                Event::PullRequestUpdated(p) => Some(("updated".to_string(), p, e.causation_id)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+async fn review(
+    reviewer: &tagrelay_committer::review::Reviewer,
+    pushed: &Envelope,
+    attempt: u32,
+) -> tagrelay_proto::consume::Disposition {
+    use tagrelay_proto::consume::{Delivery, Handler};
+    let delivery = Delivery {
+        subject: pushed.payload.subject(),
+        msg_id: None,
+        traceparent: None,
+        stream_sequence: 0,
+        attempt,
+        pending: 0,
+    };
+    reviewer.handle(pushed.clone(), delivery).await
+}
+
+#[tokio::test]
+async fn a_review_branch_keeps_one_pull_request_up_to_date_on_every_forge() {
+    use tagrelay_proto::consume::Disposition;
+    use tagrelay_testkit::forge::Flavour;
+    for (flavour, provider, label, reviewer_asked) in [
+        (Flavour::Github, "github", "image-update", "alice"),
+        (Flavour::Gitlab, "gitlab", "image-update", "505"),
+        (Flavour::Gitea, "gitea", "label-7", "alice"),
+    ] {
+        let (env, _repo, forge, _) = review_env(flavour, provider).await;
+        let committer = env.committer("a").await;
+        let reviewer = env.reviewer().await;
+
+        // The first update opens the request, labelled, with a reviewer
+        // and auto-merge, its body naming the cause and the change.
+        let first = env.push_update(&committer, "1.2.0").await;
+        let done = review(&reviewer, &first, 1).await;
+        assert!(
+            matches!(done, Disposition::Done),
+            "{provider}: {done:?} {:#?}",
+            env.events(names::FAILED_FILTER).await
+        );
+        let requests = forge.requests();
+        assert_eq!(requests.len(), 1, "{provider}");
+        let request = &requests[0];
+        assert_eq!(
+            (
+                request.head.as_str(),
+                request.base.as_str(),
+                request.state.as_str()
+            ),
+            ("image-updates", "main", "open")
+        );
+        assert_eq!(
+            request.title, "Update images from flux-system/fleet",
+            "{provider}"
+        );
+        assert!(
+            request
+                .body
+                .contains("`registry.example/app:1.0.0` -> `registry.example/app:1.2.0`"),
+            "{provider}: {}",
+            request.body
+        );
+        assert!(
+            request.body.contains("`flux-system/app` selected `1.2.0`"),
+            "{provider}: {}",
+            request.body
+        );
+        assert_eq!(request.labels, vec![label.to_string()], "{provider}");
+        assert_eq!(
+            request.reviewers,
+            vec![reviewer_asked.to_string()],
+            "{provider}"
+        );
+        assert_eq!(request.auto_merge.as_deref(), Some("squash"), "{provider}");
+        let announced = env.pull_requests().await;
+        assert_eq!(announced.len(), 1, "{provider}");
+        assert_eq!(announced[0].0, "opened");
+        assert_eq!(announced[0].1.number, 1);
+        assert_eq!(
+            announced[0].2.as_deref(),
+            Some(first.id.as_str()),
+            "caused by the CommitPushed"
+        );
+
+        // A later update lands on the same request.
+        let second = env.push_update(&committer, "1.3.0").await;
+        assert!(matches!(
+            review(&reviewer, &second, 1).await,
+            Disposition::Done
+        ));
+        let requests = forge.requests();
+        assert_eq!(requests.len(), 1, "{provider}: never a second request");
+        assert!(
+            requests[0]
+                .body
+                .contains("`registry.example/app:1.0.0` -> `registry.example/app:1.3.0`"),
+            "{provider}: {}",
+            requests[0].body
+        );
+        let announced = env.pull_requests().await;
+        assert_eq!(
+            (announced[1].0.as_str(), announced[1].1.number),
+            ("updated", 1)
+        );
+
+        // A redelivery changes nothing; a request a person closed is not
+        // reopened for the same change.
+        let calls = forge.calls().len();
+        assert!(matches!(
+            review(&reviewer, &second, 2).await,
+            Disposition::Done
+        ));
+        assert_eq!(
+            forge.calls().len(),
+            calls,
+            "{provider}: a redelivery calls nothing"
+        );
+        forge.close(1);
+        assert!(matches!(
+            review(&reviewer, &second, 3).await,
+            Disposition::Done
+        ));
+        assert_eq!(
+            forge.requests().len(),
+            1,
+            "{provider}: not reopened for the same change"
+        );
+
+        // A new change opens a new request; after a merge the list starts
+        // afresh.
+        let third = env.push_update(&committer, "1.4.0").await;
+        assert!(matches!(
+            review(&reviewer, &third, 1).await,
+            Disposition::Done
+        ));
+        let requests = forge.requests();
+        assert_eq!(requests.len(), 2, "{provider}");
+        assert_eq!(requests[1].state, "open");
+        forge.merge(2);
+        let fourth = env.push_update(&committer, "1.5.0").await;
+        assert!(matches!(
+            review(&reviewer, &fourth, 1).await,
+            Disposition::Done
+        ));
+        let requests = forge.requests();
+        assert_eq!(requests.len(), 3, "{provider}");
+        assert!(
+            requests[2]
+                .body
+                .contains("`registry.example/app:1.4.0` -> `registry.example/app:1.5.0`"),
+            "{provider}: {}",
+            requests[2].body
+        );
+        assert!(
+            !requests[2].body.contains("1.3.0"),
+            "{provider}: {}",
+            requests[2].body
+        );
+        let opened: Vec<u64> = env
+            .pull_requests()
+            .await
+            .into_iter()
+            .filter(|(what, _, _)| what == "opened")
+            .map(|(_, p, _)| p.number)
+            .collect();
+        assert_eq!(opened, vec![1, 2, 3], "{provider}");
+    }
+}
+
+#[tokio::test]
+async fn a_forge_that_refuses_the_token_is_review_failed_and_retried_and_nothing_leaks() {
+    use tagrelay_proto::consume::Disposition;
+    use tagrelay_testkit::forge::Flavour;
+    let (env, _repo, forge, _) = review_env(Flavour::Github, "github").await;
+    let secret = env.dirs.path().join("secrets/flux-system/forge/token");
+    std::fs::write(&secret, "a-wrong-token\n").unwrap();
+    let committer = env.committer("a").await;
+    let reviewer = env.reviewer().await;
+    let pushed = env.push_update(&committer, "1.2.0").await;
+    assert!(matches!(
+        review(&reviewer, &pushed, 1).await,
+        Disposition::Retry(_)
+    ));
+    assert!(forge.requests().is_empty());
+    let failures: Vec<Failure> = env
+        .events(names::FAILED_FILTER)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.payload {
+            Event::ReviewFailed(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].reason, FailureReason::AuthenticationFailed);
+    assert!(failures[0].error.contains("401"), "{failures:?}");
+    assert!(!failures[0].error.contains("a-wrong-token"), "{failures:?}");
+
+    std::fs::write(&secret, "s3cret-forge-token\n").unwrap();
+    assert!(matches!(
+        review(&reviewer, &pushed, 2).await,
+        Disposition::Done
+    ));
+    assert_eq!(forge.requests().len(), 1);
+    for event in env.events("tagrelay.>").await {
+        let json = String::from_utf8(event.to_json().unwrap()).unwrap();
+        assert!(!json.contains("s3cret-forge-token"), "{json}");
+    }
+}
+
+#[tokio::test]
+async fn a_github_app_installation_token_is_asked_for_with_a_signed_jwt_and_reused() {
+    use tagrelay_proto::consume::Disposition;
+    use tagrelay_testkit::forge::Flavour;
+    let (env, _repo, forge, _) = review_env(Flavour::Github, "github").await;
+    let keys = tempfile::tempdir().unwrap();
+    let make_key = |name: &str| {
+        let path = keys.path().join(name);
+        let made = Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let public = Command::new("ssh-keygen")
+            .args(["-e", "-m", "PEM", "-f"])
+            .arg(path.with_extension("pub"))
+            .output()
+            .unwrap();
+        (
+            std::fs::read_to_string(&path).unwrap(),
+            String::from_utf8(public.stdout).unwrap(),
+        )
+    };
+    let (private_key, public_key) = make_key("app");
+    let (other_key, _) = make_key("other");
+    forge.allow_github_app("4242", "77", &public_key);
+    let secret = env.dirs.path().join("secrets/flux-system/forge");
+    std::fs::remove_file(secret.join("token")).unwrap();
+    std::fs::write(secret.join("githubAppID"), "4242").unwrap();
+    std::fs::write(secret.join("githubAppInstallationID"), "77").unwrap();
+    std::fs::write(secret.join("githubAppPrivateKey"), &other_key).unwrap();
+    let committer = env.committer("a").await;
+    let reviewer = env.reviewer().await;
+
+    // A JWT signed by another key is refused by the forge.
+    let first = env.push_update(&committer, "1.2.0").await;
+    assert!(matches!(
+        review(&reviewer, &first, 1).await,
+        Disposition::Retry(_)
+    ));
+    assert_eq!(forge.issued_tokens(), 0);
+    assert!(forge.requests().is_empty());
+
+    // The App's key: one installation token, kept for the next sync.
+    std::fs::write(secret.join("githubAppPrivateKey"), &private_key).unwrap();
+    assert!(matches!(
+        review(&reviewer, &first, 2).await,
+        Disposition::Done
+    ));
+    let second = env.push_update(&committer, "1.3.0").await;
+    assert!(matches!(
+        review(&reviewer, &second, 1).await,
+        Disposition::Done
+    ));
+    assert_eq!(
+        forge.issued_tokens(),
+        1,
+        "the token is reused until it nears expiry"
+    );
+    assert_eq!(forge.requests().len(), 1);
+}

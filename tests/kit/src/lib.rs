@@ -10,11 +10,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fault_proxy;
+pub mod forge;
 pub mod git;
 pub mod nats_cluster;
 pub mod pki;
+pub mod prism;
 pub mod proxy;
 pub mod registry;
+pub mod signing;
 
 pub use nats_cluster::NatsCluster;
 

@@ -118,6 +118,36 @@ async fn wait_for(
     Ok(())
 }
 
+/// Starts the scanner (webhooks on `scanner_port`), the resolver and the
+/// committer as three processes, their logs and Git cache under `work`,
+/// Secrets under `work/secrets`.
+fn start_services(work: &Path, nats: &str, scanner_port: u16) -> anyhow::Result<Vec<Service>> {
+    let secret_file = work.join("webhook-secret");
+    std::fs::write(&secret_file, SECRET)?;
+    let mut services = Vec::new();
+    for (name, port) in [
+        ("scanner", scanner_port),
+        ("resolver", free_port()),
+        ("committer", free_port()),
+    ] {
+        let log = work.join(format!("{name}.log"));
+        let child = Command::new(sibling(&format!("tagrelay-{name}"))?)
+            .env("NATS_URL", nats)
+            .env("TAGRELAY_INSTANCE", "demo")
+            .env("TAGRELAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TAGRELAY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("TAGRELAY_WEBHOOK_SECRET_FILE", &secret_file)
+            .env("TAGRELAY_CACHE_DIR", work.join("cache"))
+            .env("TAGRELAY_SECRETS_DIR", work.join("secrets"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting tagrelay-{name}"))?;
+        services.push(Service { name, child, log });
+    }
+    Ok(services)
+}
+
 fn tagrelay(nats: &str, args: &[&str]) -> anyhow::Result<String> {
     let output = Command::new(sibling("tagrelay")?)
         .args(args)
@@ -130,8 +160,9 @@ fn tagrelay(nats: &str, args: &[&str]) -> anyhow::Result<String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tagrelay_proto::runtime::install_crypto_provider();
+    let review = std::env::args().any(|arg| arg == "--review");
     tokio::select! {
-        result = demo() => result,
+        result = async { if review { review_demo().await } else { demo().await } } => result,
         _ = tokio::signal::ctrl_c() => {
             println!("\ninterrupted: stopping everything the demo started");
             Ok(())
@@ -179,29 +210,7 @@ async fn demo() -> anyhow::Result<()> {
     done(bar, format!("applied {}", applied.join(", ")));
 
     let bar = spinner("starting the scanner, the resolver and the committer");
-    let secret_file = work.path().join("webhook-secret");
-    std::fs::write(&secret_file, SECRET)?;
-    let mut services = Vec::new();
-    for (name, port) in [
-        ("scanner", scanner_port),
-        ("resolver", free_port()),
-        ("committer", free_port()),
-    ] {
-        let log = work.path().join(format!("{name}.log"));
-        let child = Command::new(sibling(&format!("tagrelay-{name}"))?)
-            .env("NATS_URL", nats.url())
-            .env("TAGRELAY_INSTANCE", "demo")
-            .env("TAGRELAY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("TAGRELAY_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("TAGRELAY_WEBHOOK_SECRET_FILE", &secret_file)
-            .env("TAGRELAY_CACHE_DIR", work.path().join("cache"))
-            .env("TAGRELAY_SECRETS_DIR", work.path().join("secrets"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("starting tagrelay-{name}"))?;
-        services.push(Service { name, child, log });
-    }
+    let services = start_services(work.path(), &nats.url(), scanner_port)?;
     done(
         bar,
         "tagrelay-scanner, tagrelay-resolver, tagrelay-committer running as three processes".into(),
@@ -407,5 +416,154 @@ async fn guard_rails(
         "  ✔ 1.1.0 shipped {:.2} s after the push, once it was {DEMO_MINIMUM_AGE_SECONDS} s old (no new scan needed)",
         pushed.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// The automation of the review demo: checks out `main`, pushes signed
+/// commits to the review branch `image-updates` and keeps a pull request
+/// open on the loopback forge at `forge_api`.
+fn review_configuration(host: &str, git_url: &str, forge_api: &str) -> String {
+    let annotation = format!(
+        "provider: github\nsecretRef: {{name: forge}}\napiURL: {forge_api}\nrepository: org/fleet\nlabels: [image-update]\nreviewers: [platform-team]\n"
+    );
+    format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: fleet\nspec:\n  url: {git_url}\n  interval: 1m\n  ref:\n    branch: main\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata:\n  name: podinfo\nspec:\n  image: {host}/demo/podinfo\n  interval: 1m\n  insecure: true\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: podinfo\nspec:\n  imageRepositoryRef:\n    name: podinfo\n  policy:\n    semver:\n      range: '>=1.0.0'\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageUpdateAutomation\nmetadata:\n  name: fleet\n  annotations:\n    tagrelay.dev/pull-request: {}\nspec:\n  interval: 1m\n  sourceRef:\n    kind: GitRepository\n    name: fleet\n  git:\n    checkout:\n      ref:\n        branch: main\n    commit:\n      author:\n        name: tagrelay\n        email: bot@example.com\n      signingKey:\n        type: ssh\n        secretRef:\n          name: signing\n    push:\n      branch: image-updates\n  update:\n    path: ./apps\n    strategy: Setters\n",
+        serde_json::to_string(&annotation).unwrap_or_default()
+    )
+}
+
+/// `tagrelay demo --review`: a registry push becomes a signed commit on a
+/// review branch and a pull request on a (loopback, GitHub-API) forge.
+async fn review_demo() -> anyhow::Result<()> {
+    use tagrelay_testkit::forge::{Flavour, ForgeServer};
+    println!("tagrelay demo --review: a registry push becomes a signed commit on a review branch and a pull request\n");
+    let work = tempfile::Builder::new()
+        .prefix("tagrelay-demo-")
+        .tempdir()?;
+    let bar = spinner("starting nats-server, the registry, the Git remote and a forge");
+    let nats = NatsServer::start();
+    let scanner_port = free_port();
+    let registry = Registry::start_with(RegistryOptions {
+        basic_auth: None,
+        notifications: Some(Notifications {
+            url: format!("http://127.0.0.1:{scanner_port}/hooks/distribution"),
+            headers: vec![("Authorization".into(), format!("Bearer {SECRET}"))],
+        }),
+    });
+    let host = registry.host();
+    registry.push_tags("demo/podinfo", &["1.0.0"]).await;
+    let repo = BareRepo::seeded("main", &manifests(&host)[..1]);
+    let forge = ForgeServer::start(Flavour::Github, "org/fleet", "demo-forge-token").await;
+    done(
+        bar,
+        format!(
+            "nats-server {}, registry {host}, Git remote {}, a GitHub-API forge at {} (loopback; no forge server installs here)",
+            nats.url(),
+            repo.url(),
+            forge.api_url()
+        ),
+    );
+
+    let bar = spinner("making the bot's SSH signing key and the forge token Secret");
+    let secrets = work.path().join("secrets/flux-system");
+    std::fs::create_dir_all(secrets.join("signing"))?;
+    std::fs::create_dir_all(secrets.join("forge"))?;
+    let key = secrets.join("signing/identity");
+    let made = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "bot@example.com",
+            "-f",
+        ])
+        .arg(&key)
+        .status()
+        .context("running ssh-keygen")?;
+    if !made.success() {
+        bail!("ssh-keygen failed");
+    }
+    std::fs::write(secrets.join("forge/token"), "demo-forge-token")?;
+    let public = std::fs::read_to_string(key.with_extension("pub"))?;
+    let allowed = work.path().join("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!("bot@example.com namespaces=\"git\" {public}"),
+    )?;
+    done(bar, "ed25519 signing key in secrets/flux-system/signing/identity, forge token in secrets/flux-system/forge/token".into());
+
+    let bar = spinner("applying the configuration and starting the services");
+    let bus = Bus::connect(&nats.url(), "demo", BusSettings::default()).await?;
+    let store = bus.config_store().await?;
+    for document in load_documents(&review_configuration(&host, &repo.url(), &forge.api_url()))? {
+        let object = Object::decode(&document.value).map_err(|e| anyhow::anyhow!("{e}"))?;
+        store.put(&object).await?;
+    }
+    let services = start_services(work.path(), &nats.url(), scanner_port)?;
+    wait_for(
+        "the policy to resolve",
+        Duration::from_secs(60),
+        &services,
+        || {
+            tagrelay(&nats.url(), &["audit", "--kind", "policy"])
+                .map(|out| out.contains("PolicyResolved"))
+                .unwrap_or(false)
+        },
+    )
+    .await?;
+    done(bar, "automation fleet: checkout main, signed commits to image-updates, a pull request into main".into());
+
+    println!("\n→ pushing demo/podinfo:1.1.0");
+    let pushed = Instant::now();
+    registry
+        .push_image("demo/podinfo", "1.1.0", chrono::Utc::now())
+        .await;
+    let bar = spinner("waiting for the commit and the pull request");
+    wait_for(
+        "the pull request",
+        Duration::from_secs(60),
+        &services,
+        || !forge.requests().is_empty(),
+    )
+    .await?;
+    bar.finish_and_clear();
+    let commit = repo.tip("image-updates").unwrap_or_default();
+    println!(
+        "  ✔ commit {} on image-updates and its pull request {:.2} s after the push",
+        &commit[..commit.len().min(12)],
+        pushed.elapsed().as_secs_f64()
+    );
+    let verified = Command::new("git")
+        .arg("-C")
+        .arg(repo.path())
+        .arg("-c")
+        .arg(format!("gpg.ssh.allowedSignersFile={}", allowed.display()))
+        .args(["verify-commit", &commit])
+        .output()?;
+    println!(
+        "\n$ git -c gpg.ssh.allowedSignersFile=… verify-commit {}\n{}",
+        &commit[..commit.len().min(12)],
+        String::from_utf8_lossy(&verified.stderr).trim_end()
+    );
+    for request in forge.requests() {
+        println!(
+            "\npull request #{} {} -> {} ({}), labels {:?}, reviewers {:?}\ntitle: {}\n{}",
+            request.number,
+            request.head,
+            request.base,
+            request.state,
+            request.labels,
+            request.reviewers,
+            request.title,
+            request.body
+        );
+    }
+    println!("$ tagrelay why {}", &commit[..commit.len().min(12)]);
+    print!("{}", tagrelay(&nats.url(), &["why", &commit])?);
+    println!("\nstopping everything the demo started");
+    drop(services);
     Ok(())
 }
