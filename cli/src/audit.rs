@@ -10,6 +10,7 @@ use tagrelay_proto::config::parse_go_duration;
 use tagrelay_proto::event::{Envelope, Event, ScanTrigger, SignatureFormat};
 use tagrelay_proto::names;
 
+use crate::output::TextOrJson;
 use crate::{Cli, Failure};
 
 /// Arguments of `audit`.
@@ -30,13 +31,7 @@ pub struct AuditArgs {
     follow: bool,
     /// `text` (a timeline) or `json` (one envelope per line).
     #[arg(short = 'o', long, value_enum, default_value = "text")]
-    output: Format,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    output: TextOrJson,
 }
 
 /// Arguments of `why`.
@@ -65,6 +60,7 @@ fn kind_filter(kind: &str) -> Option<&'static str> {
         "tags" | "scan" | "tagsdiscovered" => Some(names::TAGS_FILTER),
         "policy" | "policyresolved" => Some(names::POLICY_FILTER),
         "commit" | "commitpushed" => Some(names::COMMIT_FILTER),
+        "warning" | "warnings" | "manifestwarning" => Some(names::WARNING_FILTER),
         "pullrequest" | "pr" | "pullrequestopened" | "pullrequestupdated" => {
             Some(names::PULL_REQUEST_FILTER)
         }
@@ -95,7 +91,7 @@ pub async fn audit(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
         _ => "tagrelay.>",
     };
     let mut log = Box::pin(bus.read_log(filter, since, args.follow).await?);
-    if args.output == Format::Text {
+    if args.output == TextOrJson::Text {
         println!("{:<24}  {:<15}  {:<32}  DETAIL", "TIME", "EVENT", "OBJECT");
     }
     while let Some(logged) = log.next().await {
@@ -116,14 +112,14 @@ pub async fn audit(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
             continue;
         }
         match args.output {
-            Format::Json => match &logged.envelope {
+            TextOrJson::Json => match &logged.envelope {
                 Ok(envelope) => {
                     let json = envelope.to_json().map_err(anyhow::Error::from)?;
                     println!("{}", String::from_utf8_lossy(&json));
                 }
                 Err(e) => eprintln!("event #{}: {e}", logged.sequence),
             },
-            Format::Text => println!("{}", timeline_line(&logged)),
+            TextOrJson::Text => println!("{}", timeline_line(&logged)),
         }
     }
     Ok(())
@@ -144,6 +140,7 @@ fn object_of(event: &Event) -> Option<String> {
         Event::TagsDiscovered(e) => e.repository.to_string(),
         Event::PolicyResolved(e) => e.policy.to_string(),
         Event::CommitPushed(e) => e.automation.to_string(),
+        Event::ManifestWarning(w) => w.automation.to_string(),
         Event::PullRequestOpened(e) | Event::PullRequestUpdated(e) => e.automation.to_string(),
         Event::ScanFailed(f)
         | Event::ResolveFailed(f)
@@ -206,6 +203,10 @@ fn detail(event: &Event) -> String {
             });
             format!("{short} to {} ({}{signed})", e.branch, changes.join("; "))
         }
+        Event::ManifestWarning(w) => format!(
+            "{}:{}: {}: {} (fix: {})",
+            w.file, w.line, w.check, w.problem, w.fix
+        ),
         Event::PullRequestOpened(e) | Event::PullRequestUpdated(e) => {
             let short = e.commit.get(..7).unwrap_or(&e.commit);
             format!(

@@ -85,6 +85,10 @@ pub fn flux_status(object: &Object, status: Option<&ObjectStatus>, observed: &Ob
                     .unwrap_or_default();
                 out.insert("observedPreviousRef".into(), image_ref(&name, previous));
             }
+            // tagrelay's release-age gate: the tag waiting, and until when.
+            if let Some(held_back) = &status.held_back {
+                out.insert("heldBack".into(), json!(held_back));
+            }
         }
         Object::ImageUpdateAutomation(_) => {
             if let Some(run) = status.updated_at {
@@ -108,6 +112,11 @@ pub fn flux_status(object: &Object, status: Option<&ObjectStatus>, observed: &Ob
                 .map(|(policy, (image, selected))| (policy.clone(), image_ref(image, selected)))
                 .collect();
             out.insert("observedPolicies".into(), Value::Object(policies));
+            // tagrelay's lint checks over the automation's manifests.
+            if !status.warnings.is_empty() {
+                let warnings: Vec<&str> = status.warnings.iter().map(|w| w.text.as_str()).collect();
+                out.insert("manifestWarnings".into(), json!(warnings));
+            }
         }
         Object::GitRepository(_) | Object::Namespace(_) => {}
     }

@@ -251,9 +251,22 @@ fn table(
             name.clone()
         });
         let (ready, message) = match status {
-            Some(s) => (
+            Some(s) if s.warnings.is_empty() => (
                 if s.ready { "True" } else { "False" }.to_string(),
                 s.message.clone(),
+            ),
+            Some(s) => (
+                if s.ready { "True" } else { "False" }.to_string(),
+                format!(
+                    "{}; {} manifest warnings: {}",
+                    s.message,
+                    s.warnings.len(),
+                    s.warnings
+                        .iter()
+                        .map(|w| w.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
             ),
             None => ("Unknown".to_string(), waiting_message(kind).to_string()),
         };

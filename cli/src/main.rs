@@ -11,6 +11,7 @@ mod delete;
 mod export;
 mod flux_status;
 mod get;
+mod lint;
 mod objects;
 mod output;
 mod policy;
@@ -18,6 +19,7 @@ mod reconcile;
 mod replay;
 mod run;
 mod suspend;
+mod tree;
 mod update;
 
 use std::process::ExitCode;
@@ -68,6 +70,10 @@ enum Command {
     Policy(policy::Args),
     /// Rewrite manifests offline, as the committer would.
     Update(update::Args),
+    /// Find automation that silently does nothing: near-miss markers,
+    /// unknown policies, unmarked images, ineffective Flux v1 annotations,
+    /// files the committer skips. Exit 1 when it found any.
+    Lint(lint::Args),
 }
 
 /// A failure with the exit code it maps to.
@@ -76,6 +82,9 @@ pub enum Failure {
     Invalid,
     /// The operation failed (exit 1).
     Failed(anyhow::Error),
+    /// The command printed what it found, and that is a failure (exit 1):
+    /// `lint` finding problems.
+    Reported,
 }
 
 impl From<anyhow::Error> for Failure {
@@ -149,10 +158,12 @@ async fn main() -> ExitCode {
         Command::Demo(args) => demo(args),
         Command::Policy(args) => policy::run(args),
         Command::Update(args) => update::run(args),
+        Command::Lint(args) => lint::run(&cli, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Invalid) => ExitCode::from(2),
+        Err(Failure::Reported) => ExitCode::from(1),
         Err(Failure::Failed(error)) => {
             eprintln!("error: {error:#}");
             ExitCode::from(1)

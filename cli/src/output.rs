@@ -102,3 +102,13 @@ mod tests {
         assert_eq!(back[0].value, value);
     }
 }
+
+/// `-o text|json`, for the commands that print lines for people or JSON
+/// for programs.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TextOrJson {
+    /// Lines for people.
+    Text,
+    /// JSON for programs.
+    Json,
+}

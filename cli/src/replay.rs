@@ -13,12 +13,14 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use tagrelay_policy::age::{Ages, FirstSeen};
 use tagrelay_policy::rules::{policy_rules, reflects_digest, PolicyCache};
 use tagrelay_proto::bus::Revision;
-use tagrelay_proto::config::{load_documents, ImagePolicy, Kind, Object, ObjectKey};
+use tagrelay_proto::config::{load_documents, AgeGate, ImagePolicy, Kind, Object, ObjectKey};
 use tagrelay_proto::event::{
     Envelope, Event, ObjectRef, PolicyResolved, SelectedImage, TagsDiscovered,
 };
+use tagrelay_proto::state::HeldBack;
 
 use crate::audit::parse_since;
 use crate::{Cli, Failure};
@@ -257,6 +259,19 @@ fn what_if(
         );
         let repository = policy.repository_key();
         println!("{name} (proposed):");
+        match policy.age_gate() {
+            Ok(Some(gate)) => {
+                gated_what_if(log, policy, gate, exclusions, &compiled, &bar);
+                continue;
+            }
+            Ok(None) => {}
+            Err(errors) => {
+                for error in errors {
+                    println!("  invalid: {error}");
+                }
+                continue;
+            }
+        }
         let mut shipped: Option<SelectedImage> = None;
         let mut moves = 0;
         for (at, scan) in &log.scans {
@@ -299,4 +314,99 @@ fn what_if(
         println!("  {moves} moves");
     }
     bar.finish_and_clear();
+}
+
+/// The what-if of a policy with a release-age gate: the recorded tag sets
+/// in order, with the first sightings folded from them as the resolver
+/// folds them, and time stepped from each scan to the next through the
+/// moments a held-back tag comes of age.
+fn gated_what_if(
+    log: &Log,
+    policy: &ImagePolicy,
+    gate: AgeGate,
+    exclusions: &BTreeMap<ObjectKey, Option<Vec<String>>>,
+    compiled: &PolicyCache,
+    bar: &ProgressBar,
+) {
+    let repository = policy.repository_key();
+    let scans: Vec<&TagsDiscovered> = log
+        .scans
+        .iter()
+        .map(|(_, scan)| scan)
+        .filter(|scan| {
+            scan.repository.namespace == repository.namespace
+                && scan.repository.name == repository.name
+        })
+        .collect();
+    bar.inc((log.scans.len() - scans.len()) as u64);
+    let exclusion = exclusions.get(&repository).cloned().flatten();
+    let rules = match policy_rules(&policy.metadata, &policy.spec, exclusion) {
+        Ok(rules) => rules,
+        Err(e) => {
+            println!("  invalid: {e}");
+            return;
+        }
+    };
+    let reflect = reflects_digest(&policy.spec);
+    let mut seen = FirstSeen::default();
+    let mut shipped: Option<SelectedImage> = None;
+    let mut waiting: Option<HeldBack> = None;
+    let (mut moves, mut held) = (0, 0);
+    for (index, scan) in scans.iter().enumerate() {
+        bar.inc(1);
+        let tags = scan.tags.as_deref().unwrap_or_default();
+        if tags.is_empty() {
+            continue;
+        }
+        seen.observe(tags, &scan.images, scan.scanned_at);
+        let next_scan = scans
+            .get(index + 1)
+            .map_or_else(Utc::now, |next| next.scanned_at);
+        let mut now = scan.scanned_at;
+        loop {
+            let ages = Ages {
+                gate,
+                first_seen: &seen,
+                images: &scan.images,
+                selected: shipped.as_ref().map(|s| s.tag.as_str()),
+                now,
+            };
+            let decision =
+                match compiled.select_image_gated(&rules, reflect, tags, &scan.images, &ages) {
+                    Ok(decision) => decision,
+                    Err(e) => {
+                        println!("  {now}: no tag: {e}");
+                        break;
+                    }
+                };
+            if let Some(selected) = decision.selected.filter(|s| shipped.as_ref() != Some(s)) {
+                println!("  {now}: would ship {}:{selected}", scan.image);
+                shipped = Some(selected);
+                moves += 1;
+            }
+            if decision.held_back != waiting {
+                if let Some(held_back) = &decision.held_back {
+                    let until = held_back
+                        .until
+                        .map_or("never (its image has no creation time)".to_string(), |t| {
+                            t.to_string()
+                        });
+                    println!("  {now}: holds back {} until {until}", held_back.image);
+                    held += 1;
+                }
+                waiting = decision.held_back;
+            }
+            match decision.recheck_at {
+                Some(at) if at < next_scan && at > now => now = at,
+                _ => break,
+            }
+        }
+    }
+    let seconds = gate.minimum_age.as_secs();
+    let age = match seconds {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    };
+    println!("  {moves} moves, {held} tags held back by the minimum age of {age}");
 }

@@ -26,6 +26,7 @@ use tagrelay_rewrite::{
     UpdateSet, V1Update,
 };
 
+use crate::tree::{self, Manifest};
 use crate::Failure;
 
 /// Arguments of `update`.
@@ -61,13 +62,6 @@ struct AvailableTag {
     created: Option<DateTime<Utc>>,
 }
 
-/// A manifest file: its path shown relative to `--path`.
-struct Manifest {
-    shown: String,
-    path: PathBuf,
-    content: Vec<u8>,
-}
-
 /// Runs `update`.
 pub fn run(args: &Args) -> Result<(), Failure> {
     if !args.path.is_dir() {
@@ -77,8 +71,20 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         )));
     }
     let v1_mode = args.available.is_some();
-    let mut skipped = Vec::new();
-    let manifests = collect(&args.path, v1_mode, &mut skipped).map_err(|e| invalid(&e))?;
+    let tree = tree::read(&args.path, |name| {
+        if v1_mode {
+            is_v1_candidate(name)
+        } else {
+            is_setters_candidate(name)
+        }
+    })
+    .map_err(|e| invalid(&e))?;
+    let mut skipped: Vec<String> = tree
+        .unread
+        .iter()
+        .map(|(shown, unread)| format!("{shown}: skipped: {unread}"))
+        .collect();
+    let manifests = tree.manifests;
     let updates = match (&args.policies, &args.available) {
         (Some(file), _) => UpdateSet {
             policies: read_policies(file, &args.namespace)?,
@@ -136,54 +142,6 @@ pub fn run(args: &Args) -> Result<(), Failure> {
 fn invalid(message: &str) -> Failure {
     eprintln!("error: {message}");
     Failure::Invalid
-}
-
-/// Every candidate file under `root`, never following a symlink (one that
-/// points outside the directory could make us write elsewhere) and never
-/// entering `.git`.
-fn collect(root: &Path, v1_mode: bool, skipped: &mut Vec<String>) -> Result<Vec<Manifest>, String> {
-    let mut manifests = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
-        let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        entries.sort();
-        for path in entries {
-            let shown = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.file_type().is_symlink() {
-                skipped.push(format!("{shown}: skipped: symbolic link (never followed)"));
-            } else if meta.is_dir() {
-                if path.file_name().is_some_and(|n| n != ".git") {
-                    pending.push(path);
-                }
-            } else if meta.is_file() {
-                let candidate = if v1_mode {
-                    is_v1_candidate(&shown)
-                } else {
-                    is_setters_candidate(&shown)
-                };
-                if candidate {
-                    let content =
-                        std::fs::read(&path).map_err(|e| format!("reading {shown}: {e}"))?;
-                    manifests.push(Manifest {
-                        shown,
-                        path,
-                        content,
-                    });
-                }
-            }
-        }
-    }
-    manifests.sort_by(|a, b| a.shown.cmp(&b.shown));
-    Ok(manifests)
 }
 
 fn read_policies(

@@ -141,26 +141,29 @@ async fn recorded_decisions_are_reproduced_and_a_tampered_one_is_caught() {
     );
 }
 
-#[tokio::test]
-async fn proposed_policies_show_what_would_have_shipped() {
-    let server = NatsServer::start();
-    record(&server).await;
+/// `replay --policy` with `proposed` YAML; what it printed, having
+/// succeeded.
+fn what_if(server: &NatsServer, proposed: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let proposed = dir.path().join("proposed.yaml");
-    std::fs::write(
-        &proposed,
-        "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: app\n  namespace: flux-system\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    semver:\n      range: '>=1.0.0'\n",
-    )
-    .unwrap();
-    let out = tagrelay(
-        &server,
-        &["replay", "--policy", &proposed.display().to_string()],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let path = dir.path().join("proposed.yaml");
+    std::fs::write(&path, proposed).unwrap();
+    let out = tagrelay(server, &["replay", "--policy", &path.display().to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[tokio::test]
+async fn proposed_policies_show_what_would_have_shipped() {
+    let server = NatsServer::start();
+    record(&server).await;
+    let text = what_if(
+        &server,
+        "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata:\n  name: app\n  namespace: flux-system\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    semver:\n      range: '>=1.0.0'\n",
     );
     let ships: Vec<&str> = text.lines().filter(|l| l.contains("would ship")).collect();
     assert_eq!(ships.len(), 3, "{text}");
@@ -170,6 +173,50 @@ async fn proposed_policies_show_what_would_have_shipped() {
     );
     assert!(
         ships[2].contains("registry.example/app:2.0.0 (recorded: 1.2.0)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_proposed_gate_shows_what_it_would_have_held_back_and_when_each_tag_ships() {
+    let server = NatsServer::start();
+    let bus = Bus::connect(&server.url(), "test", BusSettings::default())
+        .await
+        .unwrap();
+    let at = |minutes: i64| {
+        chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+            + chrono::Duration::minutes(minutes)
+    };
+    for (minutes, tags) in [
+        (0, &["1.0.0"][..]),
+        (60, &["1.0.0", "1.1.0"]),
+        (90, &["1.0.0", "1.1.0", "1.2.0"]),
+    ] {
+        let mut scanned = scan(tags);
+        scanned.scanned_at = at(minutes);
+        bus.publish(&Envelope::new("scanner/t", Event::TagsDiscovered(scanned)))
+            .await
+            .unwrap();
+    }
+    let text = what_if(
+        &server,
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: app\n  namespace: flux-system\n  annotations:\n    tagrelay.dev/minimum-age: 2h\nspec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    semver:\n      range: '>=1.0.0'\n",
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "flux-system/app (proposed):",
+            "  2026-12-01 10:00:00 UTC: holds back 1.0.0 until 2026-12-01 12:00:00 UTC",
+            "  2026-12-01 11:00:00 UTC: holds back 1.1.0 until 2026-12-01 13:00:00 UTC",
+            "  2026-12-01 11:30:00 UTC: holds back 1.2.0 until 2026-12-01 13:30:00 UTC",
+            "  2026-12-01 12:00:00 UTC: would ship registry.example/app:1.0.0",
+            "  2026-12-01 13:00:00 UTC: would ship registry.example/app:1.1.0",
+            "  2026-12-01 13:30:00 UTC: would ship registry.example/app:1.2.0",
+            "  3 moves, 3 tags held back by the minimum age of 2h",
+        ],
         "{text}"
     );
 }

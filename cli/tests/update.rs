@@ -68,7 +68,7 @@ fn setters_are_rewritten_byte_exactly_and_reported_per_change() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("apps/broken.yaml: skipped:"), "{stderr}");
     assert!(
-        stderr.contains("apps/escape.yaml: skipped: symbolic link"),
+        stderr.contains("apps/escape.yaml: skipped: symlink to"),
         "{stderr}"
     );
     assert_eq!(

@@ -162,6 +162,33 @@ pub struct PolicyResolved {
     pub tag_set_digest: String,
 }
 
+/// A lint check found a manifest under an automation's path that silently
+/// does nothing (a near-miss marker, a marker naming an unknown policy, an
+/// unmarked image a policy covers, a Flux v1 annotation that cannot take
+/// effect, a file the committer skips). Published once per finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestWarning {
+    /// The ImageUpdateAutomation whose path holds the file.
+    pub automation: ObjectRef,
+    /// The remote URL, without credentials.
+    pub remote: String,
+    /// The commit whose tree was checked.
+    pub commit: String,
+    /// Path relative to the repository root.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// The check's stable name (`near-miss-marker`, `unknown-policy`, …).
+    pub check: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do about it.
+    pub fix: String,
+    /// The finding's stable identity (file, check and problem, not the
+    /// line), the same as `tagrelay lint -o json` prints.
+    pub finding: String,
+}
+
 /// One value rewritten in one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileChange {
@@ -384,6 +411,8 @@ pub enum EventType {
     ResolveFailed,
     /// A commit or push failed.
     CommitFailed,
+    /// See [`ManifestWarning`].
+    ManifestWarning,
     /// See [`PullRequest`]: a request opened.
     PullRequestOpened,
     /// See [`PullRequest`]: a request brought up to date.
@@ -394,13 +423,14 @@ pub enum EventType {
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::TagsDiscovered,
         EventType::PolicyResolved,
         EventType::CommitPushed,
         EventType::ScanFailed,
         EventType::ResolveFailed,
         EventType::CommitFailed,
+        EventType::ManifestWarning,
         EventType::PullRequestOpened,
         EventType::PullRequestUpdated,
         EventType::ReviewFailed,
@@ -420,6 +450,7 @@ impl EventType {
             EventType::ScanFailed => "ScanFailed",
             EventType::ResolveFailed => "ResolveFailed",
             EventType::CommitFailed => "CommitFailed",
+            EventType::ManifestWarning => "ManifestWarning",
             EventType::PullRequestOpened => "PullRequestOpened",
             EventType::PullRequestUpdated => "PullRequestUpdated",
             EventType::ReviewFailed => "ReviewFailed",
@@ -449,6 +480,8 @@ pub enum Event {
     ResolveFailed(Failure),
     /// A commit or push failed.
     CommitFailed(Failure),
+    /// See [`ManifestWarning`].
+    ManifestWarning(ManifestWarning),
     /// See [`PullRequest`].
     PullRequestOpened(PullRequest),
     /// See [`PullRequest`].
@@ -467,6 +500,7 @@ impl Event {
             Event::ScanFailed(_) => EventType::ScanFailed,
             Event::ResolveFailed(_) => EventType::ResolveFailed,
             Event::CommitFailed(_) => EventType::CommitFailed,
+            Event::ManifestWarning(_) => EventType::ManifestWarning,
             Event::PullRequestOpened(_) => EventType::PullRequestOpened,
             Event::PullRequestUpdated(_) => EventType::PullRequestUpdated,
             Event::ReviewFailed(_) => EventType::ReviewFailed,
@@ -491,6 +525,9 @@ impl Event {
             }
             Event::CommitFailed(f) => {
                 names::failed_subject(Stage::Commit, &f.object.namespace, &f.object.name)
+            }
+            Event::ManifestWarning(w) => {
+                names::warning_subject(&w.automation.namespace, &w.automation.name)
             }
             Event::PullRequestOpened(e) | Event::PullRequestUpdated(e) => {
                 names::pull_request_subject(&e.automation.namespace, &e.automation.name)
@@ -547,6 +584,8 @@ impl Event {
             | Event::ReviewFailed(f) => {
                 format!("{}|{}|{}", f.object, f.attempt, f.error)
             }
+            // Once per finding, whichever commit or instance found it.
+            Event::ManifestWarning(w) => format!("{}|{}", w.automation, w.finding),
         }
     }
 }
@@ -683,6 +722,9 @@ impl Envelope {
                 Event::ResolveFailed(serde_json::from_str(raw).map_err(bad)?)
             }
             EventType::CommitFailed => Event::CommitFailed(serde_json::from_str(raw).map_err(bad)?),
+            EventType::ManifestWarning => {
+                Event::ManifestWarning(serde_json::from_str(raw).map_err(bad)?)
+            }
             EventType::PullRequestOpened => {
                 Event::PullRequestOpened(serde_json::from_str(raw).map_err(bad)?)
             }
@@ -827,6 +869,17 @@ pub(crate) mod samples {
                     format: SignatureFormat::Openpgp,
                     fingerprint: "0123456789ABCDEF0123456789ABCDEF01234567".into(),
                 }),
+            }),
+            Event::ManifestWarning(ManifestWarning {
+                automation: ObjectRef::new("flux-system", "apps"),
+                remote: "https://git.example/org/fleet.git".into(),
+                commit: "b".repeat(40),
+                file: "apps/app.yaml".into(),
+                line: 12,
+                check: "near-miss-marker".into(),
+                problem: "# {\"imagepolicy\": \"flux-system:app\"} is not read as a marker: the key must be \"$imagepolicy\", with the $".into(),
+                fix: "write # {\"$imagepolicy\": \"flux-system:app\"}".into(),
+                finding: "0123456789abcdef0123456789abcdef".into(),
             }),
             Event::PullRequestOpened(pull_request.clone()),
             Event::PullRequestUpdated(pull_request),

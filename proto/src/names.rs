@@ -19,6 +19,8 @@ pub const COMMIT_FILTER: &str = "tagrelay.commit.>";
 pub const PULL_REQUEST_FILTER: &str = "tagrelay.pullrequest.>";
 /// Filter matching every failure event.
 pub const FAILED_FILTER: &str = "tagrelay.failed.>";
+/// Every lint warning about an automation's manifests.
+pub const WARNING_FILTER: &str = "tagrelay.warning.>";
 /// Filter matching every scan request.
 pub const SCAN_REQUEST_FILTER: &str = "tagrelay.scan.>";
 
@@ -110,6 +112,11 @@ pub fn policy_subject(namespace: &str, policy: &str) -> String {
 /// `tagrelay.commit.<ns>.<automation>`.
 pub fn commit_subject(namespace: &str, automation: &str) -> String {
     subject("commit", namespace, automation)
+}
+
+/// `tagrelay.warning.<ns>.<automation>`.
+pub fn warning_subject(namespace: &str, automation: &str) -> String {
+    subject("warning", namespace, automation)
 }
 
 /// `tagrelay.pullrequest.<ns>.<automation>`.

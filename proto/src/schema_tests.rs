@@ -22,7 +22,7 @@ use crate::event::{
 /// Every schema file, by file name. Embedded so that the test needs no paths
 /// at run time; `there_is_exactly_one_schema_per_event_type` checks this list
 /// against both [`EventType::ALL`] and the directory.
-const SCHEMAS: [(&str, &str); 9] = [
+const SCHEMAS: [(&str, &str); 10] = [
     (
         "TagsDiscovered.v1.schema.json",
         include_str!("../schema/TagsDiscovered.v1.schema.json"),
@@ -58,6 +58,10 @@ const SCHEMAS: [(&str, &str); 9] = [
     (
         "ReviewFailed.v1.schema.json",
         include_str!("../schema/ReviewFailed.v1.schema.json"),
+    ),
+    (
+        "ManifestWarning.v1.schema.json",
+        include_str!("../schema/ManifestWarning.v1.schema.json"),
     ),
 ];
 
@@ -146,6 +150,8 @@ fn minimal(event: Event) -> Event {
             f.reason = FailureReason::Other;
             Event::CommitFailed(f)
         }
+        // Every field is required.
+        Event::ManifestWarning(w) => Event::ManifestWarning(w),
     }
 }
 
@@ -221,6 +227,12 @@ fn variants(event: Event) -> Vec<Event> {
         Event::ReviewFailed(mut f) => {
             f.reason = FailureReason::ForgeUnavailable;
             vec![Event::ReviewFailed(f)]
+        }
+        Event::ManifestWarning(mut w) => {
+            w.check = "skipped-file".into();
+            w.line = 1;
+            w.commit = "e".repeat(64);
+            vec![Event::ManifestWarning(w)]
         }
     }
 }
@@ -422,12 +434,15 @@ fn schemas_require_exactly_the_fields_serde_always_writes() {
             }
         }
         // Every envelope field is required, and every type but the pull
-        // request events (whose fields are all always written) has an
-        // optional field (a failure's `reason`), so both checks ran.
+        // request events and `ManifestWarning` (whose fields are all always
+        // written) has an optional field (a failure's `reason`), so both
+        // checks ran.
         assert!(required_checked >= 8, "{name}: {required_checked}");
         let all_required = matches!(
             event_type_named(name),
-            EventType::PullRequestOpened | EventType::PullRequestUpdated
+            EventType::PullRequestOpened
+                | EventType::PullRequestUpdated
+                | EventType::ManifestWarning
         );
         assert!(optional_checked > 0 || all_required, "{name}");
     }

@@ -28,6 +28,26 @@ pub struct PolicySelection {
     pub resolved_sequence: u64,
     /// When it was written.
     pub updated_at: DateTime<Utc>,
+    /// The tag the policy would select but for its release-age gate
+    /// (`tagrelay.dev/minimum-age`), and until when it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<HeldBack>,
+    /// When a tag held back by the gate comes of age: the resolver
+    /// evaluates the policy again then, without a new scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recheck_at: Option<DateTime<Utc>>,
+}
+
+/// A tag a release-age gate keeps from being selected yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldBack {
+    /// The tag (and digest) that waits.
+    #[serde(flatten)]
+    pub image: SelectedImage,
+    /// When it comes of age; `None` when its age is unknown (no `created`
+    /// time under `tagrelay.dev/minimum-age-from: created`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 impl PolicySelection {

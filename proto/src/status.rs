@@ -34,10 +34,26 @@ pub struct ObjectStatus {
     /// ImagePolicy: the selected image, `repo:tag[@digest]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_image: Option<String>,
+    /// ImagePolicy: the tag its release-age gate holds back, and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<crate::state::HeldBack>,
     /// ImageUpdateAutomation: the last commit pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_push_commit: Option<String>,
     /// ImageUpdateAutomation: when it was pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_push_time: Option<DateTime<Utc>>,
+    /// ImageUpdateAutomation: what the lint checks find in its manifests
+    /// now, each published once as a `ManifestWarning`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+}
+
+/// One lint finding in an automation's manifests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// The finding's stable identity (file, check, problem).
+    pub finding: String,
+    /// `file:line: check: problem (fix: …)`.
+    pub text: String,
 }

@@ -17,6 +17,7 @@
 //! | `fluxcd.io/automated` without a tag filter | `Choice::NewestBuild` |
 //! | ImagePolicy without `spec.policy` (`filterTags` allowed) | `Choice::NewestBuild` |
 
+pub mod age;
 mod error;
 mod filter;
 mod numeric;

@@ -5,9 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tagrelay_proto::config::{ImagePolicySpec, ObjectMeta, FLUX_V1_FILTER_ANNOTATION};
 use tagrelay_proto::event::{FailureReason, ImageMetadata, SelectedImage};
+use tagrelay_proto::state::HeldBack;
+
+use crate::age::Ages;
 
 use crate::{
     compile, Candidate, Choice, CompiledPolicy, FilterTags, Order, PolicyError, PolicyRules,
@@ -137,6 +141,17 @@ pub fn error_field(error: &RulesError) -> (String, String) {
     (field, reason)
 }
 
+/// A decision behind a release-age gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatedImage {
+    /// What the policy selects among the tags old enough (`None`: none is).
+    pub selected: Option<SelectedImage>,
+    /// What it would select without the gate, when that differs.
+    pub held_back: Option<HeldBack>,
+    /// When the next younger tag comes of age.
+    pub recheck_at: Option<DateTime<Utc>>,
+}
+
 /// How many compiled policies a [`PolicyCache`] keeps before starting
 /// over: far more than a fleet's distinct policies, small in memory.
 const POLICY_CACHE_CAPACITY: usize = 4096;
@@ -200,6 +215,42 @@ impl PolicyCache {
             digest: reflect_digest
                 .then(|| images.get(selected.tag).and_then(|m| m.digest.clone()))
                 .flatten(),
+        })
+    }
+
+    /// [`PolicyCache::select_image`] behind a release-age gate: the policy
+    /// chooses among the tags old enough; the tag it would choose among all
+    /// of them is reported as held back while it is younger; and the
+    /// earliest time a younger tag comes of age is when to decide again.
+    pub fn select_image_gated(
+        &self,
+        rules: &PolicyRules,
+        reflect_digest: bool,
+        tags: &[String],
+        images: &BTreeMap<String, ImageMetadata>,
+        ages: &Ages<'_>,
+    ) -> Result<GatedImage, SelectImageError> {
+        let ungated = self.select_image(rules, reflect_digest, tags, images)?;
+        let (ripe, young): (Vec<String>, Vec<String>) =
+            tags.iter().cloned().partition(|tag| ages.is_of_age(tag));
+        let selected = if ripe.is_empty() {
+            None
+        } else {
+            match self.select_image(rules, reflect_digest, &ripe, images) {
+                Ok(selected) => Some(selected),
+                Err(SelectImageError::Select(_)) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        let held_back = (selected.as_ref() != Some(&ungated)).then(|| HeldBack {
+            until: ages.of_age_at(&ungated.tag),
+            image: ungated,
+        });
+        let recheck_at = young.iter().filter_map(|tag| ages.of_age_at(tag)).min();
+        Ok(GatedImage {
+            selected,
+            held_back,
+            recheck_at,
         })
     }
 
@@ -350,5 +401,137 @@ mod tests {
         assert_ne!(rules_hash(&a, false), rules_hash(&b, false));
         assert_ne!(rules_hash(&a, false), rules_hash(&a, true));
         assert_eq!(rules_hash(&a, false), rules_hash(&a.clone(), false));
+    }
+
+    #[test]
+    fn a_gate_holds_young_tags_ships_them_of_age_and_restarts_the_age_of_a_repush() {
+        use crate::age::{Ages, FirstSeen};
+        use tagrelay_proto::config::{AgeClock, AgeGate};
+        let t = |minute: i64| chrono::DateTime::UNIX_EPOCH + chrono::Duration::minutes(minute);
+        let digest = |d: &str| ImageMetadata {
+            digest: Some(format!("sha256:{d}")),
+            created: None,
+        };
+        let rules = PolicyRules::new(Choice::Semver {
+            range: ">=1.0.0".into(),
+        });
+        let gate = AgeGate {
+            minimum_age: std::time::Duration::from_secs(600),
+            clock: AgeClock::FirstSeen,
+        };
+        let cache = PolicyCache::default();
+        let mut seen = FirstSeen::default();
+        let mut tags = vec!["1.0.0".to_string()];
+        let mut images: BTreeMap<String, ImageMetadata> =
+            [("1.0.0".to_string(), digest("a"))].into();
+        seen.observe(&tags, &images, t(0));
+        tags.push("1.1.0".into());
+        images.insert("1.1.0".into(), digest("b"));
+        seen.observe(&tags, &images, t(20));
+        let decide = |seen: &FirstSeen, images: &BTreeMap<String, ImageMetadata>, now| {
+            let ages = Ages {
+                gate,
+                first_seen: seen,
+                images,
+                selected: None,
+                now,
+            };
+            cache
+                .select_image_gated(&rules, false, &tags, images, &ages)
+                .unwrap()
+        };
+        let held = decide(&seen, &images, t(25));
+        assert_eq!(
+            held.selected.unwrap().tag,
+            "1.0.0",
+            "1.1.0 is 5 minutes old"
+        );
+        let waiting = held.held_back.unwrap();
+        assert_eq!(
+            (waiting.image.tag.as_str(), waiting.until),
+            ("1.1.0", Some(t(30)))
+        );
+        assert_eq!(held.recheck_at, Some(t(30)));
+        let shipped = decide(&seen, &images, t(30));
+        assert_eq!(shipped.selected.unwrap().tag, "1.1.0");
+        assert_eq!((shipped.held_back, shipped.recheck_at), (None, None));
+        images.insert("1.1.0".into(), digest("c"));
+        seen.observe(&tags, &images, t(28));
+        let repushed = decide(&seen, &images, t(30));
+        assert_eq!(
+            repushed.selected.unwrap().tag,
+            "1.0.0",
+            "a new digest starts the age again"
+        );
+        assert_eq!(repushed.held_back.unwrap().until, Some(t(38)));
+        seen.observe(&tags, &images, t(35));
+        assert_eq!(
+            seen.get("1.1.0").unwrap().at,
+            t(28),
+            "the same digest keeps its age"
+        );
+        let too_young = Ages {
+            gate,
+            first_seen: &seen,
+            images: &images,
+            selected: None,
+            now: t(5),
+        };
+        let nothing = cache
+            .select_image_gated(&rules, false, &tags, &images, &too_young)
+            .unwrap();
+        assert_eq!(
+            nothing.selected, None,
+            "every tag too young: nothing selected"
+        );
+        let kept = Ages {
+            selected: Some("1.1.0"),
+            ..too_young
+        };
+        let kept = cache
+            .select_image_gated(&rules, false, &tags, &images, &kept)
+            .unwrap();
+        assert_eq!(
+            kept.selected.unwrap().tag,
+            "1.1.0",
+            "a gate never takes back what shipped"
+        );
+        let created_gate = AgeGate {
+            clock: AgeClock::Created,
+            ..gate
+        };
+        let built: BTreeMap<String, ImageMetadata> = [
+            (
+                "1.0.0".to_string(),
+                ImageMetadata {
+                    digest: None,
+                    created: Some(t(0)),
+                },
+            ),
+            (
+                "1.1.0".to_string(),
+                ImageMetadata {
+                    digest: None,
+                    created: None,
+                },
+            ),
+        ]
+        .into();
+        let by_created = Ages {
+            gate: created_gate,
+            first_seen: &seen,
+            images: &built,
+            selected: None,
+            now: t(100),
+        };
+        let decided = cache
+            .select_image_gated(&rules, false, &tags, &built, &by_created)
+            .unwrap();
+        assert_eq!(decided.selected.unwrap().tag, "1.0.0");
+        assert_eq!(
+            decided.held_back.unwrap().until,
+            None,
+            "no created time: never of age"
+        );
     }
 }

@@ -96,6 +96,24 @@ fn interpret<'n>(
     }
 }
 
+/// Every alias annotation (`repository.fluxcd.io/<alias>`,
+/// `tag.fluxcd.io/<alias>`, `registry.fluxcd.io/<alias>`) whose path leads
+/// to no scalar under `values`, so the container it maps never exists.
+pub(crate) fn dangling_aliases<'n>(
+    annotations: &Annotations<'n>,
+    values: Option<&Node>,
+) -> Vec<(&'n str, &'n Scalar)> {
+    annotations
+        .iter()
+        .filter(|(key, _)| {
+            [REGISTRY_PREFIX, REPOSITORY_PREFIX, TAG_PREFIX]
+                .iter()
+                .any(|prefix| key.starts_with(prefix))
+        })
+        .filter(|(_, path)| values.and_then(|v| resolve(v, &path.value)).is_none())
+        .collect()
+}
+
 /// The paths an alias's annotations give.
 #[derive(Default)]
 struct Mapping<'n> {

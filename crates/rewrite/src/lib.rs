@@ -17,10 +17,12 @@
 //!   position-aware YAML tree they work on.
 
 pub mod helm;
+pub mod lint;
 pub mod message;
 pub mod objects;
 pub mod review;
 mod scalar;
+pub mod screen;
 pub mod setters;
 pub mod template;
 pub mod v1;

@@ -107,7 +107,7 @@ pub(crate) fn plan(
 
 /// Calls `f` for every scalar that is a value (not a key), telling whether it
 /// is an entry of a block sequence, which is where head comments count.
-fn visit<'n>(node: &'n Node, seq_entry: bool, f: &mut impl FnMut(&'n Scalar, bool)) {
+pub(crate) fn visit<'n>(node: &'n Node, seq_entry: bool, f: &mut impl FnMut(&'n Scalar, bool)) {
     match node {
         Node::Scalar(s) => f(s, seq_entry),
         Node::Map { entries } => entries.iter().for_each(|(_, v)| visit(v, false, f)),
@@ -124,16 +124,24 @@ fn marker_of(
     seq_entry: bool,
     policies: &BTreeMap<String, ImageReference>,
 ) -> Option<Setter> {
+    marker_comments(parsed, scalar, seq_entry).find_map(|comment| parse_marker(comment, policies))
+}
+
+/// The comments of `scalar` Flux reads markers from, in the order it reads
+/// them: its line comment, then (for a block sequence entry) its head
+/// comment.
+fn marker_comments<'a>(
+    parsed: &Parsed<'a>,
+    scalar: &Scalar,
+    seq_entry: bool,
+) -> impl Iterator<Item = &'a str> {
     let line = scalar
         .comment_from
         .and_then(|from| parsed.line_comment(from));
     let head = seq_entry
         .then(|| parsed.head_comment(scalar.start))
         .flatten();
-    [line, head]
-        .into_iter()
-        .flatten()
-        .find_map(|comment| parse_marker(comment, policies))
+    [line, head].into_iter().flatten()
 }
 
 /// Reads a marker comment (starting at `#`) and resolves it against the
@@ -142,15 +150,8 @@ pub(crate) fn parse_marker(
     comment: &str,
     policies: &BTreeMap<String, ImageReference>,
 ) -> Option<Setter> {
-    let json = comment.trim_start_matches('#');
-    let members = parse_string_object(json)?;
-    let name = members
-        .into_iter()
-        .rev()
-        .find(|(k, _)| k == "$imagepolicy")
-        .map(|(_, v)| v)?;
-    let name = name.strip_prefix("${").unwrap_or(&name);
-    let name = name.strip_suffix('}').unwrap_or(name);
+    let name = marker_value(comment)?;
+    let name = name.as_str();
     if policies.contains_key(name) {
         return Some(Setter {
             policy: name.to_string(),
@@ -168,6 +169,49 @@ pub(crate) fn parse_marker(
         policy: policy.to_string(),
         field,
     })
+}
+
+/// The setter a well-formed marker comment (starting at `#`) names,
+/// without its `${…}` wrapping, whether or not such a setter exists.
+pub(crate) fn marker_value(comment: &str) -> Option<String> {
+    let json = comment.trim_start_matches('#');
+    let members = parse_string_object(json)?;
+    let name = members
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == "$imagepolicy")
+        .map(|(_, v)| v)?;
+    let name = name.strip_prefix("${").unwrap_or(&name);
+    Some(name.strip_suffix('}').unwrap_or(name).to_string())
+}
+
+/// Splits a setter name into the policy (`NS:NAME`) and the field, as
+/// Flux names setters; `None` when it cannot name one.
+pub(crate) fn split_setter(name: &str) -> Option<Setter> {
+    let (policy, field) = match name.rsplit_once(':') {
+        Some((policy, "tag")) if policy.contains(':') => (policy, SetterField::Tag),
+        Some((policy, "name")) if policy.contains(':') => (policy, SetterField::Name),
+        Some((policy, "digest")) if policy.contains(':') => (policy, SetterField::Digest),
+        _ => (name, SetterField::Image),
+    };
+    let (namespace, policy_name) = policy.split_once(':')?;
+    let valid = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    (valid(namespace) && valid(policy_name)).then(|| Setter {
+        policy: policy.to_string(),
+        field,
+    })
+}
+
+/// Whether `scalar` carries a well-formed marker in a place Flux reads
+/// (its line comment, or a sequence entry's head comment), naming any
+/// setter.
+pub(crate) fn has_marker(parsed: &Parsed<'_>, scalar: &Scalar, seq_entry: bool) -> bool {
+    marker_comments(parsed, scalar, seq_entry).any(|comment| marker_value(comment).is_some())
 }
 
 /// The value a setter writes, checked against the OCI grammar.

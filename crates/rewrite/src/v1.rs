@@ -22,6 +22,7 @@ use std::fmt;
 
 use tagrelay_reference::{is_valid_tag, split_tag, Repository};
 
+use super::lint::{Check, Hit};
 use super::yaml::{self, Node, Parsed, Scalar};
 use super::{as_text, helm, Batch, Cause, Plan, RefusalReason, RewriteError};
 
@@ -371,6 +372,166 @@ impl<'n> Annotations<'n> {
     }
 }
 
+/// Flux v1 annotations that cannot take effect: `automated` written as a
+/// YAML boolean, a tag filter naming a container the workload lacks or
+/// that does not parse (`filter_error` compiles one), and HelmRelease alias
+/// paths that lead nowhere.
+pub(crate) fn lint(parsed: &Parsed<'_>, filter_error: &dyn Fn(&str) -> Option<String>) -> Vec<Hit> {
+    let (_, notes) = find(parsed);
+    let mut hits: Vec<Hit> = notes
+        .into_iter()
+        .filter_map(|note| match note.reason {
+            V1NoteReason::BooleanAnnotation { key } => Some(Hit {
+                line: note.line,
+                check: Check::BooleanAutomated,
+                problem: format!(
+                    "{}: {key}: true is a YAML boolean, so automation stays off (Kubernetes annotations are strings)",
+                    note.workload
+                ),
+                fix: format!("quote it: {key}: \"true\""),
+            }),
+            _ => None,
+        })
+        .collect();
+    for doc in &parsed.docs {
+        match doc.str("kind") {
+            Some(kind) if kind.ends_with("List") => {
+                if let Some(Node::Seq { items, .. }) = doc.get("items") {
+                    for item in items {
+                        lint_workload(parsed, item, filter_error, &mut hits);
+                    }
+                }
+            }
+            _ => lint_workload(parsed, doc, filter_error, &mut hits),
+        }
+    }
+    hits
+}
+
+fn lint_workload(
+    parsed: &Parsed<'_>,
+    object: &Node,
+    filter_error: &dyn Fn(&str) -> Option<String>,
+    hits: &mut Vec<Hit>,
+) {
+    let (Some(kind), Some(name)) = (
+        object.str("kind"),
+        object.get("metadata").and_then(|m| m.str("name")),
+    ) else {
+        return;
+    };
+    let annotations = Annotations::of(object);
+    let spec = object.get("spec");
+    let pod_spec = match kind {
+        "HelmRelease" | "FluxHelmRelease" => None,
+        _ => match pod_template(kind, spec) {
+            Some(template) => template.and_then(|t| t.get("spec")),
+            None => return,
+        },
+    };
+    let workload = format!("{kind} {name}");
+    let containers: Vec<String> = match pod_spec {
+        Some(pod_spec) => ["containers", "initContainers"]
+            .iter()
+            .filter_map(|list| match pod_spec.get(list) {
+                Some(Node::Seq { items, .. }) => Some(items),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|c| c.str("name").map(str::to_string))
+            .collect(),
+        None => {
+            let values = spec.and_then(|s| s.get("values"));
+            for (key, path) in helm::dangling_aliases(&annotations, values) {
+                hits.push(Hit {
+                    line: parsed.line_of(path.start),
+                    check: Check::DanglingAlias,
+                    problem: format!(
+                        "{workload}: {key} points at values.{}, which does not exist",
+                        path.value
+                    ),
+                    fix: "point it at the dot-separated path of the image's key under spec.values, or remove it".to_string(),
+                });
+            }
+            values
+                .map(|values| {
+                    helm::containers(&annotations, values)
+                        .into_iter()
+                        .map(|(name, _)| name)
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+    };
+    for (key, value) in annotations.iter() {
+        let container = [POLICY_PREFIX, ALTERNATE_POLICY_PREFIX]
+            .iter()
+            .find_map(|prefix| {
+                key.strip_prefix(prefix)
+                    .and_then(|k| k.strip_prefix("tag."))
+            })
+            .or_else(|| key.strip_prefix(FILTER_PREFIX));
+        let Some(container) = container else { continue };
+        let line = parsed.line_of(value.start);
+        if !containers.iter().any(|c| c == container) {
+            let fix = if containers.is_empty() {
+                "the workload has no container to filter; remove the annotation".to_string()
+            } else {
+                format!(
+                    "name one of its containers: {}",
+                    containers
+                        .iter()
+                        .map(|c| key.replacen(container, c, 1))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            hits.push(Hit {
+                line,
+                check: Check::UnknownContainer,
+                problem: format!(
+                    "{workload}: {key} names container {container:?}, which it does not have"
+                ),
+                fix,
+            });
+        } else if let Some(error) = filter_error(value.content()) {
+            hits.push(Hit {
+                line,
+                check: Check::InvalidFilter,
+                problem: format!(
+                    "{workload}: {key}: {:?} does not parse: {error}",
+                    value.content()
+                ),
+                fix: "write glob:PATTERN, regex:PATTERN or semver:RANGE (for example semver:~1.2)"
+                    .to_string(),
+            });
+        }
+    }
+}
+
+/// The pod template of a workload kind Flux v1 automates (`None` for any
+/// other kind; `Some(None)` when the kind's template is missing).
+fn pod_template<'n>(kind: &str, spec: Option<&'n Node>) -> Option<Option<&'n Node>> {
+    match kind {
+        "Deployment" | "DaemonSet" | "StatefulSet" => Some(spec.and_then(|s| s.get("template"))),
+        "CronJob" => Some(
+            spec.and_then(|s| s.get("jobTemplate"))
+                .and_then(|j| j.get("spec"))
+                .and_then(|s| s.get("template")),
+        ),
+        _ => None,
+    }
+}
+
+/// The lines of every automated container's image: they need no marker.
+pub(crate) fn automated_image_lines(parsed: &Parsed<'_>) -> Vec<usize> {
+    find(parsed)
+        .0
+        .iter()
+        .map(|f| parsed.line_of(f.located.slot.scalar().start))
+        .collect()
+}
+
 /// An automated container and where its tag is.
 pub(crate) struct Found<'n> {
     workload: WorkloadId,
@@ -448,11 +609,6 @@ fn workload<'n>(
     }
     let spec = object.get("spec");
     let pod = match kind {
-        "Deployment" | "DaemonSet" | "StatefulSet" => spec.and_then(|s| s.get("template")),
-        "CronJob" => spec
-            .and_then(|s| s.get("jobTemplate"))
-            .and_then(|j| j.get("spec"))
-            .and_then(|s| s.get("template")),
         "HelmRelease" | "FluxHelmRelease" => {
             if let Some(values) = spec.and_then(|s| s.get("values")) {
                 for (container, interpretation) in helm::containers(&annotations, values) {
@@ -469,7 +625,10 @@ fn workload<'n>(
             }
             return;
         }
-        _ => return,
+        _ => match pod_template(kind, spec) {
+            Some(template) => template,
+            None => return,
+        },
     };
     let Some(pod_spec) = pod.and_then(|t| t.get("spec")) else {
         return;

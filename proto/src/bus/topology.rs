@@ -18,6 +18,7 @@ pub fn stream_configs(settings: &BusSettings) -> Vec<stream::Config> {
                 names::COMMIT_FILTER.to_string(),
                 names::PULL_REQUEST_FILTER.to_string(),
                 names::FAILED_FILTER.to_string(),
+                names::WARNING_FILTER.to_string(),
             ],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,

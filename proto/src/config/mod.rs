@@ -6,6 +6,7 @@
 //! it finds with the document, the field path and the reason, so that `tagrelay
 //! apply` can refuse a whole batch at once with a complete list.
 
+mod age;
 mod duration;
 mod kinds;
 mod load;
@@ -16,6 +17,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use age::{AgeClock, AgeGate, MINIMUM_AGE_ANNOTATION, MINIMUM_AGE_FROM_ANNOTATION};
 pub use duration::{parse_go_duration, DurationError};
 pub use kinds::*;
 pub use load::{load_documents, Document, LoadError};

@@ -266,6 +266,9 @@ fn image_repository(o: &ImageRepository, errors: &mut Errors) {
 }
 
 fn image_policy(o: &ImagePolicy, errors: &mut Errors) {
+    if let Err(gate_errors) = o.age_gate() {
+        errors.0.extend(gate_errors);
+    }
     let spec = &o.spec;
     let r = &spec.image_repository_ref;
     if r.name.is_empty() {
@@ -585,6 +588,36 @@ mod tests {
         assert!(errors
             .iter()
             .any(|e| e.starts_with("spec.interval: required")));
+    }
+
+    #[test]
+    fn a_release_age_gate_is_checked_at_apply() {
+        let policy = |annotations: &str| {
+            format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: app\n  annotations:\n{annotations}spec:\n  imageRepositoryRef:\n    name: app\n  policy:\n    semver:\n      range: '>=1.0.0'\n")
+        };
+        assert!(errors_of(&policy(
+            "    tagrelay.dev/minimum-age: 2h\n    tagrelay.dev/minimum-age-from: created\n"
+        ))
+        .is_empty());
+        let errors = errors_of(&policy("    tagrelay.dev/minimum-age: two hours\n"));
+        assert!(
+            errors[0]
+                .starts_with("metadata.annotations[tagrelay.dev/minimum-age]: invalid duration"),
+            "{errors:?}"
+        );
+        let errors = errors_of(&policy("    tagrelay.dev/minimum-age: 0s\n"));
+        assert!(errors[0].contains("longer than zero"), "{errors:?}");
+        let errors = errors_of(&policy(
+            "    tagrelay.dev/minimum-age: 1h\n    tagrelay.dev/minimum-age-from: pushed\n",
+        ));
+        assert!(
+            errors[0].starts_with(
+                "metadata.annotations[tagrelay.dev/minimum-age-from]: \"pushed\" is not one of"
+            ),
+            "{errors:?}"
+        );
+        let errors = errors_of(&policy("    tagrelay.dev/minimum-age-from: created\n"));
+        assert!(errors[0].contains("no effect without"), "{errors:?}");
     }
 
     #[test]

@@ -77,6 +77,8 @@ async fn resolve(bus: &Bus, tag: &str) {
         rules_hash: "bench".into(),
         resolved_sequence: published.sequence,
         updated_at: chrono::Utc::now(),
+        held_back: None,
+        recheck_at: None,
     };
     bus.bucket(names::POLICY_STATE_BUCKET)
         .await

@@ -22,7 +22,8 @@ use tagrelay_proto::event::FailureReason;
 use crate::credentials::{GitAccess, GitAuth, GitTls};
 use crate::push::SECRET_DIR_ENV;
 use crate::signing::{Signer, SigningError};
-use tagrelay_rewrite::{is_setters_candidate, is_v1_candidate, may_contain_markers};
+use tagrelay_rewrite::screen::{is_manifest_name, Unread};
+pub use tagrelay_rewrite::screen::{Screen, MAX_MANIFEST_BYTES};
 
 /// What went wrong on the Git side, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -379,8 +380,8 @@ pub struct FileEntry {
 pub struct Skipped {
     /// Path from the repository root.
     pub path: String,
-    /// Why, in one line.
-    pub reason: String,
+    /// Why it was not read.
+    pub reason: Unread,
 }
 
 /// The manifests a rewrite may touch, and what was left out.
@@ -390,18 +391,6 @@ pub struct Walk {
     pub files: Vec<FileEntry>,
     /// Symlinks and other entries that were not followed.
     pub skipped: Vec<Skipped>,
-}
-
-/// The largest file read as a manifest. Kubernetes refuses objects above
-/// about 1.5 MB (etcd's request limit), so a candidate file of many times
-/// that is not a manifest anyone applies; reading and parsing it would cost
-/// memory in proportion (the YAML parser holds several times the file), so it
-/// is skipped and reported without its content ever being loaded.
-pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
-
-/// Whether a file name is one the committer reads at all.
-fn wanted(path: &str) -> bool {
-    is_setters_candidate(path) || is_v1_candidate(path)
 }
 
 /// Walks the tree of `commit` under `base` (a normalized relative path, ""
@@ -461,18 +450,15 @@ fn walk_tree(
         let path = format!("{prefix}{name}");
         match entry.mode.kind() {
             EntryKind::Tree => walk_tree(repo, entry.oid.to_owned(), &format!("{path}/"), walk)?,
-            EntryKind::Blob | EntryKind::BlobExecutable if wanted(&path) => {
+            EntryKind::Blob | EntryKind::BlobExecutable if is_manifest_name(&path) => {
                 let size = repo
                     .find_header(entry.oid.to_owned())
                     .map_err(objects_err)?
                     .size();
-                if size > MAX_MANIFEST_BYTES {
+                if let Some(unread) = Unread::by_size(size) {
                     walk.skipped.push(Skipped {
                         path,
-                        reason: format!(
-                            "{size} bytes, more than the {} MiB a manifest may be; skipped unread",
-                            MAX_MANIFEST_BYTES >> 20
-                        ),
+                        reason: unread,
                     });
                     continue;
                 }
@@ -482,71 +468,20 @@ fn walk_tree(
                     executable: entry.mode.kind() == EntryKind::BlobExecutable,
                 })
             }
-            EntryKind::Link if wanted(&path) => {
+            EntryKind::Link if is_manifest_name(&path) => {
                 let target = repo
                     .find_blob(entry.oid.to_owned())
                     .map_err(objects_err)?
                     .data
                     .to_str_lossy()
                     .into_owned();
-                let reason = if escapes(&path, &target) {
-                    format!("symlink to {target:?} points outside the repository; skipped")
-                } else {
-                    format!("symlink to {target:?}; symlinks are never followed")
-                };
+                let reason = Unread::symlink(&path, &target);
                 walk.skipped.push(Skipped { path, reason });
             }
             _ => {}
         }
     }
     Ok(())
-}
-
-/// Whether the symlink at `path` (from the repository root) pointing to
-/// `target` resolves outside the repository.
-pub fn escapes(path: &str, target: &str) -> bool {
-    if target.starts_with('/') || target.starts_with('\\') {
-        return true;
-    }
-    let mut depth: Vec<&str> = path.split('/').collect();
-    depth.pop();
-    for part in target.split(['/', '\\']) {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if depth.pop().is_none() {
-                    return true;
-                }
-            }
-            p => depth.push(p),
-        }
-    }
-    false
-}
-
-/// What a blob may hold, decided once per blob id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Screen {
-    /// It contains the Setters token.
-    pub setters: bool,
-    /// It contains a Flux v1 automation annotation.
-    pub v1: bool,
-}
-
-impl Screen {
-    /// Screens bytes the way the committer decides whether to parse a file.
-    pub fn of(content: &[u8]) -> Self {
-        let has = |needle: &[u8]| content.windows(needle.len()).any(|w| w == needle);
-        Screen {
-            setters: may_contain_markers(content),
-            v1: has(b"fluxcd.io/automated") || has(b"flux.weave.works/automated"),
-        }
-    }
-
-    /// Whether the blob needs reading at all.
-    pub fn interesting(self) -> bool {
-        self.setters || self.v1
-    }
 }
 
 /// The screening verdict of every blob seen, shared by all automations of a
@@ -558,8 +493,8 @@ pub struct BlobScreens {
 }
 
 impl BlobScreens {
-    /// The blob's verdict and, when it had to be read and is interesting,
-    /// its bytes.
+    /// The blob's verdict and, when it had to be read and is worth reading
+    /// (interesting, or mentioning a marker for the lint checks), its bytes.
     pub fn screen(
         &self,
         repo: &gix::Repository,
@@ -571,7 +506,7 @@ impl BlobScreens {
             .ok()
             .and_then(|v| v.get(&blob).copied())
         {
-            if !screen.interesting() {
+            if !screen.readable() {
                 return Ok((screen, None));
             }
         }
@@ -580,7 +515,7 @@ impl BlobScreens {
         if let Ok(mut verdicts) = self.verdicts.lock() {
             verdicts.insert(blob, screen);
         }
-        Ok((screen, screen.interesting().then_some(data)))
+        Ok((screen, screen.readable().then_some(data)))
     }
 
     /// How many verdicts are cached (for the benchmark's report).
@@ -851,16 +786,6 @@ mod tests {
         );
         drop(lease);
         other.try_lock().unwrap();
-    }
-
-    #[test]
-    fn symlink_targets_are_judged_lexically_against_the_root() {
-        assert!(escapes("apps/a.yaml", "../../etc/passwd"));
-        assert!(escapes("a.yaml", "../x.yaml"));
-        assert!(escapes("apps/a.yaml", "/etc/passwd"));
-        assert!(!escapes("apps/a.yaml", "../base/a.yaml"));
-        assert!(!escapes("apps/a.yaml", "./b.yaml"));
-        assert!(escapes("apps/x/a.yaml", "../../../a.yaml"));
     }
 
     #[test]

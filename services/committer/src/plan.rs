@@ -18,6 +18,7 @@ use tagrelay_proto::config::ObjectKey;
 use tagrelay_proto::consume::Failed;
 use tagrelay_proto::event::{Envelope, FailureReason, FileChange};
 use tagrelay_proto::state::PolicySelection;
+use tagrelay_rewrite::lint::Finding;
 use tagrelay_rewrite::message::{self, MessageChange, Trailers, UpdatedImage};
 use tagrelay_rewrite::objects::Documents;
 use tagrelay_rewrite::{self as rewrite, Cause, UpdateSet, V1Container, V1Discovery};
@@ -34,6 +35,8 @@ pub struct Scan {
     pub v1: Vec<(String, V1Discovery)>,
     /// Files that failed to parse for discovery, and walk skips.
     pub problems: Vec<String>,
+    /// What the lint checks found in the files read and the files skipped.
+    pub findings: Vec<Finding>,
 }
 
 /// One file the plan changes.

@@ -34,12 +34,14 @@ use tagrelay_proto::config::{Kind, Object, ObjectKey};
 use tagrelay_proto::consume::{
     consume, follow_config, ConsumeSettings, Delivery, Disposition, Failed, Failures, Handler,
 };
-use tagrelay_proto::event::{CommitPushed, Envelope, Event, FailureReason, ObjectRef};
+use tagrelay_proto::event::{
+    CommitPushed, Envelope, Event, FailureReason, ManifestWarning, ObjectRef,
+};
 use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::reference::ImageReference;
 use tagrelay_proto::runtime::Readiness;
 use tagrelay_proto::state::PolicySelection;
-use tagrelay_proto::status::ObjectStatus;
+use tagrelay_proto::status::{ObjectStatus, Warning};
 
 use crate::automation::{highest_tag_in_range, Automation, Checkout};
 use crate::credentials::{self, redact_url, GitAccess, GitAuth, GitTls};
@@ -49,6 +51,7 @@ use crate::plan::{self, plan, Plan, Scan};
 use crate::push::{self, PushError};
 use crate::review::Reviewer;
 use crate::signing::{self, Signer};
+use tagrelay_rewrite::lint::{lint_file, lint_unread, Finding, KnownPolicies};
 use tagrelay_rewrite::message;
 use tagrelay_rewrite::{self as rewrite, Cause, RewriteError, UpdateSet, V1Discovery, V1Update};
 
@@ -554,8 +557,9 @@ impl Committer {
                 self.announce_landed(key, a, cache, &remote, tips.push_tip)
                     .await?;
             }
-            // 2. Read the tree: candidate blobs and v1 discovery.
-            let scan = match self.scan(cache, tips.base, &a.path).await? {
+            // 2. Read the tree: candidate blobs, v1 discovery, lint findings.
+            let known = KnownPolicies::from_objects(&self.image_objects().await?);
+            let scan = match self.scan(cache, tips.base, &a.path, known).await? {
                 Ok(scan) => scan,
                 Err(e) => {
                     let (reason, error) = (e.reason(), e.to_string());
@@ -564,6 +568,10 @@ impl Committer {
                         .await;
                 }
             };
+            if attempt == 1 {
+                self.report_findings(key, &remote, tips.base, &scan.findings, trigger)
+                    .await?;
+            }
             // 3. Derived v1 objects, then the desired state from policy state.
             let containers: Vec<(String, rewrite::V1Container)> = scan
                 .v1
@@ -807,6 +815,7 @@ impl Committer {
         cache: &Path,
         base: ObjectId,
         path: &str,
+        known: KnownPolicies,
     ) -> Result<Result<Scan, GitError>, ReconcileError> {
         let (cache, path) = (cache.to_path_buf(), path.to_string());
         let screens = self.screens.clone();
@@ -816,11 +825,21 @@ impl Committer {
             let walk = git::walk(&repo, base, &path)?;
             let mut scan = Scan {
                 problems: walk.skipped.iter().map(describe_skip).collect(),
+                findings: walk
+                    .skipped
+                    .iter()
+                    .map(|s| lint_unread(&s.path, &s.reason))
+                    .collect(),
                 ..Default::default()
             };
             for entry in walk.files {
                 let (screen, data) = screens.screen(&repo, entry.blob)?;
                 let Some(data) = data else { continue };
+                scan.findings
+                    .extend(lint_file(&entry.path, &data, Some(&known)));
+                if !screen.interesting() {
+                    continue;
+                }
                 if screen.v1 && rewrite::is_v1_candidate(&entry.path) {
                     let cached = discoveries
                         .lock()
@@ -1094,6 +1113,67 @@ impl Committer {
         })
     }
 
+    /// Every ImagePolicy and ImageRepository stored: what the lint checks
+    /// compare markers and images with.
+    async fn image_objects(&self) -> Result<Vec<Object>, BusError> {
+        let mut objects = self.store.list(Some(Kind::ImageRepository)).await?;
+        objects.extend(self.store.list(Some(Kind::ImagePolicy)).await?);
+        Ok(objects)
+    }
+
+    /// Publishes each finding not reported before as a `ManifestWarning`
+    /// (its `Nats-Msg-Id` is the automation and the finding, so two
+    /// instances publish it once), and keeps the current findings in the
+    /// automation's status, which is what "reported before" reads.
+    async fn report_findings(
+        &self,
+        key: &ObjectKey,
+        remote: &str,
+        commit: ObjectId,
+        findings: &[Finding],
+        trigger: Option<&Envelope>,
+    ) -> Result<(), BusError> {
+        let previous = self.store.last_status(key).await;
+        let mut warnings: Vec<Warning> = Vec::new();
+        for finding in findings {
+            let id = finding.id();
+            if warnings.iter().any(|w| w.finding == id) {
+                continue;
+            }
+            if !previous.warnings.iter().any(|w| w.finding == id) {
+                tracing::warn!(automation = %key, %finding, "manifest warning");
+                let payload = Event::ManifestWarning(ManifestWarning {
+                    automation: ObjectRef::new(&key.namespace, &key.name),
+                    remote: remote.to_string(),
+                    commit: commit.to_string(),
+                    file: finding.file.clone(),
+                    line: finding.line,
+                    check: finding.check.as_str().to_string(),
+                    problem: finding.problem.clone(),
+                    fix: finding.fix.clone(),
+                    finding: id.clone(),
+                });
+                let envelope = match trigger {
+                    Some(cause) => Envelope::caused_by(cause, self.bus.source(), payload),
+                    None => Envelope::new(self.bus.source(), payload),
+                };
+                self.bus.publish(&envelope).await?;
+            }
+            warnings.push(Warning {
+                finding: id,
+                text: finding.to_string(),
+            });
+        }
+        if warnings != previous.warnings {
+            let status = ObjectStatus {
+                warnings,
+                ..previous
+            };
+            self.store.record_status(key, &status).await;
+        }
+        Ok(())
+    }
+
     async fn status(&self, key: &ObjectKey, ready: bool, message: String, pushed: Option<&str>) {
         let previous = self.store.last_status(key).await;
         let (commit, time) = match pushed {
@@ -1106,6 +1186,7 @@ impl Committer {
             updated_at: Some(Utc::now()),
             last_push_commit: commit,
             last_push_time: time,
+            warnings: previous.warnings,
             ..Default::default()
         };
         self.store.record_status(key, &status).await;

@@ -138,6 +138,8 @@ impl Env {
             rules_hash: "test".into(),
             resolved_sequence: published.sequence,
             updated_at: chrono::Utc::now(),
+            held_back: None,
+            recheck_at: None,
         };
         state
             .put(&key, serde_json::to_vec(&selection).unwrap().into())
@@ -1332,6 +1334,8 @@ async fn a_v1_container_ordered_by_time_whose_tag_is_not_listed_is_left_alone() 
         rules_hash: "test".into(),
         resolved_sequence: 0,
         updated_at: chrono::Utc::now(),
+        held_back: None,
+        recheck_at: None,
     };
     let state = env.bus.bucket(names::POLICY_STATE_BUCKET).await.unwrap();
     state
@@ -1648,6 +1652,77 @@ async fn a_review_branch_shows_the_checkout_branch_and_the_update_and_keeps_a_pe
         "{}",
         status.message
     );
+}
+
+fn warnings(events: &[Envelope]) -> Vec<tagrelay_proto::event::ManifestWarning> {
+    events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Event::ManifestWarning(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_lint_finding_is_published_once_and_kept_in_the_status() {
+    let env = env().await;
+    let near_miss = DEPLOYMENT.replace("{\"$imagepolicy\"", "{\"imagepolicy\"");
+    let repo = BareRepo::seeded(
+        "main",
+        &[
+            Seed::file("apps/app.yaml", DEPLOYMENT),
+            Seed::file("apps/copied.yaml", &near_miss),
+        ],
+    );
+    env.apply(&config(&repo.url(), "", "./apps")).await;
+    let committer = env.committer("a").await;
+    let key = automation_key();
+    committer.reconcile(&key, None).await.unwrap();
+    let found = warnings(&env.events(names::WARNING_FILTER).await);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        (
+            found[0].file.as_str(),
+            found[0].line,
+            found[0].check.as_str()
+        ),
+        ("apps/copied.yaml", 12, "near-miss-marker")
+    );
+    assert_eq!(
+        found[0].fix,
+        "write # {\"$imagepolicy\": \"flux-system:app\"}"
+    );
+    assert_eq!(found[0].commit, repo.tip("main").unwrap());
+
+    // Again, and from another instance: nothing new is published.
+    committer.reconcile(&key, None).await.unwrap();
+    env.committer("b")
+        .await
+        .reconcile(&key, None)
+        .await
+        .unwrap();
+    assert_eq!(warnings(&env.events(names::WARNING_FILTER).await).len(), 1);
+    let status = env.store.last_status(&key).await;
+    assert_eq!(status.warnings.len(), 1);
+    assert!(status.warnings[0]
+        .text
+        .starts_with("apps/copied.yaml:12: near-miss-marker: "));
+
+    // A second finding is published on its own; a fixed one leaves the status.
+    repo.human_commit(
+        "main",
+        "apps/copied.yaml",
+        &DEPLOYMENT.replace("flux-system:app", "flux-system:nope"),
+        "a marker naming a policy that does not exist",
+    );
+    committer.reconcile(&key, None).await.unwrap();
+    let found = warnings(&env.events(names::WARNING_FILTER).await);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_eq!(found[1].check, "unknown-policy");
+    let status = env.store.last_status(&key).await;
+    assert_eq!(status.warnings.len(), 1, "{:#?}", status.warnings);
+    assert!(status.warnings[0].text.contains("unknown-policy"));
 }
 
 #[tokio::test]

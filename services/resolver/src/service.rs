@@ -15,10 +15,12 @@
 //! - a move is only published from the repository's newest tag set, so a
 //!   late event can never move a policy back, even mid-repair.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use tagrelay_proto::bus::{
     Bus, BusError, CasBucket, ConfigChange, ConfigIndex, ConfigStore, PublishFailure,
 };
@@ -32,12 +34,13 @@ use tagrelay_proto::event::{
 };
 use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::runtime::Readiness;
-use tagrelay_proto::state::PolicySelection;
+use tagrelay_proto::state::{HeldBack, PolicySelection};
 use tagrelay_proto::status::ObjectStatus;
 use tagrelay_proto::telemetry::{attribute, metrics};
-use tokio::sync::RwLock;
+use tokio::sync::{Notify, RwLock};
 
-use tagrelay_policy::rules::{policy_rules, reflects_digest, rules_hash, PolicyCache};
+use tagrelay_policy::age::{Ages, FirstSeen};
+use tagrelay_policy::rules::{policy_rules, reflects_digest, rules_hash, GatedImage, PolicyCache};
 
 /// How many times one evaluation re-reads state after losing a race before
 /// leaving the message for redelivery.
@@ -60,6 +63,9 @@ pub enum Outcome {
     Failed(String),
     /// A newer tag set of the repository exists; its evaluation decides.
     Superseded,
+    /// Every tag the policy would take is younger than its release-age
+    /// gate and it has selected nothing yet: it waits for one to come of age.
+    Waiting(HeldBack),
 }
 
 /// One resolver instance: its connections and the configuration it has
@@ -72,6 +78,13 @@ pub struct Resolver {
     config: RwLock<ConfigIndex>,
     policies: PolicyCache,
     failures: Failures,
+    /// First sightings per ImageRepository, folded from its tag sets in the
+    /// log up to the stream sequence kept beside them.
+    first_seen: Mutex<HashMap<ObjectKey, (u64, FirstSeen)>>,
+    /// Policies to evaluate again when a tag held back comes of age.
+    recheck: Mutex<BTreeMap<ObjectKey, DateTime<Utc>>>,
+    /// Wakes the recheck timer when an earlier time is scheduled.
+    recheck_added: Notify,
 }
 
 /// Runs the resolver until `shutdown` resolves: follows the configuration
@@ -91,6 +104,10 @@ pub async fn run(
             async move { resolver.on_config_watch(change).await }
         }
     }));
+    let timer = tokio::spawn({
+        let resolver = resolver.clone();
+        async move { resolver.recheck_when_of_age().await }
+    });
     let result = consume(
         bus,
         resolver,
@@ -100,6 +117,7 @@ pub async fn run(
     )
     .await;
     watcher.abort();
+    timer.abort();
     tracing::info!("resolver stopped");
     result
 }
@@ -136,14 +154,121 @@ impl Resolver {
             config: RwLock::new(ConfigIndex::default()),
             policies: PolicyCache::default(),
             failures: Failures::new(bus, &store, Stage::Resolve),
+            first_seen: Mutex::new(HashMap::new()),
+            recheck: Mutex::new(BTreeMap::new()),
+            recheck_added: Notify::new(),
         };
         {
             let mut config = resolver.config.write().await;
             for object in store.list(None).await? {
                 config.apply(&ConfigChange::Applied(Box::new(object)));
             }
+            // A gate's timer does not survive a restart: every gated policy
+            // is looked at once at start-up, which schedules it again.
+            let now = Utc::now();
+            let mut recheck = resolver.recheck_times();
+            for (key, policy) in &config.policies {
+                if matches!(policy.age_gate(), Ok(Some(_))) {
+                    recheck.insert(key.clone(), now);
+                }
+            }
         }
         Ok(resolver)
+    }
+
+    /// Evaluates gated policies again as their held-back tags come of age,
+    /// for the life of the resolver. Every instance runs it; the state's
+    /// compare-and-set and the conditional publication make one move of it.
+    async fn recheck_when_of_age(&self) {
+        loop {
+            let next = self.recheck_times().values().min().copied();
+            let wait = next.map_or(Duration::from_secs(60), |at| {
+                (at - Utc::now()).to_std().unwrap_or(Duration::ZERO)
+            });
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.recheck_added.notified() => continue,
+            }
+            let now = Utc::now();
+            let due: Vec<ObjectKey> = {
+                let mut recheck = self.recheck_times();
+                let due: Vec<ObjectKey> = recheck
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for key in &due {
+                    recheck.remove(key);
+                }
+                due
+            };
+            for key in due {
+                let policy = self.config.read().await.policies.get(&key).cloned();
+                let Some(policy) = policy else { continue };
+                if let Err(e) = self
+                    .evaluate_latest(&key, &policy, ResolveCause::TagsChanged)
+                    .await
+                {
+                    tracing::warn!(policy = %key, error = %e, "re-evaluation of a gated policy failed; trying again shortly");
+                    self.schedule(&key, Utc::now() + chrono::Duration::seconds(5));
+                }
+            }
+        }
+    }
+
+    fn recheck_times(&self) -> MutexGuard<'_, BTreeMap<ObjectKey, DateTime<Utc>>> {
+        // A panic elsewhere while holding the lock leaves a valid map.
+        self.recheck.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Evaluates `key` again at `at` (the earlier time wins).
+    fn schedule(&self, key: &ObjectKey, at: DateTime<Utc>) {
+        let mut recheck = self.recheck_times();
+        let slot = recheck.entry(key.clone()).or_insert(at);
+        *slot = (*slot).min(at);
+        drop(recheck);
+        self.recheck_added.notify_one();
+    }
+
+    /// First sightings of `repository`'s tags as of the tag set at
+    /// `source_sequence`, folded from the repository's tag sets in the log
+    /// (read again only when a newer set than the one folded is asked for).
+    async fn first_seen(
+        &self,
+        repository: &ObjectKey,
+        source_sequence: u64,
+    ) -> Result<FirstSeen, BusError> {
+        if let Some((through, seen)) = self.first_seen_cache().get(repository) {
+            if *through >= source_sequence {
+                return Ok(seen.clone());
+            }
+        }
+        let subject = names::tags_subject(&repository.namespace, &repository.name);
+        let log = self.bus.read_log(&subject, None, false).await?;
+        let mut log = std::pin::pin!(log);
+        let mut seen = FirstSeen::default();
+        let mut through = 0;
+        while let Some(logged) = log.next().await {
+            through = logged.sequence;
+            let Ok(envelope) = logged.envelope else {
+                continue;
+            };
+            let Event::TagsDiscovered(discovered) = &envelope.payload else {
+                continue;
+            };
+            if let Some(tags) = self.bus.tag_list(discovered).await? {
+                seen.observe(&tags, &discovered.images, discovered.scanned_at);
+            }
+        }
+        self.first_seen_cache()
+            .insert(repository.clone(), (through, seen.clone()));
+        Ok(seen)
+    }
+
+    fn first_seen_cache(&self) -> MutexGuard<'_, HashMap<ObjectKey, (u64, FirstSeen)>> {
+        self.first_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Evaluates every policy of the repository a `TagsDiscovered` is about,
@@ -218,37 +343,46 @@ impl Resolver {
             ConfigChange::Deleted(_) => Vec::new(),
         };
         for (key, policy) in policies {
-            let repository = policy.repository_key();
-            let subject = names::tags_subject(&repository.namespace, &repository.name);
-            if let Some((envelope, sequence)) = self.bus.last_event(&subject).await? {
-                if let Event::TagsDiscovered(discovered) = &envelope.payload {
-                    let outcome = self
-                        .evaluate(
-                            &key,
-                            &policy,
-                            discovered,
-                            sequence,
-                            &envelope,
-                            ResolveCause::PolicyChanged,
-                        )
-                        .await?;
-                    // A changed object (`tagrelay reconcile image policy`
-                    // among others) is answered with a fresh status even
-                    // when the selection stands.
-                    if matches!(outcome, Outcome::AlreadyCurrent | Outcome::Unchanged) {
-                        if let Some(state) = self
-                            .state
-                            .read::<PolicySelection>(&key.bucket_key())
-                            .await?
-                            .0
-                        {
-                            self.ready(&key, &state, None).await;
-                        }
-                    }
+            let outcome = self
+                .evaluate_latest(&key, &policy, ResolveCause::PolicyChanged)
+                .await?;
+            // A changed object (`tagrelay reconcile image policy` among
+            // others) is answered with a fresh status even when the
+            // selection stands.
+            if matches!(outcome, Some(Outcome::AlreadyCurrent | Outcome::Unchanged)) {
+                if let Some(state) = self
+                    .state
+                    .read::<PolicySelection>(&key.bucket_key())
+                    .await?
+                    .0
+                {
+                    self.ready(&key, &state, None).await;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Evaluates one policy against its repository's newest tag set, if
+    /// the repository has one.
+    async fn evaluate_latest(
+        &self,
+        key: &ObjectKey,
+        policy: &ImagePolicy,
+        why: ResolveCause,
+    ) -> Result<Option<Outcome>, BusError> {
+        let repository = policy.repository_key();
+        let subject = names::tags_subject(&repository.namespace, &repository.name);
+        let Some((envelope, sequence)) = self.bus.last_event(&subject).await? else {
+            return Ok(None);
+        };
+        let Event::TagsDiscovered(discovered) = &envelope.payload else {
+            return Ok(None);
+        };
+        let outcome = self
+            .evaluate(key, policy, discovered, sequence, &envelope, why)
+            .await?;
+        Ok(Some(outcome))
     }
 
     /// Brings one policy's selection up to date with one tag set.
@@ -286,8 +420,29 @@ impl Resolver {
                 .await;
         }
         let reflect = reflects_digest(&policy.spec);
+        let gate = match policy.age_gate() {
+            Ok(gate) => gate,
+            Err(errors) => {
+                let error = errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return self
+                    .fail(key, cause, FailureReason::InvalidSpec, error)
+                    .await;
+            }
+        };
+        let first_seen = match gate {
+            Some(_) => Some(
+                self.first_seen(&policy.repository_key(), source_sequence)
+                    .await?,
+            ),
+            None => None,
+        };
         let bucket_key = key.bucket_key();
         for _ in 0..MAX_RACES {
+            let now = Utc::now();
             let (current, revision) = self.state.read::<PolicySelection>(&bucket_key).await?;
             let rules = match policy_rules(&policy.metadata, &policy.spec, exclusion_list.clone()) {
                 Ok(rules) => rules,
@@ -298,22 +453,65 @@ impl Resolver {
                         .await;
                 }
             };
-            let hash = rules_hash(&rules, reflect);
+            let hash = match gate {
+                Some(gate) => format!("{}|{gate:?}", rules_hash(&rules, reflect)),
+                None => rules_hash(&rules, reflect),
+            };
             if let Some(state) = &current {
                 let seen = state.source_sequence > source_sequence
-                    || (state.source_sequence == source_sequence && state.rules_hash == hash);
+                    || (state.source_sequence == source_sequence
+                        && state.rules_hash == hash
+                        && state.recheck_at.is_none_or(|at| at > now));
                 if seen {
+                    if let Some(at) = state.recheck_at {
+                        self.schedule(key, at);
+                    }
                     return Ok(Outcome::AlreadyCurrent);
                 }
             }
-            let new = match self
-                .policies
-                .select_image(&rules, reflect, &tags, &discovered.images)
-            {
-                Ok(new) => new,
+            let decision = match (gate, &first_seen) {
+                (Some(gate), Some(first_seen)) => {
+                    let ages = Ages {
+                        gate,
+                        first_seen,
+                        images: &discovered.images,
+                        selected: current.as_ref().map(|s| s.selected.tag.as_str()),
+                        now,
+                    };
+                    self.policies.select_image_gated(
+                        &rules,
+                        reflect,
+                        &tags,
+                        &discovered.images,
+                        &ages,
+                    )
+                }
+                _ => self
+                    .policies
+                    .select_image(&rules, reflect, &tags, &discovered.images)
+                    .map(|selected| GatedImage {
+                        selected: Some(selected),
+                        held_back: None,
+                        recheck_at: None,
+                    }),
+            };
+            let decision = match decision {
+                Ok(decision) => decision,
                 Err(e) => return self.fail(key, cause, e.reason(), e.to_string()).await,
             };
+            if let Some(at) = decision.recheck_at {
+                self.schedule(key, at);
+            }
             let previous = current.as_ref().map(|s| s.selected.clone());
+            let Some(new) = decision.selected.or_else(|| previous.clone()) else {
+                // Nothing old enough: the gate holds back what the policy
+                // would take (never absent, since the policy chose one).
+                let Some(held_back) = decision.held_back else {
+                    return Ok(Outcome::Unchanged);
+                };
+                self.waiting(key, &discovered.image, &held_back).await;
+                return Ok(Outcome::Waiting(held_back));
+            };
             let mut next = PolicySelection {
                 image: discovered.image.clone(),
                 selected: new.clone(),
@@ -321,6 +519,8 @@ impl Resolver {
                 rules_hash: hash,
                 resolved_sequence: current.as_ref().map_or(0, |s| s.resolved_sequence),
                 updated_at: Utc::now(),
+                held_back: decision.held_back,
+                recheck_at: decision.recheck_at,
             };
             if previous.as_ref() == Some(&new) {
                 if self.state.write(&bucket_key, &next, revision).await? {
@@ -419,6 +619,8 @@ impl Resolver {
             rules_hash: String::new(),
             resolved_sequence: sequence,
             updated_at: Utc::now(),
+            held_back: None,
+            recheck_at: None,
         };
         self.state.write(bucket_key, &repaired, revision).await?;
         Ok(())
@@ -442,11 +644,31 @@ impl Resolver {
                 state.image, state.selected.tag
             ),
         };
+        let message = match &state.held_back {
+            Some(held_back) => format!("{message}; {}", held_back_words(held_back)),
+            None => message,
+        };
         let status = ObjectStatus {
             ready: true,
             message,
             updated_at: Some(Utc::now()),
             latest_image: Some(state.reference()),
+            held_back: state.held_back.clone(),
+            ..Default::default()
+        };
+        self.store.record_status(key, &status).await;
+    }
+
+    /// Writes the status of a gated policy that has selected nothing yet.
+    async fn waiting(&self, key: &ObjectKey, image: &str, held_back: &HeldBack) {
+        let status = ObjectStatus {
+            ready: false,
+            message: format!(
+                "No image tag for '{image}' is old enough yet; {}",
+                held_back_words(held_back)
+            ),
+            updated_at: Some(Utc::now()),
+            held_back: Some(held_back.clone()),
             ..Default::default()
         };
         self.store.record_status(key, &status).await;
@@ -464,5 +686,20 @@ impl Resolver {
             .record(key, Some(cause), &failed, 1, |_| {})
             .await?;
         Ok(Outcome::Failed(failed.error))
+    }
+}
+
+/// `1.2.0 is held back until 2026-12-04T20:00:00Z by its minimum age`.
+fn held_back_words(held_back: &HeldBack) -> String {
+    match held_back.until {
+        Some(until) => format!(
+            "{} is held back until {} by its minimum age",
+            held_back.image,
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        None => format!(
+            "{} is held back by its minimum age: its image has no creation time",
+            held_back.image
+        ),
     }
 }

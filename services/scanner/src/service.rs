@@ -41,7 +41,7 @@ use tagrelay_proto::bus::{
     PublishFailure, INLINE_TAGS_MAX_BYTES,
 };
 use tagrelay_proto::config::{
-    parse_go_duration, ImageRepository, Kind, ObjectKey, FLUX_V1_FILTER_ANNOTATION,
+    parse_go_duration, AgeClock, ImageRepository, Kind, ObjectKey, FLUX_V1_FILTER_ANNOTATION,
 };
 use tagrelay_proto::consume::{
     consume, follow_config, ConsumeSettings, Delivery, Disposition, Failed, Failures, Handler,
@@ -159,9 +159,10 @@ struct MetadataNeeds {
     digests: bool,
     /// Creation times (a policy orders by them).
     created: bool,
-    /// Policies with `digestReflectionPolicy: Always`: the digest of the
-    /// tag each selects is looked up again at every scan, so a tag pushed
-    /// again to a new image is noticed.
+    /// Policies with `digestReflectionPolicy: Always` or a release-age
+    /// gate: the digest of the tag each selects (and of the tag a gate
+    /// holds back) is looked up again at every scan, so a tag pushed again
+    /// to a new image is noticed (and its age starts again).
     always: Vec<ObjectKey>,
 }
 
@@ -171,7 +172,10 @@ fn metadata_needs(config: &ConfigIndex, repository: &ObjectKey) -> MetadataNeeds
     for (key, policy) in config.policies_of(repository) {
         let reflection = policy.spec.digest_reflection_policy.as_deref();
         needs.digests |= matches!(reflection, Some("IfNotPresent" | "Always"));
-        if reflection == Some("Always") {
+        let gate = policy.age_gate().ok().flatten();
+        needs.digests |= gate.is_some();
+        needs.created |= gate.is_some_and(|g| g.clock == AgeClock::Created);
+        if reflection == Some("Always") || gate.is_some() {
             needs.always.push(key);
         }
         needs.created |= match policy.metadata.annotations.get(FLUX_V1_FILTER_ANNOTATION) {
@@ -636,7 +640,8 @@ impl Scanner {
     }
 
     /// The tags among `tags` that the `policies` (those reflecting digests
-    /// `Always`) currently select, read from the resolver's state.
+    /// `Always` or gated by age) currently select or hold back, read from
+    /// the resolver's state.
     async fn selected_by(
         &self,
         policies: &[ObjectKey],
@@ -649,8 +654,11 @@ impl Scanner {
                 .read::<PolicySelection>(&policy.bucket_key())
                 .await?;
             if let Some(selection) = selection {
-                if tags.contains(&selection.selected.tag) {
-                    selected.insert(selection.selected.tag);
+                let held_back = selection.held_back.map(|h| h.image.tag);
+                for tag in std::iter::once(selection.selected.tag).chain(held_back) {
+                    if tags.contains(&tag) {
+                        selected.insert(tag);
+                    }
                 }
             }
         }

@@ -1144,6 +1144,8 @@ async fn a_tag_pushed_again_is_seen_when_its_policy_reflects_digests_always() {
         rules_hash: "test".into(),
         resolved_sequence: 0,
         updated_at: chrono::Utc::now(),
+        held_back: None,
+        recheck_at: None,
     };
     let state = bus.bucket(names::POLICY_STATE_BUCKET).await.unwrap();
     state

@@ -88,6 +88,8 @@ fn to(tag: &str) -> (UpdateSet, BTreeMap<String, (ObjectKey, PolicySelection)>) 
         rules_hash: String::new(),
         resolved_sequence: 2,
         updated_at: Utc::now(),
+        held_back: None,
+        recheck_at: None,
     };
     let mut selections = BTreeMap::new();
     selections.insert("flux-system:app".to_string(), (policy_key(), selection));

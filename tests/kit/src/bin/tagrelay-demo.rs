@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use tagrelay_proto::bus::{Bus, BusSettings};
+use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Object};
 use tagrelay_testkit::git::{BareRepo, Seed};
 use tagrelay_testkit::registry::{Notifications, Registry, RegistryOptions};
@@ -294,6 +294,16 @@ async fn demo() -> anyhow::Result<()> {
         }
     }
 
+    guard_rails(
+        &nats.url(),
+        &registry,
+        &repo,
+        &store,
+        &services,
+        work.path(),
+    )
+    .await?;
+
     if let Some(commit) = repo.tip("main") {
         println!("\n$ tagrelay why {}", &commit[..12.min(commit.len())]);
         print!("{}", tagrelay(&nats.url(), &["why", &commit])?);
@@ -314,6 +324,98 @@ async fn demo() -> anyhow::Result<()> {
     }
     println!("\nstopping everything the demo started");
     drop(services);
+    Ok(())
+}
+
+/// How long the demo's gated policy holds a new tag back.
+const DEMO_MINIMUM_AGE_SECONDS: u64 = 5;
+
+/// The guard rails: `tagrelay lint` finding a marker that silently does
+/// nothing, and a release held back by its policy's minimum age, then
+/// shipped when it comes of age without another scan.
+async fn guard_rails(
+    nats: &str,
+    registry: &Registry,
+    repo: &BareRepo,
+    store: &ConfigStore,
+    services: &[Service],
+    work: &Path,
+) -> anyhow::Result<()> {
+    let copied = work.join("lint/apps/copied.yaml");
+    std::fs::create_dir_all(copied.parent().context("lint directory")?)?;
+    std::fs::write(
+        &copied,
+        format!(
+            "# Copied from a tutorial that prints the marker without its $.\nimage: {}/demo/podinfo:1.0.0 # {{\"imagepolicy\": \"flux-system:podinfo\"}}\n",
+            registry.host()
+        ),
+    )?;
+    let lint_dir = work.join("lint").display().to_string();
+    println!("\n$ tagrelay lint --path {lint_dir} --config bus");
+    print!(
+        "{}",
+        tagrelay(nats, &["lint", "--path", &lint_dir, "--config", "bus"])?
+    );
+
+    let host = registry.host();
+    registry
+        .push_image("demo/gated", "1.0.0", chrono::Utc::now())
+        .await;
+    repo.human_commit(
+        "main",
+        "apps/gated/deployment.yaml",
+        &format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: gated\n  namespace: apps\nspec:\n  template:\n    spec:\n      containers:\n        - name: gated\n          image: {host}/demo/gated:1.0.0 # {{\"$imagepolicy\": \"flux-system:gated\"}}\n"),
+        "a workload whose policy waits for releases to age",
+    );
+    let gated = format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: gated\nspec:\n  image: {host}/demo/gated\n  interval: 1m\n  insecure: true\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: gated\n  annotations:\n    tagrelay.dev/minimum-age: {DEMO_MINIMUM_AGE_SECONDS}s\nspec:\n  imageRepositoryRef:\n    name: gated\n  policy:\n    semver:\n      range: '>=1.0.0'\n");
+    for document in load_documents(&gated)? {
+        store
+            .put(&Object::decode(&document.value).map_err(|e| anyhow::anyhow!("{e}"))?)
+            .await?;
+    }
+    let policy_line = || {
+        tagrelay(nats, &["get", "image", "policy", "gated"])
+            .map(|out| out.lines().nth(1).unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    let bar = spinner("waiting for the gated policy to take demo/gated:1.0.0");
+    wait_for(
+        "the gated policy",
+        Duration::from_secs(60),
+        services,
+        || policy_line().contains(":1.0.0"),
+    )
+    .await?;
+    done(
+        bar,
+        format!("applied ImagePolicy gated with tagrelay.dev/minimum-age: {DEMO_MINIMUM_AGE_SECONDS}s; it resolved to 1.0.0"),
+    );
+
+    let before = repo.tip("main");
+    println!("\n→ pushing demo/gated:1.1.0 (too new to ship for {DEMO_MINIMUM_AGE_SECONDS} s)");
+    let pushed = Instant::now();
+    registry
+        .push_image("demo/gated", "1.1.0", chrono::Utc::now())
+        .await;
+    wait_for("the hold", Duration::from_secs(30), services, || {
+        policy_line().contains("held back")
+    })
+    .await?;
+    println!("$ tagrelay get image policy gated");
+    print!("{}", tagrelay(nats, &["get", "image", "policy", "gated"])?);
+    let bar = spinner("waiting for 1.1.0 to come of age");
+    wait_for(
+        "the gated commit",
+        Duration::from_secs(60),
+        services,
+        || repo.tip("main") != before,
+    )
+    .await?;
+    bar.finish_and_clear();
+    println!(
+        "  ✔ 1.1.0 shipped {:.2} s after the push, once it was {DEMO_MINIMUM_AGE_SECONDS} s old (no new scan needed)",
+        pushed.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
