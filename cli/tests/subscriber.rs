@@ -8,7 +8,10 @@
 use std::process::Command;
 
 use tagrelay_proto::bus::{Bus, BusSettings};
-use tagrelay_proto::event::{CommitPushed, Envelope, Event, FileChange, ObjectRef, PolicyResolved, ResolveCause, SelectedImage};
+use tagrelay_proto::event::{
+    CommitPushed, Envelope, Event, FileChange, ObjectRef, PolicyResolved, ResolveCause,
+    SelectedImage,
+};
 use tagrelay_testkit::NatsServer;
 
 fn pushed(commit: char, tag: &str) -> Event {
@@ -30,10 +33,21 @@ fn pushed(commit: char, tag: &str) -> Event {
 }
 
 fn follow(nats: &str, count: usize) -> Vec<serde_json::Value> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/subscriber/follow_commits.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/subscriber/follow_commits.py"
+    );
     let out = Command::new("python3")
         .arg(script)
-        .args(["--nats-url", nats, "--durable", "compliance-archive", "--json", "--timeout", "5"])
+        .args([
+            "--nats-url",
+            nats,
+            "--durable",
+            "compliance-archive",
+            "--json",
+            "--timeout",
+            "5",
+        ])
         .args(["--count", &count.to_string()])
         .output()
         .expect("python3");
@@ -60,7 +74,10 @@ async fn a_python_subscriber_follows_commits_durably() {
         repository: ObjectRef::new("flux-system", "app"),
         image: "reg/app".into(),
         previous: None,
-        current: SelectedImage { tag: "1.1.0".into(), digest: None },
+        current: SelectedImage {
+            tag: "1.1.0".into(),
+            digest: None,
+        },
         cause: ResolveCause::TagsChanged,
         tag_set_digest: "sha256:x".into(),
     });
@@ -68,12 +85,17 @@ async fn a_python_subscriber_follows_commits_durably() {
         bus.publish(&Envelope::new("test", event)).await.unwrap();
     }
     let first = follow(&server.url(), 2);
-    let commits: Vec<&str> = first.iter().map(|p| p["commit"].as_str().unwrap()).collect();
+    let commits: Vec<&str> = first
+        .iter()
+        .map(|p| p["commit"].as_str().unwrap())
+        .collect();
     assert_eq!(commits, ["a".repeat(40), "b".repeat(40)]);
     assert_eq!(first[1]["changes"][0]["new"], "reg/app:1.2.0");
 
     // Restarted: only what came since, nothing twice.
-    bus.publish(&Envelope::new("test", pushed('c', "1.3.0"))).await.unwrap();
+    bus.publish(&Envelope::new("test", pushed('c', "1.3.0")))
+        .await
+        .unwrap();
     let second = follow(&server.url(), 1);
     assert_eq!(second.len(), 1);
     assert_eq!(second[0]["commit"], "c".repeat(40));
