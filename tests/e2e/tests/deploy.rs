@@ -7,6 +7,8 @@
 //! objects are read to check what the issue asks of them (probes, security,
 //! disruption budgets, network policy, metrics scraping, the NATS users).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure here is a failed test
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -98,7 +100,11 @@ fn check_deployments(objects: &[Value]) {
         .iter()
         .filter_map(|d| d["metadata"]["name"].as_str())
         .collect();
-    for service in ["tagrelay-scanner", "tagrelay-resolver", "tagrelay-committer"] {
+    for service in [
+        "tagrelay-scanner",
+        "tagrelay-resolver",
+        "tagrelay-committer",
+    ] {
         assert!(names.contains(&service), "{service} in {names:?}");
     }
     for deployment in deployments {
@@ -135,7 +141,9 @@ fn check_deployments(objects: &[Value]) {
         assert!(mounts.iter().any(|m| m["mountPath"] == "/tmp"), "{name}");
         if name == "tagrelay-committer" {
             assert!(
-                mounts.iter().any(|m| m["mountPath"] == "/var/cache/tagrelay"),
+                mounts
+                    .iter()
+                    .any(|m| m["mountPath"] == "/var/cache/tagrelay"),
                 "the committer's cache is writable"
             );
         }
@@ -147,8 +155,9 @@ fn check_deployments(objects: &[Value]) {
         );
         let services = of_kind(objects, "Service");
         assert!(
-            services.iter().any(|s| s["metadata"]["name"] == name
-                && s["spec"]["ports"][0]["name"] == "http"),
+            services
+                .iter()
+                .any(|s| s["metadata"]["name"] == name && s["spec"]["ports"][0]["name"] == "http"),
             "{name} has a Service on its HTTP port"
         );
     }
@@ -264,7 +273,11 @@ fn nats_users(conf: &str) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
             }
         } else if line.starts_with('"') && section == "publish" {
             if let Some(user) = &current {
-                users.get_mut(user).unwrap().0.push(line.trim_matches('"').to_string());
+                users
+                    .get_mut(user)
+                    .unwrap()
+                    .0
+                    .push(line.trim_matches('"').to_string());
             }
         }
     }
@@ -277,8 +290,7 @@ fn the_charts_nats_users_are_deploy_nats_permissions() {
     let conf = std::fs::read_to_string(root.join("deploy/nats/permissions.conf")).unwrap();
     let expected = nats_users(&conf);
     assert!(expected.len() >= 4, "{expected:?}");
-    let values =
-        std::fs::read_to_string(root.join("deploy/helm/tagrelay/values.yaml")).unwrap();
+    let values = std::fs::read_to_string(root.join("deploy/helm/tagrelay/values.yaml")).unwrap();
     let values = &documents(&values)[0];
     let mut chart = BTreeMap::new();
     for user in values["nats"]["config"]["merge"]["authorization"]["users"]
@@ -308,27 +320,37 @@ fn the_charts_nats_users_are_deploy_nats_permissions() {
 /// Lints the chart with `values` (YAML) in place of its values.yaml, with the
 /// Helm library: the messages of error severity (3 and above), or an empty list.
 fn helm_lint(values: Option<&str>) -> Vec<Value> {
+    helm_lint_with(values, None)
+}
+
+/// [`helm_lint`], with `template` (name, text) added to the chart's templates.
+fn helm_lint_with(values: Option<&str>, template: Option<(&str, &str)>) -> Vec<Value> {
     let source = repository_root().join("deploy/helm/tagrelay");
     let work = tempfile::tempdir().unwrap();
     let chart = work.path().join("tagrelay");
-    let (ok, text) = output(
-        Command::new("cp").arg("-r").arg(&source).arg(&chart),
-        None,
-    );
+    let (ok, text) = output(Command::new("cp").arg("-r").arg(&source).arg(&chart), None);
     assert!(ok, "{text}");
     if let Some(values) = values {
         std::fs::write(chart.join("values.yaml"), values).unwrap();
     }
+    if let Some((name, text)) = template {
+        std::fs::write(chart.join("templates").join(name), text).unwrap();
+    }
     let (ok, text) = output(
-        Command::new("python3").arg("-c").arg(
-            "import asyncio, json, sys, helm_sdkpy\n\
+        Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import asyncio, json, sys, helm_sdkpy\n\
              result = asyncio.run(helm_sdkpy.Lint(helm_sdkpy.Configuration()).run(sys.argv[1]))\n\
              print(json.dumps(result))",
-        ).arg(&chart),
+            )
+            .arg(&chart),
         None,
     );
     assert!(ok, "helm-sdkpy (scripts/install-deps installs it): {text}");
-    let result: Value = serde_json::from_str(text.trim()).unwrap();
+    // The result is stdout's one line; Helm may log after it on stderr.
+    let line = text.lines().next().unwrap_or_default();
+    let result: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert_eq!(result["TotalChartsLinted"], 1, "{result}");
     result["Messages"]
         .as_array()
@@ -365,17 +387,46 @@ fn the_helm_chart_lints_with_bundled_and_with_existing_nats() {
             "serviceMonitor:\n  # Needs the Prometheus Operator's CRDs.\n  enabled: false",
             "serviceMonitor:\n  enabled: true",
         );
-    for changed in ["enabled: false", "url: nats://", "signing-key", "webhookSecret: tagrelay", "serviceMonitor:\n  enabled: true"] {
+    for changed in [
+        "enabled: false",
+        "url: nats://",
+        "signing-key",
+        "webhookSecret: tagrelay",
+        "serviceMonitor:\n  enabled: true",
+    ] {
         assert!(existing.contains(changed), "the variant sets {changed}");
     }
     let errors = helm_lint(Some(&existing));
     assert!(errors.is_empty(), "existing NATS values: {errors:?}");
 
-    // Lint renders the templates: without a URL for an existing NATS the
-    // chart's `required` fails, and a template error fails the lint.
+    // The values are checked against values.schema.json: without a URL for
+    // an existing NATS, or with a misspelt key, the lint fails.
     let no_url = existing.replace(
         "  url: nats://nats-0.nats:4222,nats://nats-1.nats:4222,nats://nats-2.nats:4222",
         "  url: \"\"",
     );
-    assert!(!helm_lint(Some(&no_url)).is_empty(), "externalNats.url is required");
+    assert!(
+        !helm_lint(Some(&no_url)).is_empty(),
+        "externalNats.url is required"
+    );
+    let misspelt = defaults.replacen("    replicas: 2", "    replica: 2", 1);
+    assert!(
+        !helm_lint(Some(&misspelt)).is_empty(),
+        "unknown keys are refused"
+    );
+    let wrong_variable = defaults.replacen(
+        "    httpAddrEnv: TAGRELAY_LISTEN",
+        "    httpAddrEnv: TAGRELAY_LISTEN_ADDR",
+        1,
+    );
+    assert!(
+        !helm_lint(Some(&wrong_variable)).is_empty(),
+        "only the services' own variables"
+    );
+    // And the templates are rendered: one whose output is not YAML fails.
+    let broken = "{{ range $name, $s := .Values.services }}\n{{ $name }}: [\n{{ end }}\n";
+    assert!(
+        !helm_lint_with(None, Some(("broken.yaml", broken))).is_empty(),
+        "a rendered template that is not YAML fails the lint"
+    );
 }
