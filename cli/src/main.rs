@@ -146,7 +146,7 @@ async fn main() -> ExitCode {
         Command::Why(args) => audit::why(&cli, args).await,
         Command::Replay(args) => replay::run(&cli, args).await,
         Command::Run(args) => run::run(&cli, args).await,
-        Command::Demo(args) => demo(&args),
+        Command::Demo(args) => demo(args),
         Command::Policy(args) => policy::run(args),
         Command::Update(args) => update::run(args),
     };

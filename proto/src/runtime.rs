@@ -190,13 +190,23 @@ impl Readiness {
     }
 }
 
-/// `/healthz` (the process is alive: always 200) and `/readyz` (200 when
-/// ready, 503 otherwise), for services that have no HTTP server of their own.
+/// `/healthz` (the process is alive: always 200), `/readyz` (200 when
+/// ready, 503 otherwise) and `/metrics` (every instrument, for Prometheus),
+/// on every service's HTTP port.
 pub fn health_router(readiness: Readiness) -> axum::Router {
-    use axum::http::StatusCode;
+    use axum::http::{header, StatusCode};
     use axum::routing::get;
     axum::Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                    crate::telemetry::render_metrics(),
+                )
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

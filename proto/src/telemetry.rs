@@ -1,6 +1,8 @@
 //! Logs, traces and metrics for every binary, set up once.
 //!
 //! Logs always go to stderr (`RUST_LOG`, `TAGRELAY_LOG_FORMAT=json`).
+//! Metrics are always readable in Prometheus' text format ([`render_metrics`],
+//! served at `/metrics` beside `/healthz`), from the same instruments.
 //! Traces and metrics are exported by OTLP/HTTP only when the standard
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or the per-signal `…_TRACES_ENDPOINT` /
 //! `…_METRICS_ENDPOINT`) variables are set; otherwise nothing is exported and
@@ -75,27 +77,26 @@ pub fn init(service: &str) -> Telemetry {
     } else {
         None
     };
-    let meter = if configured("METRICS") {
+    let mut meter = SdkMeterProvider::builder().with_resource(resource);
+    match opentelemetry_prometheus::exporter()
+        .with_registry(prometheus_registry().clone())
+        .build()
+    {
+        Ok(reader) => meter = meter.with_reader(reader),
+        Err(e) => eprintln!("Prometheus metrics disabled: {e}"),
+    }
+    if configured("METRICS") {
         match opentelemetry_otlp::MetricExporter::builder()
             .with_http()
             .build()
         {
-            Ok(exporter) => {
-                let provider = SdkMeterProvider::builder()
-                    .with_periodic_exporter(exporter)
-                    .with_resource(resource)
-                    .build();
-                opentelemetry::global::set_meter_provider(provider.clone());
-                Some(provider)
-            }
-            Err(e) => {
-                eprintln!("OTLP metric export disabled: {e}");
-                None
-            }
+            Ok(exporter) => meter = meter.with_periodic_exporter(exporter),
+            Err(e) => eprintln!("OTLP metric export disabled: {e}"),
         }
-    } else {
-        None
-    };
+    }
+    let meter = meter.build();
+    opentelemetry::global::set_meter_provider(meter.clone());
+    let meter = Some(meter);
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("TAGRELAY_LOG_FORMAT").is_ok_and(|f| f == "json");
@@ -120,6 +121,25 @@ pub fn init(service: &str) -> Telemetry {
         eprintln!("logging already initialised: {e}");
     }
     Telemetry { tracer, meter }
+}
+
+/// The registry the Prometheus reader fills on every scrape.
+fn prometheus_registry() -> &'static prometheus::Registry {
+    static REGISTRY: OnceLock<prometheus::Registry> = OnceLock::new();
+    REGISTRY.get_or_init(prometheus::Registry::new)
+}
+
+/// Every instrument of this process in Prometheus' text exposition format
+/// (`tagrelay_scans_total`, `tagrelay_scan_duration_seconds_bucket`, …),
+/// read now: what `/metrics` answers a scrape with.
+pub fn render_metrics() -> String {
+    use prometheus::Encoder;
+    let mut text = Vec::new();
+    let encoder = prometheus::TextEncoder::new();
+    if let Err(e) = encoder.encode(&prometheus_registry().gather(), &mut text) {
+        return format!("# metrics could not be encoded: {e}\n");
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// Instrument name `tagrelay.scans`.
