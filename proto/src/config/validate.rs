@@ -117,7 +117,7 @@ pub fn validate_references(object: &Object, known: &BTreeSet<ObjectKey>) -> Vec<
         (!known.contains(&key)).then(|| {
             FieldError::new(
                 path,
-                format!("refers to {key}, which is neither in this apply nor stored"),
+                format!("refers to {key}, which is neither in this batch nor stored"),
             )
         })
     };

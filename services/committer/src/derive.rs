@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use tagrelay_proto::config::{LocalObjectReference, Object, FLUX_V1_FILTER_ANNOTATION};
 use tagrelay_proto::reference::Repository;
 
-use crate::automation::Automation;
 use tagrelay_rewrite::{V1Container, WorkloadId};
+use tagrelay_validate::automation::Automation;
 
 /// Annotation naming the automation that derived an object:
 /// `ImageUpdateAutomation/<namespace>/<name>`.
@@ -205,7 +205,7 @@ mod tests {
             url: "file:///r.git".into(),
             secret: None,
             proxy_secret: None,
-            checkout: crate::automation::Checkout::Branch("main".into()),
+            checkout: tagrelay_validate::automation::Checkout::Branch("main".into()),
             push_branch: "main".into(),
             refspec_target: None,
             push_options: BTreeMap::new(),

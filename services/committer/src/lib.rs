@@ -2,8 +2,9 @@
 //!
 //! The pure parts (the byte-exact rewriter, Flux's commit message
 //! templates and trailers) live in `tagrelay-rewrite`.
-//! - [`automation`]: an ImageUpdateAutomation and its GitRepository,
-//!   resolved with Flux's defaults.
+//! - `tagrelay_validate::automation`: an ImageUpdateAutomation and its
+//!   GitRepository, resolved with Flux's defaults (shared with `apply` and
+//!   the Git configuration source).
 //! - [`git`] (gix: cached bare clones, fetch, tree walk, object writes),
 //!   [`push`] (the `git` CLI) and [`credentials`] (mounted Secrets).
 //! - [`review`] (the review stage: one pull request per review branch)
@@ -18,7 +19,6 @@
 //! The service is a library so that its own binary and `tagrelay run --all`
 //! run the same code.
 
-pub mod automation;
 pub mod credentials;
 pub mod derive;
 pub mod forge;

@@ -23,8 +23,8 @@ use tagrelay_rewrite::message::{self, MessageChange, Trailers, UpdatedImage};
 use tagrelay_rewrite::objects::Documents;
 use tagrelay_rewrite::{self as rewrite, Cause, UpdateSet, V1Container, V1Discovery};
 
-use crate::automation::Automation;
 use crate::git::{FileEntry, NewFile, Screen};
+use tagrelay_validate::automation::Automation;
 
 /// What reading the tree found.
 #[derive(Debug, Default)]

@@ -34,10 +34,10 @@ use tagrelay_proto::state::PolicySelection;
 use tagrelay_rewrite::message::{MessageChange, ObjectId};
 use tagrelay_rewrite::review::{self as text, CauseLink};
 
-use crate::automation::Review;
 use crate::credentials::{self, ForgeCredentials};
 use crate::forge::{self, Forge, ForgeError, RequestState, RequestText};
 use crate::service::{load_automation, Loaded};
+use tagrelay_validate::automation::Review;
 
 /// A claim older than this was left by a process that died mid-sync.
 const STALE_CLAIM: Duration = Duration::from_secs(120);

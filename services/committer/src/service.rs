@@ -43,7 +43,6 @@ use tagrelay_proto::runtime::Readiness;
 use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::{ObjectStatus, Warning};
 
-use crate::automation::{highest_tag_in_range, Automation, Checkout};
 use crate::credentials::{self, redact_url, GitAccess, GitAuth, GitTls};
 use crate::derive;
 use crate::git::{self, BlobScreens, CommitSpec, GitError, Skipped};
@@ -54,6 +53,7 @@ use crate::signing::{self, Signer};
 use tagrelay_rewrite::lint::{lint_file, lint_unread, Finding, KnownPolicies};
 use tagrelay_rewrite::message;
 use tagrelay_rewrite::{self as rewrite, Cause, RewriteError, UpdateSet, V1Discovery, V1Update};
+use tagrelay_validate::automation::{highest_tag_in_range, Automation, Checkout};
 
 /// How many times one reconcile re-applies its change on a moved branch tip
 /// before giving up until the next trigger.

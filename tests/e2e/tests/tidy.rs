@@ -18,7 +18,12 @@ const SERVICES: &[&str] = &[
 ];
 
 /// The crates that must do no I/O: selection, rewriting, references.
-const PURE: &[&str] = &["tagrelay-reference", "tagrelay-policy", "tagrelay-rewrite"];
+const PURE: &[&str] = &[
+    "tagrelay-reference",
+    "tagrelay-policy",
+    "tagrelay-rewrite",
+    "tagrelay-validate",
+];
 
 /// Crates whose presence means network, process, file-system-watching or
 /// async I/O. A pure crate reaching any of them, even transitively, has
