@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tagrelay_proto::bus::{Bus, LoggedEvent};
 use tagrelay_proto::config::parse_go_duration;
-use tagrelay_proto::event::{Envelope, Event, ScanTrigger, SignatureFormat};
+use tagrelay_proto::config::{Kind, ObjectKey};
+use tagrelay_proto::event::{ConfigObject, Envelope, Event, ScanTrigger, SignatureFormat};
 use tagrelay_proto::names;
 
 use crate::output::TextOrJson;
@@ -66,6 +67,7 @@ fn kind_filter(kind: &str) -> Option<&'static str> {
         }
         "failed" | "failure" | "failures" | "scanfailed" | "resolvefailed" | "commitfailed"
         | "reviewfailed" => Some(names::FAILED_FILTER),
+        "config" | "configsynced" | "configrejected" => Some(names::CONFIG_FILTER),
         _ => None,
     }
 }
@@ -146,6 +148,8 @@ fn object_of(event: &Event) -> Option<String> {
         | Event::ResolveFailed(f)
         | Event::CommitFailed(f)
         | Event::ReviewFailed(f) => f.object.to_string(),
+        Event::ConfigSynced(e) => format!("config/{}", e.source),
+        Event::ConfigRejected(e) => format!("config/{}", e.source),
     })
 }
 
@@ -233,6 +237,46 @@ fn detail(event: &Event) -> String {
             f.attempt,
             if f.will_retry { ", will retry" } else { "" }
         ),
+        Event::ConfigSynced(e) => {
+            let short = e.commit.get(..7).unwrap_or(&e.commit);
+            let list = |objects: &[ConfigObject]| {
+                objects
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "{short} of {}: applied [{}], deleted [{}], {} unchanged",
+                e.repository,
+                list(&e.applied),
+                list(&e.deleted),
+                e.unchanged.len()
+            )
+        }
+        Event::ConfigRejected(e) => {
+            let short = e.commit.get(..7).unwrap_or(&e.commit);
+            let errors: Vec<String> = e
+                .errors
+                .iter()
+                .map(|p| {
+                    let field = if p.field.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}: ", p.field)
+                    };
+                    format!("{}:{}: {field}{}", p.file, p.line, p.reason)
+                })
+                .collect();
+            format!(
+                "{short} of {} refused, {} kept: {}",
+                e.repository,
+                e.kept_commit
+                    .as_deref()
+                    .map_or("nothing", |c| c.get(..7).unwrap_or(c)),
+                errors.join("; ")
+            )
+        }
     }
 }
 
@@ -367,11 +411,60 @@ pub async fn why(cli: &Cli, args: &WhyArgs) -> Result<(), Failure> {
             current = parent;
         }
     }
+    let mut configured = vec![(
+        ObjectKey::new(
+            Kind::ImageUpdateAutomation,
+            &pushed.automation.namespace,
+            &pushed.automation.name,
+        ),
+        *commit,
+    )];
+    for resolved in pushed.causes.iter().filter_map(|id| events.get(id)) {
+        if let Event::PolicyResolved(e) = &resolved.payload {
+            let key = ObjectKey::new(Kind::ImagePolicy, &e.policy.namespace, &e.policy.name);
+            configured.push((key, resolved));
+        }
+    }
+    let from_git = events
+        .values()
+        .any(|e| matches!(e.payload, Event::ConfigSynced(_)));
+    for (key, decision) in configured.into_iter().filter(|_| from_git) {
+        match configuration_commit(&events, &key, decision) {
+            Some((synced, e)) => println!(
+                "  config: {key} as of configuration commit {} of {} (source {}, synced {})",
+                e.commit,
+                e.repository,
+                e.source,
+                stamp(synced)
+            ),
+            None => {
+                println!("  config: {key} was not synced from Git (applied by hand or derived)")
+            }
+        }
+    }
     println!(
         "total: {} from the first event of the chain to the commit",
         chain_latency(&events, commit)
     );
     Ok(())
+}
+
+/// The newest `ConfigSynced` before `decision` that applied `key`: the
+/// configuration commit the decision was made under.
+fn configuration_commit<'a>(
+    events: &'a HashMap<String, Envelope>,
+    key: &ObjectKey,
+    decision: &Envelope,
+) -> Option<(&'a Envelope, &'a tagrelay_proto::event::ConfigSynced)> {
+    let wanted = ConfigObject::from(key);
+    events
+        .values()
+        .filter(|e| e.occurred_at <= decision.occurred_at)
+        .filter_map(|e| match &e.payload {
+            Event::ConfigSynced(synced) if synced.applied.contains(&wanted) => Some((e, synced)),
+            _ => None,
+        })
+        .max_by_key(|(e, _)| e.occurred_at)
 }
 
 fn stamp(envelope: &Envelope) -> String {

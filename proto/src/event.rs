@@ -273,6 +273,111 @@ pub struct PullRequest {
     pub changes: Vec<FileChange>,
 }
 
+/// A configuration object named by a configuration event. The kind is a
+/// string, not [`crate::config::Kind`], so that a reader built before a kind
+/// was added still reads the event.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ConfigObject {
+    /// The kind, as written in `kind:` (`ImagePolicy`).
+    pub kind: String,
+    /// The namespace (a Namespace's own name for a Namespace).
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+impl From<&crate::config::ObjectKey> for ConfigObject {
+    fn from(key: &crate::config::ObjectKey) -> Self {
+        Self {
+            kind: key.kind.as_str().to_string(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// One problem with (or note about) one document of a configuration
+/// commit, where it is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigProblem {
+    /// The file, relative to the repository root.
+    pub file: String,
+    /// The 1-based line of the field, or of the document.
+    pub line: usize,
+    /// `Kind/namespace/name` of the document, when it decoded that far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// The field path (`spec.policy.semver.range`); absent for the whole
+    /// document.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub field: String,
+    /// Why, in words an operator can act on.
+    pub reason: String,
+}
+
+/// A configuration source made the configuration bucket equal to the
+/// documents of one Git commit. Sources publish it only when something
+/// changed (an object written or deleted, or the set it owns changed), so
+/// an image-update commit into the same repository never produces one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigSynced {
+    /// The source's name (`--name`), also the last token of the subject.
+    pub source: String,
+    /// The Git remote, without credentials.
+    pub repository: String,
+    /// The branch read.
+    pub branch: String,
+    /// The configuration commit.
+    pub commit: String,
+    /// The paths read, relative to the repository root ("" for the root).
+    pub paths: Vec<String>,
+    /// Objects created or changed by this commit.
+    pub applied: Vec<ConfigObject>,
+    /// Objects the source had written before and the commit no longer has.
+    pub deleted: Vec<ConfigObject>,
+    /// Objects of the commit already stored as written. With `applied`, the
+    /// set the source owns from now on.
+    pub unchanged: Vec<ConfigObject>,
+    /// Documents not stored: Secrets, and kinds tagrelay does not read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<ConfigProblem>,
+}
+
+impl ConfigSynced {
+    /// Every object the source owns after this sync.
+    pub fn owned(&self) -> impl Iterator<Item = &ConfigObject> {
+        self.applied.iter().chain(&self.unchanged)
+    }
+}
+
+/// A configuration commit was refused as a whole because at least one of
+/// its documents is invalid; nothing was written, and the configuration of
+/// the last `ConfigSynced` stays in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigRejected {
+    /// The source's name, also the last token of the subject.
+    pub source: String,
+    /// The Git remote, without credentials.
+    pub repository: String,
+    /// The branch read.
+    pub branch: String,
+    /// The refused commit.
+    pub commit: String,
+    /// The paths read.
+    pub paths: Vec<String>,
+    /// Every problem found, each with its file, line and field.
+    pub errors: Vec<ConfigProblem>,
+    /// The commit whose configuration stays in force, if one was synced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_commit: Option<String>,
+}
+
 /// A stage could not do its work for one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -419,11 +524,15 @@ pub enum EventType {
     PullRequestUpdated,
     /// Opening or updating a pull request failed.
     ReviewFailed,
+    /// See [`ConfigSynced`].
+    ConfigSynced,
+    /// See [`ConfigRejected`].
+    ConfigRejected,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 12] = [
         EventType::TagsDiscovered,
         EventType::PolicyResolved,
         EventType::CommitPushed,
@@ -434,6 +543,8 @@ impl EventType {
         EventType::PullRequestOpened,
         EventType::PullRequestUpdated,
         EventType::ReviewFailed,
+        EventType::ConfigSynced,
+        EventType::ConfigRejected,
     ];
 
     /// The version this build writes and the only one it reads.
@@ -454,6 +565,8 @@ impl EventType {
             EventType::PullRequestOpened => "PullRequestOpened",
             EventType::PullRequestUpdated => "PullRequestUpdated",
             EventType::ReviewFailed => "ReviewFailed",
+            EventType::ConfigSynced => "ConfigSynced",
+            EventType::ConfigRejected => "ConfigRejected",
         }
     }
 }
@@ -488,6 +601,10 @@ pub enum Event {
     PullRequestUpdated(PullRequest),
     /// Opening or updating a pull request failed.
     ReviewFailed(Failure),
+    /// See [`ConfigSynced`].
+    ConfigSynced(ConfigSynced),
+    /// See [`ConfigRejected`].
+    ConfigRejected(ConfigRejected),
 }
 
 impl Event {
@@ -504,6 +621,8 @@ impl Event {
             Event::PullRequestOpened(_) => EventType::PullRequestOpened,
             Event::PullRequestUpdated(_) => EventType::PullRequestUpdated,
             Event::ReviewFailed(_) => EventType::ReviewFailed,
+            Event::ConfigSynced(_) => EventType::ConfigSynced,
+            Event::ConfigRejected(_) => EventType::ConfigRejected,
         }
     }
 
@@ -535,6 +654,8 @@ impl Event {
             Event::ReviewFailed(f) => {
                 names::failed_subject(Stage::Review, &f.object.namespace, &f.object.name)
             }
+            Event::ConfigSynced(e) => names::config_synced_subject(&e.source),
+            Event::ConfigRejected(e) => names::config_rejected_subject(&e.source),
         }
     }
 
@@ -586,6 +707,27 @@ impl Event {
             }
             // Once per finding, whichever commit or instance found it.
             Event::ManifestWarning(w) => format!("{}|{}", w.automation, w.finding),
+            // One sync of one commit to one outcome: a source polling the
+            // same commit again after a drift repair publishes a new fact.
+            Event::ConfigSynced(e) => {
+                let outcome = serde_json::to_string(&(&e.applied, &e.deleted, &e.unchanged))
+                    .unwrap_or_default();
+                format!(
+                    "{}|{}|{:x}",
+                    e.source,
+                    e.commit,
+                    Sha256::digest(outcome.as_bytes())
+                )
+            }
+            Event::ConfigRejected(e) => {
+                let errors = serde_json::to_string(&e.errors).unwrap_or_default();
+                format!(
+                    "{}|{}|{:x}",
+                    e.source,
+                    e.commit,
+                    Sha256::digest(errors.as_bytes())
+                )
+            }
         }
     }
 }
@@ -732,6 +874,10 @@ impl Envelope {
                 Event::PullRequestUpdated(serde_json::from_str(raw).map_err(bad)?)
             }
             EventType::ReviewFailed => Event::ReviewFailed(serde_json::from_str(raw).map_err(bad)?),
+            EventType::ConfigSynced => Event::ConfigSynced(serde_json::from_str(raw).map_err(bad)?),
+            EventType::ConfigRejected => {
+                Event::ConfigRejected(serde_json::from_str(raw).map_err(bad)?)
+            }
         };
         Ok(Self {
             id: wire.id,
@@ -883,6 +1029,50 @@ pub(crate) mod samples {
             }),
             Event::PullRequestOpened(pull_request.clone()),
             Event::PullRequestUpdated(pull_request),
+            Event::ConfigSynced(ConfigSynced {
+                source: "fleet".into(),
+                repository: "https://git.example/org/fleet.git".into(),
+                branch: "main".into(),
+                commit: "d".repeat(40),
+                paths: vec!["clusters/prod/images".into()],
+                applied: vec![ConfigObject {
+                    kind: "ImagePolicy".into(),
+                    namespace: "flux-system".into(),
+                    name: "app".into(),
+                }],
+                deleted: vec![ConfigObject {
+                    kind: "ImageRepository".into(),
+                    namespace: "flux-system".into(),
+                    name: "old".into(),
+                }],
+                unchanged: vec![ConfigObject {
+                    kind: "Namespace".into(),
+                    namespace: "apps".into(),
+                    name: "apps".into(),
+                }],
+                skipped: vec![ConfigProblem {
+                    file: "clusters/prod/images/secret.yaml".into(),
+                    line: 1,
+                    object: Some("Secret/flux-system/creds".into()),
+                    field: "kind".into(),
+                    reason: "Secrets are never stored on the bus; skipped".into(),
+                }],
+            }),
+            Event::ConfigRejected(ConfigRejected {
+                source: "fleet".into(),
+                repository: "https://git.example/org/fleet.git".into(),
+                branch: "main".into(),
+                commit: "e".repeat(40),
+                paths: vec!["clusters/prod/images".into()],
+                errors: vec![ConfigProblem {
+                    file: "clusters/prod/images/app.yaml".into(),
+                    line: 9,
+                    object: Some("ImagePolicy/flux-system/app".into()),
+                    field: "spec.policy.semver.range".into(),
+                    reason: "invalid range".into(),
+                }],
+                kept_commit: Some("d".repeat(40)),
+            }),
             Event::ScanFailed(failure.clone()),
             Event::ResolveFailed(failure.clone()),
             Event::CommitFailed(failure.clone()),

@@ -21,6 +21,8 @@ pub const PULL_REQUEST_FILTER: &str = "tagrelay.pullrequest.>";
 pub const FAILED_FILTER: &str = "tagrelay.failed.>";
 /// Every lint warning about an automation's manifests.
 pub const WARNING_FILTER: &str = "tagrelay.warning.>";
+/// Filter matching every `ConfigSynced` / `ConfigRejected`.
+pub const CONFIG_FILTER: &str = "tagrelay.config.>";
 /// Filter matching every scan request.
 pub const SCAN_REQUEST_FILTER: &str = "tagrelay.scan.>";
 
@@ -134,6 +136,17 @@ pub fn failed_subject(stage: Stage, namespace: &str, name: &str) -> String {
     )
 }
 
+/// `tagrelay.config.synced.<source>`: the last event here is the source's
+/// memory of what it owns.
+pub fn config_synced_subject(source: &str) -> String {
+    format!("{SUBJECT_PREFIX}.config.synced.{}", subject_token(source))
+}
+
+/// `tagrelay.config.rejected.<source>`.
+pub fn config_rejected_subject(source: &str) -> String {
+    format!("{SUBJECT_PREFIX}.config.rejected.{}", subject_token(source))
+}
+
 /// `tagrelay.scan.<ns>.<repository>`.
 pub fn scan_request_subject(namespace: &str, repository: &str) -> String {
     subject("scan", namespace, repository)
@@ -166,6 +179,8 @@ mod tests {
             commit_subject("a.b", "c*d >e"),
             scan_request_subject("x", "y.z"),
             pull_request_subject("a", "b.c"),
+            config_synced_subject("fleet.prod"),
+            config_rejected_subject("fleet"),
         ] {
             assert_eq!(subject.split('.').count(), 4, "{subject}");
         }

@@ -22,7 +22,7 @@ use crate::event::{
 /// Every schema file, by file name. Embedded so that the test needs no paths
 /// at run time; `there_is_exactly_one_schema_per_event_type` checks this list
 /// against both [`EventType::ALL`] and the directory.
-const SCHEMAS: [(&str, &str); 10] = [
+const SCHEMAS: [(&str, &str); 12] = [
     (
         "TagsDiscovered.v1.schema.json",
         include_str!("../schema/TagsDiscovered.v1.schema.json"),
@@ -62,6 +62,14 @@ const SCHEMAS: [(&str, &str); 10] = [
     (
         "ManifestWarning.v1.schema.json",
         include_str!("../schema/ManifestWarning.v1.schema.json"),
+    ),
+    (
+        "ConfigSynced.v1.schema.json",
+        include_str!("../schema/ConfigSynced.v1.schema.json"),
+    ),
+    (
+        "ConfigRejected.v1.schema.json",
+        include_str!("../schema/ConfigRejected.v1.schema.json"),
     ),
 ];
 
@@ -152,6 +160,18 @@ fn minimal(event: Event) -> Event {
         }
         // Every field is required.
         Event::ManifestWarning(w) => Event::ManifestWarning(w),
+        Event::ConfigSynced(mut e) => {
+            e.skipped.clear();
+            Event::ConfigSynced(e)
+        }
+        Event::ConfigRejected(mut e) => {
+            e.kept_commit = None;
+            for error in &mut e.errors {
+                error.object = None;
+                error.field.clear();
+            }
+            Event::ConfigRejected(e)
+        }
     }
 }
 
@@ -233,6 +253,22 @@ fn variants(event: Event) -> Vec<Event> {
             w.line = 1;
             w.commit = "e".repeat(64);
             vec![Event::ManifestWarning(w)]
+        }
+        Event::ConfigSynced(mut e) => {
+            e.applied.clear();
+            e.deleted.clear();
+            e.unchanged.clear();
+            e.paths = vec![String::new()];
+            e.commit = "e".repeat(64);
+            for note in &mut e.skipped {
+                note.object = None;
+                note.field.clear();
+            }
+            vec![Event::ConfigSynced(e)]
+        }
+        Event::ConfigRejected(mut e) => {
+            e.commit = "e".repeat(64);
+            vec![Event::ConfigRejected(e)]
         }
     }
 }

@@ -19,6 +19,7 @@ pub fn stream_configs(settings: &BusSettings) -> Vec<stream::Config> {
                 names::PULL_REQUEST_FILTER.to_string(),
                 names::FAILED_FILTER.to_string(),
                 names::WARNING_FILTER.to_string(),
+                names::CONFIG_FILTER.to_string(),
             ],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
