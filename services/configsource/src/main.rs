@@ -1,0 +1,28 @@
+//! `tagrelay-configsource`: the Git configuration source as its own
+//! process.
+
+use clap::Parser;
+use tagrelay_configsource::process::{serve, ConfigSourceArgs};
+use tagrelay_proto::runtime::{self, BusArgs};
+
+/// The tagrelay configuration source: keeps the configuration bucket equal
+/// to the Flux objects under paths of a Git repository.
+#[derive(Parser)]
+#[command(name = "tagrelay-configsource", version, about)]
+struct Args {
+    #[command(flatten)]
+    bus: BusArgs,
+    #[command(flatten)]
+    source: ConfigSourceArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let own = args.source;
+    runtime::run_service("configsource", &args.bus, |bus, shutdown| async move {
+        serve(&bus, &own, shutdown).await
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! The configuration source as a process: its flags and how it serves,
+//! shared by the `tagrelay-configsource` binary and `tagrelay run --all`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tagrelay_proto::bus::Bus;
+use tagrelay_proto::config::parse_go_duration;
+use tagrelay_proto::runtime::{serve_with_health, Readiness, ServeError};
+
+use crate::git::Remote;
+use crate::service::Settings;
+
+/// The configuration source's own flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigSourceArgs {
+    /// The Git repository holding the Flux objects (`file://`, `https://`,
+    /// `ssh://`, or a path). Never put credentials in it.
+    #[arg(long = "git-url", env = "TAGRELAY_CONFIG_GIT_URL")]
+    pub git_url: Option<String>,
+    /// The branch to read.
+    #[arg(
+        long = "git-branch",
+        env = "TAGRELAY_CONFIG_GIT_BRANCH",
+        default_value = "main"
+    )]
+    pub branch: String,
+    /// A directory of the repository whose YAML/JSON files hold the
+    /// objects, recursively; may be repeated (default: the whole repository).
+    #[arg(
+        long = "git-path",
+        env = "TAGRELAY_CONFIG_GIT_PATHS",
+        value_delimiter = ','
+    )]
+    pub paths: Vec<String>,
+    /// Time between polls, as a Go duration (`30s`, `1m`).
+    #[arg(long = "git-interval", env = "TAGRELAY_CONFIG_GIT_INTERVAL", default_value = "1m", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Time limit of each git command.
+    #[arg(long = "git-timeout", env = "TAGRELAY_CONFIG_GIT_TIMEOUT", default_value = "60s", value_parser = parse_interval)]
+    pub timeout: Duration,
+    /// The source's name: its events' subjects end with it, and it is what
+    /// remembers which objects the source owns. Two sources need two names.
+    #[arg(
+        long = "source-name",
+        env = "TAGRELAY_CONFIG_SOURCE_NAME",
+        default_value = "git"
+    )]
+    pub name: String,
+    /// Where the bare cache of the repository is kept.
+    #[arg(
+        long = "config-cache-dir",
+        env = "TAGRELAY_CONFIG_CACHE_DIR",
+        default_value = "/var/cache/tagrelay/config"
+    )]
+    pub cache_dir: PathBuf,
+    /// Address of the `/healthz` and `/readyz` endpoints.
+    #[arg(
+        long = "config-http-addr",
+        env = "TAGRELAY_HTTP_ADDR",
+        default_value = "127.0.0.1:8084"
+    )]
+    pub http_addr: Option<SocketAddr>,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    parse_go_duration(text)
+        .map_err(|e| e.to_string())
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("must be more than zero".to_string())
+            } else {
+                Ok(d)
+            }
+        })
+}
+
+/// Why the flags cannot make a source.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// No repository was given.
+    #[error("--git-url (TAGRELAY_CONFIG_GIT_URL) is required")]
+    NoUrl,
+    /// A path leaves the repository.
+    #[error("--git-path {0:?} must be relative to the repository root, without '..' or .git")]
+    Path(String),
+}
+
+impl ConfigSourceArgs {
+    /// Whether a repository was given (`tagrelay run --all` starts the
+    /// source only then).
+    pub fn is_configured(&self) -> bool {
+        self.git_url.is_some()
+    }
+
+    /// The settings the flags describe.
+    pub fn settings(&self) -> Result<Settings, ArgsError> {
+        let url = self.git_url.clone().ok_or(ArgsError::NoUrl)?;
+        let mut paths = self
+            .paths
+            .iter()
+            .map(|path| normalize(path).ok_or_else(|| ArgsError::Path(path.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
+        if paths.is_empty() {
+            paths.push(String::new());
+        }
+        paths.sort();
+        paths.dedup();
+        let cache = self
+            .cache_dir
+            .join(tagrelay_proto::names::subject_token(&self.name));
+        Ok(Settings {
+            name: self.name.clone(),
+            remote: Remote {
+                url,
+                branch: self.branch.clone(),
+                cache,
+                timeout: self.timeout,
+            },
+            paths,
+            interval: self.interval,
+        })
+    }
+}
+
+/// `path` as `/`-separated components under the root ("" for the root);
+/// `None` when it would leave the repository or enter `.git`.
+fn normalize(path: &str) -> Option<String> {
+    if path.starts_with('/') {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." | ".git" => return None,
+            part => parts.push(part),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Runs the source (and its health endpoints, when an address is given)
+/// until `shutdown` resolves.
+pub async fn serve(
+    bus: &Bus,
+    args: &ConfigSourceArgs,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let settings = args.settings().map_err(|e| ServeError::Io {
+        what: "configuration source flags".into(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+    })?;
+    let readiness = Readiness::watching(bus);
+    serve_with_health(
+        args.http_addr,
+        readiness.clone(),
+        crate::service::run(bus, &settings, readiness, shutdown),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalized_and_kept_inside_the_repository() {
+        assert_eq!(
+            normalize("./clusters/prod/").as_deref(),
+            Some("clusters/prod")
+        );
+        assert_eq!(normalize(".").as_deref(), Some(""));
+        assert_eq!(normalize("../x"), None);
+        assert_eq!(normalize("a/.git/hooks"), None);
+        assert_eq!(normalize("/etc"), None);
+    }
+}
