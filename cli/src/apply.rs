@@ -10,12 +10,11 @@
 //! documents, which Flux guides put beside the objects, are never stored on
 //! the bus: they are skipped with a warning saying where to mount them.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use tagrelay_proto::config::{Kind, Object, ObjectKey};
+use tagrelay_proto::config::Kind;
 use tagrelay_validate::{check_references, decode_batch, Problem, UnknownKinds};
 
 use crate::{Cli, Failure};
@@ -48,12 +47,7 @@ pub async fn apply_sources(cli: &Cli, sources: Vec<(String, String)>) -> Result<
         }
         Err(e) => return Err(e),
     };
-    let stored: BTreeMap<ObjectKey, Object> = store
-        .list(None)
-        .await?
-        .into_iter()
-        .map(|object| (object.key(), object))
-        .collect();
+    let stored = store.snapshot().await?;
     check_references(&mut batch, &stored);
     for note in &batch.notes {
         eprintln!("warning: {}", note.problem());

@@ -81,6 +81,19 @@ impl ConfigStore {
         Ok(objects)
     }
 
+    /// Every stored object by key: the configuration a new batch will stand
+    /// beside, as `apply` and the Git source check it.
+    pub async fn snapshot(
+        &self,
+    ) -> Result<std::collections::BTreeMap<ObjectKey, Object>, BusError> {
+        Ok(self
+            .list(None)
+            .await?
+            .into_iter()
+            .map(|object| (object.key(), object))
+            .collect())
+    }
+
     /// Deletes an object and its status; returns whether it existed.
     pub async fn delete(&self, key: &ObjectKey) -> Result<bool, BusError> {
         let existed = self.get(key).await?.is_some();

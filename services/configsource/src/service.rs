@@ -1,11 +1,11 @@
 //! The poll loop: fetch, read, decide, write, announce.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
 use tagrelay_proto::bus::{redact_urls, Bus, BusError, ConfigStore};
-use tagrelay_proto::config::{Kind, Object, ObjectKey};
+use tagrelay_proto::config::{Kind, ObjectKey};
 use tagrelay_proto::event::{
     ConfigObject, ConfigProblem, ConfigRejected, ConfigSynced, Envelope, Event,
 };
@@ -133,12 +133,7 @@ pub async fn poll(
         .flat_map(|(synced, _)| synced.owned())
         .filter_map(object_key)
         .collect();
-    let stored: BTreeMap<ObjectKey, Object> = store
-        .list(None)
-        .await?
-        .into_iter()
-        .map(|object| (object.key(), object))
-        .collect();
+    let stored = store.snapshot().await?;
     let decision = match unreadable_problems(&files) {
         problems if !problems.is_empty() => Decision::Reject(problems),
         _ => decide(&files.read, &owned, &stored),
