@@ -1,10 +1,12 @@
 //! `tagrelay run --all`: the three services in one process, for small
-//! installations. Each runs through its own library's `serve`, the same
-//! code its binary runs; only the process is shared.
+//! installations, and the Git configuration source when `--git-url` is
+//! given. Each runs through its own library's `serve`, the same code its
+//! binary runs; only the process is shared.
 
 use std::path::PathBuf;
 
 use tagrelay_committer::process::CommitterArgs;
+use tagrelay_configsource::process::ConfigSourceArgs;
 use tagrelay_resolver::process::ResolverArgs;
 use tagrelay_scanner::process::ScannerArgs;
 
@@ -28,6 +30,10 @@ pub struct Args {
         default_value = "/var/cache/tagrelay/git"
     )]
     cache_dir: PathBuf,
+    /// The Git configuration source's flags: with `--git-url`, the
+    /// configuration is read from Git instead of `tagrelay apply`.
+    #[command(flatten)]
+    config_source: ConfigSourceArgs,
 }
 
 /// Runs `run`.
@@ -42,6 +48,15 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let scanner_bus = cli.bus_args.connect_waiting("scanner").await?;
     let resolver_bus = cli.bus_args.connect_waiting("resolver").await?;
     let committer_bus = cli.bus_args.connect_waiting("committer").await?;
+    let config_source_bus = if args.config_source.is_configured() {
+        Some(cli.bus_args.connect_waiting("configsource").await?)
+    } else {
+        None
+    };
+    let config_source_args = ConfigSourceArgs {
+        config_http_addr: None,
+        ..args.config_source.clone()
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signal = tokio::spawn(async move {
         tagrelay_proto::runtime::shutdown_signal().await;
@@ -53,16 +68,27 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    let (scanner, resolver, committer) = tokio::join!(
+    let config_source = async {
+        match &config_source_bus {
+            Some(bus) => {
+                tagrelay_configsource::process::serve(bus, &config_source_args, until_stopped())
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    let (scanner, resolver, committer, config_source) = tokio::join!(
         tagrelay_scanner::process::serve(&scanner_bus, &args.scanner, until_stopped()),
         tagrelay_resolver::process::serve(&resolver_bus, &resolver_args, until_stopped()),
         tagrelay_committer::process::serve(&committer_bus, &committer_args, until_stopped()),
+        config_source,
     );
     signal.abort();
     for (service, result) in [
         ("scanner", scanner),
         ("resolver", resolver),
         ("committer", committer),
+        ("configsource", config_source),
     ] {
         result.map_err(|e| Failure::Failed(anyhow::anyhow!("{service}: {e}")))?;
     }

@@ -26,7 +26,7 @@ pub struct ConfigSourceArgs {
         env = "TAGRELAY_CONFIG_GIT_BRANCH",
         default_value = "main"
     )]
-    pub branch: String,
+    pub git_branch: String,
     /// A directory of the repository whose YAML/JSON files hold the
     /// objects, recursively; may be repeated (default: the whole repository).
     #[arg(
@@ -34,13 +34,13 @@ pub struct ConfigSourceArgs {
         env = "TAGRELAY_CONFIG_GIT_PATHS",
         value_delimiter = ','
     )]
-    pub paths: Vec<String>,
+    pub git_paths: Vec<String>,
     /// Time between polls, as a Go duration (`30s`, `1m`).
     #[arg(long = "git-interval", env = "TAGRELAY_CONFIG_GIT_INTERVAL", default_value = "1m", value_parser = parse_interval)]
-    pub interval: Duration,
+    pub git_interval: Duration,
     /// Time limit of each git command.
     #[arg(long = "git-timeout", env = "TAGRELAY_CONFIG_GIT_TIMEOUT", default_value = "60s", value_parser = parse_interval)]
-    pub timeout: Duration,
+    pub git_timeout: Duration,
     /// The source's name: its events' subjects end with it, and it is what
     /// remembers which objects the source owns. Two sources need two names.
     #[arg(
@@ -48,21 +48,21 @@ pub struct ConfigSourceArgs {
         env = "TAGRELAY_CONFIG_SOURCE_NAME",
         default_value = "git"
     )]
-    pub name: String,
+    pub source_name: String,
     /// Where the bare cache of the repository is kept.
     #[arg(
         long = "config-cache-dir",
         env = "TAGRELAY_CONFIG_CACHE_DIR",
         default_value = "/var/cache/tagrelay/config"
     )]
-    pub cache_dir: PathBuf,
+    pub config_cache_dir: PathBuf,
     /// Address of the `/healthz` and `/readyz` endpoints.
     #[arg(
         long = "config-http-addr",
         env = "TAGRELAY_HTTP_ADDR",
         default_value = "127.0.0.1:8084"
     )]
-    pub http_addr: Option<SocketAddr>,
+    pub config_http_addr: Option<SocketAddr>,
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -99,7 +99,7 @@ impl ConfigSourceArgs {
     pub fn settings(&self) -> Result<Settings, ArgsError> {
         let url = self.git_url.clone().ok_or(ArgsError::NoUrl)?;
         let mut paths = self
-            .paths
+            .git_paths
             .iter()
             .map(|path| normalize(path).ok_or_else(|| ArgsError::Path(path.clone())))
             .collect::<Result<Vec<_>, _>>()?;
@@ -109,18 +109,18 @@ impl ConfigSourceArgs {
         paths.sort();
         paths.dedup();
         let cache = self
-            .cache_dir
-            .join(tagrelay_proto::names::subject_token(&self.name));
+            .config_cache_dir
+            .join(tagrelay_proto::names::subject_token(&self.source_name));
         Ok(Settings {
-            name: self.name.clone(),
+            name: self.source_name.clone(),
             remote: Remote {
                 url,
-                branch: self.branch.clone(),
+                branch: self.git_branch.clone(),
                 cache,
-                timeout: self.timeout,
+                timeout: self.git_timeout,
             },
             paths,
-            interval: self.interval,
+            interval: self.git_interval,
         })
     }
 }
@@ -155,7 +155,7 @@ pub async fn serve(
     })?;
     let readiness = Readiness::watching(bus);
     serve_with_health(
-        args.http_addr,
+        args.config_http_addr,
         readiness.clone(),
         crate::service::run(bus, &settings, readiness, shutdown),
     )

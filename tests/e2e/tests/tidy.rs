@@ -15,6 +15,7 @@ const SERVICES: &[&str] = &[
     "tagrelay-scanner",
     "tagrelay-resolver",
     "tagrelay-committer",
+    "tagrelay-configsource",
 ];
 
 /// The crates that must do no I/O: selection, rewriting, references.
