@@ -11,7 +11,9 @@ use tagrelay_configsource::git::Remote;
 use tagrelay_configsource::service::{poll, run, Outcome, Settings};
 use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey};
-use tagrelay_proto::event::{ConfigObject, Event};
+use tagrelay_proto::event::{
+    tag_set_digest, ConfigObject, Envelope, Event, ObjectRef, ResolveCause, SelectedImage,
+};
 use tagrelay_proto::names;
 use tagrelay_proto::runtime::Readiness;
 use tagrelay_testkit::git::{git, BareRepo, Seed};
@@ -363,4 +365,63 @@ async fn the_running_source_follows_pushes_and_stops_on_shutdown() {
         .unwrap()
         .unwrap();
     assert!(!readiness.is_ready());
+}
+
+#[tokio::test]
+async fn the_configsource_nats_user_of_deploy_permissions_is_enough_and_no_more() {
+    let server =
+        NatsServer::start_with_config(include_str!("../../../deploy/nats/permissions.conf"));
+    let auth = tagrelay_proto::bus::NatsAuth {
+        user: Some("configsource".into()),
+        password: Some("change-me-configsource".into()),
+        ..Default::default()
+    };
+    let bus = Bus::connect_with(
+        &server.url(),
+        &auth,
+        "configsource/t",
+        BusSettings::default(),
+    )
+    .await
+    .unwrap();
+    let store = bus.config_store().await.unwrap();
+    let repo = BareRepo::seeded(
+        "main",
+        &[
+            Seed::file("images/repo.yaml", REPO),
+            Seed::file("images/policy.yaml", &policy("app", "1.x")),
+        ],
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let settings = settings(&repo, cache.path(), &["images"]);
+    assert!(matches!(
+        poll(&bus, &store, &settings).await.unwrap(),
+        Outcome::Synced(_)
+    ));
+    Clone::of(&repo).remove("images/policy.yaml").push("drop");
+    let Outcome::Synced(synced) = poll(&bus, &store, &settings).await.unwrap() else {
+        panic!("not synced")
+    };
+    assert_eq!(synced.deleted, [object("ImagePolicy", "app")]);
+    // Nothing but configuration events: a policy's subject is refused.
+    let forbidden = Envelope::new(
+        "configsource/t",
+        Event::PolicyResolved(tagrelay_proto::event::PolicyResolved {
+            policy: ObjectRef::new("apps", "app"),
+            repository: ObjectRef::new("apps", "app"),
+            image: "registry.example/app".into(),
+            previous: None,
+            current: SelectedImage {
+                tag: "9.9.9".into(),
+                digest: None,
+            },
+            cause: ResolveCause::PolicyChanged,
+            tag_set_digest: tag_set_digest(["9.9.9"]),
+        }),
+    );
+    let refused = tokio::time::timeout(Duration::from_secs(10), bus.publish(&forbidden)).await;
+    assert!(
+        matches!(refused, Ok(Err(_)) | Err(_)),
+        "the configsource user must not publish PolicyResolved"
+    );
 }

@@ -139,12 +139,12 @@ fn check_deployments(objects: &[Value]) {
         );
         let mounts = container["volumeMounts"].as_array().unwrap();
         assert!(mounts.iter().any(|m| m["mountPath"] == "/tmp"), "{name}");
-        if name == "tagrelay-committer" {
+        if name == "tagrelay-committer" || name == "tagrelay-configsource" {
             assert!(
                 mounts
                     .iter()
                     .any(|m| m["mountPath"] == "/var/cache/tagrelay"),
-                "the committer's cache is writable"
+                "{name}'s Git cache is writable"
             );
         }
         let budgets = of_kind(objects, "PodDisruptionBudget");
@@ -179,6 +179,7 @@ fn the_kustomize_overlays_build_and_validate_strictly() {
         "deploy/kubernetes/base",
         "deploy/kubernetes/overlays/single-nats",
         "deploy/kubernetes/overlays/existing-nats",
+        "deploy/kubernetes/overlays/single-nats-gitops",
     ] {
         let manifests = kustomize(overlay);
         let (ok, report) = validate_strict(&manifests);
@@ -215,6 +216,30 @@ fn the_kustomize_overlays_build_and_validate_strictly() {
             "{secret}"
         );
     }
+
+    let deployment_names = |objects: &[Value]| -> Vec<String> {
+        of_kind(objects, "Deployment")
+            .iter()
+            .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!deployment_names(&single).contains(&"tagrelay-configsource".to_string()));
+    let gitops = documents(&kustomize("deploy/kubernetes/overlays/single-nats-gitops"));
+    assert!(deployment_names(&gitops).contains(&"tagrelay-configsource".to_string()));
+    let source = of_kind(&gitops, "ConfigMap")
+        .into_iter()
+        .find(|c| c["data"]["TAGRELAY_CONFIG_GIT_URL"].is_string())
+        .expect("the configuration source's repository");
+    assert!(source["data"]["TAGRELAY_CONFIG_GIT_PATHS"].is_string());
+    assert!(
+        of_kind(&single, "Secret")
+            .iter()
+            .any(|s| s["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("tagrelay-nats-configsource")),
+        "the configsource user's Secret exists for the NATS server's configuration"
+    );
 
     let existing = documents(&kustomize("deploy/kubernetes/overlays/existing-nats"));
     assert!(of_kind(&existing, "StatefulSet").is_empty());
