@@ -112,6 +112,10 @@ pub struct DemoArgs {
     /// open on a loopback forge, instead of commits to `main`.
     #[arg(long)]
     review: bool,
+    /// The Flux objects committed to the Git repository and read by the
+    /// configuration source (`tagrelay-configsource`), instead of applied.
+    #[arg(long, conflicts_with = "review")]
+    gitops: bool,
 }
 
 /// Runs `tagrelay-demo`, installed next to this binary: the demo starts
@@ -122,6 +126,9 @@ fn demo(args: &DemoArgs) -> Result<(), Failure> {
     let mut command = std::process::Command::new(&demo);
     if args.review {
         command.arg("--review");
+    }
+    if args.gitops {
+        command.arg("--gitops");
     }
     let status = command.status().map_err(|e| {
         anyhow::anyhow!(

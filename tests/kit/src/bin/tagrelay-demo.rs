@@ -8,6 +8,13 @@
 //! and `tagrelay-committer` as separate processes; pushes new tags and shows
 //! each commit with its push-to-commit time. Everything it starts stops on
 //! exit or Ctrl-C. `scripts/demo` builds and runs it.
+//!
+//! With `--gitops` the Flux objects are not applied: they are committed to
+//! the same Git repository (`clusters/demo/`) and `tagrelay-configsource`
+//! keeps the bus equal to them; the demo then shows that the bot's own
+//! commits cause no new `ConfigSynced`, a broken configuration commit
+//! refused with a `ConfigRejected` (the last good one kept), and `why`
+//! naming the configuration commit.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -118,20 +125,41 @@ async fn wait_for(
     Ok(())
 }
 
+/// The Git path the `--gitops` demo keeps its Flux objects in.
+const CONFIG_PATH: &str = "clusters/demo";
+
 /// Starts the scanner (webhooks on `scanner_port`), the resolver and the
 /// committer as three processes, their logs and Git cache under `work`,
-/// Secrets under `work/secrets`.
-fn start_services(work: &Path, nats: &str, scanner_port: u16) -> anyhow::Result<Vec<Service>> {
+/// Secrets under `work/secrets`; with `config_repository`, also the Git
+/// configuration source reading [`CONFIG_PATH`] of it.
+fn start_services(
+    work: &Path,
+    nats: &str,
+    scanner_port: u16,
+    config_repository: Option<&str>,
+) -> anyhow::Result<Vec<Service>> {
     let secret_file = work.join("webhook-secret");
     std::fs::write(&secret_file, SECRET)?;
     let mut services = Vec::new();
-    for (name, port) in [
+    let mut names = vec![
         ("scanner", scanner_port),
         ("resolver", free_port()),
         ("committer", free_port()),
-    ] {
+    ];
+    if config_repository.is_some() {
+        names.push(("configsource", free_port()));
+    }
+    for (name, port) in names {
         let log = work.join(format!("{name}.log"));
         let child = Command::new(sibling(&format!("tagrelay-{name}"))?)
+            .env(
+                "TAGRELAY_CONFIG_GIT_URL",
+                config_repository.unwrap_or_default(),
+            )
+            .env("TAGRELAY_CONFIG_GIT_PATHS", CONFIG_PATH)
+            .env("TAGRELAY_CONFIG_GIT_INTERVAL", "1s")
+            .env("TAGRELAY_CONFIG_SOURCE_NAME", "fleet")
+            .env("TAGRELAY_CONFIG_CACHE_DIR", work.join("config-cache"))
             .env("NATS_URL", nats)
             .env("TAGRELAY_INSTANCE", "demo")
             .env("TAGRELAY_LISTEN", format!("127.0.0.1:{port}"))
@@ -161,8 +189,9 @@ fn tagrelay(nats: &str, args: &[&str]) -> anyhow::Result<String> {
 async fn main() -> anyhow::Result<()> {
     tagrelay_proto::runtime::install_crypto_provider();
     let review = std::env::args().any(|arg| arg == "--review");
+    let gitops = std::env::args().any(|arg| arg == "--gitops");
     tokio::select! {
-        result = async { if review { review_demo().await } else { demo().await } } => result,
+        result = async { if review { review_demo().await } else { demo(gitops).await } } => result,
         _ = tokio::signal::ctrl_c() => {
             println!("\ninterrupted: stopping everything the demo started");
             Ok(())
@@ -170,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn demo() -> anyhow::Result<()> {
+async fn demo(gitops: bool) -> anyhow::Result<()> {
     println!("tagrelay demo: a registry push becomes a Git commit\n");
     let work = tempfile::Builder::new()
         .prefix("tagrelay-demo-")
@@ -198,23 +227,55 @@ async fn demo() -> anyhow::Result<()> {
     let repo = BareRepo::seeded("main", &manifests(&host));
     done(bar, format!("Git remote {} with apps/podinfo (Setters marker), apps/legacy (fluxcd.io/automated), a HelmRelease", repo.url()));
 
-    let bar = spinner("applying the Flux configuration");
     let bus = Bus::connect(&nats.url(), "demo", BusSettings::default()).await?;
     let store = bus.config_store().await?;
-    let mut applied = Vec::new();
-    for document in load_documents(&configuration(&host, &repo.url()))? {
-        let object = Object::decode(&document.value).map_err(|e| anyhow::anyhow!("{e}"))?;
-        store.put(&object).await?;
-        applied.push(object.key().to_string());
-    }
-    done(bar, format!("applied {}", applied.join(", ")));
-
-    let bar = spinner("starting the scanner, the resolver and the committer");
-    let services = start_services(work.path(), &nats.url(), scanner_port)?;
-    done(
-        bar,
-        "tagrelay-scanner, tagrelay-resolver, tagrelay-committer running as three processes".into(),
-    );
+    let services = if gitops {
+        let file = format!("{CONFIG_PATH}/image-automation.yaml");
+        let commit = repo.human_commit(
+            "main",
+            &file,
+            &configuration(&host, &repo.url()),
+            "image automation: podinfo >=1.0.0",
+        );
+        println!(
+            "✔ Flux configuration committed to {file} ({}), not applied",
+            &commit[..12]
+        );
+        let bar = spinner(
+            "starting the configuration source, the scanner, the resolver and the committer",
+        );
+        let services = start_services(work.path(), &nats.url(), scanner_port, Some(&repo.url()))?;
+        wait_for("ConfigSynced", Duration::from_secs(30), &services, || {
+            config_events(&nats.url()).contains("ConfigSynced")
+        })
+        .await?;
+        done(
+            bar,
+            format!(
+                "tagrelay-configsource synced {CONFIG_PATH} of {}; four processes running",
+                repo.url()
+            ),
+        );
+        print!("{}", config_events(&nats.url()));
+        services
+    } else {
+        let bar = spinner("applying the Flux configuration");
+        let mut applied = Vec::new();
+        for document in load_documents(&configuration(&host, &repo.url()))? {
+            let object = Object::decode(&document.value).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.put(&object).await?;
+            applied.push(object.key().to_string());
+        }
+        done(bar, format!("applied {}", applied.join(", ")));
+        let bar = spinner("starting the scanner, the resolver and the committer");
+        let services = start_services(work.path(), &nats.url(), scanner_port, None)?;
+        done(
+            bar,
+            "tagrelay-scanner, tagrelay-resolver, tagrelay-committer running as three processes"
+                .into(),
+        );
+        services
+    };
 
     let bar = spinner("waiting for the first scan and resolution of both images");
     wait_for(
@@ -234,6 +295,7 @@ async fn demo() -> anyhow::Result<()> {
     );
 
     let mut latencies = Vec::new();
+    let mut podinfo_commit = None;
     for (repository, tag, why) in [
         (
             "demo/podinfo",
@@ -268,6 +330,9 @@ async fn demo() -> anyhow::Result<()> {
                 let took = pushed.elapsed();
                 latencies.push(took);
                 let commit = repo.tip("main").unwrap_or_default();
+                if repository == "demo/podinfo" {
+                    podinfo_commit = Some(commit.clone());
+                }
                 println!(
                     "  ✔ commit {} landed {:.2} s after the push:",
                     &commit[..commit.len().min(12)],
@@ -304,7 +369,15 @@ async fn demo() -> anyhow::Result<()> {
     )
     .await?;
 
-    if let Some(commit) = repo.tip("main") {
+    // With GitOps, `why` of a podinfo commit names the configuration
+    // commit its policy and automation came from.
+    let last_bot_commit = if gitops {
+        gitops_epilogue(&nats.url(), &host, &repo, &services).await?;
+        podinfo_commit
+    } else {
+        repo.tip("main")
+    };
+    if let Some(commit) = last_bot_commit {
         println!("\n$ tagrelay why {}", &commit[..12.min(commit.len())]);
         print!("{}", tagrelay(&nats.url(), &["why", &commit])?);
     }
@@ -324,6 +397,46 @@ async fn demo() -> anyhow::Result<()> {
     }
     println!("\nstopping everything the demo started");
     drop(services);
+    Ok(())
+}
+
+/// `tagrelay audit --kind config`: the configuration source's events.
+fn config_events(nats: &str) -> String {
+    tagrelay(nats, &["audit", "--kind", "config"]).unwrap_or_default()
+}
+
+/// What GitOps adds: the bot's commits into the configuration repository
+/// caused no new `ConfigSynced`, and a broken configuration commit is
+/// refused as a whole while the last good one stays in force.
+async fn gitops_epilogue(
+    nats: &str,
+    host: &str,
+    repo: &BareRepo,
+    services: &[Service],
+) -> anyhow::Result<()> {
+    let synced = config_events(nats).matches("ConfigSynced").count();
+    let bot_commits = repo
+        .log("main")
+        .iter()
+        .filter(|commit| repo.message(commit).starts_with("Automated image update"))
+        .count();
+    println!(
+        "\n✔ {bot_commits} commits of the bot in the same repository, {synced} ConfigSynced: the source did not react to them"
+    );
+    let file = format!("{CONFIG_PATH}/image-automation.yaml");
+    let broken = configuration(host, &repo.url()).replace("'>=1.0.0'", "'>= 1.0 <<2'");
+    println!("\n→ committing a broken range to {file}");
+    let commit = repo.human_commit("main", &file, &broken, "image automation: a typo");
+    wait_for("ConfigRejected", Duration::from_secs(30), services, || {
+        config_events(nats).contains("ConfigRejected")
+    })
+    .await?;
+    println!("$ tagrelay audit --kind config");
+    print!("{}", config_events(nats));
+    println!(
+        "  ✔ {} refused as a whole; the configuration of the last ConfigSynced stays in force",
+        &commit[..12]
+    );
     Ok(())
 }
 
@@ -502,7 +615,7 @@ async fn review_demo() -> anyhow::Result<()> {
         let object = Object::decode(&document.value).map_err(|e| anyhow::anyhow!("{e}"))?;
         store.put(&object).await?;
     }
-    let services = start_services(work.path(), &nats.url(), scanner_port)?;
+    let services = start_services(work.path(), &nats.url(), scanner_port, None)?;
     wait_for(
         "the policy to resolve",
         Duration::from_secs(60),
