@@ -9,6 +9,9 @@
 //!   heartbeat, ack/nak, lag, readiness, drain) and `Failures`, the one
 //!   way a stage records a failure.
 //! - [`config`]: the Flux kinds, strict decoding and Flux's validation.
+//! - [`credentials`]: Secrets mounted as files (Git, signing keys, forges)
+//!   and how the `git` CLI is handed them (askpass, `GIT_SSH_COMMAND`,
+//!   `GIT_CONFIG_*`): shared by the committer and the configuration source.
 //! - [`reference`]: image references and the OCI tag grammar.
 //! - [`runtime`]: TLS provider, bus flags, instance names, shutdown,
 //!   readiness and health endpoints.
@@ -29,6 +32,7 @@ pub mod bus;
 pub mod config;
 #[cfg(feature = "bus")]
 pub mod consume;
+pub mod credentials;
 pub mod event;
 pub mod names;
 pub use tagrelay_reference as reference;

@@ -19,8 +19,7 @@ use gix::ObjectId;
 use sha2::{Digest, Sha256};
 use tagrelay_proto::event::FailureReason;
 
-use crate::credentials::{GitAccess, GitAuth, GitTls};
-use crate::push::SECRET_DIR_ENV;
+use crate::credentials::{ssh_command, GitAccess, GitAuth, GitTls};
 use crate::signing::{Signer, SigningError};
 use tagrelay_rewrite::screen::{is_manifest_name, Unread};
 pub use tagrelay_rewrite::screen::{Screen, MAX_MANIFEST_BYTES};
@@ -328,40 +327,6 @@ fn client_setup(access: &GitAccess) -> Result<Option<ClientSetup>, String> {
         roots,
         identity,
     }))
-}
-
-/// The `ssh` command line for a Secret's key: paths only, never key
-/// material; strict host checking when known_hosts is given.
-///
-/// A key with a passphrase (`passphrase`: the askpass script and the
-/// Secret's directory) is unlocked by ssh asking the script, which prints
-/// the Secret's `password` file; no other prompt is allowed.
-pub fn ssh_command(
-    identity: &Path,
-    known_hosts: Option<&Path>,
-    passphrase: Option<(&Path, &Path)>,
-) -> String {
-    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
-    let mut command = match passphrase {
-        Some((askpass, dir)) => format!(
-            "SSH_ASKPASS={} SSH_ASKPASS_REQUIRE=force {SECRET_DIR_ENV}={} ssh -F /dev/null -o IdentitiesOnly=yes -o BatchMode=no -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o NumberOfPasswordPrompts=1 -i {}",
-            quote(askpass),
-            quote(dir),
-            quote(identity)
-        ),
-        None => format!(
-            "ssh -F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes -i {}",
-            quote(identity)
-        ),
-    };
-    match known_hosts {
-        Some(path) => command.push_str(&format!(
-            " -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
-            quote(path)
-        )),
-        None => command.push_str(" -o StrictHostKeyChecking=accept-new"),
-    }
-    command
 }
 
 /// A file found under `update.path`.

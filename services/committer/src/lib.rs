@@ -6,7 +6,8 @@
 //!   GitRepository, resolved with Flux's defaults (shared with `apply` and
 //!   the Git configuration source).
 //! - [`git`] (gix: cached bare clones, fetch, tree walk, object writes),
-//!   [`push`] (the `git` CLI) and [`credentials`] (mounted Secrets).
+//!   [`push`] (the `git` CLI) and `credentials` (mounted Secrets, in
+//!   `tagrelay_proto::credentials`).
 //! - [`review`] (the review stage: one pull request per review branch)
 //!   and [`forge`] (GitHub, GitLab and Gitea REST clients).
 //! - [`signing`]: OpenPGP and SSH commit signatures, in-process.
@@ -19,7 +20,8 @@
 //! The service is a library so that its own binary and `tagrelay run --all`
 //! run the same code.
 
-pub mod credentials;
+/// Mounted Secrets, shared with the configuration source through `proto`.
+pub use tagrelay_proto::credentials;
 pub mod derive;
 pub mod forge;
 pub mod git;

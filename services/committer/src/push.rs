@@ -13,20 +13,13 @@
 //! Refspecs never start with `+`: nothing is ever force-pushed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tagrelay_proto::event::FailureReason;
 
-use crate::credentials::{GitAccess, GitAuth};
-use crate::git::ssh_command;
-
-/// The environment variable the askpass script reads the Secret's
-/// directory from.
-pub const SECRET_DIR_ENV: &str = "TAGRELAY_GIT_SECRET_DIR";
-
-const ASKPASS: &str = "#!/bin/sh\n# Written by tagrelay-committer: answers git's credential prompts from the\n# mounted Secret named by $TAGRELAY_GIT_SECRET_DIR. Holds no secret itself.\ncase \"$1\" in\n  [Uu]sername*) exec cat \"$TAGRELAY_GIT_SECRET_DIR/username\" ;;\n  *) exec cat \"$TAGRELAY_GIT_SECRET_DIR/password\" ;;\nesac\n";
+use tagrelay_proto::credentials::{git_cli_environment, GitAccess};
 
 /// Why a push did not land.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,23 +78,6 @@ pub struct Push<'a> {
     pub timeout: Duration,
 }
 
-/// Writes the askpass script under `dir` (idempotent) and returns its path.
-pub fn ensure_askpass(dir: &Path) -> std::io::Result<PathBuf> {
-    let path = dir.join("tagrelay-askpass.sh");
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(ASKPASS) {
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!("tagrelay-askpass.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, ASKPASS)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
-        }
-        std::fs::rename(&tmp, &path)?;
-    }
-    Ok(path)
-}
-
 /// Runs the push; `Ok` lists each refspec's outcome in order.
 #[tracing::instrument(name = "git push", skip_all)]
 pub async fn push(request: &Push<'_>, askpass: &Path) -> Result<Vec<RefOutcome>, PushError> {
@@ -133,47 +109,7 @@ pub async fn push(request: &Push<'_>, askpass: &Path) -> Result<Vec<RefOutcome>,
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // Configuration that carries secrets goes through the environment
-    // (`GIT_CONFIG_*`), never the command line.
-    let mut config: Vec<(&str, String)> = Vec::new();
-    let access = request.access;
-    if let Some(proxy) = &access.proxy {
-        config.push(("http.proxy", proxy.url().to_string()));
-    }
-    // Git's own variables for TLS files (paths only): they win over any
-    // `GIT_SSL_*` the process inherited, as configuration would not.
-    if let Some(ca) = &access.tls.ca {
-        command.env("GIT_SSL_CAINFO", ca);
-    }
-    if let Some((cert, key)) = &access.tls.client {
-        command.env("GIT_SSL_CERT", cert).env("GIT_SSL_KEY", key);
-    }
-    match &access.auth {
-        GitAuth::Anonymous => {}
-        GitAuth::Basic { dir, .. } => {
-            command.env("GIT_ASKPASS", askpass).env(SECRET_DIR_ENV, dir);
-        }
-        GitAuth::Bearer { token } => {
-            config.push(("http.extraHeader", format!("Authorization: Bearer {token}")));
-        }
-        GitAuth::Ssh {
-            identity,
-            known_hosts,
-            passphrase_dir,
-        } => {
-            let passphrase = passphrase_dir.as_deref().map(|dir| (askpass, dir));
-            command.env(
-                "GIT_SSH_COMMAND",
-                ssh_command(identity, known_hosts.as_deref(), passphrase),
-            );
-        }
-    }
-    command.env("GIT_CONFIG_COUNT", config.len().to_string());
-    for (i, (key, value)) in config.iter().enumerate() {
-        command
-            .env(format!("GIT_CONFIG_KEY_{i}"), key)
-            .env(format!("GIT_CONFIG_VALUE_{i}"), value);
-    }
+    command.envs(git_cli_environment(request.access, askpass));
     let child = command
         .spawn()
         .map_err(|e| PushError::Failed(format!("cannot run git: {e}")))?;

@@ -300,10 +300,11 @@ impl Handler for Committer {
 impl Committer {
     /// Connects to the buckets and prepares the cache directory.
     pub async fn new(bus: &Bus, settings: Settings) -> Result<Self, BusError> {
-        let askpass = push::ensure_askpass(&settings.cache_dir).map_err(|e| BusError::Setup {
-            what: format!("cache directory {}", settings.cache_dir.display()),
-            reason: e.to_string(),
-        })?;
+        let askpass =
+            credentials::ensure_askpass(&settings.cache_dir).map_err(|e| BusError::Setup {
+                what: format!("cache directory {}", settings.cache_dir.display()),
+                reason: e.to_string(),
+            })?;
         let store = bus.config_store().await?;
         Ok(Self {
             bus: bus.clone(),

@@ -1,4 +1,7 @@
-//! Git credentials from mounted Secret files.
+//! Credentials from mounted Secret files: Git's (and how the `git` CLI is
+//! handed them), signing keys' and forges'. Shared by the committer and the
+//! configuration source, which both run `git` against remotes a Secret
+//! opens.
 //!
 //! A GitRepository's `secretRef` names a directory
 //! `<secrets-dir>/<namespace>/<name>/` holding the keys of Flux's Git Secret:
@@ -447,6 +450,116 @@ fn mounted<'a>(
 /// that tests can look for it where it must never appear.
 pub fn basic_credentials(username: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+}
+
+/// The environment variable the askpass script reads the Secret's
+/// directory from.
+pub const SECRET_DIR_ENV: &str = "TAGRELAY_GIT_SECRET_DIR";
+
+const ASKPASS: &str = "#!/bin/sh\n# Written by tagrelay: answers git's credential prompts from the\n# mounted Secret named by $TAGRELAY_GIT_SECRET_DIR. Holds no secret itself.\ncase \"$1\" in\n  [Uu]sername*) exec cat \"$TAGRELAY_GIT_SECRET_DIR/username\" ;;\n  *) exec cat \"$TAGRELAY_GIT_SECRET_DIR/password\" ;;\nesac\n";
+
+/// Writes the askpass script under `dir` (idempotent) and returns its path.
+pub fn ensure_askpass(dir: &Path) -> std::io::Result<PathBuf> {
+    let path = dir.join("tagrelay-askpass.sh");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(ASKPASS) {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!("tagrelay-askpass.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, ASKPASS)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        }
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
+
+/// The `ssh` command line for a Secret's key: paths only, never key
+/// material; strict host checking when known_hosts is given.
+///
+/// A key with a passphrase (`passphrase`: the askpass script and the
+/// Secret's directory) is unlocked by ssh asking the script, which prints
+/// the Secret's `password` file; no other prompt is allowed.
+pub fn ssh_command(
+    identity: &Path,
+    known_hosts: Option<&Path>,
+    passphrase: Option<(&Path, &Path)>,
+) -> String {
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
+    let mut command = match passphrase {
+        Some((askpass, dir)) => format!(
+            "SSH_ASKPASS={} SSH_ASKPASS_REQUIRE=force {SECRET_DIR_ENV}={} ssh -F /dev/null -o IdentitiesOnly=yes -o BatchMode=no -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o NumberOfPasswordPrompts=1 -i {}",
+            quote(askpass),
+            quote(dir),
+            quote(identity)
+        ),
+        None => format!(
+            "ssh -F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes -i {}",
+            quote(identity)
+        ),
+    };
+    match known_hosts {
+        Some(path) => command.push_str(&format!(
+            " -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
+            quote(path)
+        )),
+        None => command.push_str(" -o StrictHostKeyChecking=accept-new"),
+    }
+    command
+}
+
+/// The environment that lets the `git` CLI reach a remote with `access`,
+/// for `Command::envs`: TLS files as Git's own `GIT_SSL_*` variables (they
+/// win over any the process inherited), basic auth through the askpass
+/// script at `askpass` reading the Secret's files, SSH through
+/// `GIT_SSH_COMMAND` (paths only), and the proxy and a bearer token as
+/// `GIT_CONFIG_*` configuration. Secrets go through the environment only,
+/// never an argument or a URL.
+pub fn git_cli_environment(
+    access: &GitAccess,
+    askpass: &Path,
+) -> Vec<(String, std::ffi::OsString)> {
+    let mut env: Vec<(String, std::ffi::OsString)> = Vec::new();
+    let mut set = |key: &str, value: std::ffi::OsString| env.push((key.to_string(), value));
+    let mut config: Vec<(&str, String)> = Vec::new();
+    if let Some(proxy) = &access.proxy {
+        config.push(("http.proxy", proxy.url().to_string()));
+    }
+    if let Some(ca) = &access.tls.ca {
+        set("GIT_SSL_CAINFO", ca.into());
+    }
+    if let Some((cert, key)) = &access.tls.client {
+        set("GIT_SSL_CERT", cert.into());
+        set("GIT_SSL_KEY", key.into());
+    }
+    match &access.auth {
+        GitAuth::Anonymous => {}
+        GitAuth::Basic { dir, .. } => {
+            set("GIT_ASKPASS", askpass.into());
+            set(SECRET_DIR_ENV, dir.into());
+        }
+        GitAuth::Bearer { token } => {
+            config.push(("http.extraHeader", format!("Authorization: Bearer {token}")));
+        }
+        GitAuth::Ssh {
+            identity,
+            known_hosts,
+            passphrase_dir,
+        } => {
+            let passphrase = passphrase_dir.as_deref().map(|dir| (askpass, dir));
+            set(
+                "GIT_SSH_COMMAND",
+                ssh_command(identity, known_hosts.as_deref(), passphrase).into(),
+            );
+        }
+    }
+    set("GIT_CONFIG_COUNT", config.len().to_string().into());
+    for (i, (key, value)) in config.into_iter().enumerate() {
+        set(&format!("GIT_CONFIG_KEY_{i}"), key.into());
+        set(&format!("GIT_CONFIG_VALUE_{i}"), value.into());
+    }
+    env
 }
 
 /// Removes credentials from a URL, for events and logs: all user info of an
