@@ -71,8 +71,13 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
     let config_source = async {
         match &config_source_bus {
             Some(bus) => {
-                tagrelay_configsource::process::serve(bus, &config_source_args, until_stopped())
-                    .await
+                tagrelay_configsource::process::serve(
+                    bus,
+                    &config_source_args,
+                    &args.scanner.secrets,
+                    until_stopped(),
+                )
+                .await
             }
             None => Ok(()),
         }

@@ -3,9 +3,14 @@
 //! blobs under the configured paths at the fetched commit. Nothing is
 //! checked out, so no file of the repository is ever written to disk.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
+
+use tagrelay_proto::credentials::{
+    ensure_askpass, git_cli_environment, load, load_tls, CredentialsError, GitAccess,
+};
 
 /// Files larger than this are not read: a configuration file is a few
 /// kilobytes, and the committer holds manifests to the same bound.
@@ -34,6 +39,10 @@ pub enum GitError {
         /// The limit.
         after: Duration,
     },
+    /// The Secret opening the remote is missing or unusable (its name and
+    /// key, never a value).
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// The cache directory could not be made.
     #[error("cache {path}: {source}")]
     Cache {
@@ -55,6 +64,22 @@ pub struct Remote {
     pub cache: PathBuf,
     /// Limit of each git command.
     pub timeout: Duration,
+    /// The Secret that opens the remote, if it needs one.
+    pub secret: Option<SecretRef>,
+}
+
+/// A Secret mounted as files, as the committer reads a GitRepository's
+/// `secretRef`: `<secrets_dir>/<namespace>/<name>/` with Flux's keys
+/// (`identity` + `known_hosts`, `username` + `password`, `bearerToken`,
+/// `ca.crt`, `tls.crt` + `tls.key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    /// Where Secrets are mounted.
+    pub secrets_dir: PathBuf,
+    /// The Secret's namespace directory.
+    pub namespace: String,
+    /// The Secret's name.
+    pub name: String,
 }
 
 /// The configuration files of one commit.
@@ -76,12 +101,15 @@ impl Remote {
                 path: self.cache.clone(),
                 source,
             })?;
-            self.git("init", &["init", "--bare", "--quiet"]).await?;
+            self.git("init", &["init", "--bare", "--quiet"], &[])
+                .await?;
         }
+        let env = self.access()?;
         let refspec = format!("+refs/heads/{0}:refs/heads/{0}", self.branch);
         self.git(
             "fetch",
             &["fetch", "--quiet", "--no-tags", "--", &self.url, &refspec],
+            &env,
         )
         .await?;
         let commit = self
@@ -93,6 +121,7 @@ impl Remote {
                     "--end-of-options",
                     &format!("refs/heads/{}^{{commit}}", self.branch),
                 ],
+                &[],
             )
             .await?;
         Ok(String::from_utf8_lossy(&commit).trim().to_string())
@@ -110,7 +139,7 @@ impl Remote {
         if pathspecs.len() == paths.len() {
             args.extend(pathspecs);
         }
-        let listing = self.git("ls-tree", &args).await?;
+        let listing = self.git("ls-tree", &args, &[]).await?;
         let mut files = Files::default();
         for entry in listing.split(|b| *b == 0).filter(|e| !e.is_empty()) {
             let entry = String::from_utf8_lossy(entry);
@@ -134,7 +163,9 @@ impl Remote {
                 ));
                 continue;
             }
-            let bytes = self.git("cat-file", &["cat-file", "blob", oid]).await?;
+            let bytes = self
+                .git("cat-file", &["cat-file", "blob", oid], &[])
+                .await?;
             match String::from_utf8(bytes) {
                 Ok(text) => files.read.push((path.to_string(), text)),
                 Err(_) => files
@@ -145,8 +176,37 @@ impl Remote {
         Ok(files)
     }
 
-    /// Runs git on the cache; its standard output.
-    async fn git(&self, what: &str, args: &[&str]) -> Result<Vec<u8>, GitError> {
+    /// The environment that opens the remote, read from the Secret at each
+    /// fetch (a rotated Secret is used at the next poll), as the committer
+    /// hands it to `git push`.
+    fn access(&self) -> Result<Vec<(String, OsString)>, GitError> {
+        let Some(secret) = &self.secret else {
+            return Ok(Vec::new());
+        };
+        let (dir, namespace, name) = (&secret.secrets_dir, &secret.namespace, &secret.name);
+        let auth = load(dir, namespace, name)?;
+        let tls = load_tls(dir, namespace, name)?;
+        let scripts = self.cache.parent().unwrap_or(&self.cache);
+        let askpass = ensure_askpass(scripts).map_err(|source| GitError::Cache {
+            path: scripts.to_path_buf(),
+            source,
+        })?;
+        let access = GitAccess {
+            auth,
+            proxy: None,
+            tls,
+            askpass: askpass.clone(),
+        };
+        Ok(git_cli_environment(&access, &askpass))
+    }
+
+    /// Runs git on the cache with `env` added; its standard output.
+    async fn git(
+        &self,
+        what: &str,
+        args: &[&str],
+        env: &[(String, OsString)],
+    ) -> Result<Vec<u8>, GitError> {
         let child = tokio::process::Command::new("git")
             .arg("--git-dir")
             .arg(&self.cache)
@@ -155,6 +215,7 @@ impl Remote {
             .env("GIT_TERMINAL_PROMPT", "0")
             .env_remove("GIT_ASKPASS")
             .env_remove("SSH_ASKPASS")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

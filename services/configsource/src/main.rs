@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use tagrelay_configsource::process::{serve, ConfigSourceArgs};
-use tagrelay_proto::runtime::{self, BusArgs};
+use tagrelay_proto::runtime::{self, BusArgs, SecretsArgs};
 
 /// The tagrelay configuration source: keeps the configuration bucket equal
 /// to the Flux objects under paths of a Git repository.
@@ -14,14 +14,16 @@ struct Args {
     bus: BusArgs,
     #[command(flatten)]
     source: ConfigSourceArgs,
+    #[command(flatten)]
+    secrets: SecretsArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let own = args.source;
+    let (own, secrets) = (args.source, args.secrets);
     runtime::run_service("configsource", &args.bus, |bus, shutdown| async move {
-        serve(&bus, &own, shutdown).await
+        serve(&bus, &own, &secrets, shutdown).await
     })
     .await?;
     Ok(())

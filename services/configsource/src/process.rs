@@ -3,14 +3,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tagrelay_proto::bus::Bus;
 use tagrelay_proto::config::parse_go_duration;
-use tagrelay_proto::runtime::{serve_with_health, Readiness, ServeError};
+use tagrelay_proto::runtime::{serve_with_health, Readiness, SecretsArgs, ServeError};
 
-use crate::git::Remote;
+use crate::git::{Remote, SecretRef};
 use crate::service::Settings;
 
 /// The configuration source's own flags.
@@ -49,6 +49,11 @@ pub struct ConfigSourceArgs {
         default_value = "git"
     )]
     pub source_name: String,
+    /// The Secret that opens the repository, `NAMESPACE/NAME`, mounted
+    /// under the secrets directory with Flux's Git keys, as the committer
+    /// reads a GitRepository's `secretRef`.
+    #[arg(long = "git-secret", env = "TAGRELAY_CONFIG_GIT_SECRET")]
+    pub git_secret: Option<String>,
     /// Where the bare cache of the repository is kept.
     #[arg(
         long = "config-cache-dir",
@@ -83,6 +88,9 @@ pub enum ArgsError {
     /// No repository was given.
     #[error("--git-url (TAGRELAY_CONFIG_GIT_URL) is required")]
     NoUrl,
+    /// `--git-secret` is not `NAMESPACE/NAME`.
+    #[error("--git-secret {0:?} must be NAMESPACE/NAME")]
+    Secret(String),
     /// A path leaves the repository.
     #[error("--git-path {0:?} must be relative to the repository root, without '..' or .git")]
     Path(String),
@@ -95,8 +103,9 @@ impl ConfigSourceArgs {
         self.git_url.is_some()
     }
 
-    /// The settings the flags describe.
-    pub fn settings(&self) -> Result<Settings, ArgsError> {
+    /// The settings the flags describe; Secrets are read under
+    /// `secrets_dir`.
+    pub fn settings(&self, secrets_dir: &Path) -> Result<Settings, ArgsError> {
         let url = self.git_url.clone().ok_or(ArgsError::NoUrl)?;
         let mut paths = self
             .git_paths
@@ -118,10 +127,26 @@ impl ConfigSourceArgs {
                 branch: self.git_branch.clone(),
                 cache,
                 timeout: self.git_timeout,
+                secret: self
+                    .git_secret
+                    .as_deref()
+                    .map(|text| secret_ref(text, secrets_dir))
+                    .transpose()?,
             },
             paths,
             interval: self.git_interval,
         })
+    }
+}
+
+fn secret_ref(text: &str, secrets_dir: &Path) -> Result<SecretRef, ArgsError> {
+    match text.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() => Ok(SecretRef {
+            secrets_dir: secrets_dir.to_path_buf(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }),
+        _ => Err(ArgsError::Secret(text.to_string())),
     }
 }
 
@@ -147,12 +172,15 @@ fn normalize(path: &str) -> Option<String> {
 pub async fn serve(
     bus: &Bus,
     args: &ConfigSourceArgs,
+    secrets: &SecretsArgs,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let settings = args.settings().map_err(|e| ServeError::Io {
-        what: "configuration source flags".into(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-    })?;
+    let settings = args
+        .settings(&secrets.secrets_dir)
+        .map_err(|e| ServeError::Io {
+            what: "configuration source flags".into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        })?;
     let readiness = Readiness::watching(bus);
     serve_with_health(
         args.config_http_addr,

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tagrelay_configsource::git::Remote;
+use tagrelay_configsource::git::{Remote, SecretRef};
 use tagrelay_configsource::service::{poll, run, Outcome, Settings};
 use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey};
@@ -16,7 +16,7 @@ use tagrelay_proto::event::{
 };
 use tagrelay_proto::names;
 use tagrelay_proto::runtime::Readiness;
-use tagrelay_testkit::git::{git, BareRepo, Seed};
+use tagrelay_testkit::git::{git, BareRepo, HttpRemote, Seed};
 use tagrelay_testkit::{events, NatsServer};
 
 const REPO: &str = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: app\n  namespace: apps\nspec:\n  image: registry.example/app\n  interval: 1m\n";
@@ -96,6 +96,7 @@ fn settings(repo: &BareRepo, cache: &Path, paths: &[&str]) -> Settings {
             branch: "main".into(),
             cache: cache.join("fleet.git"),
             timeout: Duration::from_secs(30),
+            secret: None,
         },
         paths: paths.iter().map(|p| p.to_string()).collect(),
         interval: Duration::from_millis(200),
@@ -424,4 +425,48 @@ async fn the_configsource_nats_user_of_deploy_permissions_is_enough_and_no_more(
         matches!(refused, Ok(Err(_)) | Err(_)),
         "the configsource user must not publish PolicyResolved"
     );
+}
+
+#[tokio::test]
+async fn a_repository_behind_basic_auth_is_read_with_the_mounted_secret_and_nothing_leaks() {
+    let (_server, bus, store) = setup().await;
+    let repo = BareRepo::seeded("main", &[Seed::file("images/repo.yaml", REPO)]);
+    let remote = HttpRemote::serve(&repo.scratch(), Some(("bot", "s3cret-pw")));
+    let cache = tempfile::tempdir().unwrap();
+    let mut settings = settings(&repo, cache.path(), &["images"]);
+    settings.remote.url = remote.url("remote.git");
+
+    // Without the Secret the server refuses: no write, no event.
+    let refused = poll(&bus, &store, &settings).await.unwrap_err();
+    assert!(!refused.to_string().contains("s3cret-pw"), "{refused}");
+    settings.remote.secret = Some(SecretRef {
+        secrets_dir: cache.path().join("secrets"),
+        namespace: "flux-system".into(),
+        name: "config-repo".into(),
+    });
+    let missing = poll(&bus, &store, &settings).await.unwrap_err();
+    assert!(
+        missing.to_string().contains("flux-system/config-repo"),
+        "{missing}"
+    );
+    assert!(events(&bus, names::CONFIG_FILTER).await.is_empty());
+
+    let secret = cache.path().join("secrets/flux-system/config-repo");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("username"), "bot\n").unwrap();
+    std::fs::write(secret.join("password"), "s3cret-pw\n").unwrap();
+    let Outcome::Synced(synced) = poll(&bus, &store, &settings).await.unwrap() else {
+        panic!("not synced with the Secret")
+    };
+    assert_eq!(synced.applied, [object("ImageRepository", "app")]);
+    let logged = events(&bus, names::CONFIG_FILTER).await;
+    for envelope in &logged {
+        let json = String::from_utf8(envelope.to_json().unwrap()).unwrap();
+        assert!(!json.contains("s3cret-pw"), "{json}");
+    }
+    assert!(store
+        .get(&key(Kind::ImageRepository, "app"))
+        .await
+        .unwrap()
+        .is_some());
 }
