@@ -450,21 +450,34 @@ pub async fn why(cli: &Cli, args: &WhyArgs) -> Result<(), Failure> {
 }
 
 /// The newest `ConfigSynced` before `decision` that applied `key`: the
-/// configuration commit the decision was made under.
+/// configuration commit the decision was made under. An object the source
+/// adopted as it was stored (listed `unchanged` only) is named by the
+/// first sync that owned it.
 fn configuration_commit<'a>(
     events: &'a HashMap<String, Envelope>,
     key: &ObjectKey,
     decision: &Envelope,
 ) -> Option<(&'a Envelope, &'a tagrelay_proto::event::ConfigSynced)> {
     let wanted = ConfigObject::from(key);
-    events
+    let syncs: Vec<(&Envelope, &tagrelay_proto::event::ConfigSynced)> = events
         .values()
         .filter(|e| e.occurred_at <= decision.occurred_at)
         .filter_map(|e| match &e.payload {
-            Event::ConfigSynced(synced) if synced.applied.contains(&wanted) => Some((e, synced)),
+            Event::ConfigSynced(synced) => Some((e, synced)),
             _ => None,
         })
-        .max_by_key(|(e, _)| e.occurred_at)
+        .collect();
+    let applied = syncs
+        .iter()
+        .filter(|(_, synced)| synced.applied.contains(&wanted))
+        .max_by_key(|(e, _)| e.occurred_at);
+    let adopted = || {
+        syncs
+            .iter()
+            .filter(|(_, synced)| synced.unchanged.contains(&wanted))
+            .min_by_key(|(e, _)| e.occurred_at)
+    };
+    applied.or_else(adopted).copied()
 }
 
 fn stamp(envelope: &Envelope) -> String {

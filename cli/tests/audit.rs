@@ -7,9 +7,9 @@ use std::process::{Command, Output};
 
 use tagrelay_proto::bus::{Bus, BusSettings};
 use tagrelay_proto::event::{
-    tag_set_digest, CommitPushed, CommitSignature, Envelope, Event, Failure, FailureReason,
-    FileChange, ObjectRef, PolicyResolved, PullRequest, ResolveCause, ScanTrigger, SelectedImage,
-    SignatureFormat, TagsDiscovered,
+    tag_set_digest, CommitPushed, CommitSignature, ConfigObject, ConfigSynced, Envelope, Event,
+    Failure, FailureReason, FileChange, ObjectRef, PolicyResolved, PullRequest, ResolveCause,
+    ScanTrigger, SelectedImage, SignatureFormat, TagsDiscovered,
 };
 use tagrelay_testkit::NatsServer;
 
@@ -227,4 +227,76 @@ async fn why_follows_the_commit_to_the_pull_request_it_opened() {
             && text.contains("https://github.example/org/fleet/pull/7"),
         "{text}"
     );
+}
+
+fn synced(commit: &str, applied: &[(&str, &str)]) -> Envelope {
+    Envelope::new(
+        "configsource/a",
+        Event::ConfigSynced(ConfigSynced {
+            source: "fleet".into(),
+            repository: "file:///srv/config.git".into(),
+            branch: "main".into(),
+            commit: commit.into(),
+            paths: vec!["clusters/images".into()],
+            applied: applied
+                .iter()
+                .map(|(kind, name)| ConfigObject {
+                    kind: kind.to_string(),
+                    namespace: "flux-system".into(),
+                    name: name.to_string(),
+                })
+                .collect(),
+            deleted: Vec::new(),
+            unchanged: Vec::new(),
+            skipped: Vec::new(),
+        }),
+    )
+}
+
+#[tokio::test]
+async fn why_names_the_configuration_commit_each_decision_was_made_under() {
+    let server = NatsServer::start();
+    let bus = Bus::connect(&server.url(), "test", BusSettings::default())
+        .await
+        .unwrap();
+    let (automation_commit, policy_commit, later) =
+        ("a".repeat(40), "b".repeat(40), "c".repeat(40));
+    bus.publish(&synced(
+        &automation_commit,
+        &[
+            ("ImageUpdateAutomation", "fleet"),
+            ("ImagePolicy", "podinfo"),
+        ],
+    ))
+    .await
+    .unwrap();
+    bus.publish(&synced(&policy_commit, &[("ImagePolicy", "podinfo")]))
+        .await
+        .unwrap();
+    let commit = record_a_chain(&server).await;
+    // A configuration change after the decision did not make it.
+    bus.publish(&synced(&later, &[("ImagePolicy", "podinfo")]))
+        .await
+        .unwrap();
+
+    let out = tagrelay(&server, &["why", &commit]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "config: ImageUpdateAutomation/flux-system/fleet as of configuration commit {automation_commit}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "config: ImagePolicy/flux-system/podinfo as of configuration commit {policy_commit}"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(&later), "{text}");
+
+    let out = tagrelay(&server, &["audit", "--kind", "config"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("ConfigSynced").count(), 3, "{text}");
 }
