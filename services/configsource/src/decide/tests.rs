@@ -27,6 +27,17 @@ fn carry_out(plan: &Plan, stored: &mut BTreeMap<ObjectKey, Object>) -> BTreeSet<
     plan.owned()
 }
 
+/// The bucket and ownership after a first sync of `list` into an empty
+/// bucket.
+fn synced(list: &[(&str, &str)]) -> (BTreeMap<ObjectKey, Object>, BTreeSet<ObjectKey>) {
+    let mut stored = BTreeMap::new();
+    let owned = carry_out(
+        &plan(decide(&files(list), &BTreeSet::new(), &stored)),
+        &mut stored,
+    );
+    (stored, owned)
+}
+
 fn plan(decision: Decision) -> Plan {
     match decision {
         Decision::Sync(plan) => plan,
@@ -112,15 +123,7 @@ fn objects_stored_as_written_are_adopted_without_a_write() {
 
 #[test]
 fn a_changed_document_is_put_and_only_it() {
-    let mut stored = BTreeMap::new();
-    let owned = carry_out(
-        &plan(decide(
-            &files(&[("repo.yaml", REPO), ("policy.yaml", POLICY)]),
-            &BTreeSet::new(),
-            &stored,
-        )),
-        &mut stored,
-    );
+    let (stored, owned) = synced(&[("repo.yaml", REPO), ("policy.yaml", POLICY)]);
     let changed = POLICY.replace("1.x", "2.x");
     let plan = plan(decide(
         &files(&[("repo.yaml", REPO), ("policy.yaml", &changed)]),
@@ -134,15 +137,7 @@ fn a_changed_document_is_put_and_only_it() {
 
 #[test]
 fn only_owned_objects_gone_from_git_are_deleted() {
-    let mut stored = BTreeMap::new();
-    let owned = carry_out(
-        &plan(decide(
-            &files(&[("repo.yaml", REPO), ("policy.yaml", POLICY)]),
-            &BTreeSet::new(),
-            &stored,
-        )),
-        &mut stored,
-    );
+    let (mut stored, owned) = synced(&[("repo.yaml", REPO), ("policy.yaml", POLICY)]);
     // Applied by hand: never the source's to delete.
     let by_hand = POLICY.replace("name: app, namespace", "name: manual, namespace");
     let manual = plan(decide(
@@ -163,15 +158,7 @@ fn only_owned_objects_gone_from_git_are_deleted() {
 
 #[test]
 fn an_owned_object_deleted_by_hand_is_released_not_deleted_again() {
-    let mut stored = BTreeMap::new();
-    let owned = carry_out(
-        &plan(decide(
-            &files(&[("repo.yaml", REPO), ("policy.yaml", POLICY)]),
-            &BTreeSet::new(),
-            &stored,
-        )),
-        &mut stored,
-    );
+    let (mut stored, owned) = synced(&[("repo.yaml", REPO), ("policy.yaml", POLICY)]);
     stored.remove(&key(Kind::ImagePolicy, "app"));
     let plan = plan(decide(&files(&[("repo.yaml", REPO)]), &owned, &stored));
     assert!(plan.deletes.is_empty());
