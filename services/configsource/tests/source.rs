@@ -470,3 +470,78 @@ async fn a_repository_behind_basic_auth_is_read_with_the_mounted_secret_and_noth
         .unwrap()
         .is_some());
 }
+
+#[tokio::test]
+async fn the_binary_syncs_from_its_flags_answers_readyz_and_exits_cleanly_on_sigterm() {
+    let (server, bus, store) = setup().await;
+    let repo = BareRepo::seeded("main", &[Seed::file("cfg/repo.yaml", REPO)]);
+    let work = tempfile::tempdir().unwrap();
+    let port = tagrelay_testkit::free_port();
+    let log = work.path().join("configsource.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tagrelay-configsource"))
+        .args([
+            "--git-url",
+            &repo.url(),
+            "--git-path",
+            "./cfg/",
+            "--git-interval",
+            "200ms",
+        ])
+        .env("NATS_URL", server.url())
+        .env("TAGRELAY_CONFIG_SOURCE_NAME", "fleet")
+        .env("TAGRELAY_CONFIG_CACHE_DIR", work.path().join("cache"))
+        .env("TAGRELAY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store
+        .get(&key(Kind::ImageRepository, "app"))
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never synced:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logged = events(&bus, names::CONFIG_FILTER).await;
+    assert!(
+        matches!(&logged[..], [e] if matches!(&e.payload, Event::ConfigSynced(s) if s.paths == ["cfg"] && s.source == "fleet")),
+        "{logged:?}"
+    );
+    let ready = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.starts_with("HTTP/1.1 200")
+    })
+    .await
+    .unwrap();
+    assert!(ready, "/readyz answers 200 once the bus is bound");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "never exited after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        status.success(),
+        "{status}:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
