@@ -158,8 +158,10 @@ pub const FAILURES: &str = "tagrelay.failures";
 pub const CONSUMER_LAG: &str = "tagrelay.consumer.lag";
 /// Instrument name `tagrelay.push_to_commit.latency`.
 pub const PUSH_TO_COMMIT: &str = "tagrelay.push_to_commit.latency";
+/// Instrument name `tagrelay.config.polls`.
+pub const CONFIG_POLLS: &str = "tagrelay.config.polls";
 /// Every instrument name, for dashboards and their test.
-pub const METRIC_NAMES: [&str; 8] = [
+pub const METRIC_NAMES: [&str; 9] = [
     SCANS,
     SCAN_DURATION,
     SCAN_TAGS,
@@ -168,6 +170,7 @@ pub const METRIC_NAMES: [&str; 8] = [
     FAILURES,
     CONSUMER_LAG,
     PUSH_TO_COMMIT,
+    CONFIG_POLLS,
 ];
 
 /// The instruments an operator needs, created once from the global meter
@@ -190,6 +193,10 @@ pub struct Metrics {
     pub consumer_lag: Gauge<u64>,
     /// Seconds from an image's push (its scan) to the commit that wrote it.
     pub push_to_commit: Histogram<f64>,
+    /// Polls of a configuration source, by `source` and `outcome`
+    /// (`synced`, `unchanged`, `rejected`: the tip is refused, counted at
+    /// every poll while it is; `failed`: Git or the bus failed).
+    pub config_polls: Counter<u64>,
 }
 
 impl Metrics {
@@ -201,6 +208,21 @@ impl Metrics {
             &[
                 KeyValue::new("stage", stage),
                 KeyValue::new("reason", reason.as_str()),
+            ],
+        );
+    }
+}
+
+impl Metrics {
+    /// Counts one poll of the configuration source `source` with its
+    /// `outcome`, so an alert can tell a refused configuration from an
+    /// unreadable repository.
+    pub fn record_config_poll(&self, source: &str, outcome: &'static str) {
+        self.config_polls.add(
+            1,
+            &[
+                KeyValue::new("source", source.to_string()),
+                KeyValue::new("outcome", outcome),
             ],
         );
     }
@@ -245,6 +267,10 @@ pub fn metrics() -> &'static Metrics {
                 .f64_histogram(PUSH_TO_COMMIT)
                 .with_unit("s")
                 .with_description("From the scan that found a tag to the commit that wrote it")
+                .build(),
+            config_polls: meter
+                .u64_counter(CONFIG_POLLS)
+                .with_description("Configuration source polls by outcome")
                 .build(),
         }
     })

@@ -11,6 +11,7 @@ use tagrelay_proto::event::{
 };
 use tagrelay_proto::names;
 use tagrelay_proto::runtime::Readiness;
+use tagrelay_proto::telemetry::metrics;
 use tagrelay_validate::Problem;
 
 use crate::decide::{decide, Decision, Plan};
@@ -69,7 +70,15 @@ pub async fn run(
     readiness.set(true);
     tokio::pin!(shutdown);
     loop {
-        match poll(bus, &store, settings).await {
+        let outcome = poll(bus, &store, settings).await;
+        let label = match &outcome {
+            Ok(Outcome::Unchanged { .. }) => "unchanged",
+            Ok(Outcome::Synced(_)) => "synced",
+            Ok(Outcome::Rejected(_)) => "rejected",
+            Err(_) => "failed",
+        };
+        metrics().record_config_poll(&settings.name, label);
+        match outcome {
             Ok(outcome) => log(settings, &outcome),
             Err(e) => {
                 tracing::warn!(source = %settings.name, error = %e, "configuration poll failed; retrying at the next interval")

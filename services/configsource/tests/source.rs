@@ -472,7 +472,7 @@ async fn a_repository_behind_basic_auth_is_read_with_the_mounted_secret_and_noth
 }
 
 #[tokio::test]
-async fn the_binary_syncs_from_its_flags_answers_readyz_and_exits_cleanly_on_sigterm() {
+async fn the_binary_syncs_from_its_flags_serves_readyz_and_metrics_and_exits_cleanly_on_sigterm() {
     let (server, bus, store) = setup().await;
     let repo = BareRepo::seeded("main", &[Seed::file("cfg/repo.yaml", REPO)]);
     let work = tempfile::tempdir().unwrap();
@@ -514,19 +514,30 @@ async fn the_binary_syncs_from_its_flags_answers_readyz_and_exits_cleanly_on_sig
         matches!(&logged[..], [e] if matches!(&e.payload, Event::ConfigSynced(s) if s.paths == ["cfg"] && s.source == "fleet")),
         "{logged:?}"
     );
-    let ready = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        answer.starts_with("HTTP/1.1 200")
-    })
-    .await
-    .unwrap();
-    assert!(ready, "/readyz answers 200 once the bus is bound");
+    let get = |path: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            answer
+        })
+    };
+    let ready = get("/readyz").await.unwrap();
+    assert!(
+        ready.starts_with("HTTP/1.1 200"),
+        "/readyz answers 200 once the bus is bound: {ready}"
+    );
+    let metrics = get("/metrics").await.unwrap();
+    let synced = metrics.lines().any(|line| {
+        line.starts_with("tagrelay_config_polls_total")
+            && line.contains(r#"outcome="synced""#)
+            && line.contains(r#"source="fleet""#)
+    });
+    assert!(synced, "{metrics}");
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
