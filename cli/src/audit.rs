@@ -142,10 +142,12 @@ fn object_of(event: &Event) -> Option<String> {
         Event::CommitPushed(e) => e.automation.to_string(),
         Event::ManifestWarning(w) => w.automation.to_string(),
         Event::PullRequestOpened(e) | Event::PullRequestUpdated(e) => e.automation.to_string(),
+        Event::PolicyStale(e) | Event::AutomationStalled(e) => e.object.to_string(),
         Event::ScanFailed(f)
         | Event::ResolveFailed(f)
         | Event::CommitFailed(f)
-        | Event::ReviewFailed(f) => f.object.to_string(),
+        | Event::ReviewFailed(f)
+        | Event::NotificationFailed(f) => f.object.to_string(),
     })
 }
 
@@ -219,10 +221,17 @@ fn detail(event: &Event) -> String {
                 e.url
             )
         }
+        Event::PolicyStale(e) | Event::AutomationStalled(e) => format!(
+            "{}: {} (since {})",
+            e.reason.as_str(),
+            e.message,
+            e.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
         Event::ScanFailed(f)
         | Event::ResolveFailed(f)
         | Event::CommitFailed(f)
-        | Event::ReviewFailed(f) => format!(
+        | Event::ReviewFailed(f)
+        | Event::NotificationFailed(f) => format!(
             "{}{} (attempt {}{})",
             if f.reason.is_other() {
                 String::new()

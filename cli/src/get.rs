@@ -227,6 +227,8 @@ fn table(
         Kind::ImageUpdateAutomation => (&["LAST RUN"], true),
         Kind::GitRepository => (&["URL"], true),
         Kind::Namespace => (&["LABELS"], false),
+        Kind::Provider => (&["TYPE"], true),
+        Kind::Alert => (&["PROVIDER"], true),
     };
     let mut header = Vec::new();
     if namespaces {
@@ -287,6 +289,8 @@ fn table(
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(","),
+            Object::Provider(p) => p.spec.provider_type.clone(),
+            Object::Alert(a) => a.spec.provider_ref.name.clone(),
         });
         if with_suspended {
             cells.push(if suspended(object) { "True" } else { "False" }.to_string());
@@ -304,6 +308,8 @@ fn suspended(object: &Object) -> bool {
         Object::ImagePolicy(o) => o.spec.suspend,
         Object::ImageUpdateAutomation(o) => o.spec.suspend,
         Object::GitRepository(o) => o.spec.suspend,
+        Object::Provider(o) => o.spec.suspend,
+        Object::Alert(o) => o.spec.suspend,
         Object::Namespace(_) => false,
     }
 }
@@ -313,6 +319,7 @@ fn waiting_message(kind: Kind) -> &'static str {
         Kind::ImageRepository => "waiting for the scanner",
         Kind::ImagePolicy => "waiting for the resolver",
         Kind::ImageUpdateAutomation => "waiting for the committer",
-        Kind::GitRepository | Kind::Namespace => "stored",
+        Kind::Provider => "waiting for the notifier's first delivery",
+        Kind::GitRepository | Kind::Namespace | Kind::Alert => "stored",
     }
 }

@@ -120,5 +120,7 @@ pub fn short_name(kind: Kind) -> &'static str {
         Kind::ImageUpdateAutomation => "imageupdateautomation",
         Kind::GitRepository => "gitrepository",
         Kind::Namespace => "namespace",
+        Kind::Provider => "provider",
+        Kind::Alert => "alert",
     }
 }
