@@ -22,6 +22,14 @@ pub struct NotifierArgs {
     /// Address of the `/healthz`, `/readyz` and `/metrics` endpoints.
     #[arg(long, env = "TAGRELAY_HTTP_ADDR", default_value = "127.0.0.1:8084")]
     pub http_addr: Option<SocketAddr>,
+    /// When policies and automations count as stuck.
+    #[command(flatten)]
+    pub stale: StaleArgs,
+}
+
+/// The stuck-policy limits, also taken by `tagrelay run --all`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StaleArgs {
     /// A policy is stale when its repository has had no successful scan
     /// for this many of its intervals.
     #[arg(long, env = "TAGRELAY_STALE_INTERVALS", default_value_t = 3)]
@@ -54,11 +62,11 @@ pub async fn serve(
     let settings = Settings {
         secrets_dir: args.secrets.secrets_dir.clone(),
         limits: Limits {
-            intervals: args.stale_intervals,
-            failures: args.stale_failures,
-            stall_after: args.stall_after,
+            intervals: args.stale.stale_intervals,
+            failures: args.stale.stale_failures,
+            stall_after: args.stale.stall_after,
         },
-        sweep_every: args.stale_check_every,
+        sweep_every: args.stale.stale_check_every,
     };
     serve_with_health(
         args.http_addr,
