@@ -23,7 +23,7 @@ use tagrelay_proto::config::{parse_go_duration, Alert, Kind, Object, ObjectKey, 
 use tagrelay_proto::consume::{
     consume, follow_config, ConsumeSettings, Delivery, Disposition, Failed, Failures, Handler,
 };
-use tagrelay_proto::event::{Envelope, Event, FailureReason};
+use tagrelay_proto::event::{Envelope, Event, FailureReason, Stalled};
 use tagrelay_proto::names::{self, subject_token, Stage};
 use tagrelay_proto::runtime::Readiness;
 use tagrelay_proto::status::ObjectStatus;
@@ -310,9 +310,11 @@ impl Notifier {
         let mut announced = 0;
         for stall in &found {
             let record = stall_key(&stall.key);
-            let since = stall.stalled.since.to_rfc3339();
             let known = self.notifications.get(&record).await.ok().flatten();
-            if known.as_deref() == Some(since.as_bytes()) {
+            let known: Option<Stalled> = known.and_then(|b| serde_json::from_slice(&b).ok());
+            if known
+                .is_some_and(|k| k.since == stall.stalled.since && k.reason == stall.stalled.reason)
+            {
                 continue;
             }
             let payload = if is_policy(stall) {
@@ -324,10 +326,8 @@ impl Notifier {
                 .publish(&Envelope::new(self.bus.source(), payload))
                 .await?;
             tracing::warn!(object = %stall.key, reason = stall.stalled.reason.as_str(), message = %stall.stalled.message, "stuck");
-            let _ = self
-                .notifications
-                .put(&record, since.into_bytes().into())
-                .await;
+            let value = serde_json::to_vec(&stall.stalled).unwrap_or_default();
+            let _ = self.notifications.put(&record, value.into()).await;
             announced += 1;
         }
         for key in objects.keys().filter(|k| {
@@ -360,7 +360,8 @@ fn sent_key(provider: &ObjectKey, event_id: &str) -> String {
     )
 }
 
-/// `stalled.<kind>.<ns>.<name>`: the start of the stall last announced.
+/// `stalled.<kind>.<ns>.<name>`: the stall last announced (a [`Stalled`]
+/// as JSON), which `tagrelay get` shows.
 pub fn stall_key(key: &ObjectKey) -> String {
     format!("stalled.{}", key.bucket_key())
 }
