@@ -20,7 +20,8 @@ pub struct AuditArgs {
     #[arg(long)]
     since: Option<String>,
     /// Only these events: `tags`, `policy`, `commit`, `pullrequest`,
-    /// `failed` (or the event type names); may be repeated.
+    /// `warning`, `stale`, `failed` (or the event type names); may be
+    /// repeated.
     #[arg(long)]
     kind: Vec<String>,
     /// Only events about this object (`NAME` or `NAMESPACE/NAME`).
@@ -65,7 +66,8 @@ fn kind_filter(kind: &str) -> Option<&'static str> {
             Some(names::PULL_REQUEST_FILTER)
         }
         "failed" | "failure" | "failures" | "scanfailed" | "resolvefailed" | "commitfailed"
-        | "reviewfailed" => Some(names::FAILED_FILTER),
+        | "reviewfailed" | "notificationfailed" => Some(names::FAILED_FILTER),
+        "stale" | "stalled" | "policystale" | "automationstalled" => Some(names::STALE_FILTER),
         _ => None,
     }
 }
@@ -80,7 +82,7 @@ pub async fn audit(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
     for kind in &args.kind {
         let filter = kind_filter(kind).ok_or_else(|| {
             invalid(&format!(
-                "--kind {kind:?}: expected tags, policy, commit, pullrequest or failed"
+                "--kind {kind:?}: expected tags, policy, commit, pullrequest, warning, stale or failed"
             ))
         })?;
         filters.push(filter);
