@@ -26,6 +26,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 impl Received {
@@ -175,6 +177,7 @@ async fn record(
                 })
                 .collect(),
             body: body.to_vec(),
+            at: Instant::now(),
         });
         inner.script.pop_front()
     };
