@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{LocalObjectReference, ObjectMeta};
+use super::LocalObjectReference;
 
 /// The `apiVersion`s accepted for `Provider` and `Alert`.
 pub const NOTIFICATION_API_VERSIONS: [&str; 2] = [
@@ -138,38 +138,3 @@ impl AlertSpec {
         self.event_severity.as_deref().unwrap_or("info")
     }
 }
-
-/// Generates the Kubernetes-shaped struct of a notification kind.
-macro_rules! notification_resource {
-    ($(#[$doc:meta])* $name:ident, $spec:ty) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "camelCase")]
-        pub struct $name {
-            /// `group/version` of the document.
-            pub api_version: String,
-            /// The kind's name.
-            pub kind: String,
-            /// Name, namespace, labels, annotations.
-            #[serde(default)]
-            pub metadata: ObjectMeta,
-            /// The desired state.
-            pub spec: $spec,
-            /// Status as exported by kubectl; ignored, never stored.
-            #[serde(default, skip_serializing)]
-            pub status: Option<serde_json::Value>,
-        }
-    };
-}
-
-notification_resource!(
-    /// A receiver of notifications: a chat, a webhook, Alertmanager, a
-    /// forge's commit status, a NATS subject.
-    Provider,
-    ProviderSpec
-);
-notification_resource!(
-    /// A route from the events of some objects to a Provider.
-    Alert,
-    AlertSpec
-);

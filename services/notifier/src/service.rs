@@ -188,14 +188,7 @@ impl Notifier {
                 continue;
             };
             let record = sent_key(&route.provider, &envelope.id);
-            if self
-                .notifications
-                .get(&record)
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-            {
+            if self.recorded(&record).await {
                 continue;
             }
             match self.deliver(provider, &route, &envelope.id).await {
@@ -260,6 +253,18 @@ impl Notifier {
             .and_then(|t| parse_go_duration(t).ok())
             .unwrap_or(DEFAULT_TIMEOUT);
         self.deliverer.send(&request, event_id, timeout).await
+    }
+
+    /// Whether the notifications bucket holds `record`. A read that fails
+    /// counts as absent: a delivery is then made again (at least once)
+    /// rather than lost.
+    async fn recorded(&self, record: &str) -> bool {
+        self.notifications
+            .get(record)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
     }
 
     /// Marks a Provider ready again after a delivery, when a failure had
@@ -335,14 +340,7 @@ impl Notifier {
                 && !found.iter().any(|s| &s.key == *k)
         }) {
             let record = stall_key(key);
-            if self
-                .notifications
-                .get(&record)
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-            {
+            if self.recorded(&record).await {
                 let _ = self.notifications.delete(&record).await;
             }
         }

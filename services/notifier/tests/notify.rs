@@ -105,6 +105,19 @@ fn alert(name: &str, spec: &str) -> String {
     format!("apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: {name}, namespace: apps}}\nspec: {spec}\n---\n")
 }
 
+/// A generic Provider posting to the receiver's `/hook`, and an Alert
+/// sending it every automation event.
+fn hook(receiver: &Receiver) -> String {
+    let config = provider(
+        "generic",
+        &format!("{{type: generic, address: '{}'}}", receiver.url("/hook")),
+    ) + &alert(
+        "all",
+        "{providerRef: {name: generic}, eventSources: [{kind: ImageUpdateAutomation, name: '*'}]}",
+    );
+    config.trim_end_matches("---\n").to_string()
+}
+
 fn pushed() -> Event {
     Event::CommitPushed(CommitPushed {
         automation: ObjectRef::new("apps", "fleet"),
@@ -319,14 +332,7 @@ async fn a_notifier_killed_mid_delivery_delivers_again_after_restart_and_then_ne
     let receiver = Receiver::start();
     let secrets = tempfile::tempdir().unwrap();
     let (bus, store) = connect(&nats).await;
-    let config = provider(
-        "generic",
-        &format!("{{type: generic, address: '{}'}}", receiver.url("/hook")),
-    ) + &alert(
-        "all",
-        "{providerRef: {name: generic}, eventSources: [{kind: ImageUpdateAutomation, name: '*'}]}",
-    );
-    apply(&store, config.trim_end_matches("---\n")).await;
+    apply(&store, &hook(&receiver)).await;
     // The first request is answered only after the notifier is gone.
     receiver.script(&[Answer {
         status: 200,
@@ -367,14 +373,7 @@ async fn sigterm_finishes_the_delivery_in_hand_so_a_restart_sends_nothing_twice(
     let receiver = Receiver::start();
     let secrets = tempfile::tempdir().unwrap();
     let (bus, store) = connect(&nats).await;
-    let config = provider(
-        "generic",
-        &format!("{{type: generic, address: '{}'}}", receiver.url("/hook")),
-    ) + &alert(
-        "all",
-        "{providerRef: {name: generic}, eventSources: [{kind: ImageUpdateAutomation, name: '*'}]}",
-    );
-    apply(&store, config.trim_end_matches("---\n")).await;
+    apply(&store, &hook(&receiver)).await;
     receiver.script(&[Answer {
         status: 200,
         delay: Duration::from_secs(2),
@@ -411,14 +410,7 @@ async fn a_failing_receiver_is_retried_with_back_off_and_each_failure_recorded()
     let receiver = Receiver::start();
     let secrets = tempfile::tempdir().unwrap();
     let (bus, store) = connect(&nats).await;
-    let config = provider(
-        "generic",
-        &format!("{{type: generic, address: '{}'}}", receiver.url("/hook")),
-    ) + &alert(
-        "all",
-        "{providerRef: {name: generic}, eventSources: [{kind: ImageUpdateAutomation, name: '*'}]}",
-    );
-    apply(&store, config.trim_end_matches("---\n")).await;
+    apply(&store, &hook(&receiver)).await;
     let fail = Answer {
         status: 503,
         delay: Duration::ZERO,
