@@ -1,7 +1,8 @@
-//! `tagrelay demo --review` end to end: the services as processes, a
-//! registry push, a signed commit on the review branch that `git
-//! verify-commit` accepts, and the pull request it opened, followed by
-//! `why`. (`cargo test --workspace` builds every binary the demo starts.)
+//! `tagrelay demo` and `tagrelay demo --review` end to end: the services as
+//! processes and registry pushes; the commits and the notifications they
+//! caused; on a review branch a signed commit that `git verify-commit`
+//! accepts and the pull request it opened, followed by `why`. (`cargo test
+//! --workspace` builds every binary the demo starts.)
 
 use std::process::Command;
 
@@ -30,4 +31,27 @@ fn the_review_demo_shows_a_signed_commit_and_the_pull_request_it_opened() {
         "{text}"
     );
     assert!(text.contains("signed with ssh key SHA256:"), "{text}");
+}
+
+#[test]
+fn the_demo_shows_commits_and_the_notifications_they_caused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tagrelay"))
+        .arg("demo")
+        .output()
+        .expect("run tagrelay demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("landed"), "{text}");
+    assert!(
+        text.contains("notifications to the generic webhook Provider (Flux's event JSON, header gotk-component: tagrelay-committer)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("info ImageUpdateAutomation/fleet: pushed commit '"),
+        "{text}"
+    );
 }

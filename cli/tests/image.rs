@@ -14,10 +14,11 @@ use std::process::Command;
 use serde_json::Value;
 use tagrelay_testkit::registry::Registry;
 
-const SERVICES: [&str; 3] = [
+const SERVICES: [&str; 4] = [
     "tagrelay-scanner",
     "tagrelay-resolver",
     "tagrelay-committer",
+    "tagrelay-notifier",
 ];
 
 fn repository_root() -> PathBuf {

@@ -158,8 +158,12 @@ pub const FAILURES: &str = "tagrelay.failures";
 pub const CONSUMER_LAG: &str = "tagrelay.consumer.lag";
 /// Instrument name `tagrelay.push_to_commit.latency`.
 pub const PUSH_TO_COMMIT: &str = "tagrelay.push_to_commit.latency";
+/// Instrument name `tagrelay.notifications`.
+pub const NOTIFICATIONS: &str = "tagrelay.notifications";
+/// Instrument name `tagrelay.notification.latency`.
+pub const NOTIFICATION_LATENCY: &str = "tagrelay.notification.latency";
 /// Every instrument name, for dashboards and their test.
-pub const METRIC_NAMES: [&str; 8] = [
+pub const METRIC_NAMES: [&str; 10] = [
     SCANS,
     SCAN_DURATION,
     SCAN_TAGS,
@@ -168,6 +172,8 @@ pub const METRIC_NAMES: [&str; 8] = [
     FAILURES,
     CONSUMER_LAG,
     PUSH_TO_COMMIT,
+    NOTIFICATIONS,
+    NOTIFICATION_LATENCY,
 ];
 
 /// The instruments an operator needs, created once from the global meter
@@ -190,6 +196,10 @@ pub struct Metrics {
     pub consumer_lag: Gauge<u64>,
     /// Seconds from an image's push (its scan) to the commit that wrote it.
     pub push_to_commit: Histogram<f64>,
+    /// Notifications delivered, by provider `type`.
+    pub notifications: Counter<u64>,
+    /// Seconds from an event to its notification's delivery.
+    pub notification_latency: Histogram<f64>,
 }
 
 impl Metrics {
@@ -245,6 +255,15 @@ pub fn metrics() -> &'static Metrics {
                 .f64_histogram(PUSH_TO_COMMIT)
                 .with_unit("s")
                 .with_description("From the scan that found a tag to the commit that wrote it")
+                .build(),
+            notifications: meter
+                .u64_counter(NOTIFICATIONS)
+                .with_description("Notifications delivered, by provider type")
+                .build(),
+            notification_latency: meter
+                .f64_histogram(NOTIFICATION_LATENCY)
+                .with_unit("s")
+                .with_description("From an event to the delivery of its notification")
                 .build(),
         }
     })

@@ -4,9 +4,11 @@
 //! Starts nats-server (JetStream), a CNCF registry that sends push webhooks
 //! to the scanner, and a bare Git repository seeded with three manifests (a
 //! Setters marker, a Flux v1 annotated Deployment, a HelmRelease); applies
-//! the matching Flux objects; starts `tagrelay-scanner`, `tagrelay-resolver`
-//! and `tagrelay-committer` as separate processes; pushes new tags and shows
-//! each commit with its push-to-commit time. Everything it starts stops on
+//! the matching Flux objects (with a Flux Provider and Alert sending every
+//! automation event to a loopback webhook); starts `tagrelay-scanner`,
+//! `tagrelay-resolver`, `tagrelay-committer` and `tagrelay-notifier` as
+//! separate processes; pushes new tags and shows each commit with its
+//! push-to-commit time and the notification it caused. Everything it starts stops on
 //! exit or Ctrl-C. `scripts/demo` builds and runs it.
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Object};
 use tagrelay_testkit::git::{BareRepo, Seed};
+use tagrelay_testkit::receiver::Receiver;
 use tagrelay_testkit::registry::{Notifications, Registry, RegistryOptions};
 use tagrelay_testkit::{free_port, NatsServer};
 
@@ -44,6 +47,14 @@ fn manifests(host: &str) -> Vec<Seed> {
             ),
         ),
     ]
+}
+
+/// The demo's Flux notification objects: every automation event to a
+/// generic webhook (Flux's event JSON), as a Flux user's Alert would.
+fn notification_configuration(hook_url: &str) -> String {
+    format!(
+        "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata:\n  name: webhook\nspec:\n  type: generic\n  address: {hook_url}\n---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata:\n  name: commits\nspec:\n  providerRef:\n    name: webhook\n  eventSources:\n    - kind: ImageUpdateAutomation\n      name: '*'\n"
+    )
 }
 
 fn configuration(host: &str, git_url: &str) -> String {
@@ -118,8 +129,8 @@ async fn wait_for(
     Ok(())
 }
 
-/// Starts the scanner (webhooks on `scanner_port`), the resolver and the
-/// committer as three processes, their logs and Git cache under `work`,
+/// Starts the scanner (webhooks on `scanner_port`), the resolver, the
+/// committer and the notifier as four processes, their logs and Git cache under `work`,
 /// Secrets under `work/secrets`.
 fn start_services(work: &Path, nats: &str, scanner_port: u16) -> anyhow::Result<Vec<Service>> {
     let secret_file = work.join("webhook-secret");
@@ -129,6 +140,7 @@ fn start_services(work: &Path, nats: &str, scanner_port: u16) -> anyhow::Result<
         ("scanner", scanner_port),
         ("resolver", free_port()),
         ("committer", free_port()),
+        ("notifier", free_port()),
     ] {
         let log = work.join(format!("{name}.log"));
         let child = Command::new(sibling(&format!("tagrelay-{name}"))?)
@@ -199,21 +211,24 @@ async fn demo() -> anyhow::Result<()> {
     done(bar, format!("Git remote {} with apps/podinfo (Setters marker), apps/legacy (fluxcd.io/automated), a HelmRelease", repo.url()));
 
     let bar = spinner("applying the Flux configuration");
+    let webhook = Receiver::start();
     let bus = Bus::connect(&nats.url(), "demo", BusSettings::default()).await?;
     let store = bus.config_store().await?;
     let mut applied = Vec::new();
-    for document in load_documents(&configuration(&host, &repo.url()))? {
+    let config = configuration(&host, &repo.url())
+        + &notification_configuration(&webhook.url("/flux-events"));
+    for document in load_documents(&config)? {
         let object = Object::decode(&document.value).map_err(|e| anyhow::anyhow!("{e}"))?;
         store.put(&object).await?;
         applied.push(object.key().to_string());
     }
     done(bar, format!("applied {}", applied.join(", ")));
 
-    let bar = spinner("starting the scanner, the resolver and the committer");
+    let bar = spinner("starting the scanner, the resolver, the committer and the notifier");
     let services = start_services(work.path(), &nats.url(), scanner_port)?;
     done(
         bar,
-        "tagrelay-scanner, tagrelay-resolver, tagrelay-committer running as three processes".into(),
+        "tagrelay-scanner, tagrelay-resolver, tagrelay-committer, tagrelay-notifier running as four processes".into(),
     );
 
     let bar = spinner("waiting for the first scan and resolution of both images");
@@ -292,6 +307,39 @@ async fn demo() -> anyhow::Result<()> {
             }
             Err(e) => return Err(e),
         }
+    }
+
+    let bar = spinner("waiting for the notifications of the commits");
+    let commits = latencies.len();
+    wait_for(
+        "the webhook notifications",
+        Duration::from_secs(30),
+        &services,
+        || webhook.received_at("/flux-events").len() >= commits,
+    )
+    .await?;
+    bar.finish_and_clear();
+    let received = webhook.received_at("/flux-events");
+    println!(
+        "\n✔ the Alert 'commits' sent {} notifications to the generic webhook Provider (Flux's event JSON, header gotk-component: {}); the last one:",
+        received.len(),
+        received
+            .last()
+            .and_then(|r| r.header("gotk-component"))
+            .unwrap_or_default()
+    );
+    if let Some(last) = received.last() {
+        let event = last.json();
+        println!(
+            "    {} {}/{}: {}",
+            event["severity"].as_str().unwrap_or_default(),
+            event["involvedObject"]["kind"].as_str().unwrap_or_default(),
+            event["involvedObject"]["name"].as_str().unwrap_or_default(),
+            event["message"]
+                .as_str()
+                .unwrap_or_default()
+                .replace('\n', "\n    ")
+        );
     }
 
     guard_rails(
