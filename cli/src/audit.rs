@@ -21,7 +21,8 @@ pub struct AuditArgs {
     #[arg(long)]
     since: Option<String>,
     /// Only these events: `tags`, `policy`, `commit`, `pullrequest`,
-    /// `failed` (or the event type names); may be repeated.
+    /// `warning`, `stale`, `failed` (or the event type names); may be
+    /// repeated.
     #[arg(long)]
     kind: Vec<String>,
     /// Only events about this object (`NAME` or `NAMESPACE/NAME`).
@@ -66,7 +67,8 @@ fn kind_filter(kind: &str) -> Option<&'static str> {
             Some(names::PULL_REQUEST_FILTER)
         }
         "failed" | "failure" | "failures" | "scanfailed" | "resolvefailed" | "commitfailed"
-        | "reviewfailed" => Some(names::FAILED_FILTER),
+        | "reviewfailed" | "notificationfailed" => Some(names::FAILED_FILTER),
+        "stale" | "stalled" | "policystale" | "automationstalled" => Some(names::STALE_FILTER),
         "config" | "configsynced" | "configrejected" => Some(names::CONFIG_FILTER),
         _ => None,
     }
@@ -82,7 +84,7 @@ pub async fn audit(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
     for kind in &args.kind {
         let filter = kind_filter(kind).ok_or_else(|| {
             invalid(&format!(
-                "--kind {kind:?}: expected tags, policy, commit, pullrequest or failed"
+                "--kind {kind:?}: expected tags, policy, commit, pullrequest, warning, stale or failed"
             ))
         })?;
         filters.push(filter);
@@ -144,10 +146,12 @@ fn object_of(event: &Event) -> Option<String> {
         Event::CommitPushed(e) => e.automation.to_string(),
         Event::ManifestWarning(w) => w.automation.to_string(),
         Event::PullRequestOpened(e) | Event::PullRequestUpdated(e) => e.automation.to_string(),
+        Event::PolicyStale(e) | Event::AutomationStalled(e) => e.object.to_string(),
         Event::ScanFailed(f)
         | Event::ResolveFailed(f)
         | Event::CommitFailed(f)
-        | Event::ReviewFailed(f) => f.object.to_string(),
+        | Event::ReviewFailed(f)
+        | Event::NotificationFailed(f) => f.object.to_string(),
         Event::ConfigSynced(e) => format!("config/{}", e.source),
         Event::ConfigRejected(e) => format!("config/{}", e.source),
     })
@@ -223,10 +227,17 @@ fn detail(event: &Event) -> String {
                 e.url
             )
         }
+        Event::PolicyStale(e) | Event::AutomationStalled(e) => format!(
+            "{}: {} (since {})",
+            e.reason.as_str(),
+            e.message,
+            e.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
         Event::ScanFailed(f)
         | Event::ResolveFailed(f)
         | Event::CommitFailed(f)
-        | Event::ReviewFailed(f) => format!(
+        | Event::ReviewFailed(f)
+        | Event::NotificationFailed(f) => format!(
             "{}{} (attempt {}{})",
             if f.reason.is_other() {
                 String::new()

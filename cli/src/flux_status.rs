@@ -118,7 +118,10 @@ pub fn flux_status(object: &Object, status: Option<&ObjectStatus>, observed: &Ob
                 out.insert("manifestWarnings".into(), json!(warnings));
             }
         }
-        Object::GitRepository(_) | Object::Namespace(_) => {}
+        Object::GitRepository(_)
+        | Object::Namespace(_)
+        | Object::Provider(_)
+        | Object::Alert(_) => {}
     }
     Value::Object(out)
 }

@@ -3,7 +3,7 @@
 
 use tagrelay_proto::bus::{Bus, CasBucket, ConfigStore};
 use tagrelay_proto::config::{Kind, Object, ObjectKey};
-use tagrelay_proto::event::Event;
+use tagrelay_proto::event::{Event, Stalled};
 use tagrelay_proto::names;
 use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
@@ -58,6 +58,16 @@ enum What {
         /// Only the object with this name.
         name: Option<String>,
     },
+    /// Notification Alerts.
+    Alerts {
+        /// Only the Alert with this name.
+        name: Option<String>,
+    },
+    /// Notification Providers.
+    AlertProviders {
+        /// Only the Provider with this name.
+        name: Option<String>,
+    },
 }
 
 /// Runs `get`.
@@ -77,6 +87,8 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             name,
         ),
         What::Source { name, .. } => (vec![Kind::GitRepository], name),
+        What::Alerts { name } => (vec![Kind::Alert], name),
+        What::AlertProviders { name } => (vec![Kind::Provider], name),
     };
     let bus = cli.bus().await?;
     let store = bus.config_store().await?;
@@ -87,6 +99,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             let wanted_name = name.as_ref().is_none_or(|n| *n == object.metadata().name);
             if wanted_namespace && wanted_name {
                 let status = store.status(&object.key()).await?;
+                let status = with_stall(&bus, &object.key(), status).await?;
                 rows.push((object, status));
             }
         }
@@ -135,6 +148,49 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `status` with the stall the notifier announced for the object, if it
+/// is stuck now: not ready, and the stall first in the message, so `get
+/// image all` shows a stuck policy without anyone reading the log.
+async fn with_stall(
+    bus: &Bus,
+    key: &ObjectKey,
+    status: Option<ObjectStatus>,
+) -> Result<Option<ObjectStatus>, Failure> {
+    if !matches!(key.kind, Kind::ImagePolicy | Kind::ImageUpdateAutomation) {
+        return Ok(status);
+    }
+    let notifications = bus.bucket(names::NOTIFICATIONS_BUCKET).await?;
+    let record = notifications
+        .get(tagrelay_notifier::service::stall_key(key))
+        .await
+        .ok()
+        .flatten();
+    let Some(stalled) = record.and_then(|bytes| serde_json::from_slice::<Stalled>(&bytes).ok())
+    else {
+        return Ok(status);
+    };
+    let mut status = status.unwrap_or_default();
+    let word = match key.kind {
+        Kind::ImagePolicy => "stale",
+        _ => "stalled",
+    };
+    status.ready = false;
+    status.message = format!(
+        "{word} since {} ({}): {}{}",
+        stalled
+            .since
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        stalled.reason.as_str(),
+        stalled.message,
+        if status.message.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", status.message)
+        }
+    );
+    Ok(Some(status))
 }
 
 /// Objects with their status as Flux writes it, in Kubernetes' `List`
@@ -227,6 +283,8 @@ fn table(
         Kind::ImageUpdateAutomation => (&["LAST RUN"], true),
         Kind::GitRepository => (&["URL"], true),
         Kind::Namespace => (&["LABELS"], false),
+        Kind::Provider => (&["TYPE"], true),
+        Kind::Alert => (&["PROVIDER"], true),
     };
     let mut header = Vec::new();
     if namespaces {
@@ -287,6 +345,8 @@ fn table(
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(","),
+            Object::Provider(p) => p.spec.provider_type.clone(),
+            Object::Alert(a) => a.spec.provider_ref.name.clone(),
         });
         if with_suspended {
             cells.push(if suspended(object) { "True" } else { "False" }.to_string());
@@ -304,6 +364,8 @@ fn suspended(object: &Object) -> bool {
         Object::ImagePolicy(o) => o.spec.suspend,
         Object::ImageUpdateAutomation(o) => o.spec.suspend,
         Object::GitRepository(o) => o.spec.suspend,
+        Object::Provider(o) => o.spec.suspend,
+        Object::Alert(o) => o.spec.suspend,
         Object::Namespace(_) => false,
     }
 }
@@ -313,6 +375,7 @@ fn waiting_message(kind: Kind) -> &'static str {
         Kind::ImageRepository => "waiting for the scanner",
         Kind::ImagePolicy => "waiting for the resolver",
         Kind::ImageUpdateAutomation => "waiting for the committer",
-        Kind::GitRepository | Kind::Namespace => "stored",
+        Kind::Provider => "waiting for the notifier's first delivery",
+        Kind::GitRepository | Kind::Namespace | Kind::Alert => "stored",
     }
 }

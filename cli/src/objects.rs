@@ -34,7 +34,8 @@ pub enum SourceType {
 }
 
 /// One named object as the Flux CLI's verbs name it: `image repository
-/// NAME`, `image policy NAME`, `image update NAME`, `source git NAME`.
+/// NAME`, `image policy NAME`, `image update NAME`, `source git NAME`,
+/// `alert NAME`, `alert-provider NAME`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Named {
     /// An image automation object.
@@ -53,6 +54,16 @@ pub enum Named {
         /// Its name.
         name: String,
     },
+    /// A notification Alert.
+    Alert {
+        /// Its name.
+        name: String,
+    },
+    /// A notification Provider.
+    AlertProvider {
+        /// Its name.
+        name: String,
+    },
 }
 
 impl Named {
@@ -64,6 +75,8 @@ impl Named {
                 object: SourceType::Git,
                 name,
             } => (Kind::GitRepository, name),
+            Named::Alert { name } => (Kind::Alert, name),
+            Named::AlertProvider { name } => (Kind::Provider, name),
         }
     }
 }
@@ -120,5 +133,7 @@ pub fn short_name(kind: Kind) -> &'static str {
         Kind::ImageUpdateAutomation => "imageupdateautomation",
         Kind::GitRepository => "gitrepository",
         Kind::Namespace => "namespace",
+        Kind::Provider => "provider",
+        Kind::Alert => "alert",
     }
 }

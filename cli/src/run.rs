@@ -1,4 +1,4 @@
-//! `tagrelay run --all`: the three services in one process, for small
+//! `tagrelay run --all`: the four services in one process, for small
 //! installations, and the Git configuration source when `--git-url` is
 //! given. Each runs through its own library's `serve`, the same code its
 //! binary runs; only the process is shared.
@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use tagrelay_committer::process::CommitterArgs;
 use tagrelay_configsource::process::ConfigSourceArgs;
+use tagrelay_notifier::process::{NotifierArgs, StaleArgs};
 use tagrelay_resolver::process::ResolverArgs;
 use tagrelay_scanner::process::ScannerArgs;
 
@@ -15,8 +16,9 @@ use crate::{Cli, Failure};
 /// Arguments of `run`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run the scanner, the resolver and the committer (required: the only
-    /// mode so far; single services run as their own binaries).
+    /// Run the scanner, the resolver, the committer and the notifier
+    /// (required: the only mode so far; single services run as their own
+    /// binaries).
     #[arg(long, required = true)]
     all: bool,
     /// The scanner's flags (its server also answers `/healthz` and
@@ -34,6 +36,10 @@ pub struct Args {
     /// configuration is read from Git instead of `tagrelay apply`.
     #[command(flatten)]
     config_source: ConfigSourceArgs,
+    /// The notifier's stuck-policy limits (its Secrets are the scanner's
+    /// `--secrets-dir`, its endpoints the scanner's server).
+    #[command(flatten)]
+    stale: StaleArgs,
 }
 
 /// Runs `run`.
@@ -44,6 +50,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         cache_dir: args.cache_dir.clone(),
         secrets: args.scanner.secrets.clone(),
         http_addr: None,
+    };
+    let notifier_args = NotifierArgs {
+        secrets: args.scanner.secrets.clone(),
+        http_addr: None,
+        stale: args.stale.clone(),
     };
     let scanner_bus = cli.bus_args.connect_waiting("scanner").await?;
     let resolver_bus = cli.bus_args.connect_waiting("resolver").await?;
@@ -57,6 +68,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         config_http_addr: None,
         ..args.config_source.clone()
     };
+    let notifier_bus = cli.bus_args.connect_waiting("notifier").await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signal = tokio::spawn(async move {
         tagrelay_proto::runtime::shutdown_signal().await;
@@ -82,10 +94,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
             None => Ok(()),
         }
     };
-    let (scanner, resolver, committer, config_source) = tokio::join!(
+    let (scanner, resolver, committer, notifier, config_source) = tokio::join!(
         tagrelay_scanner::process::serve(&scanner_bus, &args.scanner, until_stopped()),
         tagrelay_resolver::process::serve(&resolver_bus, &resolver_args, until_stopped()),
         tagrelay_committer::process::serve(&committer_bus, &committer_args, until_stopped()),
+        tagrelay_notifier::process::serve(&notifier_bus, &notifier_args, until_stopped()),
         config_source,
     );
     signal.abort();
@@ -93,6 +106,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         ("scanner", scanner),
         ("resolver", resolver),
         ("committer", committer),
+        ("notifier", notifier),
         ("configsource", config_source),
     ] {
         result.map_err(|e| Failure::Failed(anyhow::anyhow!("{service}: {e}")))?;

@@ -1,10 +1,11 @@
-//! `tagrelay demo --review` and `tagrelay demo --gitops` end to end, the
-//! services as processes. The review demo: a registry push, a signed commit
-//! on the review branch that `git verify-commit` accepts, and the pull
-//! request it opened, followed by `why`. The GitOps demo: the configuration
-//! read from Git, the bot's commits ignored, a broken configuration commit
-//! refused, and `why` naming the configuration commit. (`cargo test
-//! --workspace` builds every binary the demos start.)
+//! `tagrelay demo`, `tagrelay demo --review` and `tagrelay demo --gitops`
+//! end to end: the services as processes and registry pushes; the commits
+//! and the notifications they caused; on a review branch a signed commit
+//! that `git verify-commit` accepts and the pull request it opened,
+//! followed by `why`; with GitOps the configuration read from Git, the
+//! bot's commits ignored, a broken configuration commit refused, and `why`
+//! naming the configuration commit. (`cargo test --workspace` builds every
+//! binary the demos start.)
 
 use std::process::Command;
 
@@ -36,6 +37,29 @@ fn the_review_demo_shows_a_signed_commit_and_the_pull_request_it_opened() {
 }
 
 #[test]
+fn the_demo_shows_commits_and_the_notifications_they_caused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tagrelay"))
+        .arg("demo")
+        .output()
+        .expect("run tagrelay demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("landed"), "{text}");
+    assert!(
+        text.contains("notifications to the generic webhook Provider (Flux's event JSON, header gotk-component: tagrelay-committer)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("info ImageUpdateAutomation/fleet: pushed commit '"),
+        "{text}"
+    );
+}
+
+#[test]
 fn the_gitops_demo_reads_its_configuration_from_git_and_ignores_its_own_commits() {
     let out = Command::new(env!("CARGO_BIN_EXE_tagrelay"))
         .args(["demo", "--gitops"])
@@ -49,7 +73,12 @@ fn the_gitops_demo_reads_its_configuration_from_git_and_ignores_its_own_commits(
     );
     assert!(text.contains("not applied"), "{text}");
     assert!(
-        text.contains("applied [GitRepository/flux-system/fleet, ImageRepository/flux-system/podinfo, ImagePolicy/flux-system/podinfo, ImageUpdateAutomation/flux-system/fleet]"),
+        text.contains("applied [GitRepository/flux-system/fleet, ImageRepository/flux-system/podinfo, ImagePolicy/flux-system/podinfo, ImageUpdateAutomation/flux-system/fleet, Provider/flux-system/webhook, Alert/flux-system/commits]"),
+        "{text}"
+    );
+    // The notification kinds came from Git too, and work.
+    assert!(
+        text.contains("notifications to the generic webhook Provider"),
         "{text}"
     );
     // Four bot commits into the configuration repository, one sync.

@@ -14,10 +14,11 @@ use std::process::Command;
 use serde_json::Value;
 use tagrelay_testkit::registry::Registry;
 
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "tagrelay-scanner",
     "tagrelay-resolver",
     "tagrelay-committer",
+    "tagrelay-notifier",
     "tagrelay-configsource",
 ];
 

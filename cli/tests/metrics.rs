@@ -209,5 +209,5 @@ fn the_alert_rules_pass_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 7 rules found"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 8 rules found"));
 }

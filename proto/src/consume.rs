@@ -381,6 +381,7 @@ impl Failures {
             Stage::Resolve => Event::ResolveFailed(failure),
             Stage::Commit => Event::CommitFailed(failure),
             Stage::Review => Event::ReviewFailed(failure),
+            Stage::Notify => Event::NotificationFailed(failure),
         };
         let envelope = match cause {
             Some(cause) => Envelope::caused_by(cause, self.bus.source(), event),
@@ -404,6 +405,9 @@ impl Failures {
             }
             Stage::Review => {
                 tracing::warn!(automation = %key, %reason, %error, will_retry, attempt, "pull request not synced")
+            }
+            Stage::Notify => {
+                tracing::warn!(provider = %key, %reason, %error, will_retry, attempt, "notification not delivered")
             }
         }
         Ok(())
@@ -448,6 +452,8 @@ fn failed_status(previous: ObjectStatus, error: &str, now: DateTime<Utc>) -> Obj
         message: error.to_string(),
         updated_at: Some(now),
         last_error: Some(error.to_string()),
+        failures: previous.failures.saturating_add(1),
+        failing_since: previous.failing_since.or(Some(now)),
         ..previous
     }
 }
@@ -477,6 +483,10 @@ mod tests {
         assert_eq!(status.latest_tags, previous.latest_tags);
         assert_eq!(status.latest_image, previous.latest_image);
         assert_eq!(status.last_push_commit, previous.last_push_commit);
+        assert_eq!((status.failures, status.failing_since), (1, Some(now)));
+        let later = now + chrono::Duration::seconds(5);
+        let again = failed_status(status, "registry down", later);
+        assert_eq!((again.failures, again.failing_since), (2, Some(now)));
     }
 
     #[test]

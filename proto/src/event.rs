@@ -1,4 +1,4 @@
-//! The events: one versioned envelope around six payloads.
+//! The events: one versioned envelope around the payloads.
 //!
 //! Other teams' programs read these (notifications, chat bots, compliance
 //! archives), so the JSON shape is a public API. Each payload has a JSON
@@ -273,6 +273,46 @@ pub struct PullRequest {
     pub changes: Vec<FileChange>,
 }
 
+/// Why an object has stopped following its registry, as one stable word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StallReason {
+    /// The policy's ImageRepository failed its last scans in a row.
+    ScansFailing,
+    /// The policy's ImageRepository has had no successful scan for
+    /// several of its intervals (the scanner is down or stuck).
+    NotScanned,
+    /// The automation has failed to commit or push for longer than the
+    /// limit: selections are not reaching Git.
+    CommitsFailing,
+}
+
+impl StallReason {
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StallReason::ScansFailing => "ScansFailing",
+            StallReason::NotScanned => "NotScanned",
+            StallReason::CommitsFailing => "CommitsFailing",
+        }
+    }
+}
+
+/// An ImagePolicy (`PolicyStale`) or ImageUpdateAutomation
+/// (`AutomationStalled`) that has stopped doing its job without anyone
+/// running a command: published once per episode by the notifier's
+/// stuck-policy detection, and routed by Alerts like any event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stalled {
+    /// The ImagePolicy or ImageUpdateAutomation.
+    pub object: ObjectRef,
+    /// Why, as one word.
+    pub reason: StallReason,
+    /// Why, in words an operator can act on (the last error, the limit).
+    pub message: String,
+    /// Since when: the last success, or the first failure of the run.
+    pub since: DateTime<Utc>,
+}
+
 /// A configuration object named by a configuration event. The kind is a
 /// string, not [`crate::config::Kind`], so that a reader built before a kind
 /// was added still reads the event.
@@ -441,6 +481,9 @@ pub enum FailureReason {
     /// The forge (GitHub, GitLab, Gitea) could not be reached, or answered
     /// an error, while opening or updating a pull request.
     ForgeUnavailable,
+    /// A notification receiver (webhook, chat, Alertmanager, forge, NATS)
+    /// could not be reached, timed out or answered an error.
+    ReceiverUnavailable,
     /// Anything else (a local fault such as the Git cache), or a word this
     /// reader does not know.
     #[default]
@@ -450,7 +493,7 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, for the schemas' test and for dashboards.
-    pub const ALL: [FailureReason; 15] = [
+    pub const ALL: [FailureReason; 16] = [
         FailureReason::RegistryUnavailable,
         FailureReason::RateLimited,
         FailureReason::AuthenticationFailed,
@@ -465,6 +508,7 @@ impl FailureReason {
         FailureReason::BranchMoved,
         FailureReason::SigningFailed,
         FailureReason::ForgeUnavailable,
+        FailureReason::ReceiverUnavailable,
         FailureReason::Other,
     ];
 
@@ -490,6 +534,7 @@ impl FailureReason {
             FailureReason::BranchMoved => "BranchMoved",
             FailureReason::SigningFailed => "SigningFailed",
             FailureReason::ForgeUnavailable => "ForgeUnavailable",
+            FailureReason::ReceiverUnavailable => "ReceiverUnavailable",
             FailureReason::Other => "Other",
         }
     }
@@ -524,6 +569,12 @@ pub enum EventType {
     PullRequestUpdated,
     /// Opening or updating a pull request failed.
     ReviewFailed,
+    /// See [`Stalled`]: an ImagePolicy.
+    PolicyStale,
+    /// See [`Stalled`]: an ImageUpdateAutomation.
+    AutomationStalled,
+    /// Delivering a notification to a Provider failed.
+    NotificationFailed,
     /// See [`ConfigSynced`].
     ConfigSynced,
     /// See [`ConfigRejected`].
@@ -532,7 +583,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 15] = [
         EventType::TagsDiscovered,
         EventType::PolicyResolved,
         EventType::CommitPushed,
@@ -543,6 +594,9 @@ impl EventType {
         EventType::PullRequestOpened,
         EventType::PullRequestUpdated,
         EventType::ReviewFailed,
+        EventType::PolicyStale,
+        EventType::AutomationStalled,
+        EventType::NotificationFailed,
         EventType::ConfigSynced,
         EventType::ConfigRejected,
     ];
@@ -565,6 +619,9 @@ impl EventType {
             EventType::PullRequestOpened => "PullRequestOpened",
             EventType::PullRequestUpdated => "PullRequestUpdated",
             EventType::ReviewFailed => "ReviewFailed",
+            EventType::PolicyStale => "PolicyStale",
+            EventType::AutomationStalled => "AutomationStalled",
+            EventType::NotificationFailed => "NotificationFailed",
             EventType::ConfigSynced => "ConfigSynced",
             EventType::ConfigRejected => "ConfigRejected",
         }
@@ -601,6 +658,12 @@ pub enum Event {
     PullRequestUpdated(PullRequest),
     /// Opening or updating a pull request failed.
     ReviewFailed(Failure),
+    /// See [`Stalled`].
+    PolicyStale(Stalled),
+    /// See [`Stalled`].
+    AutomationStalled(Stalled),
+    /// Delivering a notification failed; the object is the Provider.
+    NotificationFailed(Failure),
     /// See [`ConfigSynced`].
     ConfigSynced(ConfigSynced),
     /// See [`ConfigRejected`].
@@ -621,6 +684,9 @@ impl Event {
             Event::PullRequestOpened(_) => EventType::PullRequestOpened,
             Event::PullRequestUpdated(_) => EventType::PullRequestUpdated,
             Event::ReviewFailed(_) => EventType::ReviewFailed,
+            Event::PolicyStale(_) => EventType::PolicyStale,
+            Event::AutomationStalled(_) => EventType::AutomationStalled,
+            Event::NotificationFailed(_) => EventType::NotificationFailed,
             Event::ConfigSynced(_) => EventType::ConfigSynced,
             Event::ConfigRejected(_) => EventType::ConfigRejected,
         }
@@ -653,6 +719,12 @@ impl Event {
             }
             Event::ReviewFailed(f) => {
                 names::failed_subject(Stage::Review, &f.object.namespace, &f.object.name)
+            }
+            Event::PolicyStale(e) | Event::AutomationStalled(e) => {
+                names::stale_subject(&e.object.namespace, &e.object.name)
+            }
+            Event::NotificationFailed(f) => {
+                names::failed_subject(Stage::Notify, &f.object.namespace, &f.object.name)
             }
             Event::ConfigSynced(e) => names::config_synced_subject(&e.source),
             Event::ConfigRejected(e) => names::config_rejected_subject(&e.source),
@@ -702,8 +774,19 @@ impl Event {
             Event::ScanFailed(f)
             | Event::ResolveFailed(f)
             | Event::CommitFailed(f)
-            | Event::ReviewFailed(f) => {
+            | Event::ReviewFailed(f)
+            | Event::NotificationFailed(f) => {
                 format!("{}|{}|{}", f.object, f.attempt, f.error)
+            }
+            // Once per episode: the same stall seen by every instance and
+            // every sweep is one fact.
+            Event::PolicyStale(e) | Event::AutomationStalled(e) => {
+                format!(
+                    "{}|{}|{}",
+                    e.object,
+                    e.reason.as_str(),
+                    e.since.to_rfc3339()
+                )
             }
             // Once per finding, whichever commit or instance found it.
             Event::ManifestWarning(w) => format!("{}|{}", w.automation, w.finding),
@@ -810,7 +893,8 @@ impl Envelope {
         if let Event::ScanFailed(_)
         | Event::ResolveFailed(_)
         | Event::CommitFailed(_)
-        | Event::ReviewFailed(_) = &self.payload
+        | Event::ReviewFailed(_)
+        | Event::NotificationFailed(_) = &self.payload
         {
             hasher.update(b"|");
             hasher.update(self.causation_id.as_deref().unwrap_or(&self.id).as_bytes());
@@ -874,6 +958,13 @@ impl Envelope {
                 Event::PullRequestUpdated(serde_json::from_str(raw).map_err(bad)?)
             }
             EventType::ReviewFailed => Event::ReviewFailed(serde_json::from_str(raw).map_err(bad)?),
+            EventType::PolicyStale => Event::PolicyStale(serde_json::from_str(raw).map_err(bad)?),
+            EventType::AutomationStalled => {
+                Event::AutomationStalled(serde_json::from_str(raw).map_err(bad)?)
+            }
+            EventType::NotificationFailed => {
+                Event::NotificationFailed(serde_json::from_str(raw).map_err(bad)?)
+            }
             EventType::ConfigSynced => Event::ConfigSynced(serde_json::from_str(raw).map_err(bad)?),
             EventType::ConfigRejected => {
                 Event::ConfigRejected(serde_json::from_str(raw).map_err(bad)?)
@@ -1076,7 +1167,20 @@ pub(crate) mod samples {
             Event::ScanFailed(failure.clone()),
             Event::ResolveFailed(failure.clone()),
             Event::CommitFailed(failure.clone()),
-            Event::ReviewFailed(failure),
+            Event::ReviewFailed(failure.clone()),
+            Event::NotificationFailed(failure),
+            Event::PolicyStale(Stalled {
+                object: ObjectRef::new("flux-system", "app"),
+                reason: StallReason::ScansFailing,
+                message: "3 scans in a row failed: registry unreachable".into(),
+                since: "2026-11-21T10:00:00Z".parse().unwrap(),
+            }),
+            Event::AutomationStalled(Stalled {
+                object: ObjectRef::new("flux-system", "apps"),
+                reason: StallReason::CommitsFailing,
+                message: "failing for 10m: push rejected".into(),
+                since: "2026-11-21T10:00:00Z".parse().unwrap(),
+            }),
         ]
     }
 }
@@ -1214,7 +1318,10 @@ mod tests {
 
     #[test]
     fn a_failure_is_one_observation_or_the_failed_handling_of_one_event() {
-        let failure = samples::all().pop().unwrap();
+        let failure = samples::all()
+            .into_iter()
+            .find(|e| matches!(e, Event::CommitFailed(_)))
+            .unwrap();
         let seen = Envelope::new("committer/a", failure.clone());
         assert_eq!(
             seen.msg_id(),

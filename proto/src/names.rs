@@ -23,6 +23,10 @@ pub const FAILED_FILTER: &str = "tagrelay.failed.>";
 pub const WARNING_FILTER: &str = "tagrelay.warning.>";
 /// Filter matching every `ConfigSynced` / `ConfigRejected`.
 pub const CONFIG_FILTER: &str = "tagrelay.config.>";
+/// Every `PolicyStale` / `AutomationStalled`.
+pub const STALE_FILTER: &str = "tagrelay.stale.>";
+/// Every event on [`EVENTS_STREAM`]: what the notifier reads.
+pub const EVENTS_FILTER: &str = "tagrelay.>";
 /// Filter matching every scan request.
 pub const SCAN_REQUEST_FILTER: &str = "tagrelay.scan.>";
 
@@ -34,6 +38,8 @@ pub const RESOLVER_CONSUMER: &str = "resolver";
 pub const COMMITTER_CONSUMER: &str = "committer";
 /// Durable consumer of the committer's review stage on `CommitPushed`.
 pub const REVIEW_CONSUMER: &str = "review";
+/// Durable consumer of the notifier on every event.
+pub const NOTIFIER_CONSUMER: &str = "notifier";
 
 /// KV bucket of applied configuration objects, keyed by `ObjectKey::bucket_key`.
 pub const CONFIG_BUCKET: &str = "tagrelay-config";
@@ -48,6 +54,10 @@ pub const IMAGE_METADATA_BUCKET: &str = "tagrelay-image-metadata";
 /// KV bucket of the pull request each automation keeps open, keyed by the
 /// automation's bucket key (review stage state).
 pub const PULL_REQUESTS_BUCKET: &str = "tagrelay-pull-requests";
+/// KV bucket of the notifier: which event each Provider has been sent
+/// (`sent.<ns>.<provider>.<event id>`, kept as long as the events) and which
+/// stall episodes were announced (`stalled.<kind>.<ns>.<name>`).
+pub const NOTIFICATIONS_BUCKET: &str = "tagrelay-notifications";
 /// Object store of tag lists too large to travel inside a `TagsDiscovered`,
 /// keyed by the tag-set digest (so an entry never changes once written).
 pub const TAG_LISTS_BUCKET: &str = "tagrelay-tag-lists";
@@ -64,6 +74,8 @@ pub enum Stage {
     Commit,
     /// Opens and updates the pull request of a review branch.
     Review,
+    /// Delivers notifications to Alerts' Providers.
+    Notify,
 }
 
 impl Stage {
@@ -74,6 +86,7 @@ impl Stage {
             Stage::Resolve => "resolve",
             Stage::Commit => "commit",
             Stage::Review => "review",
+            Stage::Notify => "notify",
         }
     }
 
@@ -84,6 +97,7 @@ impl Stage {
             Stage::Resolve => RESOLVER_CONSUMER,
             Stage::Commit => COMMITTER_CONSUMER,
             Stage::Review => REVIEW_CONSUMER,
+            Stage::Notify => NOTIFIER_CONSUMER,
         }
     }
 }
@@ -124,6 +138,11 @@ pub fn warning_subject(namespace: &str, automation: &str) -> String {
 /// `tagrelay.pullrequest.<ns>.<automation>`.
 pub fn pull_request_subject(namespace: &str, automation: &str) -> String {
     subject("pullrequest", namespace, automation)
+}
+
+/// `tagrelay.stale.<ns>.<name>`: an ImagePolicy's or automation's stall.
+pub fn stale_subject(namespace: &str, name: &str) -> String {
+    subject("stale", namespace, name)
 }
 
 /// `tagrelay.failed.<stage>.<ns>.<name>`.

@@ -22,7 +22,7 @@ use crate::event::{
 /// Every schema file, by file name. Embedded so that the test needs no paths
 /// at run time; `there_is_exactly_one_schema_per_event_type` checks this list
 /// against both [`EventType::ALL`] and the directory.
-const SCHEMAS: [(&str, &str); 12] = [
+const SCHEMAS: [(&str, &str); 15] = [
     (
         "TagsDiscovered.v1.schema.json",
         include_str!("../schema/TagsDiscovered.v1.schema.json"),
@@ -58,6 +58,18 @@ const SCHEMAS: [(&str, &str); 12] = [
     (
         "ReviewFailed.v1.schema.json",
         include_str!("../schema/ReviewFailed.v1.schema.json"),
+    ),
+    (
+        "PolicyStale.v1.schema.json",
+        include_str!("../schema/PolicyStale.v1.schema.json"),
+    ),
+    (
+        "AutomationStalled.v1.schema.json",
+        include_str!("../schema/AutomationStalled.v1.schema.json"),
+    ),
+    (
+        "NotificationFailed.v1.schema.json",
+        include_str!("../schema/NotificationFailed.v1.schema.json"),
     ),
     (
         "ManifestWarning.v1.schema.json",
@@ -158,8 +170,14 @@ fn minimal(event: Event) -> Event {
             f.reason = FailureReason::Other;
             Event::CommitFailed(f)
         }
+        Event::NotificationFailed(mut f) => {
+            f.reason = FailureReason::Other;
+            Event::NotificationFailed(f)
+        }
         // Every field is required.
-        Event::ManifestWarning(w) => Event::ManifestWarning(w),
+        event @ (Event::ManifestWarning(_)
+        | Event::PolicyStale(_)
+        | Event::AutomationStalled(_)) => event,
         Event::ConfigSynced(mut e) => {
             e.skipped.clear();
             Event::ConfigSynced(e)
@@ -248,6 +266,16 @@ fn variants(event: Event) -> Vec<Event> {
             f.reason = FailureReason::ForgeUnavailable;
             vec![Event::ReviewFailed(f)]
         }
+        Event::NotificationFailed(mut f) => {
+            f.reason = FailureReason::ReceiverUnavailable;
+            f.will_retry = false;
+            vec![Event::NotificationFailed(f)]
+        }
+        Event::PolicyStale(mut e) => {
+            e.reason = crate::event::StallReason::NotScanned;
+            vec![Event::PolicyStale(e)]
+        }
+        Event::AutomationStalled(_) => Vec::new(),
         Event::ManifestWarning(mut w) => {
             w.check = "skipped-file".into();
             w.line = 1;
@@ -479,6 +507,8 @@ fn schemas_require_exactly_the_fields_serde_always_writes() {
             EventType::PullRequestOpened
                 | EventType::PullRequestUpdated
                 | EventType::ManifestWarning
+                | EventType::PolicyStale
+                | EventType::AutomationStalled
         );
         assert!(optional_checked > 0 || all_required, "{name}");
     }

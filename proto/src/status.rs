@@ -43,10 +43,25 @@ pub struct ObjectStatus {
     /// ImageUpdateAutomation: when it was pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_push_time: Option<DateTime<Utc>>,
+    /// When the object's stage last succeeded with it (a scan, a
+    /// reconcile), kept through later failures: what stuck-policy
+    /// detection measures from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_time: Option<DateTime<Utc>>,
+    /// How many times in a row the stage has failed with the object.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
+    /// When the current run of failures began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<DateTime<Utc>>,
     /// ImageUpdateAutomation: what the lint checks find in its manifests
     /// now, each published once as a `ManifestWarning`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Warning>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One lint finding in an automation's manifests.

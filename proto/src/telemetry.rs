@@ -160,8 +160,12 @@ pub const CONSUMER_LAG: &str = "tagrelay.consumer.lag";
 pub const PUSH_TO_COMMIT: &str = "tagrelay.push_to_commit.latency";
 /// Instrument name `tagrelay.config.polls`.
 pub const CONFIG_POLLS: &str = "tagrelay.config.polls";
+/// Instrument name `tagrelay.notifications`.
+pub const NOTIFICATIONS: &str = "tagrelay.notifications";
+/// Instrument name `tagrelay.notification.latency`.
+pub const NOTIFICATION_LATENCY: &str = "tagrelay.notification.latency";
 /// Every instrument name, for dashboards and their test.
-pub const METRIC_NAMES: [&str; 9] = [
+pub const METRIC_NAMES: [&str; 11] = [
     SCANS,
     SCAN_DURATION,
     SCAN_TAGS,
@@ -171,6 +175,8 @@ pub const METRIC_NAMES: [&str; 9] = [
     CONSUMER_LAG,
     PUSH_TO_COMMIT,
     CONFIG_POLLS,
+    NOTIFICATIONS,
+    NOTIFICATION_LATENCY,
 ];
 
 /// The instruments an operator needs, created once from the global meter
@@ -197,6 +203,10 @@ pub struct Metrics {
     /// (`synced`, `unchanged`, `rejected`: the tip is refused, counted at
     /// every poll while it is; `failed`: Git or the bus failed).
     pub config_polls: Counter<u64>,
+    /// Notifications delivered, by provider `type`.
+    pub notifications: Counter<u64>,
+    /// Seconds from an event to its notification's delivery.
+    pub notification_latency: Histogram<f64>,
 }
 
 impl Metrics {
@@ -271,6 +281,15 @@ pub fn metrics() -> &'static Metrics {
             config_polls: meter
                 .u64_counter(CONFIG_POLLS)
                 .with_description("Configuration source polls by outcome")
+                .build(),
+            notifications: meter
+                .u64_counter(NOTIFICATIONS)
+                .with_description("Notifications delivered, by provider type")
+                .build(),
+            notification_latency: meter
+                .f64_histogram(NOTIFICATION_LATENCY)
+                .with_unit("s")
+                .with_description("From an event to the delivery of its notification")
                 .build(),
         }
     })

@@ -20,6 +20,7 @@ pub fn stream_configs(settings: &BusSettings) -> Vec<stream::Config> {
                 names::FAILED_FILTER.to_string(),
                 names::WARNING_FILTER.to_string(),
                 names::CONFIG_FILTER.to_string(),
+                names::STALE_FILTER.to_string(),
             ],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
@@ -67,6 +68,18 @@ pub fn consumer_config(
             names::REVIEW_CONSUMER,
             names::COMMIT_FILTER,
         ),
+        Stage::Notify => (
+            names::EVENTS_STREAM,
+            names::NOTIFIER_CONSUMER,
+            names::EVENTS_FILTER,
+        ),
+    };
+    // The notifier starts from the events published after its consumer
+    // was first declared (by any process), never from the whole history:
+    // an upgrade must not send a year of old events to Slack.
+    let deliver_policy = match stage {
+        Stage::Notify => consumer::DeliverPolicy::New,
+        _ => consumer::DeliverPolicy::All,
     };
     (
         stream,
@@ -77,6 +90,7 @@ pub fn consumer_config(
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: settings.ack_wait,
             max_deliver: settings.max_deliver,
+            deliver_policy,
             // 0: as many as the stream, so the consumer's state (what was
             // acked) is exactly as durable as the messages it tracks.
             num_replicas: 0,
@@ -118,6 +132,15 @@ pub fn bucket_configs(settings: &BusSettings) -> Vec<kv::Config> {
             "the pull request each automation keeps open",
             5,
         ),
+        kv::Config {
+            // A redelivery comes within minutes; a week is ample.
+            max_age: std::time::Duration::from_secs(7 * 24 * 3600),
+            ..bucket(
+                names::NOTIFICATIONS_BUCKET,
+                "notifications sent per Provider and stalls announced",
+                1,
+            )
+        },
     ]
 }
 
@@ -171,7 +194,13 @@ pub async fn ensure_topology(
             .await
             .map_err(|e| setup(what, e))?;
     }
-    for stage in [Stage::Scan, Stage::Resolve, Stage::Commit, Stage::Review] {
+    for stage in [
+        Stage::Scan,
+        Stage::Resolve,
+        Stage::Commit,
+        Stage::Review,
+        Stage::Notify,
+    ] {
         let (stream, config) = consumer_config(stage, settings);
         let what = format!(
             "consumer {stream}/{}",

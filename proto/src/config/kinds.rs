@@ -1,4 +1,5 @@
-//! The four configuration kinds, with Flux's field names and shapes.
+//! The configuration kinds, with Flux's field names and shapes (the
+//! notification kinds' specs are in `notification.rs`).
 //!
 //! A Flux user's YAML must apply unchanged, so the structs mirror the CRDs of
 //! `image.toolkit.fluxcd.io` (`v1beta2` and `v1`) and
@@ -529,6 +530,17 @@ resource!(
     /// The Git source an automation checks out and pushes to.
     GitRepository,
     GitRepositorySpec
+);
+resource!(
+    /// A receiver of notifications: a chat, a webhook, Alertmanager, a
+    /// forge's commit status, a NATS subject.
+    Provider,
+    super::ProviderSpec
+);
+resource!(
+    /// A route from the events of some objects to a Provider.
+    Alert,
+    super::AlertSpec
 );
 
 /// The label Kubernetes puts on every namespace: its own name.

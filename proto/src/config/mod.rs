@@ -10,6 +10,7 @@ mod age;
 mod duration;
 mod kinds;
 mod load;
+mod notification;
 mod pull_request;
 mod validate;
 
@@ -21,6 +22,7 @@ pub use age::{AgeClock, AgeGate, MINIMUM_AGE_ANNOTATION, MINIMUM_AGE_FROM_ANNOTA
 pub use duration::{parse_go_duration, DurationError};
 pub use kinds::*;
 pub use load::{load_documents, Document, LoadError};
+pub use notification::*;
 pub use pull_request::{
     repository_path, ForgeProvider, MergeMethod, PullRequestSpec, PULL_REQUEST_ANNOTATION,
 };
@@ -32,7 +34,7 @@ use crate::names::subject_token;
 /// CLI defaults.
 pub const DEFAULT_NAMESPACE: &str = "flux-system";
 
-/// The four kinds tagrelay stores.
+/// The kinds tagrelay stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Kind {
     /// `image.toolkit.fluxcd.io` ImageRepository.
@@ -46,17 +48,23 @@ pub enum Kind {
     /// A Kubernetes Namespace (`v1`): only its labels, which `accessFrom`
     /// selectors match.
     Namespace,
+    /// `notification.toolkit.fluxcd.io` Provider.
+    Provider,
+    /// `notification.toolkit.fluxcd.io` Alert.
+    Alert,
 }
 
 impl Kind {
     /// Every kind, in the order `apply` stores them (sources before the
     /// objects referring to them).
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Namespace,
         Kind::GitRepository,
         Kind::ImageRepository,
         Kind::ImagePolicy,
         Kind::ImageUpdateAutomation,
+        Kind::Provider,
+        Kind::Alert,
     ];
 
     /// The kind's name as written in `kind:`.
@@ -67,6 +75,8 @@ impl Kind {
             Kind::ImageUpdateAutomation => "ImageUpdateAutomation",
             Kind::GitRepository => "GitRepository",
             Kind::Namespace => "Namespace",
+            Kind::Provider => "Provider",
+            Kind::Alert => "Alert",
         }
     }
 
@@ -78,6 +88,8 @@ impl Kind {
             Kind::ImageUpdateAutomation => "imageupdateautomation",
             Kind::GitRepository => "gitrepository",
             Kind::Namespace => "namespace",
+            Kind::Provider => "provider",
+            Kind::Alert => "alert",
         }
     }
 
@@ -97,6 +109,7 @@ impl Kind {
             Kind::GitRepository => &SOURCE_API_VERSIONS,
             Kind::ImageUpdateAutomation => &AUTOMATION_API_VERSIONS,
             Kind::Namespace => &["v1"],
+            Kind::Provider | Kind::Alert => &NOTIFICATION_API_VERSIONS,
             _ => &IMAGE_API_VERSIONS,
         }
     }
@@ -106,6 +119,7 @@ impl Kind {
         match self {
             Kind::GitRepository => SOURCE_API_VERSION,
             Kind::Namespace => "v1",
+            Kind::Provider | Kind::Alert => NOTIFICATION_API_VERSIONS[0],
             _ => "image.toolkit.fluxcd.io/v1",
         }
     }
@@ -180,6 +194,10 @@ pub enum Object {
     GitRepository(GitRepository),
     /// A Namespace's labels.
     Namespace(Namespace),
+    /// A notification Provider.
+    Provider(Provider),
+    /// A notification Alert.
+    Alert(Alert),
 }
 
 impl Object {
@@ -191,6 +209,8 @@ impl Object {
             Object::ImageUpdateAutomation(_) => Kind::ImageUpdateAutomation,
             Object::GitRepository(_) => Kind::GitRepository,
             Object::Namespace(_) => Kind::Namespace,
+            Object::Provider(_) => Kind::Provider,
+            Object::Alert(_) => Kind::Alert,
         }
     }
 
@@ -202,6 +222,8 @@ impl Object {
             Object::ImageUpdateAutomation(o) => &o.metadata,
             Object::GitRepository(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
+            Object::Provider(o) => &o.metadata,
+            Object::Alert(o) => &o.metadata,
         }
     }
 
@@ -213,6 +235,8 @@ impl Object {
             Object::ImageUpdateAutomation(o) => &mut o.metadata,
             Object::GitRepository(o) => &mut o.metadata,
             Object::Namespace(o) => &mut o.metadata,
+            Object::Provider(o) => &mut o.metadata,
+            Object::Alert(o) => &mut o.metadata,
         }
     }
 
@@ -238,9 +262,9 @@ impl Object {
             FieldError::new(
                 "kind",
                 if kind_name.is_empty() {
-                    "missing; expected one of ImageRepository, ImagePolicy, ImageUpdateAutomation, GitRepository, Namespace".to_string()
+                    "missing; expected one of ImageRepository, ImagePolicy, ImageUpdateAutomation, GitRepository, Namespace, Provider, Alert".to_string()
                 } else {
-                    format!("unsupported kind {kind_name:?}; expected one of ImageRepository, ImagePolicy, ImageUpdateAutomation, GitRepository, Namespace")
+                    format!("unsupported kind {kind_name:?}; expected one of ImageRepository, ImagePolicy, ImageUpdateAutomation, GitRepository, Namespace, Provider, Alert")
                 },
             )
         })?;
@@ -250,6 +274,8 @@ impl Object {
             Kind::ImageUpdateAutomation => Object::ImageUpdateAutomation(strict(value)?),
             Kind::GitRepository => Object::GitRepository(strict(value)?),
             Kind::Namespace => Object::Namespace(strict(value)?),
+            Kind::Provider => Object::Provider(strict(value)?),
+            Kind::Alert => Object::Alert(strict(value)?),
         };
         let meta = object.metadata_mut();
         if kind == Kind::Namespace {
@@ -276,6 +302,8 @@ impl Object {
             Object::ImagePolicy(o) => o.spec.suspend = suspend,
             Object::ImageUpdateAutomation(o) => o.spec.suspend = suspend,
             Object::GitRepository(o) => o.spec.suspend = suspend,
+            Object::Provider(o) => o.spec.suspend = suspend,
+            Object::Alert(o) => o.spec.suspend = suspend,
             Object::Namespace(_) => {}
         }
     }
@@ -288,6 +316,8 @@ impl Object {
             Object::ImageUpdateAutomation(o) => &o.api_version,
             Object::GitRepository(o) => &o.api_version,
             Object::Namespace(o) => &o.api_version,
+            Object::Provider(o) => &o.api_version,
+            Object::Alert(o) => &o.api_version,
         }
     }
 

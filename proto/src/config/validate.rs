@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 
 use super::{
-    parse_go_duration, FieldError, GitRepository, ImagePolicy, ImageRepository,
-    ImageUpdateAutomation, Kind, LocalObjectReference, Object, ObjectKey, PullRequestSpec,
-    PULL_REQUEST_ANNOTATION,
+    parse_go_duration, Alert, FieldError, GitRepository, ImagePolicy, ImageRepository,
+    ImageUpdateAutomation, Kind, LocalObjectReference, Object, ObjectKey, Provider,
+    PullRequestSpec, COMMIT_STATUS_PROVIDERS, PROVIDER_TYPES, PULL_REQUEST_ANNOTATION,
 };
 use crate::reference::Repository;
 
@@ -68,6 +68,18 @@ pub fn deprecations(object: &Object) -> Vec<FieldError> {
                 "deprecated and without effect, as in Flux 2",
             ));
         }
+        Object::Provider(o) if o.spec.interval.is_some() => {
+            warnings.push(FieldError::new(
+                "spec.interval",
+                "deprecated and without effect, as in Flux's notification-controller",
+            ));
+        }
+        Object::Alert(o) if o.spec.summary.is_some() => {
+            warnings.push(FieldError::new(
+                "spec.summary",
+                "deprecated; use spec.eventMetadata.summary (still sent as metadata 'summary')",
+            ));
+        }
         _ => {}
     }
     warnings
@@ -101,6 +113,8 @@ pub fn validate(object: &Object) -> Vec<FieldError> {
         Object::ImagePolicy(o) => image_policy(o, &mut errors),
         Object::ImageUpdateAutomation(o) => image_update_automation(o, &mut errors),
         Object::GitRepository(o) => git_repository(o, &mut errors),
+        Object::Provider(o) => provider(o, &mut errors),
+        Object::Alert(o) => alert(o, &mut errors),
         // Its name is checked as its namespace above: a DNS label.
         Object::Namespace(_) => {}
     }
@@ -133,6 +147,14 @@ pub fn validate_references(object: &Object, known: &BTreeSet<ObjectKey>) -> Vec<
             .into_iter()
             .collect()
         }
+        Object::Alert(o) => check(
+            Kind::Provider,
+            None,
+            &o.spec.provider_ref.name,
+            "spec.providerRef.name",
+        )
+        .into_iter()
+        .collect(),
         Object::ImageUpdateAutomation(o) => {
             let r = &o.spec.source_ref;
             check(
@@ -434,6 +456,107 @@ fn check_branch(errors: &mut Errors, path: &str, branch: &str) {
             .any(|b| b.is_ascii_control() || b" ~^:?*[\\".contains(&b));
     if bad {
         errors.push(path, format!("{branch:?} is not a valid Git branch name"));
+    }
+}
+
+/// The kinds whose events an Alert can route: the ones tagrelay's stages
+/// report on.
+const EVENT_SOURCE_KINDS: [&str; 3] = ["ImageRepository", "ImagePolicy", "ImageUpdateAutomation"];
+
+fn provider(o: &Provider, errors: &mut Errors) {
+    let spec = &o.spec;
+    errors.one_of("spec.type", &spec.provider_type, &PROVIDER_TYPES);
+    if let Some(timeout) = &spec.timeout {
+        errors.duration("spec.timeout", timeout);
+    }
+    errors.secret_ref("spec.secretRef", spec.secret_ref.as_ref());
+    if let Some(address) = &spec.address {
+        if address.len() > 2048 {
+            errors.push("spec.address", "longer than 2048 characters");
+        }
+        let scheme_ok = match spec.provider_type.as_str() {
+            "nats" => address.starts_with("nats://") || address.starts_with("tls://"),
+            _ => address.starts_with("http://") || address.starts_with("https://"),
+        };
+        if !scheme_ok {
+            errors.push(
+                "spec.address",
+                format!(
+                    "{address:?} is not a URL the {} provider can use",
+                    spec.provider_type
+                ),
+            );
+        }
+    }
+    if spec.address.is_none() && spec.secret_ref.is_none() {
+        errors.push(
+            "spec.address",
+            "required: set it, or a secretRef whose Secret holds 'address'",
+        );
+    }
+    if spec.provider_type == "nats" && spec.channel.as_deref().unwrap_or("").is_empty() {
+        errors.push(
+            "spec.channel",
+            "required by the nats provider: the subject to publish to",
+        );
+    }
+    if spec.provider_type == "generic-hmac" && spec.secret_ref.is_none() {
+        errors.push(
+            "spec.secretRef",
+            "required by generic-hmac: its Secret's 'token' is the HMAC key",
+        );
+    }
+    if COMMIT_STATUS_PROVIDERS.contains(&spec.provider_type.as_str()) && spec.secret_ref.is_none() {
+        errors.push(
+            "spec.secretRef",
+            format!(
+                "required by {}: its Secret's 'token' authenticates to the forge",
+                spec.provider_type
+            ),
+        );
+    }
+    let refused = [
+        ("spec.proxy", spec.proxy.is_some(), "not supported; the notifier honours HTTPS_PROXY / NO_PROXY in its environment"),
+        ("spec.proxySecretRef", spec.proxy_secret_ref.is_some(), "not supported; the notifier honours HTTPS_PROXY / NO_PROXY in its environment"),
+        ("spec.certSecretRef", spec.cert_secret_ref.is_some(), "custom CAs for receivers are not supported yet; the notifier trusts the system's roots"),
+        ("spec.serviceAccountName", spec.service_account_name.is_some(), "workload identity is for cloud providers tagrelay does not deliver to"),
+        ("spec.commitStatusExpr", spec.commit_status_expr.is_some(), "CEL expressions are not evaluated by tagrelay; the commit status is named <kind>/<name>/<provider>"),
+    ];
+    for (field, _, reason) in refused.into_iter().filter(|(_, set, _)| *set) {
+        errors.push(field, reason);
+    }
+}
+
+fn alert(o: &Alert, errors: &mut Errors) {
+    let spec = &o.spec;
+    errors.dns_subdomain("spec.providerRef.name", &spec.provider_ref.name);
+    if let Some(severity) = &spec.event_severity {
+        errors.one_of("spec.eventSeverity", severity, &["info", "error"]);
+    }
+    if spec.event_sources.is_empty() {
+        errors.push("spec.eventSources", "at least one source is required");
+    }
+    for (i, source) in spec.event_sources.iter().enumerate() {
+        let path = format!("spec.eventSources[{i}]");
+        errors.one_of(&format!("{path}.kind"), &source.kind, &EVENT_SOURCE_KINDS);
+        if source.name != "*" {
+            errors.dns_subdomain(&format!("{path}.name"), &source.name);
+            if source.match_labels.is_some() {
+                errors.push(
+                    format!("{path}.matchLabels"),
+                    "only allowed with name: '*', as in Flux",
+                );
+            }
+        }
+        if let Some(namespace) = &source.namespace {
+            errors.dns_label(&format!("{path}.namespace"), namespace);
+        }
+    }
+    for (i, pattern) in spec.inclusion_list.iter().enumerate() {
+        errors.regex(&format!("spec.inclusionList[{i}]"), pattern);
+    }
+    for (i, pattern) in spec.exclusion_list.iter().enumerate() {
+        errors.regex(&format!("spec.exclusionList[{i}]"), pattern);
     }
 }
 

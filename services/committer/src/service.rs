@@ -1181,13 +1181,28 @@ impl Committer {
             Some(c) => (Some(c.to_string()), Some(Utc::now())),
             None => (previous.last_push_commit, previous.last_push_time),
         };
+        let now = Utc::now();
+        // A status that is not ready without a failure event (a checkout
+        // that never appears) is not a success either: keep the old one.
+        let (last_success_time, failures, failing_since) = if ready {
+            (Some(now), 0, None)
+        } else {
+            (
+                previous.last_success_time,
+                previous.failures,
+                previous.failing_since,
+            )
+        };
         let status = ObjectStatus {
             ready,
             message,
-            updated_at: Some(Utc::now()),
+            updated_at: Some(now),
             last_push_commit: commit,
             last_push_time: time,
             warnings: previous.warnings,
+            last_success_time,
+            failures,
+            failing_since,
             ..Default::default()
         };
         self.store.record_status(key, &status).await;

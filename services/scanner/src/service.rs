@@ -841,6 +841,7 @@ impl Scanner {
             message,
             updated_at: Some(Utc::now()),
             last_scan_time: Some(scanned_at),
+            last_success_time: Some(scanned_at),
             tag_count: Some(tags.len()),
             latest_tags: latest_tags(tags),
             ..Default::default()

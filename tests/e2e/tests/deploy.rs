@@ -104,6 +104,7 @@ fn check_deployments(objects: &[Value]) {
         "tagrelay-scanner",
         "tagrelay-resolver",
         "tagrelay-committer",
+        "tagrelay-notifier",
     ] {
         assert!(names.contains(&service), "{service} in {names:?}");
     }

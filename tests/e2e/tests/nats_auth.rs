@@ -126,3 +126,95 @@ async fn tagrelay_resolver_probe(bus: Bus, stopped: tokio::sync::oneshot::Receiv
     .await
     .expect("resolver");
 }
+
+#[tokio::test]
+async fn the_notifier_user_delivers_and_announces_but_cannot_publish_commits() {
+    use tagrelay_notifier::service::{run, Settings};
+    use tagrelay_proto::event::{CommitPushed, StallReason, Stalled};
+    use tagrelay_testkit::receiver::Receiver;
+
+    let server = NatsServer::start_with_config(PERMISSIONS);
+    let receiver = Receiver::start();
+    let operator = connect(&server, "operator").await.unwrap();
+    let store = operator.config_store().await.unwrap();
+    let config = format!("apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: hook}}\nspec: {{type: generic, address: '{}'}}\n---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all}}\nspec: {{providerRef: {{name: hook}}, eventSources: [{{kind: ImageUpdateAutomation, name: '*'}}]}}\n", receiver.url("/hook"));
+    for doc in load_documents(&config).unwrap() {
+        store
+            .put(&Object::decode(&doc.value).unwrap())
+            .await
+            .unwrap();
+    }
+    let notifier = connect(&server, "notifier")
+        .await
+        .expect("the notifier user may declare the topology");
+    let pushed = Event::CommitPushed(CommitPushed {
+        automation: ObjectRef::new("flux-system", "fleet"),
+        remote: "https://example.invalid/fleet.git".into(),
+        branch: "main".into(),
+        commit: "a".repeat(40),
+        parent: None,
+        changes: Vec::new(),
+        causes: Vec::new(),
+        signed_with: None,
+    });
+    let forbidden = Envelope::new("notifier/t", pushed.clone());
+    let refused = tokio::time::timeout(Duration::from_secs(10), notifier.publish(&forbidden)).await;
+    assert!(
+        matches!(refused, Ok(Err(_)) | Err(_)),
+        "the notifier must not publish CommitPushed"
+    );
+    let stale = Envelope::new(
+        "notifier/t",
+        Event::AutomationStalled(Stalled {
+            object: ObjectRef::new("flux-system", "fleet"),
+            reason: StallReason::CommitsFailing,
+            message: "failing".into(),
+            since: chrono::Utc::now(),
+        }),
+    );
+    notifier
+        .publish(&stale)
+        .await
+        .expect("the notifier announces stalls");
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = notifier.clone();
+    let task = tokio::spawn(async move {
+        let settings = Settings {
+            secrets_dir: std::env::temp_dir(),
+            limits: Default::default(),
+            sweep_every: Duration::from_secs(60),
+        };
+        run(&running, Default::default(), settings, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("notifier");
+    });
+    let commit = Envelope::new("committer/t", pushed);
+    operator.publish(&commit).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !receiver
+        .received()
+        .iter()
+        .any(|r| r.header("x-tagrelay-event-id") == Some(commit.id.as_str()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the notifier user could not deliver"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = operator.bucket(names::NOTIFICATIONS_BUCKET).await.unwrap();
+    let key = format!("sent.flux-system.hook.{}", commit.id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sent.get(&key).await.unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the notifier user could not record"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    task.await.unwrap();
+}

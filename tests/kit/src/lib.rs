@@ -9,6 +9,7 @@
 // unwraps where a service would return an error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod alertmanager;
 pub mod cloud;
 pub mod fault_proxy;
 pub mod forge;
@@ -17,6 +18,7 @@ pub mod nats_cluster;
 pub mod pki;
 pub mod prism;
 pub mod proxy;
+pub mod receiver;
 pub mod registry;
 pub mod signing;
 

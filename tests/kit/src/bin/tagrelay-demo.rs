@@ -4,9 +4,11 @@
 //! Starts nats-server (JetStream), a CNCF registry that sends push webhooks
 //! to the scanner, and a bare Git repository seeded with three manifests (a
 //! Setters marker, a Flux v1 annotated Deployment, a HelmRelease); applies
-//! the matching Flux objects; starts `tagrelay-scanner`, `tagrelay-resolver`
-//! and `tagrelay-committer` as separate processes; pushes new tags and shows
-//! each commit with its push-to-commit time. Everything it starts stops on
+//! the matching Flux objects (with a Flux Provider and Alert sending every
+//! automation event to a loopback webhook); starts `tagrelay-scanner`,
+//! `tagrelay-resolver`, `tagrelay-committer` and `tagrelay-notifier` as
+//! separate processes; pushes new tags and shows each commit with its
+//! push-to-commit time and the notification it caused. Everything it starts stops on
 //! exit or Ctrl-C. `scripts/demo` builds and runs it.
 //!
 //! With `--gitops` the Flux objects are not applied: they are committed to
@@ -25,6 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Object};
 use tagrelay_testkit::git::{BareRepo, Seed};
+use tagrelay_testkit::receiver::Receiver;
 use tagrelay_testkit::registry::{Notifications, Registry, RegistryOptions};
 use tagrelay_testkit::{free_port, NatsServer};
 
@@ -51,6 +54,14 @@ fn manifests(host: &str) -> Vec<Seed> {
             ),
         ),
     ]
+}
+
+/// The demo's Flux notification objects: every automation event to a
+/// generic webhook (Flux's event JSON), as a Flux user's Alert would.
+fn notification_configuration(hook_url: &str) -> String {
+    format!(
+        "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata:\n  name: webhook\nspec:\n  type: generic\n  address: {hook_url}\n---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata:\n  name: commits\nspec:\n  providerRef:\n    name: webhook\n  eventSources:\n    - kind: ImageUpdateAutomation\n      name: '*'\n"
+    )
 }
 
 fn configuration(host: &str, git_url: &str) -> String {
@@ -128,8 +139,8 @@ async fn wait_for(
 /// The Git path the `--gitops` demo keeps its Flux objects in.
 const CONFIG_PATH: &str = "clusters/demo";
 
-/// Starts the scanner (webhooks on `scanner_port`), the resolver and the
-/// committer as three processes, their logs and Git cache under `work`,
+/// Starts the scanner (webhooks on `scanner_port`), the resolver, the
+/// committer and the notifier as four processes, their logs and Git cache under `work`,
 /// Secrets under `work/secrets`; with `config_repository`, also the Git
 /// configuration source reading [`CONFIG_PATH`] of it.
 fn start_services(
@@ -145,6 +156,7 @@ fn start_services(
         ("scanner", scanner_port),
         ("resolver", free_port()),
         ("committer", free_port()),
+        ("notifier", free_port()),
     ];
     if config_repository.is_some() {
         names.push(("configsource", free_port()));
@@ -227,22 +239,25 @@ async fn demo(gitops: bool) -> anyhow::Result<()> {
     let repo = BareRepo::seeded("main", &manifests(&host));
     done(bar, format!("Git remote {} with apps/podinfo (Setters marker), apps/legacy (fluxcd.io/automated), a HelmRelease", repo.url()));
 
+    let webhook = Receiver::start();
     let bus = Bus::connect(&nats.url(), "demo", BusSettings::default()).await?;
     let store = bus.config_store().await?;
+    let config = configuration(&host, &repo.url())
+        + &notification_configuration(&webhook.url("/flux-events"));
     let services = if gitops {
         let file = format!("{CONFIG_PATH}/image-automation.yaml");
         let commit = repo.human_commit(
             "main",
             &file,
-            &configuration(&host, &repo.url()),
-            "image automation: podinfo >=1.0.0",
+            &config,
+            "image automation: podinfo >=1.0.0, notifications",
         );
         println!(
             "✔ Flux configuration committed to {file} ({}), not applied",
             &commit[..12]
         );
         let bar = spinner(
-            "starting the configuration source, the scanner, the resolver and the committer",
+            "starting the configuration source, the scanner, the resolver, the committer and the notifier",
         );
         let services = start_services(work.path(), &nats.url(), scanner_port, Some(&repo.url()))?;
         wait_for("ConfigSynced", Duration::from_secs(30), &services, || {
@@ -252,7 +267,7 @@ async fn demo(gitops: bool) -> anyhow::Result<()> {
         done(
             bar,
             format!(
-                "tagrelay-configsource synced {CONFIG_PATH} of {}; four processes running",
+                "tagrelay-configsource synced {CONFIG_PATH} of {}; five processes running",
                 repo.url()
             ),
         );
@@ -261,18 +276,17 @@ async fn demo(gitops: bool) -> anyhow::Result<()> {
     } else {
         let bar = spinner("applying the Flux configuration");
         let mut applied = Vec::new();
-        for document in load_documents(&configuration(&host, &repo.url()))? {
+        for document in load_documents(&config)? {
             let object = Object::decode(&document.value).map_err(|e| anyhow::anyhow!("{e}"))?;
             store.put(&object).await?;
             applied.push(object.key().to_string());
         }
         done(bar, format!("applied {}", applied.join(", ")));
-        let bar = spinner("starting the scanner, the resolver and the committer");
+        let bar = spinner("starting the scanner, the resolver, the committer and the notifier");
         let services = start_services(work.path(), &nats.url(), scanner_port, None)?;
         done(
             bar,
-            "tagrelay-scanner, tagrelay-resolver, tagrelay-committer running as three processes"
-                .into(),
+            "tagrelay-scanner, tagrelay-resolver, tagrelay-committer, tagrelay-notifier running as four processes".into(),
         );
         services
     };
@@ -359,6 +373,39 @@ async fn demo(gitops: bool) -> anyhow::Result<()> {
         }
     }
 
+    let bar = spinner("waiting for the notifications of the commits");
+    let commits = latencies.len();
+    wait_for(
+        "the webhook notifications",
+        Duration::from_secs(30),
+        &services,
+        || webhook.received_at("/flux-events").len() >= commits,
+    )
+    .await?;
+    bar.finish_and_clear();
+    let received = webhook.received_at("/flux-events");
+    println!(
+        "\n✔ the Alert 'commits' sent {} notifications to the generic webhook Provider (Flux's event JSON, header gotk-component: {}); the last one:",
+        received.len(),
+        received
+            .last()
+            .and_then(|r| r.header("gotk-component"))
+            .unwrap_or_default()
+    );
+    if let Some(last) = received.last() {
+        let event = last.json();
+        println!(
+            "    {} {}/{}: {}",
+            event["severity"].as_str().unwrap_or_default(),
+            event["involvedObject"]["kind"].as_str().unwrap_or_default(),
+            event["involvedObject"]["name"].as_str().unwrap_or_default(),
+            event["message"]
+                .as_str()
+                .unwrap_or_default()
+                .replace('\n', "\n    ")
+        );
+    }
+
     guard_rails(
         &nats.url(),
         &registry,
@@ -424,7 +471,10 @@ async fn gitops_epilogue(
         "\n✔ {bot_commits} commits of the bot in the same repository, {synced} ConfigSynced: the source did not react to them"
     );
     let file = format!("{CONFIG_PATH}/image-automation.yaml");
-    let broken = configuration(host, &repo.url()).replace("'>=1.0.0'", "'>= 1.0 <<2'");
+    let broken = repo
+        .read_text("main", &file)
+        .unwrap_or_else(|| configuration(host, &repo.url()))
+        .replace("'>=1.0.0'", "'>= 1.0 <<2'");
     println!("\n→ committing a broken range to {file}");
     let commit = repo.human_commit("main", &file, &broken, "image automation: a typo");
     wait_for("ConfigRejected", Duration::from_secs(30), services, || {
