@@ -2,7 +2,10 @@
 //!
 //! Contract (scripted against; keep it exact): prints the chosen tag alone
 //! on stdout and exits 0; exits 1 with the reason on stderr when no tag
-//! qualifies; exits 2 when the policy (or the input) is invalid.
+//! qualifies; exits 2 when the policy (or the input) is invalid. With
+//! `--repeat N` it also prints, on stderr only, the selection's in-process
+//! time per tag over N runs (best and median, the filter included), so the
+//! engine can be compared with other tools on the same tag file.
 
 use std::path::PathBuf;
 
@@ -39,6 +42,10 @@ struct TestArgs {
     /// One tag per line; `TAG<TAB>RFC3339` gives the image's creation time.
     #[arg(long)]
     tags: PathBuf,
+    /// Run the selection N times and print its time per tag (best and
+    /// median) on stderr.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: Option<u32>,
 }
 
 /// Runs `policy`.
@@ -60,16 +67,45 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         .with_context(|| format!("reading {}", args.tags.display()))
         .map_err(|e| invalid(&format!("{e:#}")))?;
     let candidates = parse_tags(&text).map_err(|e| invalid(&e))?;
-    match policy.select(candidates.iter().map(|(tag, created)| Candidate {
-        tag,
-        created: *created,
-    })) {
+    let select = || {
+        policy.select(candidates.iter().map(|(tag, created)| Candidate {
+            tag,
+            created: *created,
+        }))
+    };
+    if let Some(runs) = args.repeat {
+        eprintln!("{}", timing(runs, candidates.len(), || select().is_ok()));
+    }
+    match select() {
         Ok(selected) => {
             println!("{}", selected.tag);
             Ok(())
         }
         Err(e) => Err(Failure::Failed(anyhow::anyhow!("{e}"))),
     }
+}
+
+/// Times `runs` selections over `tags` tags: one line with the best and
+/// median time per tag, and per run.
+fn timing(runs: u32, tags: usize, mut select: impl FnMut() -> bool) -> String {
+    let mut times: Vec<std::time::Duration> = (0..runs)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            std::hint::black_box(select());
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    let best = times.first().copied().unwrap_or_default();
+    let median = times.get(times.len() / 2).copied().unwrap_or_default();
+    let per_tag = |d: std::time::Duration| d.as_secs_f64() * 1e9 / tags.max(1) as f64;
+    format!(
+        "selection over {tags} tags, {runs} runs (filter included): best {:.1} ns/tag ({:.3} ms), median {:.1} ns/tag ({:.3} ms)",
+        per_tag(best),
+        best.as_secs_f64() * 1e3,
+        per_tag(median),
+        median.as_secs_f64() * 1e3
+    )
 }
 
 fn invalid(message: &str) -> Failure {

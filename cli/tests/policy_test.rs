@@ -126,3 +126,41 @@ fn exit_1_when_nothing_qualifies_and_2_when_the_policy_is_invalid() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn repeat_times_the_selection_on_stderr_and_keeps_stdout_the_tag_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let many: String = (0..5_000)
+        .map(|i| format!("{}.{}.{}\n", i % 7, i % 13, i))
+        .collect();
+    let tags = write(dir.path(), "tags.txt", &many);
+    let file = write(
+        dir.path(),
+        "policy.yaml",
+        &policy("  policy:\n    semver:\n      range: '>=1.0.0 <6.0.0'\n"),
+    );
+    let out = run(&[
+        "policy", "test", "--policy", &file, "--tags", &tags, "--repeat", "7",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "5.12.4926\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.trim();
+    assert!(
+        line.starts_with("selection over 5000 tags, 7 runs (filter included): best "),
+        "{line}"
+    );
+    let numbers: Vec<f64> = line
+        .split(' ')
+        .filter_map(|word| word.parse::<f64>().ok())
+        .collect();
+    // 5000, 7, best ns/tag, median ns/tag.
+    assert_eq!(numbers.len(), 4, "{line}");
+    assert!(numbers[2] > 0.0 && numbers[2] <= numbers[3], "{line}");
+    let without = run(&["policy", "test", "--policy", &file, "--tags", &tags]);
+    assert!(without.stderr.is_empty(), "no timing unless asked");
+    let zero = run(&[
+        "policy", "test", "--policy", &file, "--tags", &tags, "--repeat", "0",
+    ]);
+    assert_eq!(zero.status.code(), Some(2), "--repeat 0 is refused");
+}
