@@ -151,7 +151,8 @@ fn object_of(event: &Event) -> Option<String> {
         | Event::ResolveFailed(f)
         | Event::CommitFailed(f)
         | Event::ReviewFailed(f)
-        | Event::NotificationFailed(f) => f.object.to_string(),
+        | Event::NotificationFailed(f)
+        | Event::ConfigFailed(f) => f.object.to_string(),
         Event::ConfigSynced(e) => format!("config/{}", e.source),
         Event::ConfigRejected(e) => format!("config/{}", e.source),
     })
@@ -237,7 +238,8 @@ fn detail(event: &Event) -> String {
         | Event::ResolveFailed(f)
         | Event::CommitFailed(f)
         | Event::ReviewFailed(f)
-        | Event::NotificationFailed(f) => format!(
+        | Event::NotificationFailed(f)
+        | Event::ConfigFailed(f) => format!(
             "{}{} (attempt {}{})",
             if f.reason.is_other() {
                 String::new()

@@ -579,11 +579,13 @@ pub enum EventType {
     ConfigSynced,
     /// See [`ConfigRejected`].
     ConfigRejected,
+    /// A configuration source could not read its repository.
+    ConfigFailed,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 15] = [
+    pub const ALL: [EventType; 16] = [
         EventType::TagsDiscovered,
         EventType::PolicyResolved,
         EventType::CommitPushed,
@@ -599,6 +601,7 @@ impl EventType {
         EventType::NotificationFailed,
         EventType::ConfigSynced,
         EventType::ConfigRejected,
+        EventType::ConfigFailed,
     ];
 
     /// The version this build writes and the only one it reads.
@@ -624,6 +627,7 @@ impl EventType {
             EventType::NotificationFailed => "NotificationFailed",
             EventType::ConfigSynced => "ConfigSynced",
             EventType::ConfigRejected => "ConfigRejected",
+            EventType::ConfigFailed => "ConfigFailed",
         }
     }
 }
@@ -668,6 +672,9 @@ pub enum Event {
     ConfigSynced(ConfigSynced),
     /// See [`ConfigRejected`].
     ConfigRejected(ConfigRejected),
+    /// A configuration source could not read its repository (fetch,
+    /// credentials, the bus); the object is `config/<source>`.
+    ConfigFailed(Failure),
 }
 
 impl Event {
@@ -689,6 +696,7 @@ impl Event {
             Event::NotificationFailed(_) => EventType::NotificationFailed,
             Event::ConfigSynced(_) => EventType::ConfigSynced,
             Event::ConfigRejected(_) => EventType::ConfigRejected,
+            Event::ConfigFailed(_) => EventType::ConfigFailed,
         }
     }
 
@@ -728,6 +736,7 @@ impl Event {
             }
             Event::ConfigSynced(e) => names::config_synced_subject(&e.source),
             Event::ConfigRejected(e) => names::config_rejected_subject(&e.source),
+            Event::ConfigFailed(f) => names::config_failed_subject(&f.object.name),
         }
     }
 
@@ -775,7 +784,8 @@ impl Event {
             | Event::ResolveFailed(f)
             | Event::CommitFailed(f)
             | Event::ReviewFailed(f)
-            | Event::NotificationFailed(f) => {
+            | Event::NotificationFailed(f)
+            | Event::ConfigFailed(f) => {
                 format!("{}|{}|{}", f.object, f.attempt, f.error)
             }
             // Once per episode: the same stall seen by every instance and
@@ -894,7 +904,8 @@ impl Envelope {
         | Event::ResolveFailed(_)
         | Event::CommitFailed(_)
         | Event::ReviewFailed(_)
-        | Event::NotificationFailed(_) = &self.payload
+        | Event::NotificationFailed(_)
+        | Event::ConfigFailed(_) = &self.payload
         {
             hasher.update(b"|");
             hasher.update(self.causation_id.as_deref().unwrap_or(&self.id).as_bytes());
@@ -969,6 +980,7 @@ impl Envelope {
             EventType::ConfigRejected => {
                 Event::ConfigRejected(serde_json::from_str(raw).map_err(bad)?)
             }
+            EventType::ConfigFailed => Event::ConfigFailed(serde_json::from_str(raw).map_err(bad)?),
         };
         Ok(Self {
             id: wire.id,
@@ -1168,7 +1180,12 @@ pub(crate) mod samples {
             Event::ResolveFailed(failure.clone()),
             Event::CommitFailed(failure.clone()),
             Event::ReviewFailed(failure.clone()),
-            Event::NotificationFailed(failure),
+            Event::NotificationFailed(failure.clone()),
+            Event::ConfigFailed(Failure {
+                object: ObjectRef::new("config", "fleet"),
+                reason: FailureReason::GitUnavailable,
+                ..failure
+            }),
             Event::PolicyStale(Stalled {
                 object: ObjectRef::new("flux-system", "app"),
                 reason: StallReason::ScansFailing,

@@ -166,6 +166,11 @@ pub fn config_rejected_subject(source: &str) -> String {
     format!("{SUBJECT_PREFIX}.config.rejected.{}", subject_token(source))
 }
 
+/// `tagrelay.config.failed.<source>`.
+pub fn config_failed_subject(source: &str) -> String {
+    format!("{SUBJECT_PREFIX}.config.failed.{}", subject_token(source))
+}
+
 /// `tagrelay.scan.<ns>.<repository>`.
 pub fn scan_request_subject(namespace: &str, repository: &str) -> String {
     subject("scan", namespace, repository)

@@ -22,7 +22,7 @@ use crate::event::{
 /// Every schema file, by file name. Embedded so that the test needs no paths
 /// at run time; `there_is_exactly_one_schema_per_event_type` checks this list
 /// against both [`EventType::ALL`] and the directory.
-const SCHEMAS: [(&str, &str); 15] = [
+const SCHEMAS: [(&str, &str); 16] = [
     (
         "TagsDiscovered.v1.schema.json",
         include_str!("../schema/TagsDiscovered.v1.schema.json"),
@@ -70,6 +70,10 @@ const SCHEMAS: [(&str, &str); 15] = [
     (
         "NotificationFailed.v1.schema.json",
         include_str!("../schema/NotificationFailed.v1.schema.json"),
+    ),
+    (
+        "ConfigFailed.v1.schema.json",
+        include_str!("../schema/ConfigFailed.v1.schema.json"),
     ),
     (
         "ManifestWarning.v1.schema.json",
@@ -174,6 +178,10 @@ fn minimal(event: Event) -> Event {
             f.reason = FailureReason::Other;
             Event::NotificationFailed(f)
         }
+        Event::ConfigFailed(mut f) => {
+            f.reason = FailureReason::Other;
+            Event::ConfigFailed(f)
+        }
         // Every field is required.
         event @ (Event::ManifestWarning(_)
         | Event::PolicyStale(_)
@@ -270,6 +278,10 @@ fn variants(event: Event) -> Vec<Event> {
             f.reason = FailureReason::ReceiverUnavailable;
             f.will_retry = false;
             vec![Event::NotificationFailed(f)]
+        }
+        Event::ConfigFailed(mut f) => {
+            f.reason = FailureReason::AuthenticationFailed;
+            vec![Event::ConfigFailed(f)]
         }
         Event::PolicyStale(mut e) => {
             e.reason = crate::event::StallReason::NotScanned;

@@ -65,7 +65,7 @@ pub struct ConfigSourceArgs {
     #[arg(
         long = "config-http-addr",
         env = "TAGRELAY_HTTP_ADDR",
-        default_value = "127.0.0.1:8084"
+        default_value = "127.0.0.1:8085"
     )]
     pub config_http_addr: Option<SocketAddr>,
 }

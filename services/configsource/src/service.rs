@@ -7,7 +7,8 @@ use std::time::Duration;
 use tagrelay_proto::bus::{redact_urls, Bus, BusError, ConfigStore};
 use tagrelay_proto::config::{Kind, ObjectKey};
 use tagrelay_proto::event::{
-    ConfigObject, ConfigProblem, ConfigRejected, ConfigSynced, Envelope, Event,
+    ConfigObject, ConfigProblem, ConfigRejected, ConfigSynced, Envelope, Event, Failure,
+    FailureReason, ObjectRef,
 };
 use tagrelay_proto::names;
 use tagrelay_proto::runtime::Readiness;
@@ -58,8 +59,9 @@ pub enum Outcome {
     Rejected(ConfigRejected),
 }
 
-/// Polls until `shutdown` resolves. A failed poll is logged and retried at
-/// the next interval; readiness is set once the bus is bound.
+/// Polls until `shutdown` resolves. A failed poll is recorded as a
+/// `ConfigFailed` event and retried with back-off (2 s, 4 s, … up to the
+/// interval); readiness is set once the bus is bound.
 pub async fn run(
     bus: &Bus,
     settings: &Settings,
@@ -69,6 +71,7 @@ pub async fn run(
     let store = bus.config_store().await?;
     readiness.set(true);
     tokio::pin!(shutdown);
+    let mut failed_in_a_row: u32 = 0;
     loop {
         let outcome = poll(bus, &store, settings).await;
         let label = match &outcome {
@@ -78,19 +81,56 @@ pub async fn run(
             Err(_) => "failed",
         };
         metrics().record_config_poll(&settings.name, label);
-        match outcome {
-            Ok(outcome) => log(settings, &outcome),
-            Err(e) => {
-                tracing::warn!(source = %settings.name, error = %e, "configuration poll failed; retrying at the next interval")
+        let pause = match outcome {
+            Ok(outcome) => {
+                failed_in_a_row = 0;
+                log(settings, &outcome);
+                settings.interval
             }
-        }
+            Err(e) => {
+                failed_in_a_row = failed_in_a_row.saturating_add(1);
+                let pause = retry_pause(failed_in_a_row, settings.interval);
+                tracing::warn!(source = %settings.name, error = %e, retry_in = ?pause, "configuration poll failed");
+                record_failure(bus, settings, &e, failed_in_a_row).await;
+                pause
+            }
+        };
         tokio::select! {
             () = &mut shutdown => break,
-            () = tokio::time::sleep(settings.interval) => {}
+            () = tokio::time::sleep(pause) => {}
         }
     }
     readiness.set(false);
     Ok(())
+}
+
+/// How long to wait after the `failed`-th failed poll in a row: doubling
+/// from 2 s, never longer than the interval.
+fn retry_pause(failed: u32, interval: Duration) -> Duration {
+    Duration::from_secs(1u64 << failed.clamp(1, 16)).min(interval)
+}
+
+/// Publishes the failed poll as a `ConfigFailed` (the object is
+/// `config/<source>`); a bus that fails too is only logged.
+async fn record_failure(bus: &Bus, settings: &Settings, error: &PollError, attempt: u32) {
+    let reason = match error {
+        PollError::Git(GitError::Credentials(_)) => FailureReason::AuthenticationFailed,
+        PollError::Git(GitError::Failed { .. } | GitError::Timeout { .. }) => {
+            FailureReason::GitUnavailable
+        }
+        _ => FailureReason::Other,
+    };
+    let failure = Failure {
+        object: ObjectRef::new("config", &settings.name),
+        error: error.to_string(),
+        will_retry: true,
+        attempt,
+        reason,
+    };
+    let envelope = Envelope::new(bus.source(), Event::ConfigFailed(failure));
+    if let Err(e) = bus.publish(&envelope).await {
+        tracing::warn!(source = %settings.name, error = %e, "cannot record the failed poll");
+    }
 }
 
 fn log(settings: &Settings, outcome: &Outcome) {

@@ -556,3 +556,84 @@ async fn the_binary_syncs_from_its_flags_serves_readyz_and_metrics_and_exits_cle
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+#[tokio::test]
+async fn an_unreadable_repository_is_a_config_failed_retried_with_back_off_until_it_reads() {
+    let (_server, bus, store) = setup().await;
+    let place = tempfile::tempdir().unwrap();
+    let path = place.path().join("fleet.git");
+    let url = format!("file://{}", path.display());
+    let cache = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        name: "fleet".into(),
+        remote: Remote {
+            url: url.clone(),
+            branch: "main".into(),
+            cache: cache.path().join("fleet.git"),
+            timeout: Duration::from_secs(30),
+            secret: None,
+        },
+        paths: vec![".".into()],
+        // Far longer than the test: only the back-off can bring the retry.
+        interval: Duration::from_secs(120),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = {
+        let (bus, settings) = (bus.clone(), settings.clone());
+        tokio::spawn(async move {
+            run(&bus, &settings, Readiness::default(), async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failures = loop {
+        let failures: Vec<Envelope> = events(&bus, names::CONFIG_FILTER)
+            .await
+            .into_iter()
+            .filter(|e| matches!(e.payload, Event::ConfigFailed(_)))
+            .collect();
+        if failures.len() >= 2 {
+            break failures;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ConfigFailed for a missing repository"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (i, envelope) in failures.iter().take(2).enumerate() {
+        let Event::ConfigFailed(f) = &envelope.payload else {
+            unreachable!()
+        };
+        assert_eq!(f.object, ObjectRef::new("config", "fleet"));
+        assert_eq!(
+            f.reason,
+            tagrelay_proto::event::FailureReason::GitUnavailable
+        );
+        assert_eq!(f.attempt, u32::try_from(i + 1).unwrap());
+        assert!(f.will_retry);
+    }
+    // The repository appears: the next retry, seconds away, reads it.
+    let seed = BareRepo::seeded("main", &[Seed::file("images/repo.yaml", REPO)]);
+    git(
+        place.path(),
+        &["clone", "-q", "--bare", &seed.url(), "fleet.git"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store
+        .get(&key(Kind::ImageRepository, "app"))
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never read after the repository appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}

@@ -187,7 +187,7 @@ pub fn flux_event(envelope: &Envelope) -> Option<FluxEvent> {
         // About a configuration source, not a Flux object an Alert's
         // eventSources could name: `tagrelay audit --kind config` and the
         // `tagrelay.config.polls` alerts report them.
-        Event::ConfigSynced(_) | Event::ConfigRejected(_) => return None,
+        Event::ConfigSynced(_) | Event::ConfigRejected(_) | Event::ConfigFailed(_) => return None,
     };
     Some(FluxEvent {
         involved_object: InvolvedObject {

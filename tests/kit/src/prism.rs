@@ -18,13 +18,15 @@ use std::time::{Duration, Instant};
 
 use crate::free_port;
 
-/// The GitHub paths the review stage calls.
-pub const GITHUB_PATHS: [&str; 5] = [
+/// The GitHub paths tagrelay calls: the review stage's, and the
+/// notifier's commit status.
+pub const GITHUB_PATHS: [&str; 6] = [
     "/repos/{owner}/{repo}/pulls",
     "/repos/{owner}/{repo}/pulls/{pull_number}",
     "/repos/{owner}/{repo}/issues/{issue_number}/labels",
     "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers",
     "/app/installations/{installation_id}/access_tokens",
+    "/repos/{owner}/{repo}/statuses/{sha}",
 ];
 
 /// A running Prism mock, stopped on drop.
