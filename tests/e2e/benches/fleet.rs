@@ -1,0 +1,339 @@
+//! What tagrelay costs at fleet size, measured: a generated fleet on one
+//! machine with a real nats-server, CNCF registry and bare Git remotes, and
+//! the four services as separate processes (the release binaries next to
+//! this bench: `cargo build --release --bins` first).
+//!
+//! For each size N (repositories, one semver policy each, spread over G Git
+//! repositories with one automation each, in its own namespace):
+//! - cold start: from the services' start until every policy is resolved
+//!   and every marker in Git holds its selection;
+//! - steady state: a quiet window with scans running (interval 30 s): CPU
+//!   seconds per service, events and bytes added to the log;
+//! - a round where 1 % of the repositories get a new tag (pushed through
+//!   the registry's API, announced by its webhook): push → commit p50/p99;
+//! - peak RSS per service.
+//!
+//! `cargo build --release --bins && cargo bench -p tagrelay-e2e --bench fleet`
+//! (`FLEET=100,1000` sizes, `TAGS=100` tags per repository, `GIT_REPOS=10`,
+//! `QUIET=30` seconds of steady state).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a failure is a failed run
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tagrelay_proto::bus::{Bus, BusSettings};
+use tagrelay_proto::config::{load_documents, Object};
+use tagrelay_proto::names;
+use tagrelay_testkit::git::{BareRepo, Seed};
+use tagrelay_testkit::registry::{Notifications, Registry, RegistryOptions};
+use tagrelay_testkit::{free_port, NatsServer};
+
+const SECRET: &str = "fleet-secret";
+const SERVICES: [&str; 4] = ["scanner", "resolver", "committer", "notifier"];
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn release_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} missing: run `cargo build --release --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// One service process with the figures read from `/proc`.
+struct Service {
+    name: &'static str,
+    child: Child,
+}
+
+impl Service {
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after_name = stat.rsplit_once(')').unwrap().1;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib / 1024.0
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        tagrelay_testkit::stop_gracefully(&mut self.child);
+    }
+}
+
+fn start_services(nats: &str, work: &Path, scanner_port: u16, secret_file: &Path) -> Vec<Service> {
+    SERVICES
+        .iter()
+        .map(|name| {
+            let port = if *name == "scanner" {
+                scanner_port
+            } else {
+                free_port()
+            };
+            let log = std::fs::File::create(work.join(format!("{name}.log"))).unwrap();
+            let child = Command::new(release_binary(&format!("tagrelay-{name}")))
+                .env("NATS_URL", nats)
+                .env("TAGRELAY_LISTEN", format!("127.0.0.1:{port}"))
+                .env("TAGRELAY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+                .env("TAGRELAY_WEBHOOK_SECRET_FILE", secret_file)
+                .env("TAGRELAY_CACHE_DIR", work.join("cache"))
+                .env("TAGRELAY_SECRETS_DIR", work.join("secrets"))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            Service { name, child }
+        })
+        .collect()
+}
+
+fn repository(i: usize) -> String {
+    format!("fleet/app-{i:05}")
+}
+
+fn marker_file(host: &str, i: usize, git: usize, tag: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-{i:05}\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: {host}/{}:{tag} # {{\"$imagepolicy\": \"team-{git:03}:app-{i:05}\"}}\n",
+        repository(i)
+    )
+}
+
+fn configuration(host: &str, n: usize, gits: &[BareRepo]) -> String {
+    let mut yaml = String::new();
+    for (g, repo) in gits.iter().enumerate() {
+        yaml += &format!(
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: fleet, namespace: team-{g:03}}}\nspec: {{url: {}, interval: 1h, ref: {{branch: main}}}}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageUpdateAutomation\nmetadata: {{name: fleet, namespace: team-{g:03}}}\nspec:\n  interval: 1h\n  sourceRef: {{kind: GitRepository, name: fleet}}\n  git: {{commit: {{author: {{email: bench@example.com}}}}, push: {{branch: main}}}}\n  update: {{path: ./}}\n---\n",
+            repo.url()
+        );
+    }
+    for i in 0..n {
+        let g = i % gits.len();
+        yaml += &format!(
+            "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {{name: app-{i:05}, namespace: team-{g:03}}}\nspec: {{image: {host}/{}, interval: 30s, insecure: true}}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {{name: app-{i:05}, namespace: team-{g:03}}}\nspec: {{imageRepositoryRef: {{name: app-{i:05}}}, policy: {{semver: {{range: '>=1.0.0'}}}}}}\n---\n",
+            repository(i)
+        );
+    }
+    yaml
+}
+
+/// How many of the `files` marker files of `repo` do not hold `wanted` yet.
+fn behind(repo: &BareRepo, files: usize, wanted: &str) -> usize {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo.path())
+        .args([
+            "grep",
+            "-l",
+            "-F",
+            &format!(":{wanted} "),
+            "main",
+            "--",
+            "apps",
+        ])
+        .output()
+        .unwrap();
+    // Exit 1 is "no file matches".
+    let matched = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    files.saturating_sub(matched)
+}
+
+async fn log_size(bus: &Bus) -> (u64, u64) {
+    let mut stream = bus
+        .jetstream()
+        .get_stream(names::EVENTS_STREAM)
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    (info.state.messages, info.state.bytes)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len().saturating_sub(1))]
+}
+
+async fn run_size(n: usize, tags: usize, git_repos: usize, quiet: Duration) {
+    let work = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start();
+    let scanner_port = free_port();
+    let registry = Registry::start_with(RegistryOptions {
+        basic_auth: None,
+        notifications: Some(Notifications {
+            url: format!("http://127.0.0.1:{scanner_port}/hooks/distribution"),
+            headers: vec![("Authorization".into(), format!("Bearer {SECRET}"))],
+        }),
+    });
+    let host = registry.host();
+    let seeding = Instant::now();
+    registry.push_tags("fleet/seed", &["0.0.1"]).await;
+    let tag_names: Vec<String> = (0..tags).map(|t| format!("1.{t}.0")).collect();
+    for i in 0..n {
+        registry.copy_tags_in_storage("fleet/seed", "0.0.1", &repository(i), &tag_names);
+    }
+    let highest = format!("1.{}.0", tags - 1);
+    let gits: Vec<BareRepo> = (0..git_repos)
+        .map(|g| {
+            let files: Vec<Seed> = (g..n)
+                .step_by(git_repos)
+                .map(|i| {
+                    Seed::file(
+                        &format!("apps/app-{i:05}.yaml"),
+                        &marker_file(&host, i, g, "0.0.1"),
+                    )
+                })
+                .collect();
+            BareRepo::seeded("main", &files)
+        })
+        .collect();
+    let bus = Bus::connect(&nats.url(), "bench/fleet", BusSettings::default())
+        .await
+        .unwrap();
+    let store = bus.config_store().await.unwrap();
+    for doc in load_documents(configuration(&host, n, &gits).trim_end_matches("---\n")).unwrap() {
+        store
+            .put(&Object::decode(&doc.value).unwrap())
+            .await
+            .unwrap();
+    }
+    let seeded = seeding.elapsed();
+    let secret_file = work.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+
+    let started = Instant::now();
+    let services = start_services(&nats.url(), work.path(), scanner_port, &secret_file);
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let left: usize = gits
+            .iter()
+            .enumerate()
+            .map(|(g, repo)| behind(repo, (g..n).step_by(git_repos).count(), &highest))
+            .sum();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cold start did not converge: {left} files behind"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let cold = started.elapsed();
+    let commits: usize = gits.iter().map(|g| g.log("main").len() - 1).sum();
+
+    let cpu_before: Vec<f64> = services.iter().map(Service::cpu_seconds).collect();
+    let (messages_before, bytes_before) = log_size(&bus).await;
+    tokio::time::sleep(quiet).await;
+    let cpu: Vec<f64> = services
+        .iter()
+        .zip(&cpu_before)
+        .map(|(s, before)| s.cpu_seconds() - before)
+        .collect();
+    let (messages_after, bytes_after) = log_size(&bus).await;
+
+    let movers: Vec<usize> = (0..n).step_by(100).collect();
+    let new_tag = format!("2.0.{n}");
+    let mut pushed_at = Vec::new();
+    for &i in &movers {
+        registry
+            .push_tags(&repository(i), &[new_tag.as_str()])
+            .await;
+        pushed_at.push((i, Instant::now()));
+    }
+    let mut latencies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for (i, at) in pushed_at {
+        let repo = &gits[i % git_repos];
+        let path = format!("apps/app-{i:05}.yaml");
+        while !repo
+            .read_text("main", &path)
+            .unwrap_or_default()
+            .contains(&new_tag)
+        {
+            assert!(Instant::now() < deadline, "{path} never got {new_tag}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        latencies.push(at.elapsed().as_secs_f64());
+    }
+    latencies.sort_by(f64::total_cmp);
+    let rss: Vec<f64> = services.iter().map(Service::peak_rss_mib).collect();
+    let window = quiet.as_secs_f64();
+
+    println!(
+        "\nN = {n} repositories × {tags} tags, {git_repos} Git repositories, {} automations",
+        git_repos
+    );
+    println!(
+        "  seeding (registry storage, Git, {} objects applied): {:.1} s",
+        2 * n + 2 * git_repos,
+        seeded.as_secs_f64()
+    );
+    println!(
+        "  cold start → every selection in Git: {:.1} s ({commits} commits)",
+        cold.as_secs_f64()
+    );
+    println!(
+        "  steady state over {window:.0} s (scans every 30 s): CPU {} ; all services {:.2} % of one core; log +{} events, +{} KiB",
+        SERVICES
+            .iter()
+            .zip(&cpu)
+            .map(|(name, s)| format!("{name} {s:.2} s"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        cpu.iter().sum::<f64>() / window * 100.0,
+        messages_after - messages_before,
+        (bytes_after - bytes_before) / 1024
+    );
+    println!(
+        "  1 % round ({} pushes): push → commit p50 {:.2} s, p99 {:.2} s, max {:.2} s",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
+    println!(
+        "  peak RSS: {}",
+        services
+            .iter()
+            .zip(&rss)
+            .map(|(s, mib)| format!("{} {mib:.0} MiB", s.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let sizes: Vec<usize> = env_or("FLEET", "100,1000")
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let tags: usize = env_or("TAGS", "100").parse().unwrap();
+    let git_repos: usize = env_or("GIT_REPOS", "10").parse().unwrap();
+    let quiet = Duration::from_secs(env_or("QUIET", "30").parse().unwrap());
+    println!("fleet bench: real nats-server, CNCF registry, bare Git remotes; the four services as processes");
+    for n in sizes {
+        run_size(n, tags, git_repos, quiet).await;
+    }
+}
