@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tagrelay_proto::bus::{Bus, BusSettings};
 use tagrelay_proto::config::{load_documents, Object};
 use tagrelay_testkit::git::{BareRepo, Seed};
-use tagrelay_testkit::registry::{Notifications, Registry, RegistryOptions};
+use tagrelay_testkit::registry::Registry;
 use tagrelay_testkit::{free_port, NatsServer};
 
 const SECRET: &str = "webhook-secret-for-tests";
@@ -112,13 +112,7 @@ async fn a_pushed_tag_becomes_one_commit_explained_replayed_and_traced() {
     let receiver = Receiver::default();
     let otlp_port = receiver.start().await;
     let scanner_port = free_port();
-    let registry = Registry::start_with(RegistryOptions {
-        basic_auth: None,
-        notifications: Some(Notifications {
-            url: format!("http://127.0.0.1:{scanner_port}/hooks/distribution"),
-            headers: vec![("Authorization".into(), format!("Bearer {SECRET}"))],
-        }),
-    });
+    let registry = Registry::notifying_scanner(scanner_port, SECRET);
     let host = registry.host();
     registry.push_tags("demo/podinfo", &["1.0.0"]).await;
     let repo = BareRepo::seeded(

@@ -55,10 +55,45 @@ pub struct Notifier {
     bus: Bus,
     store: ConfigStore,
     notifications: kv::Store,
-    config: RwLock<BTreeMap<ObjectKey, Object>>,
+    config: RwLock<Config>,
     deliverer: Deliverer,
     failures: Failures,
     settings: Settings,
+}
+
+/// The configuration as the notifier reads it: every object (for
+/// `matchLabels` and the sweep), and the Alerts and Providers kept apart so
+/// routing one event never walks the whole configuration.
+#[derive(Default)]
+struct Config {
+    objects: BTreeMap<ObjectKey, Object>,
+    alerts: BTreeMap<ObjectKey, Alert>,
+    providers: BTreeMap<ObjectKey, Provider>,
+}
+
+impl Config {
+    fn apply(&mut self, change: ConfigChange) {
+        match change {
+            ConfigChange::Applied(object) => {
+                let key = object.key();
+                match object.as_ref() {
+                    Object::Alert(a) => {
+                        self.alerts.insert(key.clone(), a.clone());
+                    }
+                    Object::Provider(p) => {
+                        self.providers.insert(key.clone(), p.clone());
+                    }
+                    _ => {}
+                }
+                self.objects.insert(key, *object);
+            }
+            ConfigChange::Deleted(key) => {
+                self.alerts.remove(&key);
+                self.providers.remove(&key);
+                self.objects.remove(&key);
+            }
+        }
+    }
 }
 
 /// Runs the notifier until `shutdown` resolves: follows the configuration,
@@ -124,12 +159,10 @@ impl Notifier {
     /// Connects to the buckets and loads the configuration.
     pub async fn new(bus: &Bus, settings: Settings) -> Result<Self, BusError> {
         let store = bus.config_store().await?;
-        let config = store
-            .list(None)
-            .await?
-            .into_iter()
-            .map(|o| (o.key(), o))
-            .collect();
+        let mut config = Config::default();
+        for object in store.list(None).await? {
+            config.apply(ConfigChange::Applied(Box::new(object)));
+        }
         Ok(Self {
             bus: bus.clone(),
             notifications: bus.bucket(names::NOTIFICATIONS_BUCKET).await?,
@@ -145,15 +178,7 @@ impl Notifier {
     }
 
     async fn on_config(&self, change: ConfigChange) {
-        let mut config = self.config.write().await;
-        match change {
-            ConfigChange::Applied(object) => {
-                config.insert(object.key(), *object);
-            }
-            ConfigChange::Deleted(key) => {
-                config.remove(&key);
-            }
-        }
+        self.config.write().await.apply(change);
     }
 
     /// Delivers `envelope` to every Provider its Alerts route it to and
@@ -163,30 +188,21 @@ impl Notifier {
         let Some(event) = flux_event(envelope) else {
             return Ok(true);
         };
-        let (routed, providers) = {
+        let routed: Vec<(Route, Provider)> = {
             let config = self.config.read().await;
-            let alerts: Vec<&Alert> = config
-                .values()
-                .filter_map(|o| match o {
-                    Object::Alert(a) => Some(a),
-                    _ => None,
+            let labels_of =
+                |key: &ObjectKey| config.objects.get(key).map(|o| o.metadata().labels.clone());
+            routes(&event, config.alerts.values(), &config.providers, labels_of)
+                .into_iter()
+                .filter_map(|route| {
+                    let provider = config.providers.get(&route.provider)?.clone();
+                    Some((route, provider))
                 })
-                .collect();
-            let providers: BTreeMap<ObjectKey, Provider> = config
-                .iter()
-                .filter_map(|(k, o)| match o {
-                    Object::Provider(p) => Some((k.clone(), p.clone())),
-                    _ => None,
-                })
-                .collect();
-            let labels_of = |key: &ObjectKey| config.get(key).map(|o| o.metadata().labels.clone());
-            (routes(&event, alerts, &providers, labels_of), providers)
+                .collect()
         };
         let mut all_done = true;
-        for route in routed {
-            let Some(provider) = providers.get(&route.provider) else {
-                continue;
-            };
+        for (route, provider) in routed {
+            let provider = &provider;
             let record = sent_key(&route.provider, &envelope.id);
             if self.recorded(&record).await {
                 continue;
@@ -297,7 +313,7 @@ impl Notifier {
     /// Publishes each new stall once (`PolicyStale`, `AutomationStalled`)
     /// and forgets the stalls that ended, so the next one is announced.
     pub async fn sweep(&self) -> Result<usize, BusError> {
-        let objects = self.config.read().await.clone();
+        let objects = self.config.read().await.objects.clone();
         let mut statuses = BTreeMap::new();
         for (key, object) in &objects {
             let wanted = match object {

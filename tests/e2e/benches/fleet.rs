@@ -27,7 +27,7 @@ use tagrelay_proto::bus::{Bus, BusSettings};
 use tagrelay_proto::config::{load_documents, Object};
 use tagrelay_proto::names;
 use tagrelay_testkit::git::{BareRepo, Seed};
-use tagrelay_testkit::registry::{Notifications, Registry, RegistryOptions};
+use tagrelay_testkit::registry::Registry;
 use tagrelay_testkit::{free_port, NatsServer};
 
 const SECRET: &str = "fleet-secret";
@@ -178,13 +178,7 @@ async fn run_size(n: usize, tags: usize, git_repos: usize, quiet: Duration) {
     let work = tempfile::tempdir().unwrap();
     let nats = NatsServer::start();
     let scanner_port = free_port();
-    let registry = Registry::start_with(RegistryOptions {
-        basic_auth: None,
-        notifications: Some(Notifications {
-            url: format!("http://127.0.0.1:{scanner_port}/hooks/distribution"),
-            headers: vec![("Authorization".into(), format!("Bearer {SECRET}"))],
-        }),
-    });
+    let registry = Registry::notifying_scanner(scanner_port, SECRET);
     let host = registry.host();
     let seeding = Instant::now();
     registry.push_tags("fleet/seed", &["0.0.1"]).await;

@@ -38,10 +38,7 @@ async fn measure(webhook: bool, pushes: usize) -> Vec<f64> {
     let scanner_port = free_port();
     let registry = Registry::start_with(RegistryOptions {
         basic_auth: None,
-        notifications: webhook.then(|| Notifications {
-            url: format!("http://127.0.0.1:{scanner_port}/hooks/distribution"),
-            headers: vec![("Authorization".into(), format!("Bearer {SECRET}"))],
-        }),
+        notifications: webhook.then(|| Notifications::to_scanner(scanner_port, SECRET)),
     });
     let host = registry.host();
     registry.push_tags("bench/app", &["1.0.0"]).await;

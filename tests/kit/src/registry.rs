@@ -35,6 +35,18 @@ pub struct Notifications {
     pub headers: Vec<(String, String)>,
 }
 
+impl Notifications {
+    /// Notifications to a scanner's webhook endpoint on `scanner_port`
+    /// (`/hooks/distribution`), presenting `secret` as a bearer token: the
+    /// set-up of every end-to-end test, demo and bench that pushes.
+    pub fn to_scanner(scanner_port: u16, secret: &str) -> Self {
+        Self {
+            url: format!("http://127.0.0.1:{scanner_port}/hooks/distribution"),
+            headers: vec![("Authorization".into(), format!("Bearer {secret}"))],
+        }
+    }
+}
+
 /// How to start a registry.
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
@@ -70,6 +82,15 @@ impl Registry {
     /// Starts an anonymous registry.
     pub fn start() -> Self {
         Self::start_with(RegistryOptions::default())
+    }
+
+    /// Starts an anonymous registry that notifies a scanner's webhook on
+    /// `scanner_port` of every push (see [`Notifications::to_scanner`]).
+    pub fn notifying_scanner(scanner_port: u16, secret: &str) -> Self {
+        Self::start_with(RegistryOptions {
+            basic_auth: None,
+            notifications: Some(Notifications::to_scanner(scanner_port, secret)),
+        })
     }
 
     /// Starts a registry with `options` and waits until it accepts

@@ -28,7 +28,7 @@ use tagrelay_proto::bus::{Bus, BusSettings, ConfigStore};
 use tagrelay_proto::config::{load_documents, Object};
 use tagrelay_testkit::git::{BareRepo, Seed};
 use tagrelay_testkit::receiver::Receiver;
-use tagrelay_testkit::registry::{Notifications, Registry, RegistryOptions};
+use tagrelay_testkit::registry::Registry;
 use tagrelay_testkit::{free_port, NatsServer};
 
 const SECRET: &str = "demo-webhook-secret";
@@ -223,13 +223,7 @@ async fn demo(gitops: bool) -> anyhow::Result<()> {
 
     let bar = spinner("starting the registry");
     let scanner_port = free_port();
-    let registry = Registry::start_with(RegistryOptions {
-        basic_auth: None,
-        notifications: Some(Notifications {
-            url: format!("http://127.0.0.1:{scanner_port}/hooks/distribution"),
-            headers: vec![("Authorization".into(), format!("Bearer {SECRET}"))],
-        }),
-    });
+    let registry = Registry::notifying_scanner(scanner_port, SECRET);
     let host = registry.host();
     registry.push_tags("demo/podinfo", &["1.0.0"]).await;
     registry.push_tags("demo/legacy", &["1.0.0"]).await;
@@ -606,13 +600,7 @@ async fn review_demo() -> anyhow::Result<()> {
     let bar = spinner("starting nats-server, the registry, the Git remote and a forge");
     let nats = NatsServer::start();
     let scanner_port = free_port();
-    let registry = Registry::start_with(RegistryOptions {
-        basic_auth: None,
-        notifications: Some(Notifications {
-            url: format!("http://127.0.0.1:{scanner_port}/hooks/distribution"),
-            headers: vec![("Authorization".into(), format!("Bearer {SECRET}"))],
-        }),
-    });
+    let registry = Registry::notifying_scanner(scanner_port, SECRET);
     let host = registry.host();
     registry.push_tags("demo/podinfo", &["1.0.0"]).await;
     let repo = BareRepo::seeded("main", &manifests(&host)[..1]);
