@@ -1,6 +1,8 @@
 //! What the bus must hold: the streams, durable consumers, KV buckets and
 //! object store, and declaring them idempotently.
 
+use std::time::{Duration, Instant};
+
 use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 
 use super::{setup, Bus, BusError, BusSettings};
@@ -159,40 +161,114 @@ pub fn object_store_configs(settings: &BusSettings) -> Vec<object_store::Config>
     }]
 }
 
+/// How long a service keeps declaring the topology while the cluster does
+/// not answer in time (a node just lost, a stream leader being elected)
+/// before it gives up: long enough for a JetStream election, short enough
+/// that a service pointed at the wrong place still fails visibly.
+const DECLARE_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Declares every stream, consumer and bucket, creating what is missing and
 /// updating what differs. Safe to call from any number of services at once.
+/// A declaration the cluster did not answer in time is tried again with
+/// back-off, since every declaration is idempotent; a refusal is returned at
+/// once.
 pub async fn ensure_topology(
     js: &jetstream::Context,
     settings: &BusSettings,
 ) -> Result<(), BusError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match declare_topology(js, settings).await {
+            Ok(()) => return Ok(()),
+            Err(failure) if failure.timed_out && started.elapsed() < DECLARE_DEADLINE => {
+                tracing::warn!(
+                    error = %failure.error,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "the cluster did not answer a declaration in time; trying again"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(failure) => return Err(failure.error),
+        }
+    }
+}
+
+/// A declaration that failed, and whether only for want of an answer.
+struct DeclarationFailed {
+    error: BusError,
+    timed_out: bool,
+}
+
+fn declaration_failed(what: String, error: impl std::error::Error + 'static) -> DeclarationFailed {
+    DeclarationFailed {
+        timed_out: timed_out(&error),
+        error: setup(what, error),
+    }
+}
+
+/// Whether `error`, or any error under it, is a JetStream request that got
+/// no answer in time, as opposed to an answer refusing it.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    use jetstream::context::{CreateKeyValueErrorKind, CreateStreamErrorKind, RequestErrorKind};
+    let mut next = Some(error);
+    while let Some(error) = next {
+        let this = error
+            .downcast_ref::<jetstream::context::RequestError>()
+            .is_some_and(|e| e.kind() == RequestErrorKind::TimedOut)
+            || error
+                .downcast_ref::<jetstream::context::CreateStreamError>()
+                .is_some_and(|e| e.kind() == CreateStreamErrorKind::TimedOut)
+            || error
+                .downcast_ref::<jetstream::context::CreateKeyValueError>()
+                .is_some_and(|e| e.kind() == CreateKeyValueErrorKind::TimedOut)
+            || error
+                .downcast_ref::<jetstream::stream::ConsumerError>()
+                .is_some_and(|e| e.kind() == jetstream::stream::ConsumerErrorKind::TimedOut)
+            || error
+                .downcast_ref::<async_nats::RequestError>()
+                .is_some_and(|e| e.kind() == async_nats::RequestErrorKind::TimedOut);
+        if this {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
+async fn declare_topology(
+    js: &jetstream::Context,
+    settings: &BusSettings,
+) -> Result<(), DeclarationFailed> {
     for mut config in stream_configs(settings) {
         let what = format!("stream {}", config.name);
         config.num_replicas = kept_replicas(js, &config.name, config.num_replicas)
             .await
-            .map_err(|e| setup(what.clone(), e))?;
+            .map_err(|e| declaration_failed(what.clone(), e))?;
         js.create_or_update_stream(config)
             .await
-            .map_err(|e| setup(what, e))?;
+            .map_err(|e| declaration_failed(what, e))?;
     }
     for mut config in bucket_configs(settings) {
         let what = format!("bucket {}", config.bucket);
         let stream = format!("KV_{}", config.bucket);
         config.num_replicas = kept_replicas(js, &stream, config.num_replicas)
             .await
-            .map_err(|e| setup(what.clone(), e))?;
+            .map_err(|e| declaration_failed(what.clone(), e))?;
         js.create_or_update_key_value(config)
             .await
-            .map_err(|e| setup(what, e))?;
+            .map_err(|e| declaration_failed(what, e))?;
     }
     for mut config in object_store_configs(settings) {
         let what = format!("object store {}", config.bucket);
         let stream = format!("OBJ_{}", config.bucket);
         config.num_replicas = kept_replicas(js, &stream, config.num_replicas)
             .await
-            .map_err(|e| setup(what.clone(), e))?;
+            .map_err(|e| declaration_failed(what.clone(), e))?;
         js.create_object_store(config)
             .await
-            .map_err(|e| setup(what, e))?;
+            .map_err(|e| declaration_failed(what, e))?;
     }
     for stage in [
         Stage::Scan,
@@ -208,7 +284,7 @@ pub async fn ensure_topology(
         );
         js.create_consumer_on_stream(config, stream)
             .await
-            .map_err(|e| setup(what, e))?;
+            .map_err(|e| declaration_failed(what, e))?;
     }
     Ok(())
 }
@@ -249,5 +325,32 @@ impl Bus {
             .create_consumer_on_stream(config, stream)
             .await
             .map_err(|e| setup(what, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_nats::jetstream::context::{
+        CreateKeyValueError, CreateKeyValueErrorKind, CreateStreamError, CreateStreamErrorKind,
+    };
+
+    use super::timed_out;
+
+    #[test]
+    fn a_bucket_whose_stream_got_no_answer_is_tried_again_and_a_refusal_is_not() {
+        // What async-nats returns when the cluster lost a node mid-declaration.
+        let no_answer = CreateKeyValueError::with_source(
+            CreateKeyValueErrorKind::JetStream,
+            CreateStreamError::new(CreateStreamErrorKind::TimedOut),
+        );
+        assert!(timed_out(&no_answer));
+        let refused = CreateKeyValueError::with_source(
+            CreateKeyValueErrorKind::JetStream,
+            CreateStreamError::new(CreateStreamErrorKind::EmptyStreamName),
+        );
+        assert!(!timed_out(&refused));
+        assert!(!timed_out(&CreateKeyValueError::new(
+            CreateKeyValueErrorKind::InvalidStoreName
+        )));
     }
 }
