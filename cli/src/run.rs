@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use tagrelay_committer::process::CommitterArgs;
+use tagrelay_committer::process::{go_duration, CommitterArgs};
 use tagrelay_configsource::process::ConfigSourceArgs;
 use tagrelay_notifier::process::{NotifierArgs, StaleArgs};
 use tagrelay_resolver::process::ResolverArgs;
@@ -32,6 +32,10 @@ pub struct Args {
         default_value = "/var/cache/tagrelay/git"
     )]
     cache_dir: PathBuf,
+    /// How long after a policy moved the committer waits, so that the
+    /// moves of one burst land as one commit (Go duration; `0s`: at once).
+    #[arg(long, env = "TAGRELAY_COMMIT_WINDOW", default_value = "750ms", value_parser = go_duration)]
+    commit_window: std::time::Duration,
     /// The Git configuration source's flags: with `--git-url`, the
     /// configuration is read from Git instead of `tagrelay apply`.
     #[command(flatten)]
@@ -50,6 +54,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Failure> {
         cache_dir: args.cache_dir.clone(),
         secrets: args.scanner.secrets.clone(),
         http_addr: None,
+        commit_window: args.commit_window,
     };
     let notifier_args = NotifierArgs {
         secrets: args.scanner.secrets.clone(),

@@ -176,6 +176,7 @@ async fn reconcile_evaluates_a_policy_and_runs_an_automation_now_and_reports_the
         let settings = tagrelay_committer::Settings {
             cache_dir: dirs.path().join("cache"),
             secrets_dir: dirs.path().join("secrets"),
+            commit_window: tagrelay_committer::service::COMMIT_WINDOW,
         };
         let until = until_stopped();
         async move { tagrelay_committer::run(&bus, settings, Default::default(), until).await }

@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tracing::Instrument;
 
-use crate::bus::{Bus, BusError, ConfigChange, ConfigStore, MSG_ID_HEADER};
+use crate::bus::{Bus, BusError, ConfigChange, ConfigStore, Watched, MSG_ID_HEADER};
 use crate::config::ObjectKey;
 use crate::event::{Envelope, Event, Failure, FailureReason, ObjectRef};
 use crate::names::Stage;
@@ -425,24 +425,19 @@ where
     F: FnMut(ConfigChange) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut pause = Duration::from_millis(200);
-    loop {
-        match store.watch().await {
-            Ok(changes) => {
-                pause = Duration::from_millis(200);
-                let mut changes = std::pin::pin!(changes);
-                while let Some(change) = changes.next().await {
-                    on_change(change).await;
+    store
+        .follow_revisions(|watched| {
+            let followed = match watched {
+                Watched::Entry(_, Some(change)) => Some(on_change(change)),
+                _ => None,
+            };
+            async move {
+                if let Some(followed) = followed {
+                    followed.await;
                 }
-                tracing::warn!(retry_in = ?pause, "the configuration watch ended; opening it again");
             }
-            Err(error) => {
-                tracing::warn!(%error, retry_in = ?pause, "cannot watch configuration yet");
-            }
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(10));
-    }
+        })
+        .await;
 }
 
 /// `previous` with the failure written over what a failure changes.

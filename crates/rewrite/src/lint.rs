@@ -148,16 +148,17 @@ impl KnownPolicies {
     /// The policies among configuration `objects`, each with the image of
     /// the ImageRepository it reads (when that is among them too).
     pub fn from_objects(objects: &[Object]) -> Self {
+        let images: std::collections::HashMap<_, &str> = objects
+            .iter()
+            .filter_map(|o| match o {
+                Object::ImageRepository(r) => Some((o.key(), r.spec.image.as_str())),
+                _ => None,
+            })
+            .collect();
         let mut known = Self::default();
         for object in objects {
             if let Object::ImagePolicy(policy) = object {
-                let repository = policy.repository_key();
-                let image = objects.iter().find_map(|o| match o {
-                    Object::ImageRepository(r) if o.key() == repository => {
-                        Some(r.spec.image.as_str())
-                    }
-                    _ => None,
-                });
+                let image = images.get(&policy.repository_key()).copied();
                 let key = object.key();
                 known.insert(&key.namespace, &key.name, image);
             }

@@ -188,25 +188,89 @@ impl ConfigStore {
     pub async fn watch(
         &self,
     ) -> Result<impl futures::Stream<Item = ConfigChange> + use<>, BusError> {
+        Ok(self
+            .watch_revisions()
+            .await?
+            .filter_map(|(_, change)| std::future::ready(change)))
+    }
+
+    /// Calls `on_entry` for every entry of a watch of the bucket (with its
+    /// revision, and `None` for an entry that is not an object), opening the
+    /// watch again with back-off whenever it fails or ends (NATS
+    /// restarting). Each new watch starts with [`Watched::Opened`] and then
+    /// replays the current objects. Returns only if the caller drops it.
+    pub async fn follow_revisions<F, Fut>(&self, mut on_entry: F)
+    where
+        F: FnMut(Watched) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut pause = std::time::Duration::from_millis(200);
+        loop {
+            match self.watch_revisions().await {
+                Ok(changes) => {
+                    pause = std::time::Duration::from_millis(200);
+                    on_entry(Watched::Opened).await;
+                    let mut changes = std::pin::pin!(changes);
+                    while let Some((revision, change)) = changes.next().await {
+                        on_entry(Watched::Entry(revision, change)).await;
+                    }
+                    tracing::warn!(retry_in = ?pause, "the configuration watch ended; opening it again");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?pause, "cannot watch configuration yet");
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(10));
+        }
+    }
+
+    /// [`ConfigStore::watch`] with the bucket revision of each entry, and
+    /// `None` for an entry that is not an object (so a follower still knows
+    /// how far it has read).
+    async fn watch_revisions(
+        &self,
+    ) -> Result<impl futures::Stream<Item = (u64, Option<ConfigChange>)> + use<>, BusError> {
         let watch = self
             .config
             .watch_with_history(">")
             .await
             .map_err(|e| bucket_error(names::CONFIG_BUCKET, ">", e))?;
         Ok(watch.filter_map(|entry| async move {
-            let entry = entry.ok()?;
-            let key = ObjectKey::from_bucket_key(&entry.key)?;
-            Some(match entry.operation {
-                kv::Operation::Put => match decode_object(&entry.key, &entry.value) {
-                    Ok(object) => ConfigChange::Applied(Box::new(object)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "skipping unreadable configuration entry");
-                        return None;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    tracing::warn!(error = %e, "configuration watch error");
+                    return None;
+                }
+            };
+            let change =
+                ObjectKey::from_bucket_key(&entry.key).and_then(|key| match entry.operation {
+                    kv::Operation::Put => match decode_object(&entry.key, &entry.value) {
+                        Ok(object) => Some(ConfigChange::Applied(Box::new(object))),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "skipping unreadable configuration entry");
+                            None
+                        }
+                    },
+                    kv::Operation::Delete | kv::Operation::Purge => {
+                        Some(ConfigChange::Deleted(key))
                     }
-                },
-                kv::Operation::Delete | kv::Operation::Purge => ConfigChange::Deleted(key),
-            })
+                });
+            Some((entry.revision, change))
         }))
+    }
+
+    /// The revision of the newest entry in the bucket: how far a watch must
+    /// have read to have seen every write made so far.
+    pub(crate) async fn last_revision(&self) -> Result<u64, BusError> {
+        let info = self
+            .config
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| bucket_error(names::CONFIG_BUCKET, ">", e))?;
+        Ok(info.state.last_sequence)
     }
 }
 
@@ -275,6 +339,15 @@ pub struct Revision {
     pub written: chrono::DateTime<chrono::Utc>,
     /// The object, or `None` for a deletion.
     pub object: Option<Object>,
+}
+
+/// What [`ConfigStore::follow_revisions`] reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Watched {
+    /// A new watch was opened: the current objects follow.
+    Opened,
+    /// One entry at a bucket revision; `None` when it is not an object.
+    Entry(u64, Option<ConfigChange>),
 }
 
 /// One change seen by [`ConfigStore::watch`].

@@ -20,12 +20,16 @@
 //!   so that an old event never reads a newer set.
 //! - `config_store`: the applied configuration, its status and its watch: the
 //!   CLI writes it, every service follows it.
+//! - `config_mirror`: the whole configuration in memory, kept by one watch
+//!   and readable as of now, for a stage that looks through every object on
+//!   each event (the committer) without a request per object.
 //! - `cas`: state two instances may race on, written only by compare-and-set
 //!   and read from the stream leader, so that neither overwrites the other.
 //!
 //! Connecting, authenticating and the errors every part returns stay here.
 
 mod cas;
+mod config_mirror;
 mod config_store;
 mod log;
 mod publish;
@@ -37,7 +41,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 
 pub use cas::CasBucket;
-pub use config_store::{ConfigChange, ConfigIndex, ConfigStore, Revision};
+pub use config_mirror::{ConfigMirror, MirroredConfig};
+pub use config_store::{ConfigChange, ConfigIndex, ConfigStore, Revision, Watched};
 pub use log::LoggedEvent;
 pub use publish::{PublishFailure, Published, EXPECTED_LAST_SUBJECT_SEQUENCE, MSG_ID_HEADER};
 pub use tag_lists::{tags_json_size, INLINE_TAGS_MAX_BYTES};

@@ -155,6 +155,7 @@ async fn main() {
         Settings {
             cache_dir: cache.path().join("cache"),
             secrets_dir: cache.path().join("secrets"),
+            commit_window: std::time::Duration::ZERO,
         },
     )
     .await

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use tagrelay_proto::bus::Bus;
+use tagrelay_proto::config::parse_go_duration;
 use tagrelay_proto::runtime::{serve_with_health, Readiness, SecretsArgs, ServeError};
 
 use crate::service::{run, Settings};
@@ -28,6 +29,16 @@ pub struct CommitterArgs {
     /// Address of the `/healthz` and `/readyz` endpoints.
     #[arg(long, env = "TAGRELAY_HTTP_ADDR", default_value = "127.0.0.1:8083")]
     pub http_addr: Option<SocketAddr>,
+    /// How long after a policy moved to wait before committing, so that the
+    /// moves of one burst land as one commit (Go duration; `0s` commits
+    /// each move at once).
+    #[arg(long, env = "TAGRELAY_COMMIT_WINDOW", default_value = "750ms", value_parser = go_duration)]
+    pub commit_window: std::time::Duration,
+}
+
+/// Parses a Go duration for clap, as the flag's users write it.
+pub fn go_duration(text: &str) -> Result<std::time::Duration, String> {
+    parse_go_duration(text).map_err(|e| e.to_string())
 }
 
 /// Runs the committer (and its health endpoints, when an address is given)
@@ -41,6 +52,7 @@ pub async fn serve(
     let settings = Settings {
         cache_dir: args.cache_dir.clone(),
         secrets_dir: args.secrets.secrets_dir.clone(),
+        commit_window: args.commit_window,
     };
     serve_with_health(
         args.http_addr,

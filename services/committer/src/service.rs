@@ -29,10 +29,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use gix::ObjectId;
-use tagrelay_proto::bus::{Bus, BusError, CasBucket, ConfigChange, ConfigStore, PublishFailure};
-use tagrelay_proto::config::{Kind, Object, ObjectKey};
+use tagrelay_proto::bus::{
+    Bus, BusError, CasBucket, ConfigChange, ConfigMirror, ConfigStore, MirroredConfig,
+    PublishFailure,
+};
+use tagrelay_proto::config::{GitRepository, ImageUpdateAutomation, Kind, Object, ObjectKey};
 use tagrelay_proto::consume::{
-    consume, follow_config, ConsumeSettings, Delivery, Disposition, Failed, Failures, Handler,
+    consume, ConsumeSettings, Delivery, Disposition, Failed, Failures, Handler,
 };
 use tagrelay_proto::event::{
     CommitPushed, Envelope, Event, FailureReason, ManifestWarning, ObjectRef,
@@ -62,6 +65,15 @@ pub const MAX_PUSH_ATTEMPTS: usize = 5;
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 /// How far back along the branch to look for a pushed but unannounced commit.
 const RECOVERY_DEPTH: usize = 20;
+/// How long after a policy moved the committer waits before it reconciles
+/// for it, so that the moves of one burst (a release pushed to many
+/// repositories at once) land as one commit instead of one each. A move
+/// older than this (a backlog) is reconciled at once.
+pub const COMMIT_WINDOW: Duration = Duration::from_millis(750);
+/// How often a `PolicyResolved` whose selection has not reached the state
+/// bucket yet (the resolver writes it just after publishing) is looked at
+/// again before the committer leaves it to the automation's interval.
+const STATE_LAG_RETRIES: u32 = 10;
 
 /// Where the committer keeps its clones and finds Secrets.
 #[derive(Debug, Clone)]
@@ -70,6 +82,8 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     /// Secrets: `<secrets_dir>/<namespace>/<name>/<key>`.
     pub secrets_dir: PathBuf,
+    /// See [`COMMIT_WINDOW`]; zero reconciles on every move at once.
+    pub commit_window: Duration,
 }
 
 /// Why a reconcile could not finish; the trigger is retried.
@@ -116,6 +130,11 @@ struct Tips {
 pub struct Committer {
     bus: Bus,
     store: ConfigStore,
+    mirror: ConfigMirror,
+    follower: tokio::task::AbortHandle,
+    config_changes: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ConfigChange>>>,
+    known_policies: Mutex<Option<(u64, Arc<KnownPolicies>)>>,
+    reflected: Mutex<HashMap<ObjectKey, BTreeMap<ObjectKey, u64>>>,
     state: CasBucket,
     settings: Settings,
     askpass: PathBuf,
@@ -140,13 +159,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BusError> {
     let committer = Arc::new(Committer::new(bus, settings).await?);
-    let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
-    let watcher = tokio::spawn(follow_config(committer.store.clone(), move |change| {
-        let changes = changes.clone();
-        async move {
-            let _ = changes.send(change);
-        }
-    }));
+    let changed = committer.take_config_changes();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(schedule(committer.clone(), changed, stopped.clone()));
     // The review stage: its own consumer, stopped by the same signal.
@@ -175,7 +188,6 @@ pub async fn run(
         Err(e) => tracing::error!(error = %e, "the review stage panicked"),
         Ok(Ok(())) => {}
     }
-    watcher.abort();
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "the reconcile scheduler panicked");
     }
@@ -188,9 +200,13 @@ pub async fn run(
 /// failure). Stops between reconciles once `stopped` turns true.
 async fn schedule(
     committer: Arc<Committer>,
-    mut changes: tokio::sync::mpsc::UnboundedReceiver<ConfigChange>,
+    changes: Option<tokio::sync::mpsc::UnboundedReceiver<ConfigChange>>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
+    let Some(mut changes) = changes else {
+        tracing::error!("the configuration changes were taken before the scheduler started");
+        return;
+    };
     let mut due: BTreeMap<ObjectKey, Instant> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -204,7 +220,7 @@ async fn schedule(
                             due.insert(object.key(), Instant::now());
                         }
                         Object::GitRepository(_) => {
-                            for key in committer.automations_of_source(&object.key()).await {
+                            for key in committer.automations_of_source(&object.key()) {
                                 due.insert(key, Instant::now());
                             }
                         }
@@ -229,9 +245,8 @@ async fn schedule(
                     let next = match committer.reconcile(&key, None).await {
                         Ok(Outcome::Failed(_)) => committer
                             .interval_of(&key)
-                            .await
                             .map(|i| i.min(RETRY_AFTER_FAILURE)),
-                        Ok(_) => committer.interval_of(&key).await,
+                        Ok(_) => committer.interval_of(&key),
                         Err(e) => {
                             tracing::warn!(automation = %key, error = %e, "reconcile failed; retrying soon");
                             Some(Duration::from_secs(5))
@@ -258,7 +273,8 @@ pub(crate) enum Loaded {
     Ready(Box<Automation>),
 }
 
-/// Reads the automation `key` and its GitRepository and resolves them.
+/// Reads the automation `key` and its GitRepository from the bucket and
+/// resolves them: for a stage that reads one automation per event.
 pub(crate) async fn load_automation(
     store: &ConfigStore,
     key: &ObjectKey,
@@ -266,23 +282,50 @@ pub(crate) async fn load_automation(
     let Some(Object::ImageUpdateAutomation(automation)) = store.get(key).await? else {
         return Ok(Loaded::Missing);
     };
-    let source_key = {
-        let r = &automation.spec.source_ref;
-        ObjectKey::new(
-            Kind::GitRepository,
-            r.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
-            &r.name,
-        )
+    let source_key = source_key(key, &automation);
+    let source = match store.get(&source_key).await? {
+        Some(Object::GitRepository(source)) => Some(source),
+        _ => None,
     };
-    let Some(Object::GitRepository(source)) = store.get(&source_key).await? else {
+    Ok(loaded(&automation, source.as_ref(), &source_key))
+}
+
+/// [`load_automation`] from the mirrored configuration.
+fn load_mirrored(config: &MirroredConfig, key: &ObjectKey) -> Loaded {
+    let Some(Object::ImageUpdateAutomation(automation)) = config.get(key) else {
+        return Loaded::Missing;
+    };
+    let source_key = source_key(key, automation);
+    let source = match config.get(&source_key) {
+        Some(Object::GitRepository(source)) => Some(source),
+        _ => None,
+    };
+    loaded(automation, source, &source_key)
+}
+
+fn source_key(key: &ObjectKey, automation: &ImageUpdateAutomation) -> ObjectKey {
+    let r = &automation.spec.source_ref;
+    ObjectKey::new(
+        Kind::GitRepository,
+        r.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
+        &r.name,
+    )
+}
+
+fn loaded(
+    automation: &ImageUpdateAutomation,
+    source: Option<&GitRepository>,
+    source_key: &ObjectKey,
+) -> Loaded {
+    let Some(source) = source else {
         let error = format!("source {source_key} not found");
         let reason = FailureReason::DependencyNotReady;
-        return Ok(Loaded::Unusable(Failed::transient(reason, error)));
+        return Loaded::Unusable(Failed::transient(reason, error));
     };
-    Ok(match Automation::resolve(&automation, &source) {
+    match Automation::resolve(automation, source) {
         Ok(resolved) => Loaded::Ready(Box::new(resolved)),
         Err(e) => Loaded::Unusable(Failed::permanent(FailureReason::InvalidSpec, e.to_string())),
-    })
+    }
 }
 
 impl Handler for Committer {
@@ -292,8 +335,8 @@ impl Handler for Committer {
         tracing::info_span!("commit", event = %envelope.id, attempt = delivery.attempt)
     }
 
-    async fn handle(&self, envelope: Envelope, _delivery: Delivery) -> Disposition {
-        self.handle_resolved(&envelope).await
+    async fn handle(&self, envelope: Envelope, delivery: Delivery) -> Disposition {
+        self.handle_resolved(&envelope, &delivery).await
     }
 }
 
@@ -306,10 +349,22 @@ impl Committer {
                 reason: e.to_string(),
             })?;
         let store = bus.config_store().await?;
+        let mirror = ConfigMirror::new(store.clone());
+        let (changes, config_changes) = tokio::sync::mpsc::unbounded_channel();
+        let follower = tokio::spawn(mirror.clone().follow(move |change| {
+            let _ = changes.send(change);
+            std::future::ready(())
+        }))
+        .abort_handle();
         Ok(Self {
             bus: bus.clone(),
             failures: Failures::new(bus, &store, Stage::Commit),
             store,
+            mirror,
+            follower,
+            config_changes: Mutex::new(Some(config_changes)),
+            known_policies: Mutex::new(None),
+            reflected: Mutex::new(HashMap::new()),
             state: CasBucket::new(
                 bus.bucket(names::POLICY_STATE_BUCKET).await?,
                 names::POLICY_STATE_BUCKET,
@@ -327,38 +382,30 @@ impl Committer {
         self.screens.len()
     }
 
-    async fn interval_of(&self, key: &ObjectKey) -> Option<Duration> {
-        match self.store.get(key).await {
-            Ok(Some(Object::ImageUpdateAutomation(a))) => Some(
+    /// The configuration changes as the mirror applies them, for the
+    /// scheduler; `None` once taken.
+    fn take_config_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ConfigChange>> {
+        lock(&self.config_changes).take()
+    }
+
+    fn interval_of(&self, key: &ObjectKey) -> Option<Duration> {
+        match self.mirror.read().get(key) {
+            Some(Object::ImageUpdateAutomation(a)) => Some(
                 tagrelay_proto::config::parse_go_duration(&a.spec.interval)
                     .unwrap_or(Duration::from_secs(60))
                     .max(Duration::from_secs(1)),
             ),
-            Ok(_) => None,
-            Err(_) => Some(Duration::from_secs(5)),
+            _ => None,
         }
     }
 
-    async fn automations_of_source(&self, source: &ObjectKey) -> Vec<ObjectKey> {
-        let Ok(all) = self.store.list(Some(Kind::ImageUpdateAutomation)).await else {
-            return Vec::new();
-        };
-        all.into_iter()
-            .filter_map(|o| match o {
+    fn automations_of_source(&self, source: &ObjectKey) -> Vec<ObjectKey> {
+        self.mirror
+            .read()
+            .of_kind(Kind::ImageUpdateAutomation)
+            .filter_map(|(key, object)| match object {
                 Object::ImageUpdateAutomation(a) => {
-                    let r = &a.spec.source_ref;
-                    let ns = r
-                        .namespace
-                        .clone()
-                        .or_else(|| a.metadata.namespace.clone())
-                        .unwrap_or_default();
-                    (ns == source.namespace && r.name == source.name).then(|| {
-                        ObjectKey::new(
-                            Kind::ImageUpdateAutomation,
-                            a.metadata.namespace.clone().unwrap_or_default(),
-                            &a.metadata.name,
-                        )
-                    })
+                    (source_key(key, a) == *source).then(|| key.clone())
                 }
                 _ => None,
             })
@@ -372,70 +419,81 @@ impl Committer {
         policy: &ObjectRef,
     ) -> Result<Vec<ObjectKey>, BusError> {
         let key = ObjectKey::new(Kind::ImagePolicy, &policy.namespace, &policy.name);
-        let Some(Object::ImagePolicy(p)) = self.store.get(&key).await? else {
-            return Ok(Vec::new());
-        };
-        let owner = p
-            .metadata
-            .annotations
-            .get(derive::OWNER_ANNOTATION)
-            .cloned();
-        let mut out = Vec::new();
-        for object in self.store.list(Some(Kind::ImageUpdateAutomation)).await? {
-            let Object::ImageUpdateAutomation(a) = &object else {
-                continue;
-            };
-            let automation_key = object.key();
-            let concerned = match &owner {
-                Some(owner) => {
-                    *owner
-                        == format!(
-                            "ImageUpdateAutomation/{}/{}",
-                            automation_key.namespace, automation_key.name
-                        )
-                }
-                None => {
-                    automation_key.namespace == policy.namespace
-                        && a.spec
-                            .policy_selector
-                            .clone()
-                            .unwrap_or_default()
-                            .matches(&p.metadata.labels)
-                }
-            };
-            if concerned {
-                out.push(automation_key);
-            }
-        }
-        Ok(out)
+        let config = self.mirror.current().await?;
+        Ok(automations_for(&config, &key))
     }
-
-    /// Reconciles every automation a `PolicyResolved` concerns; any that
-    /// could not be reconciled leaves the event for redelivery.
-    async fn handle_resolved(&self, envelope: &Envelope) -> Disposition {
+    /// Reconciles every automation a `PolicyResolved` concerns and has not
+    /// already carried it (a reconcile for an earlier move of the same burst
+    /// read this move's state too); any that could not be reconciled leaves
+    /// the event for redelivery.
+    async fn handle_resolved(&self, envelope: &Envelope, delivery: &Delivery) -> Disposition {
         let Event::PolicyResolved(resolved) = &envelope.payload else {
             return Disposition::Done;
         };
-        let mut failed = false;
-        match self.automations_for_policy(&resolved.policy).await {
-            Ok(keys) => {
-                for key in keys {
-                    if let Err(e) = self.reconcile(&key, Some(envelope)).await {
-                        tracing::warn!(automation = %key, error = %e, "reconcile failed; the event will be redelivered");
-                        failed = true;
-                    }
-                }
-            }
+        let policy = ObjectKey::new(
+            Kind::ImagePolicy,
+            &resolved.policy.namespace,
+            &resolved.policy.name,
+        );
+        let sequence = delivery.stream_sequence;
+        let keys = match self.automations_for_policy(&resolved.policy).await {
+            Ok(keys) => keys,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot list automations");
-                failed = true;
+                tracing::warn!(error = %e, "cannot tell which automations the move concerns");
+                return Disposition::Retry(Duration::from_secs(2));
+            }
+        };
+        let pending: Vec<ObjectKey> = keys
+            .into_iter()
+            .filter(|automation| !self.reflects(automation, &policy, sequence))
+            .collect();
+        if pending.is_empty() {
+            return Disposition::Done;
+        }
+        settle(envelope.occurred_at, self.settings.commit_window).await;
+        let (mut failed, mut lagging) = (false, false);
+        for key in pending {
+            match self.reconcile(&key, Some(envelope)).await {
+                Ok(Outcome::UpToDate | Outcome::Pushed(_)) => {
+                    lagging |= !self.reflects(&key, &policy, sequence);
+                }
+                Ok(Outcome::Suspended | Outcome::Failed(_)) => {}
+                Err(e) => {
+                    tracing::warn!(automation = %key, error = %e, "reconcile failed; the event will be redelivered");
+                    failed = true;
+                }
             }
         }
         if failed {
             Disposition::Retry(Duration::from_secs(2))
+        } else if lagging && delivery.attempt < STATE_LAG_RETRIES {
+            // The resolver publishes a move just before it records it.
+            tracing::debug!(policy = %policy, sequence, "the move is not in the state yet; looking again");
+            Disposition::Retry(Duration::from_millis(200))
         } else {
             Disposition::Done
         }
+    }
+
+    /// Whether the last completed reconcile of `automation` read a selection
+    /// of `policy` at least as new as the move at stream `sequence`.
+    fn reflects(&self, automation: &ObjectKey, policy: &ObjectKey, sequence: u64) -> bool {
+        lock(&self.reflected)
+            .get(automation)
+            .and_then(|policies| policies.get(policy))
+            .is_some_and(|seen| *seen >= sequence)
+    }
+
+    fn record_reflected(
+        &self,
+        automation: &ObjectKey,
+        selections: &BTreeMap<String, (ObjectKey, PolicySelection)>,
+    ) {
+        let seen = selections
+            .values()
+            .map(|(policy, selection)| (policy.clone(), selection.resolved_sequence))
+            .collect();
+        lock(&self.reflected).insert(automation.clone(), seen);
     }
 
     fn lock_for(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
@@ -453,7 +511,11 @@ impl Committer {
         key: &ObjectKey,
         trigger: Option<&Envelope>,
     ) -> Result<Outcome, ReconcileError> {
-        let resolved = match load_automation(&self.store, key).await? {
+        let loaded = {
+            let config = self.mirror.current().await?;
+            load_mirrored(&config, key)
+        };
+        let resolved = match loaded {
             Loaded::Missing => return Ok(Outcome::UpToDate),
             Loaded::Ready(resolved) => resolved,
             Loaded::Unusable(failed) => return self.fail(key, trigger, failed, 1).await,
@@ -559,7 +621,7 @@ impl Committer {
                     .await?;
             }
             // 2. Read the tree: candidate blobs, v1 discovery, lint findings.
-            let known = KnownPolicies::from_objects(&self.image_objects().await?);
+            let known = self.known_policies().await?;
             let scan = match self.scan(cache, tips.base, &a.path, known).await? {
                 Ok(scan) => scan,
                 Err(e) => {
@@ -595,6 +657,7 @@ impl Committer {
                 Plan::UpToDate { problems } => {
                     let message = with_problems("repository up-to-date".into(), &problems);
                     self.status(key, true, message, None).await;
+                    self.record_reflected(key, &selections);
                     return Ok(Outcome::UpToDate);
                 }
                 Plan::Rewrite(rewrite) => rewrite,
@@ -723,6 +786,7 @@ impl Committer {
                 &problems,
             );
             self.status(key, true, message, Some(&pushed.commit)).await;
+            self.record_reflected(key, &selections);
             return Ok(Outcome::Pushed(pushed));
         }
         let error = format!(
@@ -816,7 +880,7 @@ impl Committer {
         cache: &Path,
         base: ObjectId,
         path: &str,
-        known: KnownPolicies,
+        known: Arc<KnownPolicies>,
     ) -> Result<Result<Scan, GitError>, ReconcileError> {
         let (cache, path) = (cache.to_path_buf(), path.to_string());
         let screens = self.screens.clone();
@@ -837,7 +901,7 @@ impl Committer {
                 let (screen, data) = screens.screen(&repo, entry.blob)?;
                 let Some(data) = data else { continue };
                 scan.findings
-                    .extend(lint_file(&entry.path, &data, Some(&known)));
+                    .extend(lint_file(&entry.path, &data, Some(known.as_ref())));
                 if !screen.interesting() {
                     continue;
                 }
@@ -870,22 +934,37 @@ impl Committer {
         a: &Automation,
         containers: &[rewrite::V1Container],
     ) -> Result<Vec<Option<String>>, BusError> {
-        let existing = self.store.list(None).await?;
-        let access = derive::registry_access(a, &existing);
-        let (wanted, names) = derive::derive(a, containers, &access);
-        let owner = derive::owner(a);
-        for object in existing {
-            let bucket_key = object.key().bucket_key();
-            if derive::is_owned_by(&object, &owner) && !wanted.contains_key(&bucket_key) {
-                self.store.delete(&object.key()).await?;
-                tracing::info!(object = %object.key(), "deleted derived Flux v1 object");
-            }
+        let (names, unwanted, changed) = {
+            let config = self.mirror.current().await?;
+            let repositories: Vec<Object> = config
+                .of_kind(Kind::ImageRepository)
+                .filter(|(key, _)| key.namespace == a.namespace)
+                .map(|(_, object)| object.clone())
+                .collect();
+            let access = derive::registry_access(a, &repositories);
+            let (wanted, names) = derive::derive(a, containers, &access);
+            let owner = derive::owner(a);
+            let unwanted: Vec<ObjectKey> = config
+                .objects()
+                .filter(|object| {
+                    derive::is_owned_by(object, &owner)
+                        && !wanted.contains_key(&object.key().bucket_key())
+                })
+                .map(Object::key)
+                .collect();
+            let changed: Vec<Object> = wanted
+                .into_values()
+                .filter(|object| config.get(&object.key()) != Some(object))
+                .collect();
+            (names, unwanted, changed)
+        };
+        for key in unwanted {
+            self.store.delete(&key).await?;
+            tracing::info!(object = %key, "deleted derived Flux v1 object");
         }
-        for object in wanted.values() {
-            if self.store.get(&object.key()).await?.as_ref() != Some(object) {
-                self.store.put(object).await?;
-                tracing::info!(object = %object.key(), "derived Flux v1 object");
-            }
+        for object in changed {
+            self.store.put(&object).await?;
+            tracing::info!(object = %object.key(), "derived Flux v1 object");
         }
         Ok(names)
     }
@@ -906,19 +985,22 @@ impl Committer {
     ) -> Result<(UpdateSet, BTreeMap<String, (ObjectKey, PolicySelection)>), BusError> {
         let mut updates = UpdateSet::default();
         let mut selections = BTreeMap::new();
-        for object in self.store.list(Some(Kind::ImagePolicy)).await? {
-            let Object::ImagePolicy(p) = &object else {
-                continue;
-            };
-            let key = object.key();
-            if key.namespace != a.namespace
-                || p.metadata
-                    .annotations
-                    .contains_key(derive::OWNER_ANNOTATION)
-                || !a.selector.matches(&p.metadata.labels)
-            {
-                continue;
-            }
+        let policies: Vec<ObjectKey> = {
+            let config = self.mirror.current().await?;
+            config
+                .of_kind(Kind::ImagePolicy)
+                .filter(|(key, object)| {
+                    key.namespace == a.namespace
+                        && !object
+                            .metadata()
+                            .annotations
+                            .contains_key(derive::OWNER_ANNOTATION)
+                        && a.selector.matches(&object.metadata().labels)
+                })
+                .map(|(key, _)| key.clone())
+                .collect()
+        };
+        for key in policies {
             let Some(selection) = self.selection(&key).await? else {
                 continue;
             };
@@ -1114,12 +1196,34 @@ impl Committer {
         })
     }
 
-    /// Every ImagePolicy and ImageRepository stored: what the lint checks
-    /// compare markers and images with.
-    async fn image_objects(&self) -> Result<Vec<Object>, BusError> {
-        let mut objects = self.store.list(Some(Kind::ImageRepository)).await?;
-        objects.extend(self.store.list(Some(Kind::ImagePolicy)).await?);
-        Ok(objects)
+    /// What the lint checks compare markers and images with, built from
+    /// the current ImagePolicies and ImageRepositories once per change of
+    /// the configuration, not once per reconcile.
+    async fn known_policies(&self) -> Result<Arc<KnownPolicies>, BusError> {
+        let config = self.mirror.current().await?;
+        let mut cached = lock(&self.known_policies);
+        if let Some((generation, known)) = cached.as_ref() {
+            if *generation == config.generation() {
+                return Ok(known.clone());
+            }
+        }
+        let images: BTreeMap<&ObjectKey, &str> = config
+            .of_kind(Kind::ImageRepository)
+            .filter_map(|(key, object)| match object {
+                Object::ImageRepository(r) => Some((key, r.spec.image.as_str())),
+                _ => None,
+            })
+            .collect();
+        let mut known = KnownPolicies::default();
+        for (key, object) in config.of_kind(Kind::ImagePolicy) {
+            if let Object::ImagePolicy(policy) = object {
+                let image = images.get(&policy.repository_key()).copied();
+                known.insert(&key.namespace, &key.name, image);
+            }
+        }
+        let known = Arc::new(known);
+        *cached = Some((config.generation(), known.clone()));
+        Ok(known)
     }
 
     /// Publishes each finding not reported before as a `ManifestWarning`
@@ -1220,6 +1324,62 @@ impl Committer {
             .await?;
         Ok(Outcome::Failed(failed.error))
     }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+/// The automations a move of `policy` concerns: those of its namespace
+/// whose selector matches it, or the one that derived it.
+fn automations_for(config: &MirroredConfig, policy: &ObjectKey) -> Vec<ObjectKey> {
+    let Some(Object::ImagePolicy(p)) = config.get(policy) else {
+        return Vec::new();
+    };
+    let owner = p.metadata.annotations.get(derive::OWNER_ANNOTATION);
+    config
+        .of_kind(Kind::ImageUpdateAutomation)
+        .filter(|(automation, object)| {
+            let Object::ImageUpdateAutomation(a) = object else {
+                return false;
+            };
+            match owner {
+                Some(owner) => {
+                    *owner
+                        == format!(
+                            "ImageUpdateAutomation/{}/{}",
+                            automation.namespace, automation.name
+                        )
+                }
+                None => {
+                    automation.namespace == policy.namespace
+                        && a.spec
+                            .policy_selector
+                            .clone()
+                            .unwrap_or_default()
+                            .matches(&p.metadata.labels)
+                }
+            }
+        })
+        .map(|(automation, _)| automation.clone())
+        .collect()
+}
+
+/// Waits until `window` has passed since a move `occurred_at`, so the other
+/// moves of its burst are in the state when the reconcile reads it.
+async fn settle(occurred_at: DateTime<Utc>, window: Duration) {
+    let age = (Utc::now() - occurred_at).to_std().unwrap_or_default();
+    if let Some(wait) = window.checked_sub(age) {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// When the chain an event belongs to began: its correlation id is the

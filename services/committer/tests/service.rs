@@ -79,6 +79,7 @@ impl Env {
         Settings {
             cache_dir: self.dirs.path().join(instance).join("cache"),
             secrets_dir: self.dirs.path().join("secrets"),
+            commit_window: tagrelay_committer::service::COMMIT_WINDOW,
         }
     }
 
@@ -105,6 +106,22 @@ impl Env {
     /// Does what the resolver does when a policy moves: publishes
     /// `PolicyResolved` and records the selection with its sequence.
     async fn resolve(&self, namespace: &str, policy: &str, image: &str, tag: &str) -> Envelope {
+        let (envelope, record) = self.announce_move(namespace, policy, image, tag).await;
+        record.await;
+        envelope
+    }
+
+    /// The two halves of [`Env::resolve`]: the `PolicyResolved` is published
+    /// now; the selection is written when the returned future runs, so a
+    /// test can let the committer see the event before the state, as it may
+    /// from the real resolver.
+    async fn announce_move(
+        &self,
+        namespace: &str,
+        policy: &str,
+        image: &str,
+        tag: &str,
+    ) -> (Envelope, impl std::future::Future<Output = ()> + use<>) {
         let state = self.bus.bucket(names::POLICY_STATE_BUCKET).await.unwrap();
         let key = ObjectKey::new(Kind::ImagePolicy, namespace, policy).bucket_key();
         let previous: Option<PolicySelection> = state
@@ -141,11 +158,52 @@ impl Env {
             held_back: None,
             recheck_at: None,
         };
-        state
-            .put(&key, serde_json::to_vec(&selection).unwrap().into())
+        let record = async move {
+            state
+                .put(&key, serde_json::to_vec(&selection).unwrap().into())
+                .await
+                .unwrap();
+        };
+        (envelope, record)
+    }
+
+    /// Runs the committer service until the returned sender is used.
+    async fn service(
+        &self,
+        settings: Settings,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let bus = Bus::connect(&self.url, "committer/svc", BusSettings::default())
             .await
             .unwrap();
-        envelope
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = tokio::spawn(async move {
+            tagrelay_committer::run(&bus, settings, Default::default(), async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        (stop, service)
+    }
+
+    /// Waits (up to 30 s) for `count` `CommitPushed`, then a little longer
+    /// for any that should not come.
+    async fn wait_pushed(&self, count: usize) -> Vec<CommitPushed> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.pushed().await.len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} CommitPushed; failures: {:?}",
+                self.pushed().await.len(),
+                self.failed().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        self.pushed().await
     }
 
     async fn events(&self, filter: &str) -> Vec<Envelope> {
@@ -2136,4 +2194,99 @@ async fn a_github_app_installation_token_is_asked_for_with_a_signed_jwt_and_reus
         "the token is reused until it nears expiry"
     );
     assert_eq!(forge.requests().len(), 1);
+}
+
+/// `count` deployments under `apps/`, each marked for its own policy
+/// `flux-system:app-<i>`, and the configuration for them.
+fn fleet_of(count: usize) -> (BareRepo, String) {
+    let files: Vec<Seed> = (0..count)
+        .map(|i| {
+            Seed::file(
+                &format!("apps/app-{i}.yaml"),
+                &DEPLOYMENT
+                    .replace(
+                        "registry.example/app:",
+                        &format!("registry.example/app-{i}:"),
+                    )
+                    .replace("flux-system:app\"", &format!("flux-system:app-{i}\"")),
+            )
+        })
+        .collect();
+    let repo = BareRepo::seeded("main", &files);
+    let mut yaml = config(&repo.url(), "", "./apps");
+    for i in 0..count {
+        yaml += &format!(
+            "---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata: {{name: app-{i}, namespace: flux-system}}\nspec: {{image: registry.example/app-{i}, interval: 1m}}\n---\napiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata: {{name: app-{i}, namespace: flux-system}}\nspec:\n  imageRepositoryRef: {{name: app-{i}}}\n  policy: {{semver: {{range: '>=1.0.0'}}}}\n"
+        );
+    }
+    (repo, yaml)
+}
+
+#[tokio::test]
+async fn a_burst_of_moves_in_one_repository_lands_as_one_commit_naming_every_cause() {
+    let env = env().await;
+    let (repo, yaml) = fleet_of(6);
+    env.apply(&yaml).await;
+    let (stop, service) = env.service(env.settings("svc")).await;
+    // The service is up when its first reconcile (on the applied
+    // automation) has run: nothing to commit yet.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(env.pushed().await.is_empty());
+
+    // A release reaching six images over half a second, as scans of
+    // separate repositories report it: inside the commit window.
+    let mut causes = Vec::new();
+    for i in 0..6 {
+        let image = format!("registry.example/app-{i}");
+        causes.push(
+            env.resolve("flux-system", &format!("app-{i}"), &image, "2.0.0")
+                .await,
+        );
+        tokio::time::sleep(Duration::from_millis(90)).await;
+    }
+    let pushed = env.wait_pushed(1).await;
+    let _ = stop.send(());
+    service.await.unwrap();
+
+    assert_eq!(pushed.len(), 1, "one commit for the burst: {pushed:?}");
+    assert_eq!(repo.log("main").len(), 2, "the seed and one update");
+    for (i, cause) in causes.iter().enumerate() {
+        assert!(pushed[0].causes.contains(&cause.id), "cause {i} missing");
+        assert!(repo
+            .read_text("main", &format!("apps/app-{i}.yaml"))
+            .unwrap()
+            .contains(&format!("registry.example/app-{i}:2.0.0 #")));
+    }
+}
+
+#[tokio::test]
+async fn a_move_seen_before_its_selection_is_recorded_still_lands() {
+    let env = env().await;
+    let (repo, yaml) = fleet_of(1);
+    env.apply(&yaml).await;
+    let settings = Settings {
+        commit_window: Duration::ZERO,
+        ..env.settings("svc")
+    };
+    let (stop, service) = env.service(settings).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The resolver publishes a move just before it writes the selection:
+    // the committer may reconcile in between and find nothing to do yet.
+    let (cause, record) = env
+        .announce_move("flux-system", "app-0", "registry.example/app-0", "2.0.0")
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(env.pushed().await.is_empty());
+    record.await;
+    let pushed = env.wait_pushed(1).await;
+    let _ = stop.send(());
+    service.await.unwrap();
+
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert!(pushed[0].causes.contains(&cause.id));
+    assert!(repo
+        .read_text("main", "apps/app-0.yaml")
+        .unwrap()
+        .contains("registry.example/app-0:2.0.0 #"));
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::pull::Config as PullConfig;
 use futures::StreamExt;
 use tagrelay_proto::bus::{
-    ensure_topology, Bus, BusSettings, CasBucket, ConfigChange, PublishFailure, MSG_ID_HEADER,
+    ensure_topology, Bus, BusSettings, CasBucket, ConfigChange, ConfigMirror, PublishFailure,
+    MSG_ID_HEADER,
 };
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey};
 use tagrelay_proto::consume::Delivery;
@@ -257,6 +258,60 @@ async fn a_late_watcher_sees_applied_objects_and_deletions() {
         !store.delete(&key).await.unwrap(),
         "deleting twice reports absence"
     );
+}
+
+#[tokio::test]
+async fn the_configuration_mirror_reads_what_was_written_before_it_was_asked() {
+    let server = NatsServer::start();
+    let cli = connect(&server, "cli").await.config_store().await.unwrap();
+    let mirror = ConfigMirror::new(
+        connect(&server, "committer/a")
+            .await
+            .config_store()
+            .await
+            .unwrap(),
+    );
+    let follower = tokio::spawn(mirror.clone().follow(|_| std::future::ready(())));
+    let repository = |i: usize| {
+        let yaml = format!("apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageRepository\nmetadata: {{name: app-{i}, namespace: team}}\nspec: {{image: ghcr.io/org/app-{i}, interval: 1m}}\n");
+        Object::decode(&load_documents(&yaml).unwrap()[0].value).unwrap()
+    };
+    let namespace = Object::decode(
+        &load_documents("apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n").unwrap()[0]
+            .value,
+    )
+    .unwrap();
+    cli.put(&namespace).await.unwrap();
+    // Each write is seen by the very next read: no sleep, no retry.
+    let mut generations = Vec::new();
+    for i in 0..30 {
+        let object = repository(i);
+        cli.put(&object).await.unwrap();
+        let config = mirror.current().await.unwrap();
+        assert_eq!(config.get(&object.key()), Some(&object));
+        generations.push(config.generation());
+    }
+    assert!(
+        generations.windows(2).all(|w| w[0] < w[1]),
+        "{generations:?}"
+    );
+    let gone = repository(7).key();
+    assert!(cli.delete(&gone).await.unwrap());
+    let config = mirror.current().await.unwrap();
+    assert_eq!(config.get(&gone), None);
+    let repositories: Vec<&ObjectKey> = config
+        .of_kind(Kind::ImageRepository)
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(repositories.len(), 29);
+    assert!(repositories.iter().all(|k| k.kind == Kind::ImageRepository));
+    assert_eq!(
+        config.objects().count(),
+        30,
+        "29 repositories and the namespace"
+    );
+    drop(config);
+    follower.abort();
 }
 
 #[tokio::test]
