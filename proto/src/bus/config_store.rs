@@ -285,6 +285,10 @@ pub struct ConfigIndex {
     pub policies: std::collections::BTreeMap<ObjectKey, crate::config::ImagePolicy>,
     /// The applied labels of every Namespace object, by name.
     pub namespaces: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    /// The policies reading each repository: what [`ConfigIndex::policies_of`]
+    /// answers from, so that a scan's evaluation and the scheduler's interval
+    /// cost O(policies of the repository), not O(every policy).
+    readers: std::collections::HashMap<ObjectKey, BTreeSet<ObjectKey>>,
 }
 
 impl ConfigIndex {
@@ -296,7 +300,13 @@ impl ConfigIndex {
                     self.repositories.insert(object.key(), r.clone());
                 }
                 Object::ImagePolicy(p) => {
-                    self.policies.insert(object.key(), p.clone());
+                    let key = object.key();
+                    self.forget_reader(&key);
+                    self.readers
+                        .entry(p.repository_key())
+                        .or_default()
+                        .insert(key.clone());
+                    self.policies.insert(key, p.clone());
                 }
                 Object::Namespace(n) => {
                     self.namespaces
@@ -306,6 +316,7 @@ impl ConfigIndex {
             },
             ConfigChange::Deleted(key) => {
                 self.repositories.remove(key);
+                self.forget_reader(key);
                 self.policies.remove(key);
                 if key.kind == crate::config::Kind::Namespace {
                     self.namespaces.remove(&key.name);
@@ -319,16 +330,30 @@ impl ConfigIndex {
         crate::config::namespace_labels(name, self.namespaces.get(name))
     }
 
-    /// Every policy reading `repository`.
+    /// Every policy reading `repository`, in key order.
     pub fn policies_of(
         &self,
         repository: &ObjectKey,
     ) -> Vec<(ObjectKey, crate::config::ImagePolicy)> {
-        self.policies
-            .iter()
-            .filter(|(_, p)| p.repository_key() == *repository)
-            .map(|(k, p)| (k.clone(), p.clone()))
+        self.readers
+            .get(repository)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| Some((key.clone(), self.policies.get(key)?.clone())))
             .collect()
+    }
+
+    fn forget_reader(&mut self, policy: &ObjectKey) {
+        let Some(previous) = self.policies.get(policy) else {
+            return;
+        };
+        let repository = previous.repository_key();
+        if let Some(readers) = self.readers.get_mut(&repository) {
+            readers.remove(policy);
+            if readers.is_empty() {
+                self.readers.remove(&repository);
+            }
+        }
     }
 }
 
@@ -368,4 +393,53 @@ fn decode_object(key: &str, bytes: &[u8]) -> Result<Object, BusError> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     Object::decode(&value).map_err(|e| corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ConfigChange, ConfigIndex};
+    use crate::config::{load_documents, Kind, Object, ObjectKey};
+
+    fn policy(name: &str, repository: &str) -> ConfigChange {
+        let yaml = format!("apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {{name: {name}, namespace: team}}\nspec:\n  imageRepositoryRef: {{name: {repository}}}\n  policy: {{alphabetical: {{}}}}\n");
+        let object = Object::decode(&load_documents(&yaml).unwrap()[0].value).unwrap();
+        ConfigChange::Applied(Box::new(object))
+    }
+
+    fn names(index: &ConfigIndex, repository: &str) -> Vec<String> {
+        let key = ObjectKey::new(Kind::ImageRepository, "team", repository);
+        index
+            .policies_of(&key)
+            .into_iter()
+            .map(|(k, _)| k.name)
+            .collect()
+    }
+
+    #[test]
+    fn a_policy_moved_to_another_repository_or_deleted_stops_reading_the_first() {
+        let mut index = ConfigIndex::default();
+        index.apply(&policy("b", "one"));
+        index.apply(&policy("a", "one"));
+        index.apply(&policy("c", "two"));
+        assert_eq!(names(&index, "one"), ["a", "b"]);
+        index.apply(&policy("a", "two"));
+        assert_eq!(names(&index, "one"), ["b"]);
+        assert_eq!(names(&index, "two"), ["a", "c"]);
+        index.apply(&ConfigChange::Deleted(ObjectKey::new(
+            Kind::ImagePolicy,
+            "team",
+            "c",
+        )));
+        assert_eq!(names(&index, "two"), ["a"]);
+        index.apply(&ConfigChange::Deleted(ObjectKey::new(
+            Kind::ImagePolicy,
+            "team",
+            "b",
+        )));
+        assert!(names(&index, "one").is_empty());
+        assert!(
+            index.readers.keys().all(|r| r.name != "one"),
+            "no empty sets kept"
+        );
+    }
 }

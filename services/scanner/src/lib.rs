@@ -14,7 +14,10 @@
 //!   (`spec.provider`).
 //! - [`helper`]: docker credential helpers (`credHelpers`, `credsStore`).
 //! - [`registry`]: HTTP to registries (tags, digests, creation times).
-//! - [`service`]: scheduling, the scan-request consumer, publication.
+//! - [`schedule`]: which repository is next due for a scan, as a queue by
+//!   due time, so an idle fleet costs nothing per tick.
+//! - [`service`]: the scheduler loop, the scan-request consumer,
+//!   publication.
 //! - [`webhook`]: push notifications (parsers in [`webhook::payload`]),
 //!   `/healthz`, `/readyz`.
 
@@ -25,6 +28,7 @@ pub mod helper;
 pub mod paging;
 pub mod process;
 pub mod registry;
+pub mod schedule;
 pub mod service;
 pub mod tags;
 pub mod webhook;

@@ -26,7 +26,7 @@
 //! a not-ready status, never an empty list. Transient failures are retried
 //! by redelivery with back-off, up to [`ScannerSettings::max_attempts`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,7 +41,8 @@ use tagrelay_proto::bus::{
     PublishFailure, INLINE_TAGS_MAX_BYTES,
 };
 use tagrelay_proto::config::{
-    parse_go_duration, AgeClock, ImageRepository, Kind, ObjectKey, FLUX_V1_FILTER_ANNOTATION,
+    parse_go_duration, AgeClock, ImagePolicy, ImageRepository, Kind, Object, ObjectKey,
+    FLUX_V1_FILTER_ANNOTATION,
 };
 use tagrelay_proto::consume::{
     consume, follow_config, ConsumeSettings, Delivery, Disposition, Failed, Failures, Handler,
@@ -53,7 +54,7 @@ use tagrelay_proto::event::{
 use tagrelay_proto::names::{self, Stage};
 use tagrelay_proto::reference::Repository;
 use tagrelay_proto::runtime::Readiness;
-use tagrelay_proto::scan::{interval_slot, slot_offset, ScanRequest};
+use tagrelay_proto::scan::{slot_offset, ScanRequest};
 use tagrelay_proto::state::PolicySelection;
 use tagrelay_proto::status::ObjectStatus;
 use tokio::sync::RwLock;
@@ -62,6 +63,7 @@ use crate::backoff::backoff_delay;
 use crate::credentials::{Credentials, DockerCredentials, SecretsDir, TlsMaterial};
 use crate::helper::CredentialHelpers;
 use crate::registry::{Registries, RegistryError, RegistrySettings, Target};
+use crate::schedule::{Plan, ScanSchedule};
 use crate::tags::{compile_exclusions, filter_tags, latest_tags};
 use tagrelay_proto::reference::cloud::CloudProvider;
 
@@ -198,6 +200,7 @@ pub struct Scanner {
     secrets: SecretsDir,
     settings: ScannerSettings,
     config: RwLock<ConfigIndex>,
+    schedule: std::sync::Mutex<ScanSchedule>,
     readiness: Readiness,
     failures: Failures,
 }
@@ -259,47 +262,67 @@ impl Handler for Scanner {
 }
 
 /// Puts a request on the queue for every repository whose current slot (or
-/// spec) this instance has not asked for yet.
+/// spec) this instance has not asked for yet: those the schedule says are
+/// due, so a tick over an idle fleet costs nothing per repository.
 async fn schedule(scanner: Arc<Scanner>) {
-    let mut asked: HashMap<ObjectKey, String> = HashMap::new();
     let mut tick = tokio::time::interval(scanner.settings.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = Utc::now().timestamp().max(0) as u64;
-        let due: Vec<ScanRequest> = {
-            let config = scanner.config.read().await;
-            config
-                .repositories
-                .iter()
-                .filter(|(_, r)| !r.spec.suspend)
-                .filter_map(|(key, repository)| {
-                    let interval = scan_interval_secs(&config, key, repository);
-                    let object = ObjectRef::new(&key.namespace, &key.name);
-                    let slot = interval_slot(now, interval, slot_offset(&object, interval));
-                    let mut request = ScanRequest::scheduled(object, slot);
-                    request.dedup = format!("slot-{slot}-{}", scan_hash(repository, interval));
-                    (asked.get(key) != Some(&request.dedup)).then_some(request)
-                })
-                .collect()
-        };
-        for request in due {
-            let key = ObjectKey::new(
-                Kind::ImageRepository,
-                &request.repository.namespace,
-                &request.repository.name,
-            );
+        let due = scanner.schedule().due(now_secs());
+        for due in due {
+            let object = ObjectRef::new(&due.repository.namespace, &due.repository.name);
+            let mut request = ScanRequest::scheduled(object, due.slot);
+            request.dedup = due.dedup.clone();
             match scanner.bus.request_scan(&request).await {
-                Ok(_) => {
-                    asked.insert(key, request.dedup);
-                }
+                Ok(_) => scanner.schedule().asked(&due),
                 Err(e) => {
-                    tracing::warn!(error = %e, repository = %key, "cannot queue a scheduled scan")
+                    tracing::warn!(error = %e, repository = %due.repository, "cannot queue a scheduled scan")
                 }
             }
         }
-        let config = scanner.config.read().await;
-        asked.retain(|key, _| config.repositories.contains_key(key));
+    }
+}
+
+fn now_secs() -> u64 {
+    Utc::now().timestamp().max(0) as u64
+}
+
+/// How `key` is to be scheduled under `config`: `None` when it is gone or
+/// suspended.
+fn scan_plan(config: &ConfigIndex, key: &ObjectKey) -> Option<Plan> {
+    let repository = config.repositories.get(key)?;
+    if repository.spec.suspend {
+        return None;
+    }
+    let interval = scan_interval_secs(config, key, repository);
+    let object = ObjectRef::new(&key.namespace, &key.name);
+    Some(Plan {
+        interval,
+        offset: slot_offset(&object, interval),
+        hash: scan_hash(repository, interval),
+    })
+}
+
+/// The repositories whose schedule `change` may move: the repository
+/// itself, or the ones a policy reads (before and after), since a policy
+/// reflecting digests `Always` shortens its repository's interval.
+fn scheduled_by(config: &ConfigIndex, change: &ConfigChange) -> Vec<ObjectKey> {
+    let (key, applied) = match change {
+        ConfigChange::Applied(object) => (object.key(), Some(object.as_ref())),
+        ConfigChange::Deleted(key) => (key.clone(), None),
+    };
+    match key.kind {
+        Kind::ImageRepository => vec![key],
+        Kind::ImagePolicy => {
+            let before = config.policies.get(&key).map(ImagePolicy::repository_key);
+            let after = match applied {
+                Some(Object::ImagePolicy(p)) => Some(p.repository_key()),
+                _ => None,
+            };
+            before.into_iter().chain(after).collect()
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -354,6 +377,7 @@ impl Scanner {
             store: store.clone(),
             settings,
             config: RwLock::new(ConfigIndex::default()),
+            schedule: std::sync::Mutex::new(ScanSchedule::default()),
             readiness: Readiness::watching(bus),
             failures: Failures::new(bus, &store, Stage::Scan),
         };
@@ -362,8 +386,19 @@ impl Scanner {
             for object in store.list(None).await? {
                 config.apply(&ConfigChange::Applied(Box::new(object)));
             }
+            let now = now_secs();
+            let mut schedule = scanner.schedule();
+            for key in config.repositories.keys() {
+                schedule.plan(key, scan_plan(&config, key), now);
+            }
         }
         Ok(scanner)
+    }
+
+    fn schedule(&self) -> std::sync::MutexGuard<'_, ScanSchedule> {
+        self.schedule
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The bus this scanner publishes on.
@@ -421,7 +456,16 @@ impl Scanner {
     /// Applies one configuration change; a deleted repository's scan
     /// record is purged.
     async fn on_config_change(&self, change: ConfigChange) {
-        self.config.write().await.apply(&change);
+        {
+            let mut config = self.config.write().await;
+            let moved = scheduled_by(&config, &change);
+            config.apply(&change);
+            let now = now_secs();
+            let mut schedule = self.schedule();
+            for key in moved {
+                schedule.plan(&key, scan_plan(&config, &key), now);
+            }
+        }
         if let ConfigChange::Deleted(key) = &change {
             if key.kind == Kind::ImageRepository {
                 if let Err(e) = self.records.purge(&key.bucket_key()).await {

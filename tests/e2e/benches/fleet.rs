@@ -7,15 +7,22 @@
 //! repositories with one automation each, in its own namespace):
 //! - cold start: from the services' start until every policy is resolved
 //!   and every marker in Git holds its selection;
-//! - steady state: a quiet window with scans running (interval 30 s): CPU
-//!   seconds per service, events and bytes added to the log;
+//! - steady state: a quiet window with scans running (every `INTERVAL`):
+//!   CPU seconds per service, scans made, NATS messages and bytes through
+//!   the server (every KV operation is one), events and bytes added to the
+//!   log;
 //! - a round where 1 % of the repositories get a new tag (pushed through
 //!   the registry's API, announced by its webhook): push → commit p50/p99;
-//! - peak RSS per service.
+//! - a burst: `BURST` repositories of one Git repository get a new tag at
+//!   once: the commits it took and push → commit p50/p99;
+//! - peak RSS per service;
+//! - with two sizes or more, how each figure grows with N (the exponent of
+//!   a least-squares fit of log figure on log N: 1 is linear).
 //!
 //! `cargo build --release --bins && cargo bench -p tagrelay-e2e --bench fleet`
 //! (`FLEET=100,1000` sizes, `TAGS=100` tags per repository, `GIT_REPOS=10`,
-//! `QUIET=30` seconds of steady state).
+//! `INTERVAL=30s` between scans, `QUIET=30` seconds of steady state,
+//! `BURST=100`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a failure is a failed run
 
@@ -117,7 +124,7 @@ fn marker_file(host: &str, i: usize, git: usize, tag: &str) -> String {
     )
 }
 
-fn configuration(host: &str, n: usize, gits: &[BareRepo]) -> String {
+fn configuration(host: &str, n: usize, gits: &[BareRepo], interval: &str) -> String {
     let mut yaml = String::new();
     for (g, repo) in gits.iter().enumerate() {
         yaml += &format!(
@@ -128,7 +135,7 @@ fn configuration(host: &str, n: usize, gits: &[BareRepo]) -> String {
     for i in 0..n {
         let g = i % gits.len();
         yaml += &format!(
-            "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {{name: app-{i:05}, namespace: team-{g:03}}}\nspec: {{image: {host}/{}, interval: 30s, insecure: true}}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {{name: app-{i:05}, namespace: team-{g:03}}}\nspec: {{imageRepositoryRef: {{name: app-{i:05}}}, policy: {{semver: {{range: '>=1.0.0'}}}}}}\n---\n",
+            "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {{name: app-{i:05}, namespace: team-{g:03}}}\nspec: {{image: {host}/{}, interval: {interval}, insecure: true}}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {{name: app-{i:05}, namespace: team-{g:03}}}\nspec: {{imageRepositoryRef: {{name: app-{i:05}}}, policy: {{semver: {{range: '>=1.0.0'}}}}}}\n---\n",
             repository(i)
         );
     }
@@ -159,6 +166,30 @@ fn behind(repo: &BareRepo, files: usize, wanted: &str) -> usize {
     files.saturating_sub(matched)
 }
 
+/// What the NATS server has carried so far: messages and bytes in and out.
+fn nats_traffic(monitor_port: u16) -> [f64; 4] {
+    let varz = http_text(monitor_port, "/varz");
+    let value: serde_json::Value = serde_json::from_str(&varz).unwrap();
+    ["in_msgs", "out_msgs", "in_bytes", "out_bytes"].map(|k| value[k].as_f64().unwrap_or(0.0))
+}
+
+/// Scans the scanner has made so far, from its `/metrics`.
+fn scans(scanner_port: u16) -> f64 {
+    http_text(scanner_port, "/metrics")
+        .lines()
+        .filter(|l| l.starts_with("tagrelay_scans_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn http_text(port: u16, path: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{port}{path}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 async fn log_size(bus: &Bus) -> (u64, u64) {
     let mut stream = bus
         .jetstream()
@@ -174,9 +205,60 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len().saturating_sub(1))]
 }
 
-async fn run_size(n: usize, tags: usize, git_repos: usize, quiet: Duration) {
+/// The figures of one size that the growth fit compares.
+struct Figures {
+    n: usize,
+    cold_start: f64,
+    steady_cpu: f64,
+    nats_messages: f64,
+    round_p50: f64,
+    burst_p99: f64,
+    peak_rss: f64,
+}
+
+/// Pushes `tag` to repositories `movers` at once; returns each push's time.
+async fn push_all(registry: &Registry, movers: &[usize], tag: &str) -> Vec<(usize, Instant)> {
+    futures::future::join_all(movers.iter().map(|&i| async move {
+        registry.push_tags(&repository(i), &[tag]).await;
+        (i, Instant::now())
+    }))
+    .await
+}
+
+/// Waits until every pushed file holds `tag`; returns push → commit seconds.
+async fn landed(gits: &[BareRepo], pushed_at: Vec<(usize, Instant)>, tag: &str) -> Vec<f64> {
+    let mut latencies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for (i, at) in pushed_at {
+        let repo = &gits[i % gits.len()];
+        let path = format!("apps/app-{i:05}.yaml");
+        while !repo
+            .read_text("main", &path)
+            .unwrap_or_default()
+            .contains(tag)
+        {
+            assert!(Instant::now() < deadline, "{path} never got {tag}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        latencies.push(at.elapsed().as_secs_f64());
+    }
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+struct Run {
+    tags: usize,
+    git_repos: usize,
+    interval: String,
+    quiet: Duration,
+    burst: usize,
+}
+
+async fn run_size(n: usize, run: &Run) -> Figures {
+    let (tags, git_repos, quiet) = (run.tags, run.git_repos, run.quiet);
     let work = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start();
+    let monitor_port = free_port();
+    let nats = NatsServer::start_with_config(&format!("http: \"127.0.0.1:{monitor_port}\"\n"));
     let scanner_port = free_port();
     let registry = Registry::notifying_scanner(scanner_port, SECRET);
     let host = registry.host();
@@ -205,7 +287,8 @@ async fn run_size(n: usize, tags: usize, git_repos: usize, quiet: Duration) {
         .await
         .unwrap();
     let store = bus.config_store().await.unwrap();
-    for doc in load_documents(configuration(&host, n, &gits).trim_end_matches("---\n")).unwrap() {
+    let yaml = configuration(&host, n, &gits, &run.interval);
+    for doc in load_documents(yaml.trim_end_matches("---\n")).unwrap() {
         store
             .put(&Object::decode(&doc.value).unwrap())
             .await
@@ -238,6 +321,8 @@ async fn run_size(n: usize, tags: usize, git_repos: usize, quiet: Duration) {
 
     let cpu_before: Vec<f64> = services.iter().map(Service::cpu_seconds).collect();
     let (messages_before, bytes_before) = log_size(&bus).await;
+    let traffic_before = nats_traffic(monitor_port);
+    let scans_before = scans(scanner_port);
     tokio::time::sleep(quiet).await;
     let cpu: Vec<f64> = services
         .iter()
@@ -245,32 +330,27 @@ async fn run_size(n: usize, tags: usize, git_repos: usize, quiet: Duration) {
         .map(|(s, before)| s.cpu_seconds() - before)
         .collect();
     let (messages_after, bytes_after) = log_size(&bus).await;
+    let traffic: Vec<f64> = nats_traffic(monitor_port)
+        .iter()
+        .zip(traffic_before)
+        .map(|(after, before)| after - before)
+        .collect();
+    let scanned = scans(scanner_port) - scans_before;
 
     let movers: Vec<usize> = (0..n).step_by(100).collect();
     let new_tag = format!("2.0.{n}");
-    let mut pushed_at = Vec::new();
-    for &i in &movers {
-        registry
-            .push_tags(&repository(i), &[new_tag.as_str()])
-            .await;
-        pushed_at.push((i, Instant::now()));
-    }
-    let mut latencies = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    for (i, at) in pushed_at {
-        let repo = &gits[i % git_repos];
-        let path = format!("apps/app-{i:05}.yaml");
-        while !repo
-            .read_text("main", &path)
-            .unwrap_or_default()
-            .contains(&new_tag)
-        {
-            assert!(Instant::now() < deadline, "{path} never got {new_tag}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        latencies.push(at.elapsed().as_secs_f64());
-    }
-    latencies.sort_by(f64::total_cmp);
+    let pushed_at = push_all(&registry, &movers, &new_tag).await;
+    let latencies = landed(&gits, pushed_at, &new_tag).await;
+
+    // The burst: many repositories of Git repository 0 at once.
+    let burst: Vec<usize> = (0..n).step_by(git_repos).take(run.burst).collect();
+    let commits_before = gits[0].log("main").len();
+    let burst_tag = format!("3.0.{n}");
+    let pushed_at = push_all(&registry, &burst, &burst_tag).await;
+    let burst_latencies = landed(&gits, pushed_at, &burst_tag).await;
+    // Commits still on their way would come within a second or two.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let burst_commits = gits[0].log("main").len() - commits_before;
     let rss: Vec<f64> = services.iter().map(Service::peak_rss_mib).collect();
     let window = quiet.as_secs_f64();
 
@@ -287,15 +367,23 @@ async fn run_size(n: usize, tags: usize, git_repos: usize, quiet: Duration) {
         "  cold start → every selection in Git: {:.1} s ({commits} commits)",
         cold.as_secs_f64()
     );
+    let steady_cpu = cpu.iter().sum::<f64>() / window * 100.0;
     println!(
-        "  steady state over {window:.0} s (scans every 30 s): CPU {} ; all services {:.2} % of one core; log +{} events, +{} KiB",
+        "  steady state over {window:.0} s (scans every {}): CPU {} ; all services {steady_cpu:.2} % of one core",
+        run.interval,
         SERVICES
             .iter()
             .zip(&cpu)
             .map(|(name, s)| format!("{name} {s:.2} s"))
             .collect::<Vec<_>>()
             .join(", "),
-        cpu.iter().sum::<f64>() / window * 100.0,
+    );
+    println!(
+        "    {scanned:.0} scans; NATS {:.0} messages in / {:.0} out, {:.0} KiB in / {:.0} KiB out; log +{} events, +{} KiB",
+        traffic[0],
+        traffic[1],
+        traffic[2] / 1024.0,
+        traffic[3] / 1024.0,
         messages_after - messages_before,
         (bytes_after - bytes_before) / 1024
     );
@@ -307,6 +395,12 @@ async fn run_size(n: usize, tags: usize, git_repos: usize, quiet: Duration) {
         latencies.last().copied().unwrap_or_default()
     );
     println!(
+        "  burst ({} repositories of one Git repository at once): {burst_commits} commit(s), push → commit p50 {:.2} s, p99 {:.2} s",
+        burst_latencies.len(),
+        percentile(&burst_latencies, 0.5),
+        percentile(&burst_latencies, 0.99),
+    );
+    println!(
         "  peak RSS: {}",
         services
             .iter()
@@ -315,6 +409,48 @@ async fn run_size(n: usize, tags: usize, git_repos: usize, quiet: Duration) {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    Figures {
+        n,
+        cold_start: cold.as_secs_f64(),
+        steady_cpu,
+        nats_messages: traffic[0] + traffic[1],
+        round_p50: percentile(&latencies, 0.5),
+        burst_p99: percentile(&burst_latencies, 0.99),
+        peak_rss: rss.iter().copied().fold(0.0, f64::max),
+    }
+}
+
+/// The slope of log `y` on log `x`: how `y` grows with `x` (1 is linear).
+fn exponent(points: &[(f64, f64)]) -> f64 {
+    let logs: Vec<(f64, f64)> = points
+        .iter()
+        .map(|(x, y)| (x.ln(), y.max(1e-9).ln()))
+        .collect();
+    let count = logs.len() as f64;
+    let mean_x = logs.iter().map(|p| p.0).sum::<f64>() / count;
+    let mean_y = logs.iter().map(|p| p.1).sum::<f64>() / count;
+    let covariance: f64 = logs.iter().map(|(x, y)| (x - mean_x) * (y - mean_y)).sum();
+    let variance: f64 = logs.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
+    covariance / variance
+}
+
+fn print_growth(figures: &[Figures]) {
+    if figures.len() < 2 {
+        return;
+    }
+    println!("\ngrowth with N (exponent of a log-log fit; 1 = linear):");
+    let series: [(&str, fn(&Figures) -> f64); 6] = [
+        ("cold start", |f| f.cold_start),
+        ("steady-state CPU", |f| f.steady_cpu),
+        ("steady-state NATS messages", |f| f.nats_messages),
+        ("1 % round push → commit p50", |f| f.round_p50),
+        ("burst push → commit p99", |f| f.burst_p99),
+        ("largest peak RSS", |f| f.peak_rss),
+    ];
+    for (name, figure) in series {
+        let points: Vec<(f64, f64)> = figures.iter().map(|f| (f.n as f64, figure(f))).collect();
+        println!("  {name}: N^{:.2}", exponent(&points));
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -323,11 +459,17 @@ async fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let tags: usize = env_or("TAGS", "100").parse().unwrap();
-    let git_repos: usize = env_or("GIT_REPOS", "10").parse().unwrap();
-    let quiet = Duration::from_secs(env_or("QUIET", "30").parse().unwrap());
+    let run = Run {
+        tags: env_or("TAGS", "100").parse().unwrap(),
+        git_repos: env_or("GIT_REPOS", "10").parse().unwrap(),
+        interval: env_or("INTERVAL", "30s"),
+        quiet: Duration::from_secs(env_or("QUIET", "30").parse().unwrap()),
+        burst: env_or("BURST", "100").parse().unwrap(),
+    };
     println!("fleet bench: real nats-server, CNCF registry, bare Git remotes; the four services as processes");
+    let mut figures = Vec::new();
     for n in sizes {
-        run_size(n, tags, git_repos, quiet).await;
+        figures.push(run_size(n, &run).await);
     }
+    print_growth(&figures);
 }
