@@ -22,7 +22,15 @@
 //! `cargo build --release --bins && cargo bench -p tagrelay-e2e --bench fleet`
 //! (`FLEET=100,1000` sizes, `TAGS=100` tags per repository, `GIT_REPOS=10`,
 //! `INTERVAL=30s` between scans, `QUIET=30` seconds of steady state,
-//! `BURST=100`).
+//! `BURST=100`, `RPS=200` registry requests a second allowed to the one
+//! registry host).
+//!
+//! Horizontal scale: `INSTANCES=1,2,4 CLUSTER=1` runs each size with that
+//! many processes of the scanner, the resolver and the committer against a
+//! 3-node JetStream cluster, and prints what each instance did (scans,
+//! evaluations, commits from its `/metrics`) and how many events in the log
+//! repeat work already announced (a second scan of the same tag set, a
+//! second announcement of a selection or commit).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a failure is a failed run
 
@@ -35,7 +43,7 @@ use tagrelay_proto::config::{load_documents, Object};
 use tagrelay_proto::names;
 use tagrelay_testkit::git::{BareRepo, Seed};
 use tagrelay_testkit::registry::Registry;
-use tagrelay_testkit::{free_port, NatsServer};
+use tagrelay_testkit::{free_port, NatsCluster, NatsServer};
 
 const SECRET: &str = "fleet-secret";
 const SERVICES: [&str; 4] = ["scanner", "resolver", "committer", "notifier"];
@@ -59,6 +67,7 @@ fn release_binary(name: &str) -> PathBuf {
 /// One service process with the figures read from `/proc`.
 struct Service {
     name: &'static str,
+    port: u16,
     child: Child,
 }
 
@@ -86,31 +95,93 @@ impl Drop for Service {
     }
 }
 
-fn start_services(nats: &str, work: &Path, scanner_port: u16, secret_file: &Path) -> Vec<Service> {
+/// Where the services run: `instances` processes of each stage (one
+/// notifier), on one NATS server or a 3-node JetStream cluster.
+struct Topology {
+    instances: usize,
+    cluster: bool,
+}
+
+fn start_services(
+    nats: &str,
+    topology: &Topology,
+    work: &Path,
+    scanner_port: u16,
+    secret_file: &Path,
+) -> Vec<Service> {
+    let replicas = if topology.cluster { "3" } else { "1" };
     SERVICES
         .iter()
-        .map(|name| {
-            let port = if *name == "scanner" {
+        .flat_map(|name| {
+            let count = if *name == "notifier" {
+                1
+            } else {
+                topology.instances
+            };
+            (0..count).map(move |i| (*name, i))
+        })
+        .map(|(name, i)| {
+            // The registry's webhook reaches the first scanner; whichever
+            // instance is free takes the request it queues.
+            let port = if name == "scanner" && i == 0 {
                 scanner_port
             } else {
                 free_port()
             };
-            let log = std::fs::File::create(work.join(format!("{name}.log"))).unwrap();
+            let log = std::fs::File::create(work.join(format!("{name}-{i}.log"))).unwrap();
             let child = Command::new(release_binary(&format!("tagrelay-{name}")))
                 .env("NATS_URL", nats)
+                .env("TAGRELAY_REPLICAS", replicas)
                 .env("TAGRELAY_LISTEN", format!("127.0.0.1:{port}"))
                 .env("TAGRELAY_HTTP_ADDR", format!("127.0.0.1:{port}"))
                 .env("TAGRELAY_WEBHOOK_SECRET_FILE", secret_file)
-                .env("TAGRELAY_CACHE_DIR", work.join("cache"))
+                .env("TAGRELAY_CACHE_DIR", work.join(format!("cache-{i}")))
                 .env("TAGRELAY_SECRETS_DIR", work.join("secrets"))
+                // One registry host carries the whole fleet here: let the
+                // scanner use it as fast as the fleet needs (10,000
+                // repositories every 5 minutes is 33 scans a second).
+                .env("TAGRELAY_REGISTRY_RPS", env_or("RPS", "200"))
+                .env("TAGRELAY_REGISTRY_BURST", env_or("RPS", "200"))
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .unwrap();
-            Service { name, child }
+            Service { name, port, child }
         })
         .collect()
+}
+
+/// The counter `metric` (summed over its labels) in a service's `/metrics`.
+fn counter(port: u16, metric: &str) -> f64 {
+    http_text(port, "/metrics")
+        .lines()
+        .filter(|l| l.starts_with(metric))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Events of the log, and how many of them repeat work already announced:
+/// the same tag set of a repository, the same selection of a policy, the
+/// same commit.
+async fn duplicates(bus: &Bus) -> (usize, usize) {
+    use std::collections::HashSet;
+    use tagrelay_proto::event::Event;
+    let events = tagrelay_testkit::events(bus, ">").await;
+    let mut seen = HashSet::new();
+    let mut repeated = 0;
+    for envelope in &events {
+        let identity = match &envelope.payload {
+            Event::TagsDiscovered(t) => format!("tags {} {}", t.repository, t.tag_set_digest),
+            Event::PolicyResolved(p) => format!("policy {} {}", p.policy, p.current.tag),
+            Event::CommitPushed(c) => format!("commit {}", c.commit),
+            _ => continue,
+        };
+        if !seen.insert(identity) {
+            repeated += 1;
+        }
+    }
+    (events.len(), repeated)
 }
 
 fn repository(i: usize) -> String {
@@ -166,19 +237,23 @@ fn behind(repo: &BareRepo, files: usize, wanted: &str) -> usize {
     files.saturating_sub(matched)
 }
 
-/// What the NATS server has carried so far: messages and bytes in and out.
-fn nats_traffic(monitor_port: u16) -> [f64; 4] {
+/// What the NATS server has carried so far: messages and bytes in and out
+/// (zeros for a cluster, whose nodes are not asked).
+fn nats_traffic(monitor_port: Option<u16>) -> [f64; 4] {
+    let Some(monitor_port) = monitor_port else {
+        return [0.0; 4];
+    };
     let varz = http_text(monitor_port, "/varz");
     let value: serde_json::Value = serde_json::from_str(&varz).unwrap();
     ["in_msgs", "out_msgs", "in_bytes", "out_bytes"].map(|k| value[k].as_f64().unwrap_or(0.0))
 }
 
-/// Scans the scanner has made so far, from its `/metrics`.
-fn scans(scanner_port: u16) -> f64 {
-    http_text(scanner_port, "/metrics")
-        .lines()
-        .filter(|l| l.starts_with("tagrelay_scans_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+/// Scans the scanners have made so far, from their `/metrics`.
+fn scans(services: &[Service]) -> f64 {
+    services
+        .iter()
+        .filter(|s| s.name == "scanner")
+        .map(|s| counter(s.port, "tagrelay_scans_total"))
         .sum()
 }
 
@@ -254,11 +329,44 @@ struct Run {
     burst: usize,
 }
 
-async fn run_size(n: usize, run: &Run) -> Figures {
+/// The NATS the services use: one server (with its monitoring port) or a
+/// 3-node JetStream cluster.
+enum Nats {
+    Server(NatsServer, u16),
+    Cluster(NatsCluster),
+}
+
+impl Nats {
+    fn start(cluster: bool) -> Self {
+        if cluster {
+            return Self::Cluster(NatsCluster::start());
+        }
+        let monitor_port = free_port();
+        let server =
+            NatsServer::start_with_config(&format!("http: \"127.0.0.1:{monitor_port}\"\n"));
+        Self::Server(server, monitor_port)
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::Server(server, _) => server.url(),
+            Self::Cluster(cluster) => cluster.url(),
+        }
+    }
+
+    fn monitor_port(&self) -> Option<u16> {
+        match self {
+            Self::Server(_, port) => Some(*port),
+            Self::Cluster(_) => None,
+        }
+    }
+}
+
+async fn run_size(n: usize, run: &Run, topology: &Topology) -> Figures {
     let (tags, git_repos, quiet) = (run.tags, run.git_repos, run.quiet);
     let work = tempfile::tempdir().unwrap();
-    let monitor_port = free_port();
-    let nats = NatsServer::start_with_config(&format!("http: \"127.0.0.1:{monitor_port}\"\n"));
+    let nats = Nats::start(topology.cluster);
+    let monitor_port = nats.monitor_port();
     let scanner_port = free_port();
     let registry = Registry::notifying_scanner(scanner_port, SECRET);
     let host = registry.host();
@@ -283,7 +391,11 @@ async fn run_size(n: usize, run: &Run) -> Figures {
             BareRepo::seeded("main", &files)
         })
         .collect();
-    let bus = Bus::connect(&nats.url(), "bench/fleet", BusSettings::default())
+    let settings = BusSettings {
+        replicas: if topology.cluster { 3 } else { 1 },
+        ..BusSettings::default()
+    };
+    let bus = Bus::connect(&nats.url(), "bench/fleet", settings)
         .await
         .unwrap();
     let store = bus.config_store().await.unwrap();
@@ -299,7 +411,13 @@ async fn run_size(n: usize, run: &Run) -> Figures {
     std::fs::write(&secret_file, SECRET).unwrap();
 
     let started = Instant::now();
-    let services = start_services(&nats.url(), work.path(), scanner_port, &secret_file);
+    let services = start_services(
+        &nats.url(),
+        topology,
+        work.path(),
+        scanner_port,
+        &secret_file,
+    );
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
         let left: usize = gits
@@ -322,7 +440,7 @@ async fn run_size(n: usize, run: &Run) -> Figures {
     let cpu_before: Vec<f64> = services.iter().map(Service::cpu_seconds).collect();
     let (messages_before, bytes_before) = log_size(&bus).await;
     let traffic_before = nats_traffic(monitor_port);
-    let scans_before = scans(scanner_port);
+    let scans_before = scans(&services);
     tokio::time::sleep(quiet).await;
     let cpu: Vec<f64> = services
         .iter()
@@ -335,7 +453,7 @@ async fn run_size(n: usize, run: &Run) -> Figures {
         .zip(traffic_before)
         .map(|(after, before)| after - before)
         .collect();
-    let scanned = scans(scanner_port) - scans_before;
+    let scanned = scans(&services) - scans_before;
 
     let movers: Vec<usize> = (0..n).step_by(100).collect();
     let new_tag = format!("2.0.{n}");
@@ -355,8 +473,13 @@ async fn run_size(n: usize, run: &Run) -> Figures {
     let window = quiet.as_secs_f64();
 
     println!(
-        "\nN = {n} repositories × {tags} tags, {git_repos} Git repositories, {} automations",
-        git_repos
+        "\nN = {n} repositories × {tags} tags, {git_repos} Git repositories, {git_repos} automations; {} instance(s) of each stage on {}",
+        topology.instances,
+        if topology.cluster {
+            "a 3-node JetStream cluster (R3)"
+        } else {
+            "one NATS server"
+        }
     );
     println!(
         "  seeding (registry storage, Git, {} objects applied): {:.1} s",
@@ -409,6 +532,22 @@ async fn run_size(n: usize, run: &Run) -> Figures {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if topology.instances > 1 || topology.cluster {
+        for (name, metric) in [
+            ("scanner", "tagrelay_scans_total"),
+            ("resolver", "tagrelay_resolutions_total"),
+            ("committer", "tagrelay_commits_total"),
+        ] {
+            let counts: Vec<String> = services
+                .iter()
+                .filter(|s| s.name == name)
+                .map(|s| format!("{:.0}", counter(s.port, metric)))
+                .collect();
+            println!("  {metric} per {name} instance: {}", counts.join(" / "));
+        }
+        let (events, repeated) = duplicates(&bus).await;
+        println!("  duplicate work in the log: {repeated} of {events} events repeat an announced tag set, selection or commit");
+    }
     Figures {
         n,
         cold_start: cold.as_secs_f64(),
@@ -467,9 +606,20 @@ async fn main() {
         burst: env_or("BURST", "100").parse().unwrap(),
     };
     println!("fleet bench: real nats-server, CNCF registry, bare Git remotes; the four services as processes");
+    let cluster = env_or("CLUSTER", "0") == "1";
+    let instances: Vec<usize> = env_or("INSTANCES", "1")
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let mut figures = Vec::new();
     for n in sizes {
-        figures.push(run_size(n, &run).await);
+        for &instances in &instances {
+            let topology = Topology { instances, cluster };
+            let measured = run_size(n, &run, &topology).await;
+            if instances == 1 {
+                figures.push(measured);
+            }
+        }
     }
     print_growth(&figures);
 }
