@@ -573,12 +573,15 @@ fn exponent(points: &[(f64, f64)]) -> f64 {
     covariance / variance
 }
 
+/// One growth series: its name and how to read it off a size's figures.
+type Series = (&'static str, fn(&Figures) -> f64);
+
 fn print_growth(figures: &[Figures]) {
     if figures.len() < 2 {
         return;
     }
     println!("\ngrowth with N (exponent of a log-log fit; 1 = linear):");
-    let series: [(&str, fn(&Figures) -> f64); 6] = [
+    let series: [Series; 6] = [
         ("cold start", |f| f.cold_start),
         ("steady-state CPU", |f| f.steady_cpu),
         ("steady-state NATS messages", |f| f.nats_messages),
