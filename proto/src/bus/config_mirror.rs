@@ -12,16 +12,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
-use std::time::Duration;
 
 use super::config_store::{ConfigChange, Watched};
+use super::record_mirror::CatchUp;
 use super::{BusError, ConfigStore};
 use crate::config::{Kind, Object, ObjectKey};
 use crate::names;
-
-/// How long [`ConfigMirror::current`] waits for the watch to catch up before
-/// it reports the bucket as unavailable.
-const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
 
 /// The configuration as the watch has applied it so far.
 #[derive(Debug, Default)]
@@ -74,7 +70,7 @@ impl MirroredConfig {
 
 struct Shared {
     config: RwLock<MirroredConfig>,
-    applied: tokio::sync::watch::Sender<u64>,
+    catch_up: CatchUp,
 }
 
 /// A handle on the mirror; cheap to clone.
@@ -87,12 +83,11 @@ pub struct ConfigMirror {
 impl ConfigMirror {
     /// A mirror of `store`, empty until [`ConfigMirror::follow`] runs.
     pub fn new(store: ConfigStore) -> Self {
-        let (applied, _) = tokio::sync::watch::channel(0);
         Self {
             store,
             shared: Arc::new(Shared {
                 config: RwLock::new(MirroredConfig::default()),
-                applied,
+                catch_up: CatchUp::new(),
             }),
         }
     }
@@ -120,15 +115,12 @@ impl ConfigMirror {
                             generation: config.generation + 1,
                             ..MirroredConfig::default()
                         };
-                        self.shared.applied.send_replace(0);
+                        self.shared.catch_up.restart();
                         None
                     }
                     Watched::Entry(revision, change) => {
                         self.write().apply(revision, change.clone());
-                        // `send_modify` stores the value even while nobody waits.
-                        self.shared
-                            .applied
-                            .send_modify(|applied| *applied = (*applied).max(revision));
+                        self.shared.catch_up.applied(revision);
                         change
                     }
                 };
@@ -155,23 +147,11 @@ impl ConfigMirror {
     /// when this was called: what a decision must read.
     pub async fn current(&self) -> Result<RwLockReadGuard<'_, MirroredConfig>, BusError> {
         let wanted = self.store.last_revision().await?;
-        let mut applied = self.shared.applied.subscribe();
-        let caught_up = tokio::time::timeout(
-            CATCH_UP_LIMIT,
-            applied.wait_for(|revision| *revision >= wanted),
-        )
-        .await
-        .is_ok_and(|waited| waited.is_ok());
-        if caught_up {
-            return Ok(self.read());
-        }
-        Err(BusError::Bucket {
-                bucket: names::CONFIG_BUCKET.to_string(),
-                key: ">".to_string(),
-                reason: format!(
-                    "the configuration watch has not reached revision {wanted} within {CATCH_UP_LIMIT:?}"
-                ),
-            })
+        self.shared
+            .catch_up
+            .wait_for(names::CONFIG_BUCKET, wanted)
+            .await?;
+        Ok(self.read())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, MirroredConfig> {

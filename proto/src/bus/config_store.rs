@@ -264,13 +264,7 @@ impl ConfigStore {
     /// The revision of the newest entry in the bucket: how far a watch must
     /// have read to have seen every write made so far.
     pub(crate) async fn last_revision(&self) -> Result<u64, BusError> {
-        let info = self
-            .config
-            .stream
-            .get_info()
-            .await
-            .map_err(|e| bucket_error(names::CONFIG_BUCKET, ">", e))?;
-        Ok(info.state.last_sequence)
+        super::record_mirror::last_revision(&self.config, names::CONFIG_BUCKET).await
     }
 }
 

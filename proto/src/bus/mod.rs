@@ -23,6 +23,8 @@
 //! - `config_mirror`: the whole configuration in memory, kept by one watch
 //!   and readable as of now, for a stage that looks through every object on
 //!   each event (the committer) without a request per object.
+//! - `record_mirror`: the same for a bucket of JSON records (the policy
+//!   selections the committer reads for every policy of an automation).
 //! - `cas`: state two instances may race on, written only by compare-and-set
 //!   and read from the stream leader, so that neither overwrites the other.
 //!
@@ -33,6 +35,7 @@ mod config_mirror;
 mod config_store;
 mod log;
 mod publish;
+mod record_mirror;
 mod tag_lists;
 mod topology;
 
@@ -45,6 +48,7 @@ pub use config_mirror::{ConfigMirror, MirroredConfig};
 pub use config_store::{ConfigChange, ConfigIndex, ConfigStore, Revision, Watched};
 pub use log::LoggedEvent;
 pub use publish::{PublishFailure, Published, EXPECTED_LAST_SUBJECT_SEQUENCE, MSG_ID_HEADER};
+pub use record_mirror::{MirroredRecords, RecordMirror};
 pub use tag_lists::{tags_json_size, INLINE_TAGS_MAX_BYTES};
 pub use topology::{
     bucket_configs, consumer_config, ensure_topology, object_store_configs, stream_configs,

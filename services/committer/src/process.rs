@@ -29,9 +29,10 @@ pub struct CommitterArgs {
     /// Address of the `/healthz` and `/readyz` endpoints.
     #[arg(long, env = "TAGRELAY_HTTP_ADDR", default_value = "127.0.0.1:8083")]
     pub http_addr: Option<SocketAddr>,
-    /// How long after a policy moved to wait before committing, so that the
-    /// moves of one burst land as one commit (Go duration; `0s` commits
-    /// each move at once).
+    /// How long after a policy moved to wait before committing (longer while
+    /// selections are still being written, at most four times this), so
+    /// that the moves of one burst land as one commit (Go duration; `0s`
+    /// commits each move at once).
     #[arg(long, env = "TAGRELAY_COMMIT_WINDOW", default_value = "750ms", value_parser = go_duration)]
     pub commit_window: std::time::Duration,
 }

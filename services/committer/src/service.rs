@@ -28,10 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use gix::ObjectId;
 use tagrelay_proto::bus::{
-    Bus, BusError, CasBucket, ConfigChange, ConfigMirror, ConfigStore, MirroredConfig,
-    PublishFailure,
+    Bus, BusError, ConfigChange, ConfigMirror, ConfigStore, MirroredConfig, PublishFailure,
+    RecordMirror,
 };
 use tagrelay_proto::config::{GitRepository, ImageUpdateAutomation, Kind, Object, ObjectKey};
 use tagrelay_proto::consume::{
@@ -67,13 +68,17 @@ pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 const RECOVERY_DEPTH: usize = 20;
 /// How long after a policy moved the committer waits before it reconciles
 /// for it, so that the moves of one burst (a release pushed to many
-/// repositories at once) land as one commit instead of one each. A move
-/// older than this (a backlog) is reconciled at once.
+/// repositories at once) land as one commit instead of one each; longer
+/// while the burst goes on (see `Committer::settle`).
 pub const COMMIT_WINDOW: Duration = Duration::from_millis(750);
 /// How often a `PolicyResolved` whose selection has not reached the state
 /// bucket yet (the resolver writes it just after publishing) is looked at
 /// again before the committer leaves it to the automation's interval.
 const STATE_LAG_RETRIES: u32 = 10;
+/// The longest a move waits for its burst to end, in commit windows.
+const SETTLE_CAP_WINDOWS: u32 = 4;
+/// How many causes of one commit are read back from the log at once.
+const CAUSE_READS_IN_FLIGHT: usize = 32;
 
 /// Where the committer keeps its clones and finds Secrets.
 #[derive(Debug, Clone)]
@@ -132,10 +137,12 @@ pub struct Committer {
     store: ConfigStore,
     mirror: ConfigMirror,
     follower: tokio::task::AbortHandle,
+    /// Every policy's recorded selection, in memory.
+    selections: RecordMirror<PolicySelection>,
+    selections_follower: tokio::task::AbortHandle,
     config_changes: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ConfigChange>>>,
     known_policies: Mutex<Option<(u64, Arc<KnownPolicies>)>>,
     reflected: Mutex<HashMap<ObjectKey, BTreeMap<ObjectKey, u64>>>,
-    state: CasBucket,
     settings: Settings,
     askpass: PathBuf,
     screens: Arc<BlobScreens>,
@@ -356,6 +363,10 @@ impl Committer {
             std::future::ready(())
         }))
         .abort_handle();
+        let selections = RecordMirror::new(
+            bus.bucket(names::POLICY_STATE_BUCKET).await?,
+            names::POLICY_STATE_BUCKET,
+        );
         Ok(Self {
             bus: bus.clone(),
             failures: Failures::new(bus, &store, Stage::Commit),
@@ -365,10 +376,8 @@ impl Committer {
             config_changes: Mutex::new(Some(config_changes)),
             known_policies: Mutex::new(None),
             reflected: Mutex::new(HashMap::new()),
-            state: CasBucket::new(
-                bus.bucket(names::POLICY_STATE_BUCKET).await?,
-                names::POLICY_STATE_BUCKET,
-            ),
+            selections_follower: tokio::spawn(selections.clone().follow()).abort_handle(),
+            selections,
             settings,
             askpass,
             screens: Arc::new(BlobScreens::default()),
@@ -450,7 +459,7 @@ impl Committer {
         if pending.is_empty() {
             return Disposition::Done;
         }
-        settle(envelope.occurred_at, self.settings.commit_window).await;
+        self.settle(envelope.occurred_at).await;
         let (mut failed, mut lagging) = (false, false);
         for key in pending {
             match self.reconcile(&key, Some(envelope)).await {
@@ -494,6 +503,30 @@ impl Committer {
             .map(|(policy, selection)| (policy.clone(), selection.resolved_sequence))
             .collect();
         lock(&self.reflected).insert(automation.clone(), seen);
+    }
+
+    /// Waits until the move made at `occurred_at` is one commit window old
+    /// and no selection has been written for a third of a window (the burst
+    /// it belongs to is over), or four windows have passed since it: so a
+    /// burst that takes longer than the window to resolve (a thousand
+    /// repositories scanned under a registry's rate limit) still lands as
+    /// one commit, and constant churn elsewhere cannot hold a move back for
+    /// long. A move older than that (a backlog) is reconciled at once.
+    async fn settle(&self, occurred_at: DateTime<Utc>) {
+        let window = self.settings.commit_window;
+        let cap = window * SETTLE_CAP_WINDOWS;
+        loop {
+            let age = (Utc::now() - occurred_at).to_std().unwrap_or_default();
+            let quiet = self.selections.quiet_for();
+            let wait = window
+                .saturating_sub(age)
+                .max((window / 3).saturating_sub(quiet))
+                .min(cap.saturating_sub(age));
+            if wait.is_zero() {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+        }
     }
 
     fn lock_for(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
@@ -663,7 +696,7 @@ impl Committer {
                 Plan::Rewrite(rewrite) => rewrite,
             };
             let problems = rewrite.problems.clone();
-            let causes = self.causes(&rewrite.cause_policies()).await?;
+            let causes = self.causes(&rewrite.cause_policies(), &selections).await?;
             let planned = match rewrite.commit(a, &causes) {
                 Ok(planned) => planned,
                 Err(failed) => return self.fail(key, trigger, failed, attempt).await,
@@ -969,8 +1002,20 @@ impl Committer {
         Ok(names)
     }
 
-    async fn selection(&self, key: &ObjectKey) -> Result<Option<PolicySelection>, BusError> {
-        self.state.get(&key.bucket_key()).await
+    /// The recorded selection of each of `keys` that has one, read at once
+    /// from the mirror (as of now: one request, not one per policy).
+    async fn selections_of(
+        &self,
+        keys: impl IntoIterator<Item = ObjectKey>,
+    ) -> Result<HashMap<ObjectKey, PolicySelection>, BusError> {
+        let recorded = self.selections.current().await?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|key| {
+                let selection = recorded.get(&key.bucket_key())?.clone();
+                Some((key, selection))
+            })
+            .collect())
     }
 
     /// What the files should hold: every selected policy of the automation
@@ -1000,8 +1045,15 @@ impl Committer {
                 .map(|(key, _)| key.clone())
                 .collect()
         };
+        let v1_policies = policy_names
+            .iter()
+            .flatten()
+            .map(|name| ObjectKey::new(Kind::ImagePolicy, &a.namespace, name));
+        let recorded = self
+            .selections_of(policies.iter().cloned().chain(v1_policies))
+            .await?;
         for key in policies {
-            let Some(selection) = self.selection(&key).await? else {
+            let Some(selection) = recorded.get(&key).cloned() else {
                 continue;
             };
             match ImageReference::parse(&selection.reference()) {
@@ -1019,7 +1071,7 @@ impl Committer {
         for (container, name) in containers.iter().zip(policy_names) {
             let Some(name) = name else { continue };
             let key = ObjectKey::new(Kind::ImagePolicy, &a.namespace, name);
-            let Some(selection) = self.selection(&key).await? else {
+            let Some(selection) = recorded.get(&key).cloned() else {
                 continue;
             };
             if container.current_tag.as_deref() != Some(selection.selected.tag.as_str()) {
@@ -1061,20 +1113,25 @@ impl Committer {
     }
 
     /// The `PolicyResolved` events behind the rewritten values, oldest
-    /// first, read back from the log by the sequences the state recorded.
-    async fn causes(&self, policies: &BTreeSet<ObjectKey>) -> Result<Vec<Envelope>, BusError> {
-        let mut sequences = BTreeSet::new();
-        for key in policies {
-            if let Some(selection) = self.selection(key).await? {
-                if selection.resolved_sequence > 0 {
-                    sequences.insert(selection.resolved_sequence);
-                }
-            }
-        }
-        let mut causes = Vec::new();
-        for sequence in sequences {
-            causes.extend(self.bus.event_at(sequence).await?);
-        }
+    /// first, read back from the log by the sequences recorded in the
+    /// selections the rewrite was planned from (a few requests in flight at
+    /// once: a cold start's first commit has a cause per policy).
+    async fn causes(
+        &self,
+        policies: &BTreeSet<ObjectKey>,
+        selections: &BTreeMap<String, (ObjectKey, PolicySelection)>,
+    ) -> Result<Vec<Envelope>, BusError> {
+        let sequences: BTreeSet<u64> = selections
+            .values()
+            .filter(|(key, selection)| policies.contains(key) && selection.resolved_sequence > 0)
+            .map(|(_, selection)| selection.resolved_sequence)
+            .collect();
+        let read: Vec<Option<Envelope>> = futures::stream::iter(sequences)
+            .map(|sequence| self.bus.event_at(sequence))
+            .buffered(CAUSE_READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut causes: Vec<Envelope> = read.into_iter().flatten().collect();
         causes.sort_by_key(|e| e.occurred_at);
         Ok(causes)
     }
@@ -1329,6 +1386,7 @@ impl Committer {
 impl Drop for Committer {
     fn drop(&mut self) {
         self.follower.abort();
+        self.selections_follower.abort();
     }
 }
 
@@ -1369,13 +1427,6 @@ fn automations_for(config: &MirroredConfig, policy: &ObjectKey) -> Vec<ObjectKey
 
 /// Waits until `window` has passed since a move `occurred_at`, so the other
 /// moves of its burst are in the state when the reconcile reads it.
-async fn settle(occurred_at: DateTime<Utc>, window: Duration) {
-    let age = (Utc::now() - occurred_at).to_std().unwrap_or_default();
-    if let Some(wait) = window.checked_sub(age) {
-        tokio::time::sleep(wait).await;
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()

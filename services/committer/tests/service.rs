@@ -2260,6 +2260,49 @@ async fn a_burst_of_moves_in_one_repository_lands_as_one_commit_naming_every_cau
 }
 
 #[tokio::test]
+async fn a_burst_longer_than_the_commit_window_still_lands_as_one_commit() {
+    let env = env().await;
+    let (repo, yaml) = fleet_of(10);
+    env.apply(&yaml).await;
+    let settings = Settings {
+        commit_window: Duration::from_millis(600),
+        ..env.settings("svc")
+    };
+    let (stop, service) = env.service(settings).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(env.pushed().await.is_empty());
+
+    // Ten moves 120 ms apart: the burst lasts about twice the window (a
+    // release scanned under a registry's rate limit), with no pause as
+    // long as a third of the window until it is over.
+    let mut causes = Vec::new();
+    for i in 0..10 {
+        let image = format!("registry.example/app-{i}");
+        causes.push(
+            env.resolve("flux-system", &format!("app-{i}"), &image, "2.0.0")
+                .await,
+        );
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    let pushed = env.wait_pushed(1).await;
+    // A second commit would follow within a window or two.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pushed_after = env.pushed().await;
+    let _ = stop.send(());
+    service.await.unwrap();
+
+    assert_eq!(
+        pushed_after.len(),
+        1,
+        "one commit for the burst: {pushed_after:?}"
+    );
+    assert_eq!(repo.log("main").len(), 2, "the seed and one update");
+    for (i, cause) in causes.iter().enumerate() {
+        assert!(pushed[0].causes.contains(&cause.id), "cause {i} missing");
+    }
+}
+
+#[tokio::test]
 async fn a_move_seen_before_its_selection_is_recorded_still_lands() {
     let env = env().await;
     let (repo, yaml) = fleet_of(1);

@@ -248,13 +248,23 @@ fn nats_traffic(monitor_port: Option<u16>) -> [f64; 4] {
     ["in_msgs", "out_msgs", "in_bytes", "out_bytes"].map(|k| value[k].as_f64().unwrap_or(0.0))
 }
 
-/// Scans the scanners have made so far, from their `/metrics`.
-fn scans(services: &[Service]) -> f64 {
+/// The counter `metric` summed over every instance of `service`.
+fn total(services: &[Service], service: &str, metric: &str) -> f64 {
     services
         .iter()
-        .filter(|s| s.name == "scanner")
-        .map(|s| counter(s.port, "tagrelay_scans_total"))
+        .filter(|s| s.name == service)
+        .map(|s| counter(s.port, metric))
         .sum()
+}
+
+/// Scans the scanners have made so far.
+fn scans(services: &[Service]) -> f64 {
+    total(services, "scanner", "tagrelay_scans_total")
+}
+
+/// Policy evaluations the resolvers have made so far.
+fn evaluations(services: &[Service]) -> f64 {
+    total(services, "resolver", "tagrelay_resolutions_total")
 }
 
 fn http_text(port: u16, path: &str) -> String {
@@ -419,7 +429,16 @@ async fn run_size(n: usize, run: &Run, topology: &Topology) -> Figures {
         &secret_file,
     );
     let deadline = Instant::now() + Duration::from_secs(1800);
+    // When the last first scan and the last first evaluation were made: the
+    // phases of the cold start, to tell which stage its length comes from.
+    let (mut scanned_at, mut resolved_at) = (None, None);
     loop {
+        if scanned_at.is_none() && scans(&services) >= n as f64 {
+            scanned_at = Some(started.elapsed());
+        }
+        if resolved_at.is_none() && evaluations(&services) >= n as f64 {
+            resolved_at = Some(started.elapsed());
+        }
         let left: usize = gits
             .iter()
             .enumerate()
@@ -486,9 +505,14 @@ async fn run_size(n: usize, run: &Run, topology: &Topology) -> Figures {
         2 * n + 2 * git_repos,
         seeded.as_secs_f64()
     );
+    let phase = |at: Option<Duration>| {
+        at.map_or("-".to_string(), |at| format!("{:.1} s", at.as_secs_f64()))
+    };
     println!(
-        "  cold start → every selection in Git: {:.1} s ({commits} commits)",
-        cold.as_secs_f64()
+        "  cold start → every selection in Git: {:.1} s ({commits} commits; every repository scanned at {}, every policy evaluated at {})",
+        cold.as_secs_f64(),
+        phase(scanned_at),
+        phase(resolved_at),
     );
     let steady_cpu = cpu.iter().sum::<f64>() / window * 100.0;
     println!(

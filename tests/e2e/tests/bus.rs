@@ -12,7 +12,7 @@ use async_nats::jetstream::consumer::pull::Config as PullConfig;
 use futures::StreamExt;
 use tagrelay_proto::bus::{
     ensure_topology, Bus, BusSettings, CasBucket, ConfigChange, ConfigMirror, PublishFailure,
-    MSG_ID_HEADER,
+    RecordMirror, MSG_ID_HEADER,
 };
 use tagrelay_proto::config::{load_documents, Kind, Object, ObjectKey};
 use tagrelay_proto::consume::Delivery;
@@ -311,6 +311,68 @@ async fn the_configuration_mirror_reads_what_was_written_before_it_was_asked() {
         "29 repositories and the namespace"
     );
     drop(config);
+    follower.abort();
+}
+
+#[tokio::test]
+async fn a_record_mirror_reads_every_write_made_before_it_was_asked_and_forgets_deletions() {
+    use serde_json::{json, Value};
+    let server = NatsServer::start();
+    let bucket = |bus: Bus| async move { bus.bucket(names::POLICY_STATE_BUCKET).await.unwrap() };
+    let writer = CasBucket::new(
+        bucket(connect(&server, "resolver/a").await).await,
+        names::POLICY_STATE_BUCKET,
+    );
+    let raw = bucket(connect(&server, "resolver/b").await).await;
+    let mirror: RecordMirror<Value> = RecordMirror::new(
+        bucket(connect(&server, "committer/a").await).await,
+        names::POLICY_STATE_BUCKET,
+    );
+    // Written before the mirror started: replayed.
+    assert!(writer
+        .write("team.before", &json!({"n": 0}), 0)
+        .await
+        .unwrap());
+    let follower = tokio::spawn(mirror.clone().follow());
+    assert_eq!(
+        mirror.current().await.unwrap().get("team.before"),
+        Some(&json!({"n": 0}))
+    );
+    // Each write is seen by the very next read: no sleep, no retry.
+    for n in 1..=30 {
+        let (_, revision) = writer.read::<Value>("team.app").await.unwrap();
+        assert!(writer
+            .write("team.app", &json!({"n": n}), revision)
+            .await
+            .unwrap());
+        assert_eq!(
+            mirror.current().await.unwrap().get("team.app"),
+            Some(&json!({"n": n}))
+        );
+    }
+    assert!(mirror.quiet_for() < Duration::from_secs(5));
+    // A record that does not decode, and a purged one, are absent.
+    raw.put("team.app", "not json".into()).await.unwrap();
+    writer.purge("team.before").await.unwrap();
+    {
+        let records = mirror.current().await.unwrap();
+        assert_eq!(records.get("team.app"), None);
+        assert_eq!(records.get("team.before"), None);
+        assert!(records.is_empty(), "{}", records.len());
+    }
+    // The quiet time grows while nothing is written, and a write resets it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let quiet = mirror.quiet_for();
+    assert!(quiet >= Duration::from_millis(300), "{quiet:?}");
+    assert!(writer
+        .write("team.after", &json!({"n": 1}), 0)
+        .await
+        .unwrap());
+    assert!(mirror.current().await.unwrap().get("team.after").is_some());
+    assert!(
+        mirror.quiet_for() < quiet,
+        "a write must reset the quiet time"
+    );
     follower.abort();
 }
 
