@@ -23,7 +23,7 @@
 //! (`FLEET=100,1000` sizes, `TAGS=100` tags per repository, `GIT_REPOS=10`,
 //! `INTERVAL=30s` between scans, `QUIET=30` seconds of steady state,
 //! `BURST=100`, `RPS=200` registry requests a second allowed to the one
-//! registry host).
+//! registry host; `LOG=debug` and `LOGS=DIR` keep the services' logs).
 //!
 //! Horizontal scale: `INSTANCES=1,2,4 CLUSTER=1` runs each size with that
 //! many processes of the scanner, the resolver and the committer against a
@@ -128,7 +128,8 @@ fn start_services(
             } else {
                 free_port()
             };
-            let log = std::fs::File::create(work.join(format!("{name}-{i}.log"))).unwrap();
+            let logs = std::env::var_os("LOGS").map_or_else(|| work.to_path_buf(), PathBuf::from);
+            let log = std::fs::File::create(logs.join(format!("{name}-{i}.log"))).unwrap();
             let child = Command::new(release_binary(&format!("tagrelay-{name}")))
                 .env("NATS_URL", nats)
                 .env("TAGRELAY_REPLICAS", replicas)
@@ -142,7 +143,7 @@ fn start_services(
                 // repositories every 5 minutes is 33 scans a second).
                 .env("TAGRELAY_REGISTRY_RPS", env_or("RPS", "200"))
                 .env("TAGRELAY_REGISTRY_BURST", env_or("RPS", "200"))
-                .env("RUST_LOG", "warn")
+                .env("RUST_LOG", env_or("LOG", "warn"))
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
