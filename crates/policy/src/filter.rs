@@ -59,6 +59,7 @@ impl Exclusions {
     }
 
     /// Whether some pattern matches `tag`.
+    #[inline]
     pub(crate) fn excludes(&self, tag: &str) -> bool {
         (self.signature_suffix && is_signature_tag(tag))
             || self.others.as_ref().is_some_and(|set| set.is_match(tag))
@@ -67,6 +68,7 @@ impl Exclusions {
 
 /// Exactly what `^.*\.sig$` matches: ends in `.sig`, and `.` (which never
 /// matches a newline) covers everything before it.
+#[inline]
 fn is_signature_tag(tag: &str) -> bool {
     tag.strip_suffix(".sig")
         .is_some_and(|stem| !stem.as_bytes().contains(&b'\n'))

@@ -96,6 +96,7 @@ impl Range {
     }
 
     /// Whether `version` satisfies the range.
+    #[inline]
     pub(crate) fn matches(&self, version: &TagVersion<'_>) -> bool {
         self.branches.iter().any(|branch| {
             (version.pre.is_empty() || branch.allows_prerelease)
@@ -393,6 +394,7 @@ fn parse_version(
 impl Comparator {
     /// Masterminds' constraint functions, after the group-level prerelease
     /// gate (which [`Range::matches`] applies).
+    #[inline]
     fn matches(&self, v: &TagVersion<'_>) -> bool {
         let c = &self.version;
         match self.op {

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use tagrelay_reference::is_valid_tag;
+use tagrelay_reference::{is_valid_tag, MAX_TAG_LEN};
 
 use super::filter::{FilterScratch, TagFilter};
 use super::numeric::Decimal;
@@ -225,32 +225,7 @@ impl<'p, 'a> Ranker<'p, 'a> {
                     funnel.not_version += 1;
                     return;
                 };
-                if !range.matches(&version) {
-                    funnel.out_of_range += 1;
-                    return;
-                }
-                funnel.qualified += 1;
-                match best {
-                    // Equal versions (`1.0.0`, `v1.0.0`, `1.0.0+b`): the
-                    // tag last in byte order wins, as in Flux v1.
-                    Some((top, key)) => {
-                        let wins = key
-                            .cmp_version(&version)
-                            .then_with(|| candidate.tag.cmp(top.tag))
-                            == Ordering::Greater;
-                        if wins {
-                            top.set(candidate, keep);
-                            key.set(&version);
-                        }
-                    }
-                    None => {
-                        let key = SemverKey {
-                            triple: (version.major, version.minor, version.patch),
-                            pre: version.pre.to_string(),
-                        };
-                        *best = Some((Top::new(candidate, keep), key));
-                    }
-                }
+                offer_version(range, best, candidate, &version, keep, funnel);
             }
             Self::Text { order, best } => {
                 funnel.qualified += 1;
@@ -359,6 +334,68 @@ impl<'p, 'a> Ranker<'p, 'a> {
     }
 }
 
+/// Ranks a candidate read as `version` under a semver `range`.
+#[inline]
+fn offer_version<'a>(
+    range: &Range,
+    best: &mut Option<(Top<'a>, SemverKey)>,
+    candidate: Candidate<'a>,
+    version: &TagVersion<'_>,
+    keep: Option<&str>,
+    funnel: &mut Funnel,
+) {
+    if !range.matches(version) {
+        funnel.out_of_range += 1;
+        return;
+    }
+    funnel.qualified += 1;
+    match best {
+        // Equal versions (`1.0.0`, `v1.0.0`, `1.0.0+b`): the tag last in
+        // byte order wins, as in Flux v1.
+        Some((top, key)) => {
+            let wins = key
+                .cmp_version(version)
+                .then_with(|| candidate.tag.cmp(top.tag))
+                == Ordering::Greater;
+            if wins {
+                top.set(candidate, keep);
+                key.set(version);
+            }
+        }
+        None => {
+            let key = SemverKey {
+                triple: (version.major, version.minor, version.patch),
+                pre: version.pre.to_string(),
+            };
+            *best = Some((Top::new(candidate, keep), key));
+        }
+    }
+}
+
+/// A plain semver policy (no tag filter) over one tag: the version is read
+/// first, and the OCI grammar checked only when it tells the funnel
+/// something. A tag the Flux grammar reads is a valid OCI tag unless it is
+/// too long or carries build metadata (`+` is outside the OCI grammar), so
+/// most tags are read once instead of twice; the funnel counts as in
+/// [`CompiledPolicy::select`].
+#[inline]
+fn offer_plain_semver<'a>(
+    range: &Range,
+    best: &mut Option<(Top<'a>, SemverKey)>,
+    candidate: Candidate<'a>,
+    funnel: &mut Funnel,
+) {
+    let tag = candidate.tag;
+    match TagVersion::parse_flux_tag(tag) {
+        Some((version, false)) if tag.len() <= MAX_TAG_LEN => {
+            offer_version(range, best, candidate, &version, None, funnel);
+        }
+        Some(_) => funnel.invalid += 1,
+        None if is_valid_tag(tag) => funnel.not_version += 1,
+        None => funnel.invalid += 1,
+    }
+}
+
 /// Makes `candidate` the best so far, reusing the old best's buffer.
 fn set_top<'a>(best: &mut Option<Top<'a>>, candidate: Candidate<'a>, value: Option<&str>) {
     match best {
@@ -413,6 +450,26 @@ impl CompiledPolicy {
         };
         let extracted = matches!(&stage, Stage::Filter(filter, _) if filter.extracts());
         let mut ranker = Ranker::new(&self.ranking);
+        if let (
+            Stage::All,
+            false,
+            Ranker::Semver {
+                range,
+                lenient: false,
+                best,
+            },
+        ) = (&stage, self.skip_latest, &mut ranker)
+        {
+            for candidate in candidates {
+                funnel.total += 1;
+                if self.exclusions.excludes(candidate.tag) {
+                    funnel.excluded += 1;
+                    continue;
+                }
+                offer_plain_semver(range, best, candidate, &mut funnel);
+            }
+            return ranker.finish(self, funnel, extracted);
+        }
         for candidate in candidates {
             funnel.total += 1;
             let tag = candidate.tag;

@@ -596,6 +596,55 @@ fn tags_outside_the_oci_grammar_are_never_chosen() {
     ));
 }
 
+#[test]
+fn plain_semver_reads_each_tag_once_and_counts_as_the_general_path_does() {
+    // A plain semver policy takes its own path (the version read first, the
+    // OCI grammar checked only when it matters); `.*` as a tag filter sends
+    // the same policy down the general path. Both must agree on every tag.
+    let long_version = format!("1.0.0-{}", "a".repeat(130));
+    let tags = [
+        "1.2.3",
+        "v1.9.0",
+        "1.9.0",
+        "1.9.0+build.1",
+        long_version.as_str(),
+        "2.0.0-rc.1",
+        "5.0.0",
+        "0.9.0",
+        "1.2",
+        "latest",
+        "bad tag",
+        "bad
+tag.sig",
+        "sha256-abc.sig",
+        "éz",
+        "v",
+    ];
+    let plain = semver(">=1.0.0 <4.0.0");
+    let general = with_filter(
+        Choice::Semver {
+            range: ">=1.0.0 <4.0.0".to_string(),
+        },
+        ".*",
+        None,
+    );
+    let fast = plain.select_tags(tags).unwrap();
+    let slow = general.select_tags(tags).unwrap();
+    assert_eq!(fast.tag, "v1.9.0", "equal versions: last in byte order");
+    assert_eq!(fast.tag, slow.tag);
+    assert_eq!(fast.funnel, slow.funnel);
+    let expected = Funnel {
+        total: 15,
+        excluded: 1,
+        invalid: 5,
+        not_version: 3,
+        out_of_range: 3,
+        qualified: 3,
+        ..Funnel::default()
+    };
+    assert_eq!(fast.funnel, expected);
+}
+
 // ---- Flux v1 ------------------------------------------------------------
 
 #[test]

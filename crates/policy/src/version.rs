@@ -31,20 +31,29 @@ pub(crate) struct TagVersion<'a> {
 impl<'a> TagVersion<'a> {
     /// Reads `tag` as Flux's image-reflector-controller does: at least two
     /// dots anywhere in the tag, and Masterminds' lenient grammar.
+    #[inline]
     pub(crate) fn parse_flux(tag: &'a str) -> Option<Self> {
-        let (version, dots) = Self::parse(tag)?;
-        (dots >= 2).then_some(version)
+        Self::parse_flux_tag(tag).map(|(version, _)| version)
+    }
+
+    /// [`TagVersion::parse_flux`], and whether the tag carries build
+    /// metadata (which no OCI tag can: `+` is outside its grammar).
+    #[inline]
+    pub(crate) fn parse_flux_tag(tag: &'a str) -> Option<(Self, bool)> {
+        let (version, dots, build) = Self::parse(tag)?;
+        (dots >= 2).then_some((version, build))
     }
 
     /// Reads `text` with Masterminds' lenient grammar alone (Flux v1's
     /// `semver:` filters, where `1` and `v1.2` count as versions).
     pub(crate) fn parse_lenient(text: &'a str) -> Option<Self> {
-        Self::parse(text).map(|(version, _)| version)
+        Self::parse(text).map(|(version, _, _)| version)
     }
 
-    /// One pass over `text`: the version, and how many dots the text has.
+    /// One pass over `text`: the version, how many dots the text has, and
+    /// whether it has build metadata.
     #[inline]
-    fn parse(text: &'a str) -> Option<(Self, usize)> {
+    fn parse(text: &'a str) -> Option<(Self, usize, bool)> {
         let bytes = text.as_bytes();
         let mut i = usize::from(bytes.first() == Some(&b'v'));
         let (major, len) = number(&bytes[i..])?;
@@ -71,7 +80,8 @@ impl<'a> TagVersion<'a> {
             dots += pre_dots;
             i = end;
         }
-        if bytes.get(i) == Some(&b'+') {
+        let build = bytes.get(i) == Some(&b'+');
+        if build {
             let (end, build_dots) = scan_identifiers(bytes, i + 1, Identifiers::Build)?;
             dots += build_dots;
             i = end;
@@ -84,6 +94,7 @@ impl<'a> TagVersion<'a> {
                 pre,
             },
             dots,
+            build,
         ))
     }
 
@@ -170,6 +181,7 @@ fn is_numeric(identifier: &str) -> bool {
 
 /// One or more ASCII digits at the start of `bytes`, as a `u64` (Go's
 /// `ParseUint` refuses overflow, and so do we). Leading zeros are allowed.
+#[inline]
 fn number(bytes: &[u8]) -> Option<(u64, usize)> {
     let mut value: u64 = 0;
     let mut len = 0;
