@@ -300,12 +300,6 @@ impl Resolver {
                 )
                 .await?;
             tracing::debug!(policy = %key, ?outcome, "evaluated");
-            let label = match &outcome {
-                Outcome::Moved(_) => "moved",
-                Outcome::Failed(_) => "failed",
-                _ => "unchanged",
-            };
-            metrics().resolutions.add(1, &attribute("outcome", label));
             outcomes.push((key, outcome));
         }
         Ok(outcomes)
@@ -385,9 +379,32 @@ impl Resolver {
         Ok(Some(outcome))
     }
 
-    /// Brings one policy's selection up to date with one tag set.
-    #[tracing::instrument(name = "evaluate policy", skip_all, fields(policy = %key, sequence = source_sequence))]
+    /// Brings one policy's selection up to date with one tag set, and
+    /// counts the evaluation (whatever asked for it: a scan, a changed
+    /// policy, a release coming of age).
     async fn evaluate(
+        &self,
+        key: &ObjectKey,
+        policy: &ImagePolicy,
+        discovered: &TagsDiscovered,
+        source_sequence: u64,
+        cause: &Envelope,
+        why: ResolveCause,
+    ) -> Result<Outcome, BusError> {
+        let outcome = self
+            .evaluate_once(key, policy, discovered, source_sequence, cause, why)
+            .await?;
+        let label = match &outcome {
+            Outcome::Moved(_) => "moved",
+            Outcome::Failed(_) => "failed",
+            _ => "unchanged",
+        };
+        metrics().resolutions.add(1, &attribute("outcome", label));
+        Ok(outcome)
+    }
+
+    #[tracing::instrument(name = "evaluate policy", skip_all, fields(policy = %key, sequence = source_sequence))]
+    async fn evaluate_once(
         &self,
         key: &ObjectKey,
         policy: &ImagePolicy,

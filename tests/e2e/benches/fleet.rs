@@ -430,7 +430,7 @@ async fn run_size(n: usize, run: &Run, topology: &Topology) -> Figures {
         &secret_file,
     );
     let deadline = Instant::now() + Duration::from_secs(1800);
-    // When the last first scan and the last first evaluation were made: the
+    // When as many scans and evaluations as repositories had been made: the
     // phases of the cold start, to tell which stage its length comes from.
     let (mut scanned_at, mut resolved_at) = (None, None);
     loop {
@@ -510,7 +510,7 @@ async fn run_size(n: usize, run: &Run, topology: &Topology) -> Figures {
         at.map_or("-".to_string(), |at| format!("{:.1} s", at.as_secs_f64()))
     };
     println!(
-        "  cold start → every selection in Git: {:.1} s ({commits} commits; every repository scanned at {}, every policy evaluated at {})",
+        "  cold start → every selection in Git: {:.1} s ({commits} commits; the {n}th scan made at {}, the {n}th evaluation at {})",
         cold.as_secs_f64(),
         phase(scanned_at),
         phase(resolved_at),
@@ -521,17 +521,31 @@ async fn run_size(n: usize, run: &Run, topology: &Topology) -> Figures {
         run.interval,
         SERVICES
             .iter()
-            .zip(&cpu)
-            .map(|(name, s)| format!("{name} {s:.2} s"))
+            .map(|name| {
+                let seconds: f64 = services
+                    .iter()
+                    .zip(&cpu)
+                    .filter(|(s, _)| s.name == *name)
+                    .map(|(_, seconds)| seconds)
+                    .sum();
+                format!("{name} {seconds:.2} s")
+            })
             .collect::<Vec<_>>()
             .join(", "),
     );
+    let carried = if monitor_port.is_some() {
+        format!(
+            "NATS {:.0} messages in / {:.0} out, {:.0} KiB in / {:.0} KiB out",
+            traffic[0],
+            traffic[1],
+            traffic[2] / 1024.0,
+            traffic[3] / 1024.0,
+        )
+    } else {
+        "NATS traffic not measured on a cluster".to_string()
+    };
     println!(
-        "    {scanned:.0} scans; NATS {:.0} messages in / {:.0} out, {:.0} KiB in / {:.0} KiB out; log +{} events, +{} KiB",
-        traffic[0],
-        traffic[1],
-        traffic[2] / 1024.0,
-        traffic[3] / 1024.0,
+        "    {scanned:.0} scans; {carried}; log +{} events, +{} KiB",
         messages_after - messages_before,
         (bytes_after - bytes_before) / 1024
     );
