@@ -75,6 +75,12 @@ pub const COMMIT_WINDOW: Duration = Duration::from_millis(750);
 /// bucket yet (the resolver writes it just after publishing) is looked at
 /// again before the committer leaves it to the automation's interval.
 const STATE_LAG_RETRIES: u32 = 10;
+/// How many `PolicyResolved` one committer handles at once: automations of
+/// different Git repositories are reconciled side by side (one Git
+/// repository's cache is still used by one reconcile at a time), and the
+/// moves of one automation take turns, so a later one usually finds its
+/// selection already committed.
+const MOVES_IN_HAND: usize = 4;
 /// The longest a move waits for its burst to end, in commit windows.
 const SETTLE_CAP_WINDOWS: u32 = 4;
 /// How many causes of one commit are read back from the log at once.
@@ -148,6 +154,9 @@ pub struct Committer {
     screens: Arc<BlobScreens>,
     discoveries: Arc<Mutex<HashMap<ObjectId, Result<V1Discovery, RewriteError>>>>,
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// One move at a time per automation, so that of several moves in hand
+    /// for it the later ones find their selection already read.
+    turns: Mutex<HashMap<ObjectKey, Arc<tokio::sync::Mutex<()>>>>,
     failures: Failures,
 }
 
@@ -184,7 +193,7 @@ pub async fn run(
     let result = consume(
         bus,
         committer,
-        ConsumeSettings::new(Stage::Commit),
+        ConsumeSettings::new(Stage::Commit).with_concurrency(MOVES_IN_HAND),
         readiness,
         shutdown,
     )
@@ -383,6 +392,7 @@ impl Committer {
             screens: Arc::new(BlobScreens::default()),
             discoveries: Arc::new(Mutex::new(HashMap::new())),
             locks: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
         })
     }
 
@@ -462,6 +472,11 @@ impl Committer {
         self.settle(envelope.occurred_at).await;
         let (mut failed, mut lagging) = (false, false);
         for key in pending {
+            let turn = lock(&self.turns).entry(key.clone()).or_default().clone();
+            let _turn = turn.lock().await;
+            if self.reflects(&key, &policy, sequence) {
+                continue;
+            }
             match self.reconcile(&key, Some(envelope)).await {
                 Ok(Outcome::UpToDate | Outcome::Pushed(_)) => {
                     lagging |= !self.reflects(&key, &policy, sequence);
