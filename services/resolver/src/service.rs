@@ -309,7 +309,7 @@ impl Resolver {
                 )
                 .await?;
             tracing::debug!(policy = %key, ?outcome, "evaluated");
-            outcomes.push((key, outcome));
+            outcomes.push((key, counted(outcome)));
         }
         Ok(outcomes)
     }
@@ -385,35 +385,12 @@ impl Resolver {
         let outcome = self
             .evaluate(key, policy, discovered, sequence, &envelope, why)
             .await?;
-        Ok(Some(outcome))
+        Ok(Some(counted(outcome)))
     }
 
-    /// Brings one policy's selection up to date with one tag set, and
-    /// counts the evaluation (whatever asked for it: a scan, a changed
-    /// policy, a release coming of age).
-    async fn evaluate(
-        &self,
-        key: &ObjectKey,
-        policy: &ImagePolicy,
-        discovered: &TagsDiscovered,
-        source_sequence: u64,
-        cause: &Envelope,
-        why: ResolveCause,
-    ) -> Result<Outcome, BusError> {
-        let outcome = self
-            .evaluate_once(key, policy, discovered, source_sequence, cause, why)
-            .await?;
-        let label = match &outcome {
-            Outcome::Moved(_) => "moved",
-            Outcome::Failed(_) => "failed",
-            _ => "unchanged",
-        };
-        metrics().resolutions.add(1, &attribute("outcome", label));
-        Ok(outcome)
-    }
-
+    /// Brings one policy's selection up to date with one tag set.
     #[tracing::instrument(name = "evaluate policy", skip_all, fields(policy = %key, sequence = source_sequence))]
-    async fn evaluate_once(
+    async fn evaluate(
         &self,
         key: &ObjectKey,
         policy: &ImagePolicy,
@@ -716,6 +693,18 @@ impl Resolver {
 }
 
 /// `1.2.0 is held back until 2026-12-04T20:00:00Z by its minimum age`.
+/// Counts an evaluation in `tagrelay_resolutions_total`, whatever asked
+/// for it (a scan, a changed policy, a release coming of age).
+fn counted(outcome: Outcome) -> Outcome {
+    let label = match &outcome {
+        Outcome::Moved(_) => "moved",
+        Outcome::Failed(_) => "failed",
+        _ => "unchanged",
+    };
+    metrics().resolutions.add(1, &attribute("outcome", label));
+    outcome
+}
+
 fn held_back_words(held_back: &HeldBack) -> String {
     match held_back.until {
         Some(until) => format!(
