@@ -9,7 +9,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use tagrelay_reference::{is_valid_tag, MAX_TAG_LEN};
 
-use super::filter::{FilterScratch, TagFilter};
+use super::filter::{Exclusions, FilterScratch, TagFilter};
 use super::numeric::Decimal;
 use super::range::Range;
 use super::v1::Glob;
@@ -45,11 +45,11 @@ pub struct Selected<'a> {
     pub created: Option<DateTime<Utc>>,
     /// The value the policy ordered by, when `filterTags.extract` is set.
     pub extracted: Option<String>,
-    /// How many tags each stage set aside, for `policy test` and logs.
-    pub funnel: Funnel,
 }
 
-/// How many tags each stage of a selection set aside, in stage order.
+/// How many tags each stage of a selection set aside, in stage order: what
+/// [`SelectError::NoneQualify`] reports, and what
+/// [`CompiledPolicy::funnel`] tells about any selection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Funnel {
     /// Tags offered.
@@ -329,7 +329,6 @@ impl<'p, 'a> Ranker<'p, 'a> {
             tag: top.tag,
             created: top.created,
             extracted: extracted.then_some(top.value),
-            funnel,
         })
     }
 }
@@ -372,28 +371,43 @@ fn offer_version<'a>(
     }
 }
 
-/// A plain semver policy (no tag filter) over one tag: the version is read
-/// first, and the OCI grammar checked only when it tells the funnel
-/// something. A tag the Flux grammar reads is a valid OCI tag unless it is
-/// too long or carries build metadata (`+` is outside the OCI grammar), so
-/// most tags are read once instead of twice; the funnel counts as in
-/// [`CompiledPolicy::select`].
-#[inline]
-fn offer_plain_semver<'a>(
+/// A plain semver policy's choice (no tag filter, Flux's two-dot reading):
+/// the resolver's commonest selection, over tens of thousands of tags, so
+/// each tag costs as little as its fate allows. A tag that does not read
+/// as a version is dropped after the read, whatever else is wrong with it;
+/// a version that does not beat the best so far is dropped before the range
+/// or the exclusion list is consulted. A version without build metadata (`+`
+/// is outside the OCI grammar) and of at most 128 bytes is a valid OCI tag,
+/// so the grammar needs no second pass. Chooses exactly what the counting
+/// pass in [`CompiledPolicy::select`] chooses; `None` when nothing
+/// qualifies, which that pass then explains.
+fn choose_plain_semver<'a>(
     range: &Range,
-    best: &mut Option<(Top<'a>, SemverKey)>,
-    candidate: Candidate<'a>,
-    funnel: &mut Funnel,
-) {
-    let tag = candidate.tag;
-    match TagVersion::parse_flux_tag(tag) {
-        Some((version, false)) if tag.len() <= MAX_TAG_LEN => {
-            offer_version(range, best, candidate, &version, None, funnel);
+    exclusions: &Exclusions,
+    candidates: impl Iterator<Item = Candidate<'a>>,
+) -> Option<Candidate<'a>> {
+    let mut best: Option<(Candidate<'a>, TagVersion<'a>)> = None;
+    for candidate in candidates {
+        let tag = candidate.tag;
+        let Some((version, false)) = TagVersion::parse_flux_tag(tag) else {
+            continue;
+        };
+        if tag.len() > MAX_TAG_LEN {
+            continue;
         }
-        Some(_) => funnel.invalid += 1,
-        None if is_valid_tag(tag) => funnel.not_version += 1,
-        None => funnel.invalid += 1,
+        // Equal versions (`1.0.0`, `v1.0.0`): the tag last in byte order
+        // wins, as in the counting pass.
+        let beats_best = best.as_ref().is_none_or(|(top, top_version)| {
+            version
+                .cmp_precedence(top_version)
+                .then_with(|| tag.cmp(top.tag))
+                == Ordering::Greater
+        });
+        if beats_best && range.matches(&version) && !exclusions.excludes(tag) {
+            best = Some((candidate, version));
+        }
     }
+    best.map(|(candidate, _)| candidate)
 }
 
 /// Makes `candidate` the best so far, reusing the old best's buffer.
@@ -431,6 +445,11 @@ impl CompiledPolicy {
     /// - newest build / v1 glob and regex: equal creation times go to the tag
     ///   first in byte order (Flux v1's rule); a missing time ranks below any.
     ///
+    /// A plain semver policy (no tag filter) first takes a pass that counts
+    /// nothing (see `choose_plain_semver`); only when it finds nothing does
+    /// the counting pass run, to say why. Hence `candidates` must be cheap
+    /// to iterate twice.
+    ///
     /// # Errors
     ///
     /// [`SelectError::NoTags`] for no candidates; [`SelectError::NoneQualify`]
@@ -441,7 +460,41 @@ impl CompiledPolicy {
     pub fn select<'a, I>(&self, candidates: I) -> Result<Selected<'a>, SelectError>
     where
         I: IntoIterator<Item = Candidate<'a>>,
+        I::IntoIter: Clone,
     {
+        let candidates = candidates.into_iter();
+        if let (
+            None,
+            false,
+            Ranking::Semver {
+                range,
+                lenient: false,
+            },
+        ) = (&self.matcher, self.skip_latest, &self.ranking)
+        {
+            if let Some(chosen) = choose_plain_semver(range, &self.exclusions, candidates.clone()) {
+                return Ok(Selected {
+                    tag: chosen.tag,
+                    created: chosen.created,
+                    extracted: None,
+                });
+            }
+        }
+        self.select_counting(candidates).0
+    }
+
+    /// How many of `candidates` each stage of [`CompiledPolicy::select`]
+    /// sets aside: what explains a choice, or the lack of one.
+    pub fn funnel<'a>(&self, candidates: impl IntoIterator<Item = Candidate<'a>>) -> Funnel {
+        self.select_counting(candidates).1
+    }
+
+    /// The selection with every stage counted: the general pass, and the
+    /// explanation when the plain semver pass finds nothing.
+    fn select_counting<'a>(
+        &self,
+        candidates: impl IntoIterator<Item = Candidate<'a>>,
+    ) -> (Result<Selected<'a>, SelectError>, Funnel) {
         let mut funnel = Funnel::default();
         let mut stage = match &self.matcher {
             None => Stage::All,
@@ -450,26 +503,6 @@ impl CompiledPolicy {
         };
         let extracted = matches!(&stage, Stage::Filter(filter, _) if filter.extracts());
         let mut ranker = Ranker::new(&self.ranking);
-        if let (
-            Stage::All,
-            false,
-            Ranker::Semver {
-                range,
-                lenient: false,
-                best,
-            },
-        ) = (&stage, self.skip_latest, &mut ranker)
-        {
-            for candidate in candidates {
-                funnel.total += 1;
-                if self.exclusions.excludes(candidate.tag) {
-                    funnel.excluded += 1;
-                    continue;
-                }
-                offer_plain_semver(range, best, candidate, &mut funnel);
-            }
-            return ranker.finish(self, funnel, extracted);
-        }
         for candidate in candidates {
             funnel.total += 1;
             let tag = candidate.tag;
@@ -496,7 +529,7 @@ impl CompiledPolicy {
             };
             ranker.offer(candidate, value, extracted, &mut funnel);
         }
-        ranker.finish(self, funnel, extracted)
+        (ranker.finish(self, funnel, extracted), funnel)
     }
 
     /// [`CompiledPolicy::select`] over bare tags (no creation times), for
@@ -505,12 +538,11 @@ impl CompiledPolicy {
     /// # Errors
     ///
     /// As [`CompiledPolicy::select`].
-    pub fn select_tags<'a, S>(
-        &self,
-        tags: impl IntoIterator<Item = &'a S>,
-    ) -> Result<Selected<'a>, SelectError>
+    pub fn select_tags<'a, S, I>(&self, tags: I) -> Result<Selected<'a>, SelectError>
     where
         S: AsRef<str> + ?Sized + 'a,
+        I: IntoIterator<Item = &'a S>,
+        I::IntoIter: Clone,
     {
         self.select(tags.into_iter().map(|tag| Candidate::from(tag.as_ref())))
     }

@@ -15,6 +15,11 @@ fn pick<'a>(policy: &CompiledPolicy, tags: &[&'a str]) -> Result<&'a str, Select
     policy.select_tags(tags.iter().copied()).map(|s| s.tag)
 }
 
+/// What each stage of `policy` sets aside among `tags`.
+fn funnel_of(policy: &CompiledPolicy, tags: &[&str]) -> Funnel {
+    policy.funnel(tags.iter().map(|tag| Candidate::from(*tag)))
+}
+
 fn alphabetical(order: Order) -> CompiledPolicy {
     compile(&PolicyRules::new(Choice::Alphabetical { order })).unwrap()
 }
@@ -152,8 +157,9 @@ fn semver_build_metadata_does_not_order() {
     );
     assert_eq!(pick(&any, &["1.0.0_99999999", "1.0.1"]), Ok("1.0.1"));
     // And a tag with `+` is never a candidate.
-    let got = semver("^1").select_tags(["1.0.0+b", "1.0.0"]).unwrap();
-    assert_eq!((got.tag, got.funnel.invalid), ("1.0.0", 1));
+    let tags = ["1.0.0+b", "1.0.0"];
+    assert_eq!(pick(&semver("^1"), &tags), Ok("1.0.0"));
+    assert_eq!(funnel_of(&semver("^1"), &tags).invalid, 1);
 }
 
 #[test]
@@ -173,13 +179,13 @@ fn semver_funnel_explains_an_empty_result() {
         "no tag qualifies for semver range \"^1\": 7 tags, of which 1 excluded by exclusionList, \
          1 not valid OCI tags, 2 not versions, 3 outside the range"
     );
-    let ok = semver(">=0")
-        .select_tags(["1.0.0", "main", "x.sig"])
-        .unwrap();
-    assert_eq!(ok.funnel.qualified, 1);
-    assert_eq!(ok.funnel.not_version, 1);
-    assert_eq!(ok.funnel.excluded, 1);
+    let tags = ["1.0.0", "main", "x.sig"];
+    let ok = semver(">=0").select_tags(tags).unwrap();
     assert_eq!(ok.extracted, None);
+    let funnel = funnel_of(&semver(">=0"), &tags);
+    assert_eq!(funnel.qualified, 1);
+    assert_eq!(funnel.not_version, 1);
+    assert_eq!(funnel.excluded, 1);
 }
 
 #[test]
@@ -449,8 +455,9 @@ fn filter_then_rank_by_extracted_value_returning_the_original_tag() {
     let got = policy.select_tags(tags).unwrap();
     assert_eq!(got.tag, "main-abc1234-1700000300");
     assert_eq!(got.extracted.as_deref(), Some("1700000300"));
-    assert_eq!(got.funnel.unmatched, 2);
-    assert_eq!(got.funnel.qualified, 3);
+    let funnel = funnel_of(&policy, &tags);
+    assert_eq!(funnel.unmatched, 2);
+    assert_eq!(funnel.qualified, 3);
 
     let semver_on_extract = with_filter(
         Choice::Semver {
@@ -567,10 +574,11 @@ fn exclusion_list_defaults_to_signatures_and_applies_first() {
         exclusion_list: Some(vec!["-dev$".to_string()]),
     })
     .unwrap();
-    let got = custom.select_tags(["v2-dev", "v1", "z.sig"]).unwrap();
-    assert_eq!(got.tag, "v1");
-    assert_eq!(got.funnel.excluded, 1);
-    assert_eq!(got.funnel.unmatched, 1);
+    let tags = ["v2-dev", "v1", "z.sig"];
+    assert_eq!(pick(&custom, &tags), Ok("v1"));
+    let funnel = funnel_of(&custom, &tags);
+    assert_eq!(funnel.excluded, 1);
+    assert_eq!(funnel.unmatched, 1);
     let err = compile(&PolicyRules {
         choice: Choice::NewestBuild,
         filter_tags: None,
@@ -587,20 +595,36 @@ fn exclusion_list_defaults_to_signatures_and_applies_first() {
 fn tags_outside_the_oci_grammar_are_never_chosen() {
     let long = format!("z{}", "a".repeat(128));
     let tags = ["zz\ninjected", "z z", "-z", ".z", long.as_str(), "éz", "a"];
-    let got = alphabetical(Order::Asc).select_tags(tags).unwrap();
-    assert_eq!(got.tag, "a");
-    assert_eq!(got.funnel.invalid, 6);
+    assert_eq!(pick(&alphabetical(Order::Asc), &tags), Ok("a"));
+    assert_eq!(funnel_of(&alphabetical(Order::Asc), &tags).invalid, 6);
     assert!(matches!(
         pick(&alphabetical(Order::Asc), &["bad tag"]),
         Err(SelectError::NoneQualify { .. })
     ));
 }
 
+/// The same semver policy twice: plain (its own pass, counting nothing) and
+/// with `.*` as a tag filter, which sends it down the counting pass.
+fn plain_and_counted(range: &str, exclusion_list: Option<Vec<String>>) -> [CompiledPolicy; 2] {
+    let rules = |filter_tags| PolicyRules {
+        choice: Choice::Semver {
+            range: range.to_string(),
+        },
+        filter_tags,
+        exclusion_list: exclusion_list.clone(),
+    };
+    [
+        compile(&rules(None)).unwrap(),
+        compile(&rules(Some(FilterTags {
+            pattern: ".*".to_string(),
+            extract: None,
+        })))
+        .unwrap(),
+    ]
+}
+
 #[test]
-fn plain_semver_reads_each_tag_once_and_counts_as_the_general_path_does() {
-    // A plain semver policy takes its own path (the version read first, the
-    // OCI grammar checked only when it matters); `.*` as a tag filter sends
-    // the same policy down the general path. Both must agree on every tag.
+fn plain_semver_chooses_and_explains_as_the_counting_pass_does() {
     let long_version = format!("1.0.0-{}", "a".repeat(130));
     let tags = [
         "1.2.3",
@@ -614,25 +638,18 @@ fn plain_semver_reads_each_tag_once_and_counts_as_the_general_path_does() {
         "1.2",
         "latest",
         "bad tag",
-        "bad
-tag.sig",
+        "bad\ntag.sig",
         "sha256-abc.sig",
         "éz",
         "v",
     ];
-    let plain = semver(">=1.0.0 <4.0.0");
-    let general = with_filter(
-        Choice::Semver {
-            range: ">=1.0.0 <4.0.0".to_string(),
-        },
-        ".*",
-        None,
+    let [plain, counted] = plain_and_counted(">=1.0.0 <4.0.0", None);
+    assert_eq!(
+        pick(&plain, &tags),
+        Ok("v1.9.0"),
+        "equal versions: last in byte order"
     );
-    let fast = plain.select_tags(tags).unwrap();
-    let slow = general.select_tags(tags).unwrap();
-    assert_eq!(fast.tag, "v1.9.0", "equal versions: last in byte order");
-    assert_eq!(fast.tag, slow.tag);
-    assert_eq!(fast.funnel, slow.funnel);
+    assert_eq!(pick(&counted, &tags), Ok("v1.9.0"));
     let expected = Funnel {
         total: 15,
         excluded: 1,
@@ -642,7 +659,101 @@ tag.sig",
         qualified: 3,
         ..Funnel::default()
     };
-    assert_eq!(fast.funnel, expected);
+    assert_eq!(funnel_of(&plain, &tags), expected);
+    // Nothing qualifies: the plain pass hands over to the counting pass,
+    // whose error says why.
+    let err = pick(&plain, &["5.0.0", "main", "1.0.0+b"]).unwrap_err();
+    assert!(
+        err.to_string().ends_with(
+            "3 tags, of which 1 not valid OCI tags, 1 not versions, 1 outside the range"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn plain_semver_agrees_with_the_counting_pass_on_random_tag_sets() {
+    // Ties, prereleases, build metadata, leading zeros, excluded versions,
+    // too-long and invalid tags, in random subsets and orders, under ranges
+    // of every operator and under default, empty and custom exclusion lists.
+    let long_version = format!("1.0.0-{}", "a".repeat(130));
+    let pool = [
+        "1.2.3",
+        "v1.2.3",
+        "01.2.3",
+        "1.2.3-rc.1",
+        "1.2.3-rc.9",
+        "1.2.3-rc.10",
+        "1.2.3-rc9",
+        "1.2.3+b",
+        "v2.0.0",
+        "2.0.0-0",
+        "2.0.0-alpha.beta",
+        "3.1.4",
+        "3.1.4-x-y",
+        "3.99.99",
+        "4.0.0",
+        "0.0.1",
+        "1.10.0",
+        "1.9.9-beta",
+        "2024.01.02",
+        "1.2",
+        "1",
+        "v",
+        "latest",
+        "1.2.3.sig",
+        "v3.1.4.sig",
+        "sha256-abc.sig",
+        "bad tag",
+        "1.2.3_4",
+        long_version.as_str(),
+    ];
+    let ranges = [
+        ">=1.0.0 <4.0.0",
+        "^2.0.0-0 || ~3.1 || 1.2.3 - 1.9",
+        "*",
+        ">=0.0.0-0",
+        "~1.2",
+        "!=1.2.3",
+        "<1.2.3-rc.10",
+        "1.x",
+    ];
+    let exclusion_lists = [
+        None,
+        Some(vec![]),
+        Some(vec!["^v".to_string(), "rc".to_string()]),
+    ];
+    let mut seed: u64 = 7;
+    let mut next = |below: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from(seed >> 33).unwrap() % below
+    };
+    let mut compared = 0;
+    for range in ranges {
+        for exclusions in &exclusion_lists {
+            let [plain, counted] = plain_and_counted(range, exclusions.clone());
+            for _ in 0..300 {
+                let tags: Vec<&str> = (0..next(12)).map(|_| pool[next(pool.len())]).collect();
+                let fast = pick(&plain, &tags);
+                let slow = pick(&counted, &tags);
+                assert_eq!(
+                    fast.as_ref().ok(),
+                    slow.as_ref().ok(),
+                    "{range:?} {exclusions:?} {tags:?}"
+                );
+                assert_eq!(
+                    fast.as_ref().err().map(std::mem::discriminant),
+                    slow.as_ref().err().map(std::mem::discriminant),
+                    "{range:?} {exclusions:?} {tags:?}"
+                );
+                compared += usize::from(fast.is_ok());
+            }
+        }
+    }
+    // Most sets must have had a winner, or the comparison proves little.
+    assert!(compared > 3000, "only {compared} selections chose a tag");
 }
 
 // ---- Flux v1 ------------------------------------------------------------
@@ -720,9 +831,8 @@ fn v1_latest_is_never_chosen_unless_asked_for() {
         assert_eq!(got.as_ref().ok().map(|s| s.tag), want, "{filter}");
     }
     let newest = compile(&PolicyRules::new(Choice::NewestBuild)).unwrap();
-    let got = newest.select(images).unwrap();
-    assert_eq!(got.tag, "1.0");
-    assert_eq!(got.funnel.latest, 2);
+    assert_eq!(newest.select(images).unwrap().tag, "1.0");
+    assert_eq!(newest.funnel(images).latest, 2);
     // Exactly glob:latest (or latest, glob being the default) picks it.
     assert_eq!(v1("glob:latest").select(images).unwrap().tag, "latest");
     assert_eq!(v1("latest").select(images).unwrap().tag, "latest");
