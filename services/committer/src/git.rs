@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
@@ -186,7 +187,11 @@ fn refspecs(tags: bool) -> Vec<&'static str> {
 
 /// Fetches the remote's branches (and tags when `tags`) into the cache and
 /// returns every ref the remote advertised, peeled to the object it names.
-/// Only objects the cache lacks travel.
+/// Only objects the cache lacks travel. Over HTTP(S) each request of the
+/// fetch is bounded by `timeout` (`GitRepository.spec.timeout`, which bounds
+/// the push too), so a remote that stops answering fails the reconcile
+/// instead of holding it (and a large first fetch is not cut at the HTTP
+/// client's own default of 30 s).
 #[tracing::instrument(name = "git fetch", skip_all)]
 pub fn fetch(
     repo: &gix::Repository,
@@ -194,6 +199,7 @@ pub fn fetch(
     display_url: &str,
     access: &GitAccess,
     tags: bool,
+    timeout: Duration,
 ) -> Result<BTreeMap<String, ObjectId>, GitError> {
     let auth = &access.auth;
     let fetch_err = |e: &dyn std::fmt::Display| GitError::Fetch {
@@ -239,43 +245,52 @@ pub fn fetch(
         _ => None,
     };
     let client = client_setup(access).map_err(|e| fetch_err(&e))?;
-    if header.is_some() || client.is_some() {
-        let mut options = gix::protocol::transport::client::blocking_io::http::Options {
-            extra_headers: header.into_iter().collect(),
-            ..Default::default()
-        };
-        if let Some(ClientSetup {
-            proxy,
-            roots,
-            identity,
-        }) = client
-        {
-            // gix's reqwest transport takes neither `http.proxy` nor
-            // `http.ssl*`; the client it builds is given them instead.
-            let backend = gix::protocol::transport::client::blocking_io::http::reqwest::Options {
-                configure_client: Some(Box::new(move |mut builder| {
-                    if let Some(proxy) = &proxy {
-                        builder = builder.proxy(proxy.clone());
-                    }
-                    for root in &roots {
-                        builder = builder.add_root_certificate(root.clone());
-                    }
-                    if let Some(identity) = &identity {
-                        builder = builder.identity(identity.clone());
-                    }
-                    Ok(builder)
-                })),
-                configure_request: None,
-            };
-            options.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
+    let mut options = gix::protocol::transport::client::blocking_io::http::Options {
+        extra_headers: header.into_iter().collect(),
+        ..Default::default()
+    };
+    // gix's reqwest transport takes neither `http.proxy` nor `http.ssl*`
+    // nor a timeout; the client it builds is given them instead.
+    let backend = gix::protocol::transport::client::blocking_io::http::reqwest::Options {
+        configure_client: Some(Box::new(move |mut builder| {
+            builder = builder.timeout(timeout);
+            if let Some(ClientSetup {
+                proxy,
+                roots,
+                identity,
+            }) = &client
+            {
+                if let Some(proxy) = proxy {
+                    builder = builder.proxy(proxy.clone());
+                }
+                for root in roots {
+                    builder = builder.add_root_certificate(root.clone());
+                }
+                if let Some(identity) = identity {
+                    builder = builder.identity(identity.clone());
+                }
+            }
+            Ok(builder)
+        })),
+        configure_request: None,
+    };
+    options.backend = Some(std::sync::Arc::new(Mutex::new(backend)));
+    connection = connection.with_transport_options(Box::new(options));
+    // A timeout is said in the operator's terms: which field to raise.
+    let failed = |e: &(dyn std::error::Error + 'static)| {
+        if timed_out(e) {
+            fetch_err(&format!(
+                "no answer within {timeout:?} (GitRepository spec.timeout)"
+            ))
+        } else {
+            fetch_err(&e)
         }
-        connection = connection.with_transport_options(Box::new(options));
-    }
+    };
     let outcome = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
-        .map_err(|e| fetch_err(&e))?
+        .map_err(|e| failed(&e))?
         .receive(gix::progress::Discard, &AtomicBool::new(false))
-        .map_err(|e| fetch_err(&e))?;
+        .map_err(|e| failed(&e))?;
     let mut refs = BTreeMap::new();
     for r in &outcome.ref_map.remote_refs {
         let (name, target, peeled) = r.unpack();
@@ -284,6 +299,16 @@ pub fn fetch(
         }
     }
     Ok(refs)
+}
+
+/// Whether `error` was caused by an HTTP request or socket timing out.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| {
+        e.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
 }
 
 /// What gix's HTTP client is given beyond defaults: the proxy, the CA

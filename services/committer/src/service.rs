@@ -863,7 +863,8 @@ impl Committer {
             remote.to_string(),
             access.clone(),
         );
-        let (checkout, push_branch) = (a.checkout.clone(), a.push_branch.clone());
+        let (checkout, push_branch, timeout) =
+            (a.checkout.clone(), a.push_branch.clone(), a.timeout);
         let own_trailer = format!(
             "{}: {}/{}",
             message::AUTOMATION_TRAILER,
@@ -873,7 +874,7 @@ impl Committer {
         blocking(move || {
             let repo = git::open_or_init(&cache)?.to_thread_local();
             let tags = matches!(checkout, Checkout::Tag(_) | Checkout::Semver(_));
-            let refs = git::fetch(&repo, &url, &remote, &access, tags)?;
+            let refs = git::fetch(&repo, &url, &remote, &access, tags, timeout)?;
             let checkout_commit = match &checkout {
                 Checkout::Semver(range) => {
                     let names = refs.keys().filter_map(|r| r.strip_prefix("refs/tags/"));

@@ -192,6 +192,13 @@ impl Env {
     /// Waits (up to 30 s) for `count` `CommitPushed`, then a little longer
     /// for any that should not come.
     async fn wait_pushed(&self, count: usize) -> Vec<CommitPushed> {
+        self.wait_for_pushed(count).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        self.pushed().await
+    }
+
+    /// Waits (up to 30 s) for `count` `CommitPushed`, and no longer.
+    async fn wait_for_pushed(&self, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.pushed().await.len() < count {
             assert!(
@@ -202,8 +209,6 @@ impl Env {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        self.pushed().await
     }
 
     async fn events(&self, filter: &str) -> Vec<Envelope> {
@@ -671,15 +676,7 @@ async fn killed_after_commit_before_push_lands_the_same_single_commit_after_rest
     std::fs::remove_file(repo.path().join("reject")).unwrap();
     std::fs::write(repo.path().join("accept"), "").unwrap();
     let mut second = start_binary(&env, "one");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while env.pushed().await.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "never pushed; failures {:?}",
-            env.failed().await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    env.wait_for_pushed(1).await;
     second.kill().unwrap();
     second.wait().unwrap();
     let log = repo.log("main");
@@ -2332,4 +2329,90 @@ async fn a_move_seen_before_its_selection_is_recorded_still_lands() {
         .read_text("main", "apps/app-0.yaml")
         .unwrap()
         .contains("registry.example/app-0:2.0.0 #"));
+}
+
+/// [`config`] for an automation in namespace `stuck` whose Git remote, at
+/// `url`, gets `timeout` as its `GitRepository.spec.timeout`.
+fn stuck_config(url: &str, timeout: &str) -> String {
+    let yaml = config(url, "", "./apps")
+        .replace("namespace: flux-system", "namespace: stuck")
+        .replace("name: fleet", "name: stuck")
+        .replace(
+            "  interval: 1m\n  ref:",
+            &format!("  interval: 1m\n  timeout: {timeout}\n  ref:"),
+        );
+    assert!(yaml.contains("timeout: "), "config() changed shape");
+    yaml
+}
+
+#[tokio::test]
+async fn a_git_remote_that_never_answers_fails_at_its_timeout_and_holds_back_no_other_repository() {
+    let env = env().await;
+    // A remote that accepts connections (the kernel completes them on the
+    // listener's backlog) and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/fleet.git", silent.local_addr().unwrap());
+    let repo = seeded();
+    env.apply(&config(&repo.url(), "", "./apps")).await;
+    env.apply(&stuck_config(&silent_url, "12s")).await;
+    let started = Instant::now();
+    let (stop, service) = env.service(env.settings("svc")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The stuck automation's move first, then the healthy one's: the
+    // healthy one lands while the other still waits on its remote.
+    env.resolve("stuck", "app", "registry.example/app", "2.0.0")
+        .await;
+    let cause = env
+        .resolve("flux-system", "app", "registry.example/app", "1.2.0")
+        .await;
+    env.wait_for_pushed(1).await;
+    let failed_meanwhile = env.failed().await;
+    // The stuck remote fails at its 12 s timeout, not at a client's own
+    // default (30 s) and not never.
+    let mut stuck_failure = None;
+    while stuck_failure.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "no CommitFailed for the silent remote within 25 s of a 12 s timeout"
+        );
+        stuck_failure = env
+            .failed()
+            .await
+            .into_iter()
+            .find(|f| f.object.namespace == "stuck");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    service.await.unwrap();
+    drop(silent);
+
+    assert!(
+        failed_meanwhile.is_empty(),
+        "the healthy repository's commit came after the silent remote failed: {failed_meanwhile:?}"
+    );
+    let pushed = env.pushed().await;
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert!(pushed[0].causes.contains(&cause.id));
+    assert!(repo
+        .read_text("main", "apps/app.yaml")
+        .unwrap()
+        .contains("registry.example/app:1.2.0 #"));
+    let stuck_failure = stuck_failure.unwrap();
+    assert_eq!(
+        stuck_failure.reason,
+        FailureReason::GitUnavailable,
+        "{stuck_failure:?}"
+    );
+    assert!(stuck_failure.will_retry, "{stuck_failure:?}");
+    assert!(
+        stuck_failure.error.contains(&silent_url),
+        "{stuck_failure:?}"
+    );
+    assert!(
+        stuck_failure
+            .error
+            .ends_with("no answer within 12s (GitRepository spec.timeout)"),
+        "{stuck_failure:?}"
+    );
 }
