@@ -187,11 +187,12 @@ fn refspecs(tags: bool) -> Vec<&'static str> {
 
 /// Fetches the remote's branches (and tags when `tags`) into the cache and
 /// returns every ref the remote advertised, peeled to the object it names.
-/// Only objects the cache lacks travel. Over HTTP(S) each request of the
-/// fetch is bounded by `timeout` (`GitRepository.spec.timeout`, which bounds
-/// the push too), so a remote that stops answering fails the reconcile
-/// instead of holding it (and a large first fetch is not cut at the HTTP
-/// client's own default of 30 s).
+/// Only objects the cache lacks travel. `timeout`
+/// (`GitRepository.spec.timeout`, which bounds the push too) bounds each
+/// HTTP(S) request of the fetch, and an SSH connection's setup and silence,
+/// so a remote that stops answering fails the reconcile instead of holding
+/// it (and a large first fetch is not cut at the HTTP client's own default
+/// of 30 s).
 #[tracing::instrument(name = "git fetch", skip_all)]
 pub fn fetch(
     repo: &gix::Repository,
@@ -207,22 +208,31 @@ pub fn fetch(
         reason: format!("{e:#}"),
     };
     let mut repo = repo.clone();
-    if let GitAuth::Ssh {
-        identity,
-        known_hosts,
-        passphrase_dir,
-    } = auth
-    {
-        let passphrase = passphrase_dir
-            .as_deref()
-            .map(|dir| (access.askpass.as_path(), dir));
-        let command = ssh_command(identity, known_hosts.as_deref(), passphrase);
-        let mut config = repo.config_snapshot_mut();
-        config
-            .set_raw_value("core.sshCommand", command.as_str())
-            .map_err(|e| fetch_err(&e))?;
-        config.commit().map_err(|e| fetch_err(&e))?;
-    }
+    // ssh takes `timeout` as its own bounds: on connecting (the banner
+    // exchange included) and on a server that stops answering keepalives.
+    let seconds = timeout.as_secs().max(1);
+    let bounds = format!(
+        " -o ConnectTimeout={seconds} -o ServerAliveInterval={} -o ServerAliveCountMax=3",
+        (seconds / 3).max(1)
+    );
+    let command = match auth {
+        GitAuth::Ssh {
+            identity,
+            known_hosts,
+            passphrase_dir,
+        } => {
+            let passphrase = passphrase_dir
+                .as_deref()
+                .map(|dir| (access.askpass.as_path(), dir));
+            ssh_command(identity, known_hosts.as_deref(), passphrase) + &bounds
+        }
+        _ => format!("ssh{bounds}"),
+    };
+    let mut config = repo.config_snapshot_mut();
+    config
+        .set_raw_value("core.sshCommand", command.as_str())
+        .map_err(|e| fetch_err(&e))?;
+    config.commit().map_err(|e| fetch_err(&e))?;
     let remote = repo
         .remote_at(url)
         .map_err(|e| fetch_err(&e))?

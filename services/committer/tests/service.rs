@@ -2416,3 +2416,32 @@ async fn a_git_remote_that_never_answers_fails_at_its_timeout_and_holds_back_no_
         "{stuck_failure:?}"
     );
 }
+
+#[tokio::test]
+async fn an_ssh_remote_that_never_answers_fails_at_its_timeout() {
+    let env = env().await;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("ssh://git@{}/fleet.git", silent.local_addr().unwrap());
+    env.apply(&stuck_config(&silent_url, "3s")).await;
+    let started = Instant::now();
+    let (stop, service) = env.service(env.settings("svc")).await;
+    let failure = loop {
+        // Without a bound, ssh waits for the server's banner for hours.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no CommitFailed for the silent SSH remote within 20 s of a 3 s timeout"
+        );
+        if let Some(failure) = env.failed().await.into_iter().next() {
+            break failure;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = stop.send(());
+    service.await.unwrap();
+    drop(silent);
+
+    assert_eq!(failure.object.namespace, "stuck", "{failure:?}");
+    assert_eq!(failure.reason, FailureReason::GitUnavailable, "{failure:?}");
+    assert!(failure.will_retry, "{failure:?}");
+    assert!(failure.error.contains("timed out"), "{failure:?}");
+}
