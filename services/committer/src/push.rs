@@ -37,8 +37,8 @@ pub enum PushError {
     /// authentication, unknown remote).
     #[error("git push failed: {0}")]
     Failed(String),
-    /// It took longer than the GitRepository's timeout.
-    #[error("git push timed out after {0:?}")]
+    /// It took longer than the GitRepository's timeout (and was stopped).
+    #[error("git push: no answer within {0:?} (GitRepository spec.timeout)")]
     Timeout(Duration),
 }
 
@@ -108,7 +108,10 @@ pub async fn push(request: &Push<'_>, askpass: &Path) -> Result<Vec<RefOutcome>,
         .env_remove("SSH_ASKPASS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // A push given up on at the timeout is stopped, not left running
+        // beside the next reconcile's fetch in the same cache.
+        .kill_on_drop(true);
     command.envs(git_cli_environment(request.access, askpass));
     let child = command
         .spawn()

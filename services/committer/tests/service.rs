@@ -2445,3 +2445,65 @@ async fn an_ssh_remote_that_never_answers_fails_at_its_timeout() {
     assert!(failure.will_retry, "{failure:?}");
     assert!(failure.error.contains("timed out"), "{failure:?}");
 }
+
+#[tokio::test]
+async fn a_push_held_past_its_timeout_is_stopped_and_failed_and_lands_once_when_released() {
+    let env = env().await;
+    let repo = seeded();
+    repo.install_hook("pre-receive", HOLDING_HOOK);
+    let yaml = config(&repo.url(), "", "./apps").replace(
+        "  interval: 1m\n  ref:",
+        "  interval: 1m\n  timeout: 2s\n  ref:",
+    );
+    assert!(yaml.contains("timeout: 2s"), "config() changed shape");
+    env.apply(&yaml).await;
+    let cause = env
+        .resolve("flux-system", "app", "registry.example/app", "3.0.0")
+        .await;
+    let (stop, service) = env.service(env.settings("svc")).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failure = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no CommitFailed for the held push"
+        );
+        if let Some(failure) = env.failed().await.into_iter().next() {
+            break failure;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(failure.reason, FailureReason::GitUnavailable, "{failure:?}");
+    assert!(
+        failure
+            .error
+            .ends_with("git push: no answer within 2s (GitRepository spec.timeout)"),
+        "{failure:?}"
+    );
+    // The `git push` given up on is stopped, not left running.
+    let ours = env.dirs.path().to_string_lossy().into_owned();
+    let running_pushes = || {
+        let listing = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .filter(|l| l.contains(&ours) && l.contains("push --porcelain"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while running_pushes() > 0 {
+        assert!(Instant::now() < deadline, "a git push outlived its timeout");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Released, the update lands once, announced once.
+    std::fs::write(repo.path().join("accept"), "").unwrap();
+    let pushed = env.wait_pushed(1).await;
+    let _ = stop.send(());
+    service.await.unwrap();
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert!(pushed[0].causes.contains(&cause.id));
+    assert_eq!(repo.log("main").len(), 2, "the seed and one update");
+    assert!(repo
+        .read_text("main", "apps/app.yaml")
+        .unwrap()
+        .contains("registry.example/app:3.0.0 #"));
+}
