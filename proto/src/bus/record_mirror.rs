@@ -95,6 +95,12 @@ impl<T> MirroredRecords<T> {
         self.records.get(key)
     }
 
+    /// The keys of every record, in no order: for finding the records
+    /// nothing wants any more.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.records.keys().map(String::as_str)
+    }
+
     /// How many records there are.
     pub fn len(&self) -> usize {
         self.records.len()
@@ -103,6 +109,27 @@ impl<T> MirroredRecords<T> {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+}
+
+/// The revision of the newest entry under `prefix` in `store` (0 when there
+/// is none): how far a watch of those keys alone must have read. One direct
+/// get of the last message on a wildcard subject.
+async fn last_revision_under(
+    store: &kv::Store,
+    bucket: &str,
+    prefix: &str,
+) -> Result<u64, BusError> {
+    let subject = format!("{}{prefix}>", store.prefix);
+    match store.stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(message) => Ok(message.sequence),
+        Err(e)
+            if e.kind()
+                == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+        {
+            Ok(0)
+        }
+        Err(e) => Err(bucket_error(bucket, &format!("{prefix}>"), e)),
     }
 }
 
@@ -118,6 +145,8 @@ struct Shared<T> {
 pub struct RecordMirror<T> {
     store: kv::Store,
     bucket: &'static str,
+    /// Only keys starting with this (ending in `.`) are mirrored.
+    prefix: Option<&'static str>,
     shared: Arc<Shared<T>>,
 }
 
@@ -126,6 +155,7 @@ impl<T> Clone for RecordMirror<T> {
         Self {
             store: self.store.clone(),
             bucket: self.bucket,
+            prefix: self.prefix,
             shared: self.shared.clone(),
         }
     }
@@ -135,9 +165,22 @@ impl<T: DeserializeOwned + Send + Sync + 'static> RecordMirror<T> {
     /// A mirror of `store`, the bucket named `bucket`; empty until
     /// [`RecordMirror::follow`] runs.
     pub fn new(store: kv::Store, bucket: &'static str) -> Self {
+        Self::mirroring(store, bucket, None)
+    }
+
+    /// A mirror of the records under `prefix` (ending in `.`) in `store`
+    /// alone: for a bucket that also holds records of other types, which
+    /// would neither read as `T` nor be wanted in memory. Keys keep their
+    /// prefix.
+    pub fn under(store: kv::Store, bucket: &'static str, prefix: &'static str) -> Self {
+        Self::mirroring(store, bucket, Some(prefix))
+    }
+
+    fn mirroring(store: kv::Store, bucket: &'static str, prefix: Option<&'static str>) -> Self {
         Self {
             store,
             bucket,
+            prefix,
             shared: Arc::new(Shared {
                 records: RwLock::new(MirroredRecords {
                     records: HashMap::new(),
@@ -156,7 +199,10 @@ impl<T: DeserializeOwned + Send + Sync + 'static> RecordMirror<T> {
     pub async fn follow(self) {
         let mut pause = Duration::from_millis(200);
         loop {
-            match self.store.watch_with_history(">").await {
+            let keys = self
+                .prefix
+                .map_or_else(|| ">".to_string(), |p| format!("{p}>"));
+            match self.store.watch_with_history(keys).await {
                 Ok(watch) => {
                     pause = Duration::from_millis(200);
                     self.write().records.clear();
@@ -220,7 +266,10 @@ impl<T: DeserializeOwned + Send + Sync + 'static> RecordMirror<T> {
     /// The records holding at least every revision the bucket held when this
     /// was called: what a decision must read. One request.
     pub async fn current(&self) -> Result<RwLockReadGuard<'_, MirroredRecords<T>>, BusError> {
-        let wanted = last_revision(&self.store, self.bucket).await?;
+        let wanted = match self.prefix {
+            None => last_revision(&self.store, self.bucket).await?,
+            Some(prefix) => last_revision_under(&self.store, self.bucket, prefix).await?,
+        };
         self.shared.catch_up.wait_for(self.bucket, wanted).await?;
         Ok(self
             .shared

@@ -10,7 +10,7 @@
 //! event id travels with it (`X-Tagrelay-Event-Id`, `Nats-Msg-Id`) so a
 //! receiver can drop the copy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +18,8 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use chrono::Utc;
 use opentelemetry::KeyValue;
-use tagrelay_proto::bus::{Bus, BusError, ConfigChange, ConfigStore};
-use tagrelay_proto::config::{parse_go_duration, Alert, Kind, Object, ObjectKey, Provider};
+use tagrelay_proto::bus::{Bus, BusError, ConfigChange, ConfigStore, RecordMirror};
+use tagrelay_proto::config::{parse_go_duration, Alert, Object, ObjectKey, Provider};
 use tagrelay_proto::consume::{
     consume, follow_config, ConsumeSettings, Delivery, Disposition, Failed, Failures, Handler,
 };
@@ -55,6 +55,13 @@ pub struct Notifier {
     bus: Bus,
     store: ConfigStore,
     notifications: kv::Store,
+    /// Every object's status, for the sweep: one request a sweep instead of
+    /// one per repository and automation.
+    statuses: RecordMirror<ObjectStatus>,
+    /// The stalls last announced (`stalled.*` in the notifications bucket),
+    /// for the sweep: O(stalls), not O(policies), a sweep.
+    stall_records: RecordMirror<Stalled>,
+    followers: [tokio::task::AbortHandle; 2],
     config: RwLock<Config>,
     deliverer: Deliverer,
     failures: Failures,
@@ -163,9 +170,25 @@ impl Notifier {
         for object in store.list(None).await? {
             config.apply(ConfigChange::Applied(Box::new(object)));
         }
+        let notifications = bus.bucket(names::NOTIFICATIONS_BUCKET).await?;
+        let statuses = RecordMirror::new(
+            bus.bucket(names::STATUS_BUCKET).await?,
+            names::STATUS_BUCKET,
+        );
+        let stall_records = RecordMirror::under(
+            notifications.clone(),
+            names::NOTIFICATIONS_BUCKET,
+            STALL_PREFIX,
+        );
         Ok(Self {
             bus: bus.clone(),
-            notifications: bus.bucket(names::NOTIFICATIONS_BUCKET).await?,
+            followers: [
+                tokio::spawn(statuses.clone().follow()).abort_handle(),
+                tokio::spawn(stall_records.clone().follow()).abort_handle(),
+            ],
+            statuses,
+            stall_records,
+            notifications,
             failures: Failures::new(bus, &store, Stage::Notify),
             store,
             config: RwLock::new(config),
@@ -314,30 +337,44 @@ impl Notifier {
     /// and forgets the stalls that ended, so the next one is announced.
     pub async fn sweep(&self) -> Result<usize, BusError> {
         let objects = self.config.read().await.objects.clone();
-        let mut statuses = BTreeMap::new();
-        for (key, object) in &objects {
-            let wanted = match object {
-                Object::ImageRepository(_) | Object::ImageUpdateAutomation(_) => true,
-                Object::ImagePolicy(_) | Object::Provider(_) | Object::Alert(_) => false,
-                Object::GitRepository(_) | Object::Namespace(_) => false,
-            };
-            if wanted {
-                if let Some(status) = self.store.status(key).await? {
-                    statuses.insert(key.clone(), status);
-                }
-            }
-        }
+        let statuses: BTreeMap<ObjectKey, ObjectStatus> = {
+            let mirrored = self.statuses.current().await?;
+            objects
+                .iter()
+                .filter(|(_, object)| {
+                    matches!(
+                        object,
+                        Object::ImageRepository(_) | Object::ImageUpdateAutomation(_)
+                    )
+                })
+                .filter_map(|(key, _)| {
+                    let status = mirrored.get(&key.bucket_key())?;
+                    Some((key.clone(), status.clone()))
+                })
+                .collect()
+        };
         let found = stalls(Utc::now(), &objects, &statuses, self.settings.limits);
-        let mut announced = 0;
-        for stall in &found {
-            let record = stall_key(&stall.key);
-            let known = self.notifications.get(&record).await.ok().flatten();
-            let known: Option<Stalled> = known.and_then(|b| serde_json::from_slice(&b).ok());
-            if known
-                .is_some_and(|k| k.since == stall.stalled.since && k.reason == stall.stalled.reason)
-            {
-                continue;
-            }
+        // New stalls (or a stall of the same object since another time or
+        // for another reason), and the records of stalls that ended.
+        let (fresh, ended) = {
+            let recorded = self.stall_records.current().await?;
+            let fresh: Vec<_> = found
+                .iter()
+                .filter(|stall| {
+                    !recorded.get(&stall_key(&stall.key)).is_some_and(|known| {
+                        known.since == stall.stalled.since && known.reason == stall.stalled.reason
+                    })
+                })
+                .collect();
+            let current: HashSet<String> = found.iter().map(|s| stall_key(&s.key)).collect();
+            let ended: Vec<String> = recorded
+                .keys()
+                .filter(|record| !current.contains(*record))
+                .map(str::to_string)
+                .collect();
+            (fresh, ended)
+        };
+        for stall in &fresh {
             let payload = if is_policy(stall) {
                 Event::PolicyStale(stall.stalled.clone())
             } else {
@@ -348,19 +385,23 @@ impl Notifier {
                 .await?;
             tracing::warn!(object = %stall.key, reason = stall.stalled.reason.as_str(), message = %stall.stalled.message, "stuck");
             let value = serde_json::to_vec(&stall.stalled).unwrap_or_default();
-            let _ = self.notifications.put(&record, value.into()).await;
-            announced += 1;
+            let _ = self
+                .notifications
+                .put(&stall_key(&stall.key), value.into())
+                .await;
         }
-        for key in objects.keys().filter(|k| {
-            matches!(k.kind, Kind::ImagePolicy | Kind::ImageUpdateAutomation)
-                && !found.iter().any(|s| &s.key == *k)
-        }) {
-            let record = stall_key(key);
-            if self.recorded(&record).await {
-                let _ = self.notifications.delete(&record).await;
-            }
+        for record in ended {
+            let _ = self.notifications.delete(&record).await;
         }
-        Ok(announced)
+        Ok(fresh.len())
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        for follower in &self.followers {
+            follower.abort();
+        }
     }
 }
 
@@ -374,8 +415,11 @@ fn sent_key(provider: &ObjectKey, event_id: &str) -> String {
     )
 }
 
+/// Where the stall records live in the notifications bucket.
+const STALL_PREFIX: &str = "stalled.";
+
 /// `stalled.<kind>.<ns>.<name>`: the stall last announced (a [`Stalled`]
 /// as JSON), which `tagrelay get` shows.
 pub fn stall_key(key: &ObjectKey) -> String {
-    format!("stalled.{}", key.bucket_key())
+    format!("{STALL_PREFIX}{}", key.bucket_key())
 }

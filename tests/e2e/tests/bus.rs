@@ -377,6 +377,37 @@ async fn a_record_mirror_reads_every_write_made_before_it_was_asked_and_forgets_
 }
 
 #[tokio::test]
+async fn a_record_mirror_under_a_prefix_reads_its_own_records_only_and_is_not_held_by_others() {
+    use serde_json::{json, Value};
+    let server = NatsServer::start();
+    let bus = connect(&server, "notifier/a").await;
+    let bucket = bus.bucket(names::NOTIFICATIONS_BUCKET).await.unwrap();
+    let mirror: RecordMirror<Value> =
+        RecordMirror::under(bucket.clone(), names::NOTIFICATIONS_BUCKET, "stalled.");
+    let follower = tokio::spawn(mirror.clone().follow());
+    // Nothing under the prefix yet: an empty mirror, at once.
+    assert!(mirror.current().await.unwrap().is_empty());
+    bucket.put("stalled.a", r#"{"n": 1}"#.into()).await.unwrap();
+    // Writes of another kind after it: neither mirrored nor waited for (a
+    // read waiting for them would fail after 10 s).
+    for n in 0..20 {
+        bucket
+            .put(format!("sent.p.{n}"), "not a record".into())
+            .await
+            .unwrap();
+    }
+    {
+        let records = mirror.current().await.unwrap();
+        assert_eq!(records.get("stalled.a"), Some(&json!({"n": 1})));
+        assert_eq!(records.len(), 1, "only the records under the prefix");
+    }
+    bucket.delete("stalled.a").await.unwrap();
+    bucket.put("sent.p.last", "x".into()).await.unwrap();
+    assert!(mirror.current().await.unwrap().is_empty());
+    follower.abort();
+}
+
+#[tokio::test]
 async fn an_unreachable_server_is_a_clear_error_not_a_hang() {
     let port = tagrelay_testkit::free_port();
     let started = std::time::Instant::now();
