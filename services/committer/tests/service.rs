@@ -2496,6 +2496,12 @@ async fn a_push_held_past_its_timeout_is_stopped_and_failed_and_lands_once_when_
 
     // Released, the update lands once, announced once.
     std::fs::write(repo.path().join("accept"), "").unwrap();
+    // The retry comes after the failure's back-off, later on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while env.pushed().await.is_empty() {
+        assert!(Instant::now() < deadline, "never pushed after the release");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let pushed = env.wait_pushed(1).await;
     let _ = stop.send(());
     service.await.unwrap();

@@ -312,21 +312,44 @@ async fn push_all(registry: &Registry, movers: &[usize], tag: &str) -> Vec<(usiz
 }
 
 /// Waits until every pushed file holds `tag`; returns push → commit seconds.
+/// A file's commit time is when the first branch tip carrying it was seen
+/// (tips polled every 20 ms), so the time spent reading the files afterwards
+/// does not count (read one after another, the 100th would pay for 99 reads).
 async fn landed(gits: &[BareRepo], pushed_at: Vec<(usize, Instant)>, tag: &str) -> Vec<f64> {
+    let mut pending = pushed_at;
     let mut latencies = Vec::new();
+    // Unknown at first, so a commit that landed before this began is found.
+    let mut tips: Vec<Option<String>> = vec![None; gits.len()];
     let deadline = Instant::now() + Duration::from_secs(300);
-    for (i, at) in pushed_at {
-        let repo = &gits[i % gits.len()];
-        let path = format!("apps/app-{i:05}.yaml");
-        while !repo
-            .read_text("main", &path)
-            .unwrap_or_default()
-            .contains(tag)
-        {
-            assert!(Instant::now() < deadline, "{path} never got {tag}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    while !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{} files never got {tag}",
+            pending.len()
+        );
+        for (g, repo) in gits.iter().enumerate() {
+            if !pending.iter().any(|(i, _)| i % gits.len() == g) {
+                continue;
+            }
+            let tip = repo.tip("main");
+            if tip.is_none() || tip == tips[g] {
+                continue;
+            }
+            let seen = Instant::now();
+            tips[g] = tip;
+            pending.retain(|&(i, at)| {
+                let carried = i % gits.len() == g
+                    && repo
+                        .read_text("main", &format!("apps/app-{i:05}.yaml"))
+                        .unwrap_or_default()
+                        .contains(tag);
+                if carried {
+                    latencies.push(seen.duration_since(at).as_secs_f64());
+                }
+                !carried
+            });
         }
-        latencies.push(at.elapsed().as_secs_f64());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     latencies.sort_by(f64::total_cmp);
     latencies
